@@ -1,0 +1,2 @@
+// @vl/albef: the model composes @vl/core building blocks (filled in by its model issue).
+export { initRuntime } from '@vl/core';

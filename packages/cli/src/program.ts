@@ -1,0 +1,7 @@
+// The `vl` command: each sub-command lives in commands/ and registers itself here.
+import { Command } from 'commander';
+
+export function buildProgram(): Command {
+  const program = new Command('vl').description('vision-language models: train, eval, ablate, bench, data').showHelpAfterError();
+  return program;
+}

@@ -1,0 +1,41 @@
+// Typed errors: every failure carries a stable code, what it concerns (file, record, key) and what to do.
+
+export type VlErrorCode =
+  | 'BACKEND_UNAVAILABLE'
+  | 'WASM_HEAP_LIMIT'
+  | 'STATE_DICT_MISMATCH'
+  | 'SAFETENSORS_INVALID'
+  | 'CONFIG_INVALID'
+  | 'SHAPE_MISMATCH'
+  | 'INVALID_ARGUMENT'
+  | 'DATA_INVALID'
+  | 'IMAGE_INVALID'
+  | 'NON_FINITE_LOSS';
+
+export interface VlErrorDetails {
+  /** The file, record or key the error is about. */
+  subject?: string;
+  /** What the user can do about it. */
+  hint?: string;
+  cause?: unknown;
+}
+
+export class VlError extends Error {
+  readonly code: VlErrorCode;
+  readonly subject?: string;
+  readonly hint?: string;
+
+  constructor(code: VlErrorCode, message: string, details: VlErrorDetails = {}) {
+    const where = details.subject ? ` [${details.subject}]` : '';
+    const hint = details.hint ? ` — ${details.hint}` : '';
+    super(`${code}${where}: ${message}${hint}`, details.cause === undefined ? undefined : { cause: details.cause });
+    this.name = 'VlError';
+    this.code = code;
+    this.subject = details.subject;
+    this.hint = details.hint;
+  }
+}
+
+export function isVlError(err: unknown, code?: VlErrorCode): err is VlError {
+  return err instanceof VlError && (code === undefined || err.code === code);
+}

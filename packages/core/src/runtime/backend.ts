@@ -1,0 +1,135 @@
+// Backend choice: tfjs-node-gpu > tfjs-node > wasm > cpu, by what is installed; VL_BACKEND overrides.
+// The native tfjs packages are optional peers (their install downloads libtensorflow), so their
+// absence is the normal case and is reported, not thrown.
+import * as tf from '@tensorflow/tfjs-core';
+// The union package registers every gradient with the one tfjs-core engine (tfjs-core's own
+// gradient files are ESM-only deep imports that do not load in Node) and the cpu backend.
+import '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { VlError } from '../errors.js';
+import { installWasmKernels, type InstalledKernels } from './wasm-kernels.js';
+
+export type BackendChoice = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
+export const BACKEND_PREFERENCE: readonly BackendChoice[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
+
+export interface BackendCandidate {
+  choice: BackendChoice;
+  available: boolean;
+  note: string;
+}
+
+export interface RuntimeInfo {
+  /** What was chosen, in `BackendChoice` terms. */
+  choice: BackendChoice;
+  /** The tfjs backend name that is active (`tensorflow` for both native packages). */
+  backend: string;
+  /** One sentence: why this backend. */
+  reason: string;
+  candidates: BackendCandidate[];
+  /** Kernels core registered on the chosen backend (replacements and fallbacks). */
+  kernels: InstalledKernels;
+}
+
+export interface InitRuntimeOptions {
+  /** Force a backend; default: `VL_BACKEND` if set, else the best installed one. */
+  backend?: BackendChoice | 'auto';
+  /** Register core's wasm kernels (fast BatchMatMul, missing training kernels). Default true. */
+  wasmKernels?: boolean;
+  /** Print the choice to stderr. Default false. */
+  verbose?: boolean;
+}
+
+let current: RuntimeInfo | null = null;
+
+const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
+  'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu',
+  'tfjs-node': '@tensorflow/tfjs-node',
+};
+
+async function tryLoadNative(choice: 'tfjs-node-gpu' | 'tfjs-node'): Promise<BackendCandidate> {
+  const pkg = NATIVE_PACKAGES[choice];
+  try {
+    await import(pkg);
+    return { choice, available: true, note: `${pkg} loaded` };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const note =
+      code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
+        ? `${pkg} is not installed (optional)`
+        : `${pkg} is installed but failed to load: ${(err as Error).message.split('\n')[0]}`;
+    return { choice, available: false, note };
+  }
+}
+
+function parseChoice(value: string, source: string): BackendChoice | 'auto' {
+  const v = value.trim().toLowerCase();
+  if (v === 'auto' || v === '') return 'auto';
+  if ((BACKEND_PREFERENCE as readonly string[]).includes(v)) return v as BackendChoice;
+  if (v === 'tensorflow' || v === 'node') return 'tfjs-node';
+  throw new VlError('BACKEND_UNAVAILABLE', `unknown backend '${value}'`, {
+    subject: source,
+    hint: `use one of ${BACKEND_PREFERENCE.join(', ')} or auto`,
+  });
+}
+
+/**
+ * Picks and activates the compute backend once per process (later calls return the same info
+ * unless a different backend is forced). Reports what it chose and why.
+ */
+export async function initRuntime(options: InitRuntimeOptions = {}): Promise<RuntimeInfo> {
+  const envValue = process.env.VL_BACKEND;
+  const requested =
+    options.backend !== undefined
+      ? parseChoice(options.backend, 'initRuntime({ backend })')
+      : envValue !== undefined
+        ? parseChoice(envValue, 'VL_BACKEND')
+        : 'auto';
+  const wantKernels = options.wasmKernels ?? true;
+  if (current && (requested === 'auto' || requested === current.choice) && current.kernels.enabled === wantKernels) {
+    return current;
+  }
+
+  const candidates: BackendCandidate[] = [];
+  for (const choice of BACKEND_PREFERENCE) {
+    if (requested !== 'auto' && choice !== requested) continue;
+    if (choice === 'tfjs-node-gpu' || choice === 'tfjs-node') {
+      candidates.push(await tryLoadNative(choice));
+    } else {
+      candidates.push({ choice, available: true, note: `@tensorflow/tfjs-backend-${choice} is bundled` });
+    }
+  }
+  const picked = candidates.find((c) => c.available);
+  if (!picked) {
+    throw new VlError('BACKEND_UNAVAILABLE', candidates.map((c) => c.note).join('; '), {
+      subject: requested === 'auto' ? 'auto' : requested,
+      hint: 'install the package, or set VL_BACKEND=wasm (always available)',
+    });
+  }
+  const tfName = picked.choice === 'tfjs-node-gpu' || picked.choice === 'tfjs-node' ? 'tensorflow' : picked.choice;
+  const ok = await tf.setBackend(tfName);
+  if (!ok) {
+    throw new VlError('BACKEND_UNAVAILABLE', `tfjs could not initialise the '${tfName}' backend`, {
+      subject: picked.choice,
+      hint: 'set VL_BACKEND=cpu to fall back to the pure-JS backend',
+    });
+  }
+  await tf.ready();
+  if (tfName === 'cpu') {
+    // The cpu backend prints an advert for tfjs-node on first use; we already report the choice.
+    (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+  }
+  const kernels = installWasmKernels(tfName === 'wasm' && wantKernels);
+  const skipped = candidates.filter((c) => c !== picked && !c.available).map((c) => c.note);
+  const why =
+    requested === 'auto'
+      ? `best installed backend${skipped.length ? ` (${skipped.join('; ')})` : ''}`
+      : `requested by ${options.backend !== undefined ? 'initRuntime({ backend })' : 'VL_BACKEND'}`;
+  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels };
+  if (options.verbose) process.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}\n`);
+  return current;
+}
+
+/** The info of the last `initRuntime` call, or null before it. */
+export function runtimeInfo(): RuntimeInfo | null {
+  return current;
+}
