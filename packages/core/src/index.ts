@@ -1,3 +1,7 @@
 // @vl/core: building blocks for vision-language models on TensorFlow.js.
 export * from './errors.js';
 export * from './runtime/index.js';
+export * from './nn/index.js';
+export * from './io/index.js';
+export * from './data/index.js';
+export * from './eval/index.js';

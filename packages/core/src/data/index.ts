@@ -1,0 +1,2 @@
+// Tokenizer, images, readers, batching, synthetic data (filled in by the data work).
+export {};

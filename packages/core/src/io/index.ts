@@ -1,0 +1,2 @@
+// safetensors and config I/O (filled in by the io work).
+export {};
