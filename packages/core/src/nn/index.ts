@@ -1,1 +1,4 @@
 export * from './functional.js';
+export * from './init.js';
+export * from './layers.js';
+export * from './module.js';
