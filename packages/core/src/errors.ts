@@ -10,7 +10,8 @@ export type VlErrorCode =
   | 'INVALID_ARGUMENT'
   | 'DATA_INVALID'
   | 'IMAGE_INVALID'
-  | 'NON_FINITE_LOSS';
+  | 'NON_FINITE_LOSS'
+  | 'IMAGE_TOO_LARGE';
 
 export interface VlErrorDetails {
   /** The file, record or key the error is about. */
