@@ -1,7 +1,7 @@
 // Image decoding (sharp/libvips: JPEG, PNG, WebP, …) and the transforms BLIP/ALBEF/CLIP-style models
 // use: resize (bicubic/bilinear), center or random-resized crop (torchvision's algorithm), flip,
 // per-model mean/std normalisation into NCHW float32.
-import sharp from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError, isVlError } from '../errors.js';
 import type { Rng } from '../runtime/rng.js';
@@ -129,9 +129,9 @@ function describe(err: unknown): string {
 }
 
 /** Reads only the header: width and height, refusing images over the pixel limit before decoding. */
-async function checkedPipeline(bytes: Uint8Array, options: DecodeOptions): Promise<{ img: sharp.Sharp; width: number; height: number }> {
+async function checkedPipeline(bytes: Uint8Array, options: DecodeOptions): Promise<{ img: Sharp; width: number; height: number }> {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  let meta: sharp.Metadata;
+  let meta: Metadata;
   try {
     // limitInputPixels is libvips' own guard; the explicit check below gives a typed error and
     // also covers formats whose header sharp reads without applying the limit.
@@ -160,7 +160,7 @@ async function checkedPipeline(bytes: Uint8Array, options: DecodeOptions): Promi
   return { img, width, height };
 }
 
-async function toRgb(img: sharp.Sharp, subject: string | undefined): Promise<DecodedImage> {
+async function toRgb(img: Sharp, subject: string | undefined): Promise<DecodedImage> {
   try {
     // No EXIF auto-rotation: PIL's Image.open(...).convert('RGB'), which the reference pipelines
     // use, ignores orientation too. Alpha is dropped (not composited), as convert('RGB') does.
