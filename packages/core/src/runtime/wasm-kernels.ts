@@ -1,6 +1,10 @@
 // Kernels core registers on the wasm backend: a BatchMatMul/_FusedMatMul that stays on the fast
 // path for every transpose/batch form, and fallbacks for kernels training needs that wasm lacks.
-// (Being filled in by the runtime-kernels work; this placeholder registers nothing.)
+import * as tf from '@tensorflow/tfjs-core';
+import { conv2DBackpropFilterConfig } from './kernels/conv-backprop-filter.js';
+import { cpuFallbackConfig } from './kernels/cpu-fallback.js';
+import { createFastMatMulKernels } from './kernels/matmul.js';
+import { unsortedSegmentSumConfig } from './kernels/segment-sum.js';
 
 export interface InstalledKernels {
   /** Whether core's replacement kernels are active. */
@@ -11,6 +15,74 @@ export interface InstalledKernels {
   fallbacks: string[];
 }
 
+const REPLACED = [tf.BatchMatMul, tf._FusedMatMul] as const;
+
+/** Hot gaps get direct heap implementations; every other gap gets the generic cpu round trip. */
+const DIRECT_FALLBACKS: readonly tf.KernelConfig[] = [unsortedSegmentSumConfig, conv2DBackpropFilterConfig];
+
+/** The stock configs, saved before the first replacement so `installWasmKernels(false)` can put them back. */
+let stock: Map<string, tf.KernelConfig> | null = null;
+let fastConfigs: tf.KernelConfig[] | null = null;
+let fallbacks: string[] | null = null;
+
+function register(config: tf.KernelConfig): void {
+  // Re-registering an existing name makes tfjs warn and keep the old one: unregister first.
+  if (tf.getKernel(config.kernelName, config.backendName)) tf.unregisterKernel(config.kernelName, config.backendName);
+  tf.registerKernel(config);
+}
+
+function installFallbacks(): string[] {
+  if (fallbacks) return fallbacks;
+  const installed: string[] = [];
+  for (const config of DIRECT_FALLBACKS) {
+    if (tf.getKernel(config.kernelName, 'wasm')) continue;
+    tf.registerKernel(config);
+    installed.push(config.kernelName);
+  }
+  const onWasm = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+  for (const { kernelName } of tf.getKernelsForBackend('cpu')) {
+    if (onWasm.has(kernelName)) continue;
+    const config = cpuFallbackConfig(kernelName);
+    if (!config) continue;
+    tf.registerKernel(config);
+    installed.push(kernelName);
+  }
+  fallbacks = installed.sort();
+  return fallbacks;
+}
+
+/**
+ * Registers core's wasm kernels. `enabled` switches the fast matmul on or back to the exact stock
+ * kernels (the bench compares both in one process); fallbacks only fill gaps, so they stay either
+ * way. A no-op when the wasm backend package is not loaded.
+ */
 export function installWasmKernels(enabled: boolean): InstalledKernels {
-  return { enabled: enabled && false, replaced: [], fallbacks: [] };
+  if (!tf.getKernel(tf.BatchMatMul, 'wasm')) return { enabled: false, replaced: [], fallbacks: [] };
+  const filled = installFallbacks();
+  if (!stock) {
+    stock = new Map();
+    for (const name of REPLACED) {
+      const config = tf.getKernel(name, 'wasm');
+      if (config) stock.set(name, config);
+    }
+  }
+  const stockBatchMatMul = stock.get(tf.BatchMatMul);
+  const stockFusedMatMul = stock.get(tf._FusedMatMul);
+  if (!stockBatchMatMul || !stockFusedMatMul) {
+    return { enabled: false, replaced: [], fallbacks: [...filled] };
+  }
+  if (enabled) {
+    fastConfigs ??= createFastMatMulKernels({ batchMatMul: stockBatchMatMul, fusedMatMul: stockFusedMatMul });
+    for (const config of fastConfigs) register(config);
+  } else {
+    for (const config of stock.values()) register(config);
+  }
+  return { enabled, replaced: enabled ? [...REPLACED] : [], fallbacks: [...filled] };
+}
+
+/** Whether the kernel registered now for wasm is the stock one (for tests and the bench). */
+export function isStockWasmKernel(kernelName: string): boolean {
+  const saved = stock?.get(kernelName);
+  const current = tf.getKernel(kernelName, 'wasm');
+  return saved === undefined ? current !== undefined : current === saved;
 }
