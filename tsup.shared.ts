@@ -12,6 +12,8 @@ export function vlTsupConfig(entry: Record<string, string>, extra: Partial<Optio
     platform: 'node',
     splitting: false,
     shims: true,
+    // Dependencies stay imports: bundling tfjs would create a second engine instance.
+    skipNodeModulesBundle: true,
     ...extra,
   });
 }
