@@ -1,2 +1,4 @@
-// Tokenizer, images, readers, batching, synthetic data (filled in by the data work).
-export {};
+// Data: WordPiece tokenizer, image decode + transforms, dataset readers, batching, synthetic scenes.
+export * from './tokenizer.js';
+export * from './image.js';
+export * from './synth.js';
