@@ -1,6 +1,7 @@
 // Backend choice: tfjs-node-gpu > tfjs-node > wasm > cpu, by what is installed; VL_BACKEND overrides.
 // The native tfjs packages are optional peers (their install downloads libtensorflow), so their
 // absence is the normal case and is reported, not thrown.
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 // The union package registers every gradient with the one tfjs-core engine (tfjs-core's own
 // gradient files are ESM-only deep imports that do not load in Node) and the cpu backend.
@@ -28,6 +29,8 @@ export interface RuntimeInfo {
   candidates: BackendCandidate[];
   /** Kernels core registered on the chosen backend (replacements and fallbacks). */
   kernels: InstalledKernels;
+  /** What the caller asked for ('auto' unless forced). */
+  requested: BackendChoice | 'auto';
 }
 
 export interface InitRuntimeOptions {
@@ -48,16 +51,17 @@ const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
 
 async function tryLoadNative(choice: 'tfjs-node-gpu' | 'tfjs-node'): Promise<BackendCandidate> {
   const pkg = NATIVE_PACKAGES[choice];
+  // Resolve before importing, so "not installed" (normal) is told apart from "broken install".
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+  } catch {
+    return { choice, available: false, note: `${pkg} is not installed (optional)` };
+  }
   try {
     await import(pkg);
     return { choice, available: true, note: `${pkg} loaded` };
   } catch (err) {
-    const code = (err as { code?: string }).code;
-    const note =
-      code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND'
-        ? `${pkg} is not installed (optional)`
-        : `${pkg} is installed but failed to load: ${(err as Error).message.split('\n')[0]}`;
-    return { choice, available: false, note };
+    return { choice, available: false, note: `${pkg} is installed but failed to load: ${(err as Error).message.split('\n')[0]}` };
   }
 }
 
@@ -73,8 +77,8 @@ function parseChoice(value: string, source: string): BackendChoice | 'auto' {
 }
 
 /**
- * Picks and activates the compute backend once per process (later calls return the same info
- * unless a different backend is forced). Reports what it chose and why.
+ * Picks and activates the compute backend and reports what it chose and why. Calling it again
+ * with the same request returns the same info; a different request switches backend.
  */
 export async function initRuntime(options: InitRuntimeOptions = {}): Promise<RuntimeInfo> {
   const envValue = process.env.VL_BACKEND;
@@ -85,7 +89,7 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
         ? parseChoice(envValue, 'VL_BACKEND')
         : 'auto';
   const wantKernels = options.wasmKernels ?? true;
-  if (current && (requested === 'auto' || requested === current.choice) && current.kernels.enabled === wantKernels) {
+  if (current && requested === current.requested && current.kernels.enabled === wantKernels) {
     return current;
   }
 
@@ -124,7 +128,7 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
     requested === 'auto'
       ? `best installed backend${skipped.length ? ` (${skipped.join('; ')})` : ''}`
       : `requested by ${options.backend !== undefined ? 'initRuntime({ backend })' : 'VL_BACKEND'}`;
-  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels };
+  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels, requested };
   if (options.verbose) process.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}\n`);
   return current;
 }
@@ -132,4 +136,12 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
 /** The info of the last `initRuntime` call, or null before it. */
 export function runtimeInfo(): RuntimeInfo | null {
   return current;
+}
+
+/**
+ * The active runtime, initialised with defaults on first use. Library code calls this (not
+ * `initRuntime()`), so it never overrides a backend the application chose.
+ */
+export async function ensureRuntime(): Promise<RuntimeInfo> {
+  return current ?? initRuntime();
 }
