@@ -1,9 +1,11 @@
 // The `vl` command: each sub-command lives in commands/ and registers itself here.
 import { Command } from 'commander';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerDataCommands } from './commands/data.js';
 
 export function buildProgram(): Command {
   const program = new Command('vl').description('vision-language models: train, eval, ablate, bench, data').showHelpAfterError();
   registerDemoCommand(program);
+  registerDataCommands(program);
   return program;
 }

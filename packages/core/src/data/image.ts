@@ -48,13 +48,13 @@ export interface DecodedImage {
   height: number;
 }
 
-export interface DecodeOptions {
+export interface ImageDecodeOptions {
   maxPixels?: number;
   /** Names the file or record in errors. */
   subject?: string;
 }
 
-export interface ImageTransformOptions extends DecodeOptions {
+export interface ImageTransformOptions extends ImageDecodeOptions {
   /** Output side (square) or [height, width]. */
   size: number | readonly [number, number];
   /**
@@ -129,7 +129,7 @@ function describe(err: unknown): string {
 }
 
 /** Reads only the header: width and height, refusing images over the pixel limit before decoding. */
-async function checkedPipeline(bytes: Uint8Array, options: DecodeOptions): Promise<{ img: Sharp; width: number; height: number }> {
+async function checkedPipeline(bytes: Uint8Array, options: ImageDecodeOptions): Promise<{ img: Sharp; width: number; height: number }> {
   const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
   let meta: Metadata;
   try {
@@ -174,7 +174,7 @@ async function toRgb(img: Sharp, subject: string | undefined): Promise<DecodedIm
 }
 
 /** Decodes to 8-bit RGB at full size (after the pixel-limit check). */
-export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+export async function decodeImage(bytes: Uint8Array, options: ImageDecodeOptions = {}): Promise<DecodedImage> {
   const { img } = await checkedPipeline(bytes, options);
   return toRgb(img, options.subject);
 }

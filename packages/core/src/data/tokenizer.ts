@@ -21,9 +21,9 @@ export interface TokenizerOptions {
   modelMaxLength?: number;
 }
 
-export type Padding = 'none' | 'longest' | 'max_length';
+export type PaddingMode = 'none' | 'longest' | 'max_length';
 
-export interface EncodeOptions {
+export interface TokenizerEncodeOptions {
   /** Add `[CLS] … [SEP]` (default true). */
   addSpecialTokens?: boolean;
   /**
@@ -36,7 +36,7 @@ export interface EncodeOptions {
   /** Cut at maxLength (default true); false throws when a text is too long. */
   truncation?: boolean;
   /** `max_length` pads every sequence to maxLength; `longest` (batches) to the longest one. */
-  padding?: Padding;
+  padding?: PaddingMode;
 }
 
 export interface Encoded {
@@ -57,7 +57,7 @@ export interface EncodedBatch {
   lengths: number[];
 }
 
-export interface DecodeOptions {
+export interface TokenizerDecodeOptions {
   /** Drop [PAD], [CLS], [SEP], [MASK], [UNK], [DEC], [ENC] (default true). */
   skipSpecialTokens?: boolean;
 }
@@ -261,7 +261,7 @@ export class BertTokenizer {
   }
 
   /** One text → ids and mask. Padding `longest` is the same as none for a single text. */
-  encode(text: string, options: EncodeOptions = {}): Encoded {
+  encode(text: string, options: TokenizerEncodeOptions = {}): Encoded {
     const addSpecial = options.addSpecialTokens ?? true;
     const maxLength = options.maxLength ?? this.modelMaxLength;
     if (!Number.isInteger(maxLength) || maxLength < (addSpecial ? 2 : 1)) {
@@ -299,7 +299,7 @@ export class BertTokenizer {
   }
 
   /** Many texts → one padded [batch, seqLen] block (padding `longest` unless `max_length`). */
-  encodeBatch(texts: readonly string[], options: EncodeOptions = {}): EncodedBatch {
+  encodeBatch(texts: readonly string[], options: TokenizerEncodeOptions = {}): EncodedBatch {
     const rows = texts.map((t) => this.encode(t, { ...options, padding: 'none' }));
     const lengths = rows.map((r) => r.ids.length);
     const seqLen =
@@ -314,7 +314,7 @@ export class BertTokenizer {
   }
 
   /** Ids → text, WordPiece pieces joined and BERT's tokenisation spaces cleaned up. */
-  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+  decode(ids: ArrayLike<number>, options: TokenizerDecodeOptions = {}): string {
     const skip = options.skipSpecialTokens ?? true;
     const keep: number[] = [];
     for (let i = 0; i < ids.length; i++) {
