@@ -69,13 +69,17 @@ export function parseJsonText<T = unknown>(text: string, subject: string, schema
  * it with `schema` when given. Errors: CONFIG_INVALID with the file as subject.
  */
 export async function readJsonFile<T = unknown>(path: string, schema?: z.ZodType<T>): Promise<T> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (cause) {
+    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, { subject: path, hint: 'check that the path exists and is a readable file', cause });
+  }
   let text: string;
   try {
-    const bytes = await readFile(path);
     text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch (cause) {
-    const reason = cause instanceof TypeError ? 'not valid UTF-8' : `cannot read: ${(cause as Error).message}`;
-    throw new VlError('CONFIG_INVALID', reason, { subject: path, hint: 'check that the path exists and is a readable UTF-8 JSON file', cause });
+    throw new VlError('CONFIG_INVALID', 'not valid UTF-8', { subject: path, hint: 'save the file as UTF-8', cause });
   }
   return parseJsonText(text, path, schema);
 }

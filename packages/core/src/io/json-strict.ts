@@ -87,7 +87,7 @@ class Parser {
   parse(): JsonValue {
     const value = this.value('$', 0);
     this.skipWhitespace();
-    if (this.pos < this.text.length) this.fail('unexpected data after the JSON value', '$');
+    if (this.pos < this.text.length) this.fail(`unexpected ${this.found()} after the JSON value`, '$');
     return value;
   }
 

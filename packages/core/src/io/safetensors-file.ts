@@ -3,6 +3,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic.js';
 import {
+  assertLittleEndianHost,
   decodeTensor,
   encodeTensorData,
   parseSafetensorsHeader,
@@ -82,6 +83,7 @@ export async function readSafetensorsHeader(path: string): Promise<SafetensorsHe
  * scratch buffer per tensor), so peak memory is about the decoded model.
  */
 export async function readSafetensorsFile(path: string): Promise<SafetensorsContents> {
+  assertLittleEndianHost(path);
   return withFile(path, async (handle, size) => {
     const header = await readHeader(handle, size, path);
     const dataStart = 8 + header.headerByteLength;

@@ -334,7 +334,8 @@ function byteOffsetOf(text: string, offset: number): number {
 // ---------------------------------------------------------------------------------------------
 // Decoding tensor data
 
-function assertLittleEndianHost(subject: string): void {
+/** Typed-array views read the host's byte order; safetensors is little-endian. */
+export function assertLittleEndianHost(subject: string): void {
   if (!LITTLE_ENDIAN_HOST) throw safetensorsError(subject, 'this reader needs a little-endian host', 'run on x86-64 or arm64');
 }
 

@@ -349,7 +349,7 @@ describe('reader validation: every rule gives SAFETENSORS_INVALID naming the pro
     ['N past the end of the file', u64(1000n, text.encode('{}')), /runs past the end of the file/],
     ['N = 0', u64(0n), /too short/],
     ['header not JSON', buildFile('{"a":'), /not valid JSON: unexpected end of input/],
-    ['garbage after the JSON', buildFile('{} x'), /unexpected data after the JSON value/],
+    ['garbage after the JSON', buildFile('{} x'), /unexpected character "x" after the JSON value/],
     ['JSON array header', buildFile('[]'), /must be a JSON object/],
     ['BOM before the JSON', buildFile('\uFEFF{}'), /not valid JSON/],
     ['invalid UTF-8', buildFile('{"\xff":1}').map((b, i, arr) => (i === 10 && arr[i] === 0xc3 ? 0xff : b)), /not valid UTF-8/],
