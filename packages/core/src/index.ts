@@ -5,3 +5,4 @@ export * from './nn/index.js';
 export * from './io/index.js';
 export * from './data/index.js';
 export * from './eval/index.js';
+export * from './verify/index.js';
