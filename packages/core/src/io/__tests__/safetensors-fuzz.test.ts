@@ -135,7 +135,7 @@ function mutate(base: Uint8Array, rng: Rng): { bytes: Uint8Array; kind: string }
     }
     case 5: {
       // Flip data bytes: loads (values change) or fails a value check (I64 range, BOOL 0/1).
-      for (let k = 0; k < 1 + rng.int(8); k++) {
+      for (let k = 1 + rng.int(8); k > 0; k--) {
         if (base.length > headerEnd) bytes[headerEnd + rng.int(base.length - headerEnd)]! ^= 1 + rng.int(255);
       }
       return { bytes, kind: 'flip data bytes' };
