@@ -6,3 +6,4 @@ export * from './io/index.js';
 export * from './data/index.js';
 export * from './eval/index.js';
 export * from './verify/index.js';
+export * from './objectives/index.js';
