@@ -7,3 +7,4 @@ export * from './data/index.js';
 export * from './eval/index.js';
 export * from './verify/index.js';
 export * from './objectives/index.js';
+export * from './distill/index.js';
