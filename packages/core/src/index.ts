@@ -8,3 +8,4 @@ export * from './eval/index.js';
 export * from './verify/index.js';
 export * from './objectives/index.js';
 export * from './distill/index.js';
+export * from './generate/index.js';
