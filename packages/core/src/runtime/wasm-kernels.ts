@@ -15,14 +15,31 @@ export interface InstalledKernels {
   fallbacks: string[];
 }
 
-const REPLACED = [tf.BatchMatMul, tf._FusedMatMul] as const;
+const FAST = [tf.BatchMatMul, tf._FusedMatMul] as const;
+
+/**
+ * Stock wasm kernels that give wrong results: their C code starts a running max at
+ * `numeric_limits<float>::min()` (the smallest positive float), so a window whose values are all
+ * negative yields a wrong max or drops its gradient. Replaced by the exact cpu kernel (rare ops).
+ */
+const CORRECTED = [
+  tf.MaxPoolGrad,
+  tf.MaxPool3D,
+  tf.MaxPool3DGrad,
+  tf.MaxPoolWithArgmax,
+  tf.Dilation2D,
+  tf.Dilation2DBackpropFilter,
+  tf.Dilation2DBackpropInput,
+] as const;
+
+const REPLACED: readonly string[] = [...FAST, ...CORRECTED];
 
 /** Hot gaps get direct heap implementations; every other gap gets the generic cpu round trip. */
 const DIRECT_FALLBACKS: readonly tf.KernelConfig[] = [unsortedSegmentSumConfig, conv2DBackpropFilterConfig];
 
 /** The stock configs, saved before the first replacement so `installWasmKernels(false)` can put them back. */
 let stock: Map<string, tf.KernelConfig> | null = null;
-let fastConfigs: tf.KernelConfig[] | null = null;
+let replacements: tf.KernelConfig[] | null = null;
 let fallbacks: string[] | null = null;
 
 function register(config: tf.KernelConfig): void {
@@ -52,9 +69,9 @@ function installFallbacks(): string[] {
 }
 
 /**
- * Registers core's wasm kernels. `enabled` switches the fast matmul on or back to the exact stock
- * kernels (the bench compares both in one process); fallbacks only fill gaps, so they stay either
- * way. A no-op when the wasm backend package is not loaded.
+ * Registers core's wasm kernels. `enabled` switches the fast matmul and the corrected max-pool
+ * kernels on, or back to the exact stock kernels (the bench compares both in one process).
+ * Fallbacks only fill gaps, so they stay either way. A no-op without the wasm backend package.
  */
 export function installWasmKernels(enabled: boolean): InstalledKernels {
   if (!tf.getKernel(tf.BatchMatMul, 'wasm')) return { enabled: false, replaced: [], fallbacks: [] };
@@ -71,13 +88,17 @@ export function installWasmKernels(enabled: boolean): InstalledKernels {
   if (!stockBatchMatMul || !stockFusedMatMul) {
     return { enabled: false, replaced: [], fallbacks: [...filled] };
   }
-  if (enabled) {
-    fastConfigs ??= createFastMatMulKernels({ batchMatMul: stockBatchMatMul, fusedMatMul: stockFusedMatMul });
-    for (const config of fastConfigs) register(config);
-  } else {
+  if (!enabled) {
     for (const config of stock.values()) register(config);
+    return { enabled, replaced: [], fallbacks: [...filled] };
   }
-  return { enabled, replaced: enabled ? [...REPLACED] : [], fallbacks: [...filled] };
+  const saved = stock;
+  replacements ??= [
+    ...createFastMatMulKernels({ batchMatMul: stockBatchMatMul, fusedMatMul: stockFusedMatMul }),
+    ...CORRECTED.filter((name) => saved.has(name)).flatMap((name) => cpuFallbackConfig(name) ?? []),
+  ];
+  for (const config of replacements) register(config);
+  return { enabled, replaced: replacements.map((c) => c.kernelName), fallbacks: [...filled] };
 }
 
 /** Whether the kernel registered now for wasm is the stock one (for tests and the bench). */

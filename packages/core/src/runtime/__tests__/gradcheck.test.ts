@@ -50,7 +50,10 @@ async function checkGradients(name: string, tfFn: TensorFn, jsFn: Float64Fn, inp
   expectClose(wasm.value, Array.from(jsFn(xs)), `${name}: forward vs float64`);
   const numeric = numericGrads(jsFn, inputs, lossWeights(wasm.shape), wrt);
   numeric.forEach((g, i) => {
-    expect(g.some((v) => Math.abs(v) > 1e-3), `${name}: gradient ${i} is not trivially zero`).toBe(true);
+    expect(
+      g.some((v) => Math.abs(v) > 1e-3),
+      `${name}: gradient ${i} is not trivially zero`
+    ).toBe(true);
     expectClose(wasm.grads[i] as number[], g, `${name}: gradient of input ${wrt[i]} vs finite differences`);
   });
 }

@@ -8,7 +8,15 @@ import { asWasmBackend } from './wasm-internals.js';
  * Kernels that cannot go through a value copy: complex64 tensors do not exist on wasm, Draw
  * paints a canvas. They stay unregistered (and are reported as gaps).
  */
-export const NO_CPU_FALLBACK: ReadonlySet<string> = new Set(['Complex', 'ComplexAbs', 'FFT', 'IFFT', 'Imag', 'Real', 'Draw']);
+export const NO_CPU_FALLBACK: ReadonlySet<string> = new Set([
+  'Complex',
+  'ComplexAbs',
+  'FFT',
+  'IFFT',
+  'Imag',
+  'Real',
+  'Draw',
+]);
 
 function cpuBackend(): tf.KernelBackend {
   const cpu = tf.findBackend('cpu');
@@ -16,6 +24,17 @@ function cpuBackend(): tf.KernelBackend {
   // The cpu backend prints an advert for tfjs-node on its first write; a fallback is not a choice of backend.
   (cpu as unknown as { firstUse?: boolean }).firstUse = false;
   return cpu;
+}
+
+/**
+ * The cpu backend sometimes stores values in another array type than the dtype says (e.g.
+ * MaxPoolWithArgmax keeps int32 indexes in a Float32Array); wasm copies raw bytes, so convert.
+ */
+function asDtype(values: tf.backend_util.BackendValues, dtype: tf.DataType): tf.backend_util.BackendValues {
+  if (dtype === 'float32' && !(values instanceof Float32Array)) return Float32Array.from(values as ArrayLike<number>);
+  if (dtype === 'int32' && !(values instanceof Int32Array)) return Int32Array.from(values as ArrayLike<number>);
+  if (dtype === 'bool' && !(values instanceof Uint8Array)) return Uint8Array.from(values as ArrayLike<number>);
+  return values;
 }
 
 export function cpuFallbackConfig(kernelName: string): tf.KernelConfig | null {
@@ -32,12 +51,21 @@ export function cpuFallbackConfig(kernelName: string): tf.KernelConfig | null {
         if (!t) continue;
         const dataId = cpu.write(wasm.readSync(t.dataId), t.shape, t.dtype);
         written.push(dataId);
-        cpuInputs[name] = { dataId, shape: t.shape, dtype: t.dtype };
+        // Kernels receive Tensors from the engine and some read `rank`/`size`/`strides` off them.
+        const info = {
+          dataId,
+          shape: t.shape,
+          dtype: t.dtype,
+          rank: t.shape.length,
+          size: tf.util.sizeFromShape(t.shape),
+          strides: tf.util.computeStrides(t.shape),
+        };
+        cpuInputs[name] = info;
       }
       const result = cpuConfig.kernelFunc({ inputs: cpuInputs, backend: cpu, attrs });
       const outputs = Array.isArray(result) ? result : [result];
       const copied = outputs.map((o) => {
-        const values = cpu.readSync(o.dataId);
+        const values = asDtype(cpu.readSync(o.dataId), o.dtype);
         cpu.disposeData(o.dataId);
         return wasm.makeOutput(o.shape, o.dtype, undefined, values);
       });

@@ -53,7 +53,8 @@ function shapePointer(wasm: WasmModuleLike): number {
 
 function rawFusedMatMul(wasm: WasmModuleLike): RawFusedMatMul {
   const fn = wasm['__FusedMatMul'];
-  if (typeof fn !== 'function') throw new Error('wasm kernels: this tfjs-backend-wasm build has no _FusedMatMul export');
+  if (typeof fn !== 'function')
+    throw new Error('wasm kernels: this tfjs-backend-wasm build has no _FusedMatMul export');
   return fn as RawFusedMatMul;
 }
 
@@ -69,12 +70,26 @@ function fastCall(
   bId: number,
   n: number,
   outId: number,
-  epi: Epilogue,
+  epi: Epilogue
 ): void {
   const wasm = backend.wasm;
   const ptr = shapePointer(wasm);
   new Int32Array(wasm.HEAPU8.buffer, ptr, 6).set([1, rows, k, 1, k, n]);
-  rawFusedMatMul(wasm)(aId, ptr, 3, bId, ptr + 12, 3, 0, 0, epi.activation, epi.biasId, epi.preluId, epi.leakyreluAlpha, outId);
+  rawFusedMatMul(wasm)(
+    aId,
+    ptr,
+    3,
+    bId,
+    ptr + 12,
+    3,
+    0,
+    0,
+    epi.activation,
+    epi.biasId,
+    epi.preluId,
+    epi.leakyreluAlpha,
+    outId
+  );
 }
 
 /** [batch, r, c] → [batch, c, r] with the wasm Transpose kernel (fast, and it drops size-1 dims). */
@@ -113,7 +128,7 @@ function fastMatMul(
   b: tf.TensorInfo,
   transposeA: boolean,
   transposeB: boolean,
-  epi: Epilogue,
+  epi: Epilogue
 ): tf.TensorInfo {
   const aRank = a.shape.length;
   const bRank = b.shape.length;
@@ -125,7 +140,7 @@ function fastMatMul(
     k === kB,
     () =>
       `Error in matMul: inner shapes (${k}) and (${kB}) of Tensors with shapes ${a.shape} and ${b.shape} ` +
-      `and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
+      `and transposeA=${transposeA} and transposeB=${transposeB} must match.`
   );
   const batchShapeA = a.shape.slice(0, -2);
   const batchShapeB = b.shape.slice(0, -2);
@@ -207,7 +222,7 @@ function separateEpilogue(
   bias: tf.TensorInfo | undefined,
   activation: string,
   prelu: tf.TensorInfo | undefined,
-  leakyreluAlpha: number,
+  leakyreluAlpha: number
 ): tf.TensorInfo {
   if (bias) y = step(backend, y, runKernel('Add', { inputs: { a: y, b: bias }, backend }));
   switch (activation) {
@@ -245,7 +260,7 @@ export function wasmMatMul(
   a: tf.TensorInfo,
   b: tf.TensorInfo,
   transposeA: boolean,
-  transposeB: boolean,
+  transposeB: boolean
 ): tf.TensorInfo {
   return fastMatMul(backend, a, b, transposeA, transposeB, NO_EPILOGUE);
 }
