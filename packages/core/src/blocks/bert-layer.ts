@@ -1,0 +1,194 @@
+// Post-LN BERT layer with an optional cross-attention sub-layer, under Hugging Face's names
+// (follows transformers `BlipTextLayer` / `BertLayer`, and salesforce/ALBEF `xbert.BertLayer`).
+//
+// Parameter names:
+//   attention.self.{query,key,value}.{weight,bias}       self-attention projections [D, D]
+//   attention.output.dense.{weight,bias}, attention.output.LayerNorm.{weight,bias}
+//   crossattention.self.{query,key,value}.*              (only with crossAttention; key/value [D, encoder_hidden_size])
+//   crossattention.output.dense.*, crossattention.output.LayerNorm.*
+//   intermediate.dense.{weight,bias} [I, D]
+//   output.dense.{weight,bias} [D, I], output.LayerNorm.{weight,bias}
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayerCache } from '../attention/kv-cache.js';
+import { BERT_ATTENTION_NAMES, MultiHeadAttention } from '../attention/multi-head-attention.js';
+import { activate, type Activation, Dropout, LayerNorm, Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { Rng } from '../runtime/rng.js';
+
+/** The keys of a BERT / BLIP text `config.json` that a layer reads. */
+export interface BertLayerConfig {
+  hidden_size: number;
+  num_attention_heads: number;
+  intermediate_size: number;
+  /** Default 'gelu' (exact erf form, as BERT and BLIP). */
+  hidden_act?: Activation;
+  /** Default 1e-12 (BERT). */
+  layer_norm_eps?: number;
+  hidden_dropout_prob?: number;
+  attention_probs_dropout_prob?: number;
+  /** Width of the image features cross-attention reads (BLIP `encoder_hidden_size`, ALBEF `encoder_width`). */
+  encoder_hidden_size?: number;
+}
+
+/** dense → dropout → LayerNorm(h + input): HF `BertSelfOutput` and `BertOutput`. */
+export class BertResidualOutput extends Module {
+  readonly dense: Linear;
+  readonly LayerNorm: LayerNorm;
+  private readonly dropout: Dropout;
+
+  constructor(inFeatures: number, hidden: number, eps: number, dropout: number, rng: Rng) {
+    super();
+    this.dense = this.registerModule('dense', new Linear(inFeatures, hidden, rng));
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(hidden, eps));
+    this.dropout = this.registerModule('dropout', new Dropout(dropout));
+  }
+
+  forward(h: tf.Tensor, input: tf.Tensor, rng?: Rng): tf.Tensor {
+    return tf.tidy(() => this.LayerNorm.forward(tf.add(this.dropout.forward(this.dense.forward(h), rng), input)));
+  }
+}
+
+export interface BertAttentionForward {
+  mask?: tf.Tensor | null;
+  context?: tf.Tensor | null;
+  cache?: import('../attention/kv-cache.js').AttentionCache | null;
+  rng?: Rng;
+  outputAttentions?: boolean;
+}
+
+/** HF `BertAttention`: `self` (q/k/v, no output projection) then `output` (dense + residual LN). */
+export class BertAttention extends Module {
+  readonly self: MultiHeadAttention;
+  readonly output: BertResidualOutput;
+
+  constructor(config: BertLayerConfig, rng: Rng, options: { kvSize?: number } = {}) {
+    super();
+    const d = config.hidden_size;
+    this.self = this.registerModule(
+      'self',
+      new MultiHeadAttention(
+        {
+          hiddenSize: d,
+          numHeads: config.num_attention_heads,
+          kvSize: options.kvSize ?? d,
+          layout: 'separate',
+          outProjection: false,
+          attentionDropout: config.attention_probs_dropout_prob ?? 0,
+          names: BERT_ATTENTION_NAMES,
+        },
+        rng,
+      ),
+    );
+    this.output = this.registerModule(
+      'output',
+      new BertResidualOutput(d, d, config.layer_norm_eps ?? 1e-12, config.hidden_dropout_prob ?? 0, rng),
+    );
+  }
+
+  forward(x: tf.Tensor, options: BertAttentionForward = {}): { output: tf.Tensor; attentions?: tf.Tensor } {
+    return tf.tidy(() => {
+      const a = this.self.forward(x, {
+        context: options.context,
+        mask: options.mask,
+        cache: options.cache,
+        rng: options.rng,
+        outputAttentions: options.outputAttentions,
+      });
+      const output = this.output.forward(a.output, x, options.rng);
+      return a.attentions ? { output, attentions: a.attentions } : { output };
+    });
+  }
+}
+
+/** HF `BertIntermediate`: dense + activation. */
+export class BertIntermediate extends Module {
+  readonly dense: Linear;
+
+  constructor(
+    hidden: number,
+    intermediate: number,
+    readonly activation: Activation,
+    rng: Rng,
+  ) {
+    super();
+    this.dense = this.registerModule('dense', new Linear(hidden, intermediate, rng));
+  }
+
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => activate(this.dense.forward(x), this.activation));
+  }
+}
+
+export interface BertLayerForward {
+  /** Additive self-attention mask [B|1, 1, Tq|1, Tk] (padding and, for decoders, causal). */
+  attentionMask?: tf.Tensor | null;
+  /** Image features [B, S, encoder_hidden_size]; cross-attention runs only when given. */
+  encoderHiddenStates?: tf.Tensor | null;
+  /** Additive cross-attention mask [B|1, 1, 1, S]. */
+  encoderAttentionMask?: tf.Tensor | null;
+  cache?: LayerCache | null;
+  rng?: Rng;
+  outputAttentions?: boolean;
+}
+
+export type BertLayerOutput = {
+  hidden: tf.Tensor;
+  attentions?: tf.Tensor;
+  crossAttentions?: tf.Tensor;
+};
+
+export class BertLayer extends Module {
+  readonly attention: BertAttention;
+  readonly crossattention: BertAttention | null;
+  readonly intermediate: BertIntermediate;
+  readonly output: BertResidualOutput;
+
+  constructor(config: BertLayerConfig, rng: Rng, options: { crossAttention?: boolean } = {}) {
+    super();
+    const d = config.hidden_size;
+    this.attention = this.registerModule('attention', new BertAttention(config, rng));
+    this.crossattention = options.crossAttention
+      ? this.registerModule('crossattention', new BertAttention(config, rng, { kvSize: config.encoder_hidden_size ?? d }))
+      : null;
+    this.intermediate = this.registerModule(
+      'intermediate',
+      new BertIntermediate(d, config.intermediate_size, config.hidden_act ?? 'gelu', rng),
+    );
+    this.output = this.registerModule(
+      'output',
+      new BertResidualOutput(config.intermediate_size, d, config.layer_norm_eps ?? 1e-12, config.hidden_dropout_prob ?? 0, rng),
+    );
+  }
+
+  /** x: [B, T, D] → [B, T, D]. */
+  forward(x: tf.Tensor, options: BertLayerForward = {}): BertLayerOutput {
+    return tf.tidy(() => {
+      const self = this.attention.forward(x, {
+        mask: options.attentionMask,
+        cache: options.cache?.self,
+        rng: options.rng,
+        outputAttentions: options.outputAttentions,
+      });
+      let h = self.output;
+      let crossAttentions: tf.Tensor | undefined;
+      const cross = options.cache?.cross;
+      // With a filled cross cache the image keys/values are reused, so the states may be omitted.
+      if (this.crossattention && (options.encoderHiddenStates || cross?.filled)) {
+        const c = this.crossattention.forward(h, {
+          context: options.encoderHiddenStates ?? null,
+          mask: options.encoderAttentionMask,
+          cache: cross,
+          rng: options.rng,
+          outputAttentions: options.outputAttentions,
+        });
+        h = c.output;
+        crossAttentions = c.attentions;
+      }
+      const hidden = this.output.forward(this.intermediate.forward(h), h, options.rng);
+      const out: BertLayerOutput = { hidden };
+      if (self.attentions) out.attentions = self.attentions;
+      if (crossAttentions) out.crossAttentions = crossAttentions;
+      return out;
+    });
+  }
+}

@@ -1,0 +1,208 @@
+// Pre-LN transformer layer: x + drop_path(γ₁·attn(norm1(x))), then x + drop_path(γ₂·mlp(norm2(x))).
+// One class for BLIP vision (HF `BlipEncoderLayer`), timm `Block`, BEiT/VLMo blocks with layer
+// scale, torchscale `EncoderLayer` (sub-LN) and open_clip `ResidualAttentionBlock`, including its
+// cross-attention form (`ln_1_kv`), chosen by flags and names rather than copies.
+//
+// Parameter names (BLIP vision preset; see the presets below for the others):
+//   layer_norm1.{weight,bias}, self_attn.qkv.{weight [3D, D], bias [3D]},
+//   self_attn.projection.{weight,bias}, layer_norm2.{weight,bias}, mlp.fc1.*, mlp.fc2.*
+//   [gamma_1, gamma_2 [D] with layerScaleInit]  [ln_1_kv.* for open_clip cross-attention blocks]
+import * as tf from '@tensorflow/tfjs-core';
+import type { AttentionCache } from '../attention/kv-cache.js';
+import {
+  type AttentionNames,
+  BLIP_VISION_ATTENTION_NAMES,
+  MultiHeadAttention,
+  type QkvBias,
+  type QkvLayout,
+  TIMM_ATTENTION_NAMES,
+  TORCHSCALE_ATTENTION_NAMES,
+} from '../attention/multi-head-attention.js';
+import type { Activation } from '../nn/layers.js';
+import { LayerNorm } from '../nn/layers.js';
+import type { Rng } from '../runtime/rng.js';
+import { DropPath } from './drop-path.js';
+import { FeedForward, type FeedForwardNames, OPEN_CLIP_MLP_NAMES } from './feed-forward.js';
+import { PathModule } from './path-module.js';
+
+export interface TransformerLayerNames {
+  norm1: string;
+  attn: string;
+  norm2: string;
+  mlp: string;
+  /** Layer-scale parameters; dotted paths allowed (open_clip `ls_1.gamma`). */
+  gamma1: string;
+  gamma2: string;
+  /** Norm on the context of a cross-attention block (open_clip `ln_1_kv`). */
+  normKv: string;
+  attention: Partial<AttentionNames>;
+  mlpNames: Partial<FeedForwardNames>;
+}
+
+export const BLIP_VISION_LAYER_NAMES: TransformerLayerNames = {
+  norm1: 'layer_norm1',
+  attn: 'self_attn',
+  norm2: 'layer_norm2',
+  mlp: 'mlp',
+  gamma1: 'gamma_1',
+  gamma2: 'gamma_2',
+  normKv: 'layer_norm_kv',
+  attention: BLIP_VISION_ATTENTION_NAMES,
+  mlpNames: {},
+};
+
+/** timm ViT / ALBEF visual encoder / BEiT / VLMo (`gamma_1`, `q_bias`, `v_bias`). */
+export const TIMM_VIT_LAYER_NAMES: TransformerLayerNames = {
+  norm1: 'norm1',
+  attn: 'attn',
+  norm2: 'norm2',
+  mlp: 'mlp',
+  gamma1: 'gamma_1',
+  gamma2: 'gamma_2',
+  normKv: 'norm_kv',
+  attention: TIMM_ATTENTION_NAMES,
+  mlpNames: {},
+};
+
+/** open_clip `ResidualAttentionBlock` (use with qkvLayout 'in_proj'). */
+export const OPEN_CLIP_LAYER_NAMES: TransformerLayerNames = {
+  norm1: 'ln_1',
+  attn: 'attn',
+  norm2: 'ln_2',
+  mlp: 'mlp',
+  gamma1: 'ls_1.gamma',
+  gamma2: 'ls_2.gamma',
+  normKv: 'ln_1_kv',
+  attention: {},
+  mlpNames: OPEN_CLIP_MLP_NAMES,
+};
+
+/** torchscale `EncoderLayer` (BEiT-3), without the multiway wrapping (use with qkvLayout 'separate', subLn). */
+export const TORCHSCALE_LAYER_NAMES: TransformerLayerNames = {
+  norm1: 'self_attn_layer_norm',
+  attn: 'self_attn',
+  norm2: 'final_layer_norm',
+  mlp: 'ffn',
+  gamma1: 'gamma_1',
+  gamma2: 'gamma_2',
+  normKv: 'kv_layer_norm',
+  attention: TORCHSCALE_ATTENTION_NAMES,
+  mlpNames: {},
+};
+
+export interface TransformerLayerConfig {
+  hiddenSize: number;
+  numHeads: number;
+  intermediateSize: number;
+  /** Default 1e-6 (timm); BLIP vision uses 1e-5. */
+  layerNormEps?: number;
+  activation?: Activation;
+  /** Default 'fused'. */
+  qkvLayout?: QkvLayout;
+  /** Default 'full'; BEiT/VLMo use 'qv'. */
+  qkvBias?: QkvBias;
+  /** torchscale sub-LN: a LayerNorm inside attention (before out_proj) and inside the FFN. */
+  subLn?: boolean;
+  /** 'cross': the attention reads a normalised context instead of x (open_clip cross_attn blocks). */
+  attentionKind?: 'self' | 'cross';
+  /** Context width for attentionKind 'cross'. */
+  kvSize?: number;
+  /** Layer scale γ init (BEiT/VLMo 0.1, CaiT 1e-5…); null or absent for none. */
+  layerScaleInit?: number | null;
+  /** Stochastic depth rate of this layer. */
+  dropPath?: number;
+  attentionDropout?: number;
+  names?: Partial<TransformerLayerNames>;
+}
+
+export interface TransformerLayerForward {
+  /** Additive mask broadcastable to [B, H, T, Tk]. */
+  mask?: tf.Tensor | null;
+  causal?: boolean;
+  /** Keys/values source for attentionKind 'cross' [B, S, kvSize]. */
+  context?: tf.Tensor | null;
+  cache?: AttentionCache | null;
+  rng?: Rng;
+  outputAttentions?: boolean;
+}
+
+export type TransformerLayerOutput = {
+  hidden: tf.Tensor;
+  attentions?: tf.Tensor;
+};
+
+/** γ·x when layer scale is on. */
+export function layerScale(x: tf.Tensor, gamma: tf.Tensor | null): tf.Tensor {
+  return gamma ? tf.mul(x, gamma) : x;
+}
+
+export class TransformerLayer extends PathModule {
+  readonly norm1: LayerNorm;
+  readonly attn: MultiHeadAttention;
+  readonly normKv: LayerNorm | null;
+  readonly norm2: LayerNorm;
+  readonly mlp: FeedForward;
+  readonly gamma1: tf.Variable | null;
+  readonly gamma2: tf.Variable | null;
+  readonly dropPath: DropPath;
+  readonly attentionKind: 'self' | 'cross';
+
+  constructor(config: TransformerLayerConfig, rng: Rng) {
+    super();
+    const names = { ...BLIP_VISION_LAYER_NAMES, ...config.names };
+    const d = config.hiddenSize;
+    const eps = config.layerNormEps ?? 1e-6;
+    const sub = config.subLn ? eps : null;
+    this.attentionKind = config.attentionKind ?? 'self';
+    const kvSize = this.attentionKind === 'cross' ? (config.kvSize ?? d) : d;
+    this.norm1 = this.placeModule(names.norm1, new LayerNorm(d, eps));
+    this.normKv = this.attentionKind === 'cross' ? this.placeModule(names.normKv, new LayerNorm(kvSize, eps)) : null;
+    this.attn = this.placeModule(
+      names.attn,
+      new MultiHeadAttention(
+        {
+          hiddenSize: d,
+          numHeads: config.numHeads,
+          kvSize,
+          layout: config.qkvLayout ?? 'fused',
+          qkvBias: config.qkvBias,
+          innerNormEps: sub,
+          attentionDropout: config.attentionDropout,
+          names: names.attention,
+        },
+        rng,
+      ),
+    );
+    this.norm2 = this.placeModule(names.norm2, new LayerNorm(d, eps));
+    this.mlp = this.placeModule(
+      names.mlp,
+      new FeedForward(
+        { dim: d, hiddenDim: config.intermediateSize, activation: config.activation, innerNormEps: sub, names: names.mlpNames },
+        rng,
+      ),
+    );
+    const ls = config.layerScaleInit;
+    this.gamma1 = ls != null ? this.placeParameter(names.gamma1, tf.fill([d], ls)) : null;
+    this.gamma2 = ls != null ? this.placeParameter(names.gamma2, tf.fill([d], ls)) : null;
+    this.dropPath = this.registerModule('drop_path', new DropPath(config.dropPath ?? 0));
+  }
+
+  /** x: [B, T, D] → [B, T, D]. */
+  forward(x: tf.Tensor, options: TransformerLayerForward = {}): TransformerLayerOutput {
+    return tf.tidy(() => {
+      const context = this.normKv && options.context ? this.normKv.forward(options.context) : null;
+      const a = this.attn.forward(this.norm1.forward(x), {
+        context,
+        mask: options.mask,
+        causal: options.causal,
+        cache: options.cache,
+        rng: options.rng,
+        outputAttentions: options.outputAttentions,
+      });
+      let h = tf.add(x, this.dropPath.forward(layerScale(a.output, this.gamma1), options.rng));
+      const m = this.mlp.forward(this.norm2.forward(h), options.rng);
+      h = tf.add(h, this.dropPath.forward(layerScale(m, this.gamma2), options.rng));
+      return a.attentions ? { hidden: h, attentions: a.attentions } : { hidden: h };
+    });
+  }
+}

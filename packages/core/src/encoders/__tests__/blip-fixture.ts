@@ -1,0 +1,124 @@
+// Test helper: reads the tiny BLIP reference checkpoints in /fixtures (safetensors header and
+// tensors with plain fs, JSON inputs/outputs) and builds BLIP-style module trees from core pieces.
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs-core';
+import { BertLMPredictionHead, ProjectionHead } from '../heads.js';
+import { TextTransformer, type TextTransformerConfig } from '../text-transformer.js';
+import { BLIP_VISION_NAMES, VisionTransformer } from '../vision-transformer.js';
+import { Container } from '../../blocks/path-module.js';
+import { Linear } from '../../nn/layers.js';
+import { Module, type StateValue } from '../../nn/module.js';
+import { Rng } from '../../runtime/rng.js';
+
+export const FIXTURES = new URL('../../../../../fixtures/blip-hf/', import.meta.url);
+
+export interface SafetensorsEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
+
+/** The 8-byte little-endian header length, then the JSON header, then the data. */
+export function readSafetensors(path: URL): { header: Map<string, SafetensorsEntry>; tensors: Map<string, StateValue> } {
+  const buf = readFileSync(path);
+  const n = Number(buf.readBigUInt64LE(0));
+  const json = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, SafetensorsEntry>;
+  const header = new Map(Object.entries(json).filter(([k]) => k !== '__metadata__'));
+  const tensors = new Map<string, StateValue>();
+  for (const [key, e] of header) {
+    const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
+    const copy = new Uint8Array(bytes).buffer; // aligned copy
+    if (e.dtype === 'F32') tensors.set(key, { shape: e.shape, dtype: 'float32', data: new Float32Array(copy) });
+    else if (e.dtype === 'I64') tensors.set(key, { shape: e.shape, dtype: 'int32', data: Int32Array.from(new BigInt64Array(copy), Number) });
+    else throw new Error(`unexpected dtype ${e.dtype} for ${key}`);
+  }
+  return { header, tensors };
+}
+
+interface JsonTensor {
+  dtype: string;
+  shape: number[];
+  data: unknown;
+}
+
+export function readJson(path: URL): Record<string, unknown> {
+  return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+}
+
+export function jsonTensor(t: unknown): tf.Tensor {
+  const { dtype, shape, data } = t as JsonTensor;
+  const flat = (data as unknown[]).flat(Infinity) as number[];
+  return tf.tensor(flat, shape, dtype === 'int64' ? 'int32' : 'float32');
+}
+
+interface BlipConfigJson {
+  vision_config: {
+    hidden_size: number;
+    image_size: number;
+    patch_size: number;
+    num_hidden_layers: number;
+    num_attention_heads: number;
+    intermediate_size: number;
+    layer_norm_eps: number;
+  };
+  text_config: TextTransformerConfig;
+  image_text_hidden_size: number;
+}
+
+export function blipConfig(dir: string): BlipConfigJson {
+  return readJson(new URL(`${dir}/config.json`, FIXTURES)) as unknown as BlipConfigJson;
+}
+
+export function blipVision(cfg: BlipConfigJson['vision_config'], rng: Rng): VisionTransformer {
+  return new VisionTransformer(
+    {
+      imageSize: cfg.image_size,
+      patchSize: cfg.patch_size,
+      hiddenSize: cfg.hidden_size,
+      numLayers: cfg.num_hidden_layers,
+      numHeads: cfg.num_attention_heads,
+      intermediateSize: cfg.intermediate_size,
+      layerNormEps: cfg.layer_norm_eps,
+      pooler: 'cls_norm',
+      names: BLIP_VISION_NAMES,
+    },
+    rng,
+  );
+}
+
+/** HF BlipForConditionalGeneration's tree: vision_model, text_decoder.{bert, cls.predictions}. */
+export class TinyBlipCaptioner extends Module {
+  readonly vision: VisionTransformer;
+  readonly bert: TextTransformer;
+  readonly lmHead: BertLMPredictionHead;
+
+  constructor(config: BlipConfigJson, rng = new Rng(0)) {
+    super();
+    this.vision = this.registerModule('vision_model', blipVision(config.vision_config, rng));
+    const decoder = this.registerModule('text_decoder', new Container());
+    this.bert = decoder.registerModule('bert', new TextTransformer(config.text_config, rng, { causal: true, crossAttentionFrom: 0 }));
+    const cls = decoder.registerModule('cls', new Container());
+    this.lmHead = cls.registerModule('predictions', new BertLMPredictionHead(config.text_config, rng));
+  }
+}
+
+/** HF BlipForImageTextRetrieval's tree: vision_model, text_encoder, vision_proj, text_proj, itm_head. */
+export class TinyBlipRetrieval extends Module {
+  readonly vision: VisionTransformer;
+  readonly text: TextTransformer;
+  readonly visionProj: ProjectionHead;
+  readonly textProj: ProjectionHead;
+  readonly itmHead: Linear;
+
+  constructor(config: BlipConfigJson, rng = new Rng(0)) {
+    super();
+    const d = config.text_config.hidden_size;
+    const e = config.image_text_hidden_size;
+    this.vision = this.registerModule('vision_model', blipVision(config.vision_config, rng));
+    // Bidirectional, cross-attention in every layer, no pooler (add_pooling_layer=False).
+    this.text = this.registerModule('text_encoder', new TextTransformer(config.text_config, rng, { crossAttentionFrom: 0 }));
+    this.visionProj = this.registerModule('vision_proj', new ProjectionHead(config.vision_config.hidden_size, e, rng, { normalize: true }));
+    this.textProj = this.registerModule('text_proj', new ProjectionHead(d, e, rng, { normalize: true }));
+    this.itmHead = this.registerModule('itm_head', new Linear(d, 2, rng));
+  }
+}

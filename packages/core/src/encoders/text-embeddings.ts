@@ -1,0 +1,83 @@
+// BERT text embeddings: word + absolute position (+ token type) embeddings, LayerNorm, dropout
+// (HF `BlipTextEmbeddings`, `BertEmbeddings`; ALBEF `xbert.BertEmbeddings`).
+//
+// Parameter names: word_embeddings.weight [V, D], position_embeddings.weight [P, D],
+// [token_type_embeddings.weight [T, D] when type_vocab_size > 0], LayerNorm.{weight,bias},
+// buffer position_ids [1, P] (int64 in checkpoints, int32 here).
+import * as tf from '@tensorflow/tfjs-core';
+import { VlError } from '../errors.js';
+import { Dropout, Embedding, LayerNorm } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { Rng } from '../runtime/rng.js';
+
+/** The keys of a BERT / BLIP text `config.json` the embeddings read. */
+export interface TextEmbeddingsConfig {
+  vocab_size: number;
+  hidden_size: number;
+  max_position_embeddings: number;
+  /** BERT/ALBEF 2; BLIP has no token types (0 or absent). */
+  type_vocab_size?: number;
+  /** Default 1e-12 (BERT). */
+  layer_norm_eps?: number;
+  hidden_dropout_prob?: number;
+}
+
+export interface TextEmbeddingsInputs {
+  /** [B, T] int32 token ids. */
+  inputIds?: tf.Tensor;
+  /** [B, T, D] precomputed word embeddings instead of ids. */
+  inputsEmbeds?: tf.Tensor;
+  /** [B, T] int32; default zeros (only with token types). */
+  tokenTypeIds?: tf.Tensor;
+  /** Tokens already decoded (KV cache length): new tokens get positions past…past+T-1. */
+  pastLength?: number;
+  rng?: Rng;
+}
+
+export class BertEmbeddings extends Module {
+  readonly word_embeddings: Embedding;
+  readonly position_embeddings: Embedding;
+  readonly token_type_embeddings: Embedding | null;
+  readonly LayerNorm: LayerNorm;
+  private readonly dropout: Dropout;
+  readonly maxPositions: number;
+
+  constructor(config: TextEmbeddingsConfig, rng: Rng) {
+    super();
+    const d = config.hidden_size;
+    this.maxPositions = config.max_position_embeddings;
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, d, rng));
+    this.position_embeddings = this.registerModule('position_embeddings', new Embedding(this.maxPositions, d, rng));
+    const types = config.type_vocab_size ?? 0;
+    this.token_type_embeddings = types > 0 ? this.registerModule('token_type_embeddings', new Embedding(types, d, rng)) : null;
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(d, config.layer_norm_eps ?? 1e-12));
+    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob ?? 0));
+    this.registerBuffer('position_ids', tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions]), {
+      storedDtype: 'I64',
+    });
+  }
+
+  /** → [B, T, D] */
+  forward(inputs: TextEmbeddingsInputs): tf.Tensor {
+    const source = inputs.inputIds ?? inputs.inputsEmbeds;
+    if (!source) throw new VlError('INVALID_ARGUMENT', 'give inputIds or inputsEmbeds', { subject: 'BertEmbeddings.forward' });
+    const [b, t] = source.shape as [number, number];
+    const past = inputs.pastLength ?? 0;
+    if (past + t > this.maxPositions) {
+      throw new VlError('SHAPE_MISMATCH', `positions ${past}…${past + t - 1} exceed max_position_embeddings ${this.maxPositions}`, {
+        subject: 'BertEmbeddings.forward',
+        hint: 'truncate the text or lower the generation max length',
+      });
+    }
+    return tf.tidy(() => {
+      let h = inputs.inputIds ? this.word_embeddings.forward(inputs.inputIds) : (inputs.inputsEmbeds as tf.Tensor); // [B, T, D]
+      const positionIds = tf.slice(this.getBuffer('position_ids'), [0, past], [1, t]); // [1, T]
+      h = tf.add(h, this.position_embeddings.forward(positionIds)); // broadcast over B
+      if (this.token_type_embeddings) {
+        const types = inputs.tokenTypeIds ?? tf.zeros([b, t], 'int32');
+        h = tf.add(h, this.token_type_embeddings.forward(types));
+      }
+      return this.dropout.forward(this.LayerNorm.forward(h), inputs.rng);
+    });
+  }
+}
