@@ -9,7 +9,7 @@ import { type CaptionRecord, DataReport } from './records.js';
 import { type DatasetSpec, readDataset } from './readers.js';
 import type { BertTokenizer, PaddingMode } from './tokenizer.js';
 
-export interface Example {
+export interface ImageTextExample {
   key: string;
   /** Normalised [3, H, W] float32. */
   pixels: Float32Array;
@@ -41,7 +41,7 @@ export async function* shuffleBuffer<T>(items: AsyncIterable<T>, size: number, r
   yield* buf;
 }
 
-export interface LoadOptions {
+export interface ImageLoadOptions {
   transform: ImageTransformOptions;
   report: DataReport;
   /** Images decoded at once (sharp runs them on libuv's pool; default 4). */
@@ -53,7 +53,7 @@ export interface LoadOptions {
   rng?: Rng;
 }
 
-async function loadOne(rec: CaptionRecord, options: LoadOptions): Promise<Example | null> {
+async function loadOne(rec: CaptionRecord, options: ImageLoadOptions): Promise<ImageTextExample | null> {
   let bytes: Uint8Array;
   if (rec.image.kind === 'bytes') {
     bytes = rec.image.bytes;
@@ -80,25 +80,25 @@ async function loadOne(rec: CaptionRecord, options: LoadOptions): Promise<Exampl
 }
 
 /** Reads and preprocesses images `concurrency` at a time, yielding in input order; bad images are dropped and counted. */
-export async function* loadExamples(records: AsyncIterable<CaptionRecord>, options: LoadOptions): AsyncGenerator<Example> {
+export async function* loadExamples(records: AsyncIterable<CaptionRecord>, options: ImageLoadOptions): AsyncGenerator<ImageTextExample> {
   const concurrency = Math.max(1, options.concurrency ?? 4);
-  const inFlight: Promise<Example | null>[] = [];
+  const inFlight: Promise<ImageTextExample | null>[] = [];
   for await (const rec of records) {
     inFlight.push(loadOne(rec, options));
     if (inFlight.length >= concurrency) {
-      const ex = await (inFlight.shift() as Promise<Example | null>);
+      const ex = await (inFlight.shift() as Promise<ImageTextExample | null>);
       if (ex) yield ex;
     }
   }
   while (inFlight.length) {
-    const ex = await (inFlight.shift() as Promise<Example | null>);
+    const ex = await (inFlight.shift() as Promise<ImageTextExample | null>);
     if (ex) yield ex;
   }
 }
 
 export type CaptionChoice = 'first' | 'random' | 'all';
 
-export interface Batch {
+export interface ImageTextBatch {
   keys: string[];
   /** [B, 3, H, W] float32, one row per image. */
   pixelValues: tf.Tensor4D;
@@ -115,7 +115,7 @@ export interface Batch {
   dispose(): void;
 }
 
-export interface BatchOptions {
+export interface BatchingOptions {
   batchSize: number;
   tokenizer: BertTokenizer;
   /** Longest caption in tokens, [CLS]/[SEP] included (BLIP pretraining uses 30, captioning 40). */
@@ -132,7 +132,7 @@ export interface BatchOptions {
   report?: DataReport;
 }
 
-function collate(examples: Example[], options: BatchOptions): Batch {
+function collate(examples: ImageTextExample[], options: BatchingOptions): ImageTextBatch {
   const choice = options.captions ?? 'first';
   const texts: string[] = [];
   const owner: number[] = [];
@@ -153,7 +153,7 @@ function collate(examples: Example[], options: BatchOptions): Batch {
     padding: options.padding ?? 'longest',
     firstToken: options.firstToken,
   });
-  const first = examples[0] as Example;
+  const first = examples[0] as ImageTextExample;
   const plane = first.pixels.length;
   const pixels = new Float32Array(examples.length * plane);
   examples.forEach((ex, i) => {
@@ -182,12 +182,12 @@ function collate(examples: Example[], options: BatchOptions): Batch {
 }
 
 /** Groups examples into batches; every example that reaches a batch is counted as kept. */
-export async function* batchExamples(examples: AsyncIterable<Example>, options: BatchOptions): AsyncGenerator<Batch> {
+export async function* batchExamples(examples: AsyncIterable<ImageTextExample>, options: BatchingOptions): AsyncGenerator<ImageTextBatch> {
   if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
     throw new VlError('INVALID_ARGUMENT', `batchSize must be a positive integer, got ${options.batchSize}`);
   }
   if (options.captions === 'random' && !options.rng) throw new VlError('INVALID_ARGUMENT', "captions: 'random' needs an rng");
-  let pending: Example[] = [];
+  let pending: ImageTextExample[] = [];
   for await (const ex of examples) {
     pending.push(ex);
     if (pending.length === options.batchSize) {
@@ -207,7 +207,7 @@ export async function* batchExamples(examples: AsyncIterable<Example>, options: 
   yield batch;
 }
 
-export interface DataLoaderOptions extends Omit<BatchOptions, 'report' | 'rng'> {
+export interface DataLoaderOptions extends Omit<BatchingOptions, 'report' | 'rng'> {
   transform: ImageTransformOptions;
   /** Shuffle buffer size in records (0 or undefined: keep file order). */
   shuffle?: number;
@@ -221,7 +221,7 @@ export interface DataLoaderOptions extends Omit<BatchOptions, 'report' | 'rng'> 
  * load images, batch. Same seed, same batches. `report` accounts for every input record once the
  * iteration has finished.
  */
-export function createDataLoader(spec: DatasetSpec, options: DataLoaderOptions): { batches: AsyncGenerator<Batch>; report: DataReport } {
+export function createDataLoader(spec: DatasetSpec, options: DataLoaderOptions): { batches: AsyncGenerator<ImageTextBatch>; report: DataReport } {
   const report = options.report ?? new DataReport();
   const root = new Rng(options.seed ?? 0);
   let records: AsyncIterable<CaptionRecord> = readDataset(spec, report);
