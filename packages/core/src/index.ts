@@ -12,3 +12,4 @@ export * from './verify/index.js';
 export * from './objectives/index.js';
 export * from './distill/index.js';
 export * from './generate/index.js';
+export * from './train/index.js';

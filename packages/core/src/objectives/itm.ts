@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
 import type { Rng } from '../runtime/rng.js';
-import { accuracy, crossEntropy } from './losses.js';
+import { crossEntropy, logitsAccuracy } from './losses.js';
 
 export type NegativeStrategy = 'hard' | 'random';
 
@@ -113,5 +113,5 @@ export function itmLoss(logits: tf.Tensor, labels: Int32Array): { loss: tf.Scala
   if (logits.rank !== 2 || logits.shape[1] !== 2) {
     throw new VlError('SHAPE_MISMATCH', `ITM head logits must be [N, 2], got [${logits.shape}]`, { subject: 'itm' });
   }
-  return { loss: crossEntropy(logits, labels) as tf.Scalar, accuracy: accuracy(logits, labels) };
+  return { loss: crossEntropy(logits, labels) as tf.Scalar, accuracy: logitsAccuracy(logits, labels) };
 }

@@ -97,7 +97,7 @@ export function softCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Tens
 }
 
 /** Fraction of rows whose argmax equals the label (ignored rows skipped); a host number for metrics. */
-export function accuracy(logits: tf.Tensor, labels: Labels, ignoreIndex = IGNORE_INDEX): number {
+export function logitsAccuracy(logits: tf.Tensor, labels: Labels, ignoreIndex = IGNORE_INDEX): number {
   const host = labelsToHost(labels);
   const pred = tf.tidy(() => tf.argMax(logits, -1));
   const p = pred.dataSync();
