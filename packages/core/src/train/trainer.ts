@@ -133,12 +133,15 @@ export class Trainer<B> {
   /**
    * One optimizer step over `microBatches` (normally `accumulationSteps` of them): forward and
    * gradients per micro-batch, mean gradient, clip, AdamW, `afterStep`. Throws NON_FINITE_LOSS
-   * (and changes nothing) if any loss or the gradient norm is NaN/Inf.
+   * if any loss or the gradient norm is NaN/Inf, before the optimizer touches a weight; step,
+   * RNG and optimizer state are left as they were. What the forward itself wrote before the
+   * failure (queue entries) stays: resume from the last checkpoint for a clean state.
    */
   trainStep(microBatches: readonly B[]): StepRecord {
     if (microBatches.length === 0) throw new VlError('INVALID_ARGUMENT', 'trainStep needs at least one micro-batch', { subject: 'Trainer' });
     const started = Date.now();
     this.model.train();
+    const rngBefore = this.rng.state(); // restored if the step fails, so a retry draws the same numbers
     const stepRng = this.rng.fork('train-step');
     this.rng.nextUint32(); // advance so the next step forks a different stream
     const lr = this.lr;
@@ -159,6 +162,7 @@ export class Trainer<B> {
       });
     } catch (err) {
       accumulator.reset();
+      this.rng = Rng.fromState(rngBefore);
       throw err;
     }
     let grads = accumulator.take();
@@ -175,7 +179,10 @@ export class Trainer<B> {
         normValue = norm.dataSync()[0]!;
         norm.dispose();
       }
-      if (!Number.isFinite(normValue)) this.nonFinite('grad_norm', normValue);
+      if (!Number.isFinite(normValue)) {
+        this.rng = Rng.fromState(rngBefore);
+        this.nonFinite('grad_norm', normValue);
+      }
       this.optimizer.step(grads, lr);
     } finally {
       for (const g of grads.values()) g.dispose();

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
 import { initRuntime } from '../../runtime/backend.js';
-import { itcLoss } from '../itc.js';
+import { clampTemperature, initTemperature, itcLoss } from '../itc.js';
 import { itmLoss } from '../itm.js';
 import { lmLabels, lmLoss } from '../lm.js';
 import { combineLosses, crossEntropy, IGNORE_INDEX, softCrossEntropy } from '../losses.js';
@@ -164,6 +164,18 @@ describe('ITC', () => {
     expect(out.simI2t.shape).toEqual([2, 4]);
     expect(num(out.lossI2t)).toBeCloseTo(loss / 2, 5);
     expect(num(out.loss)).toBeCloseTo(loss / 2, 5);
+  });
+
+  it('temperature starts at 0.07 and clamps to [0.001, 0.5] in place', () => {
+    const temp = tf.variable(initTemperature());
+    expect(temp.dataSync()[0]).toBeCloseTo(0.07, 7);
+    temp.assign(tf.scalar(1e-5));
+    clampTemperature(temp);
+    expect(temp.dataSync()[0]).toBeCloseTo(0.001, 7);
+    temp.assign(tf.scalar(3));
+    clampTemperature(temp);
+    expect(temp.dataSync()[0]).toBeCloseTo(0.5, 7);
+    temp.dispose();
   });
 
   it('gradients match finite differences (features and temperature)', () => {
