@@ -289,9 +289,11 @@ export class MultiHeadAttention extends Module {
       let mask = options.mask ?? null;
       if (options.causal) {
         const value = options.maskValue ?? BERT_MASK_VALUE;
-        const causal = tf.reshape(tf.mul(tf.sub(1, causalAllowed(tq, tk)), value), [1, 1, tq, tk]); // [1, 1, Tq, Tk]
-        // minimum, not sum: a key masked twice keeps `value` (the float32 minimum would overflow).
-        mask = mask ? tf.minimum(mask, causal) : causal;
+        const allowed = tf.reshape(causalAllowed(tq, tk), [1, 1, tq, tk]); // [1, 1, Tq, Tk]
+        const blocked = tf.mul(tf.sub(1, allowed), value);
+        // Select rather than add: a key masked twice keeps `value` (twice the float32 minimum
+        // overflows to -inf), and a bias passed in `mask` keeps its sign where allowed.
+        mask = mask ? tf.add(tf.mul(mask, allowed), blocked) : blocked;
       }
       if (mask) scores = tf.add(scores, mask);
       const probs = tf.softmax(scores, -1); // [B, H, Tq, Tk]

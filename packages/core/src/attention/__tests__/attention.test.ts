@@ -93,6 +93,16 @@ describe('MultiHeadAttention', () => {
     expect(maxAbsDiff(tf.slice(c, [0, 0, 0], [1, 1, D]), tf.slice(d, [0, 0, 0], [1, 1, D]))).toBeGreaterThan(1e-3);
   });
 
+  it('causal flag combined with an additive bias keeps the bias where allowed', () => {
+    const attn = bertAttention();
+    scaleUp(attn);
+    const x = randomTensor([1, 3, D], new Rng(12));
+    const bias = randomTensor([1, H, 3, 3], new Rng(13));
+    const viaFlag = attn.forward(x, { mask: bias, causal: true }).output;
+    const viaMask = attn.forward(x, { mask: tf.add(bias, causalMask(3, 3)) }).output;
+    expect(maxAbsDiff(viaFlag, viaMask)).toBeLessThan(1e-5);
+  });
+
   it('fused qkv, in_proj and separate q/k/v layouts compute the same function', () => {
     const sep = new MultiHeadAttention({ hiddenSize: D, numHeads: H, layout: 'separate', names: { out: 'proj' } }, new Rng(0));
     scaleUp(sep);

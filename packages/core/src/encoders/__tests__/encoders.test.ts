@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { KVCache } from '../../attention/kv-cache.js';
-import { expectNoLeak, maxAbsDiff, randomTensor } from '../../attention/__tests__/helpers.js';
+import { expectNoLeak, gradCheck, maxAbsDiff, probe, randomTensor } from '../../attention/__tests__/helpers.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { BertLMPredictionHead, BertPooler, l2Normalize, ProjectionHead } from '../heads.js';
@@ -178,6 +178,35 @@ describe('TextTransformer', () => {
     cache.dispose();
     expect(tf.memory().numTensors).toBe(before);
     expect(() => dec.forward({ inputIds: step, cache: new KVCache(2) })).toThrow(/cache has 2 layers/);
+  });
+});
+
+describe('backward passes', () => {
+  it('every ViT and text-decoder parameter gets a finite gradient; interpolated positions check by finite differences', () => {
+    const vit = new VisionTransformer({ ...vitConfig, numLayers: 1 }, new Rng(0));
+    // O(1) weights: at the 0.02 init a 1e-2 step is half a weight and LayerNorm of the tiny
+    // embeddings is far from linear, so differences would measure curvature, not the slope.
+    randomize(vit, 7);
+    const pixels = randomTensor([1, 3, 12, 12], new Rng(1), 0.5); // 3×3 grid from a 4×4 native grid
+    const p = probe([1, 10, 8], 2);
+    const f = () => p(vit.forward(pixels).last_hidden_state);
+    const { grads } = tf.variableGrads(f, vit.trainableParameters());
+    for (const [name, v] of vit.namedParameters()) {
+      const g = grads[v.name] as tf.Tensor;
+      expect(g.shape, name).toEqual(v.shape);
+      expect(Number.isFinite(tf.sum(tf.abs(g)).dataSync()[0]), name).toBe(true);
+    }
+    tf.dispose(Object.values(grads));
+    gradCheck(f, { pos: vit.positionEmbedding, patch: vit.patchEmbedding.weight, cls: vit.classEmbedding }, { samples: 4 });
+    const dec = new TextTransformer(textConfig, new Rng(0), { causal: true, crossAttentionFrom: 0 });
+    const image = randomTensor([1, 4, 8], new Rng(3));
+    const ids = tf.tensor2d([[1, 2, 3]], [1, 3], 'int32');
+    const g2 = tf.variableGrads(
+      () => tf.sum(tf.square(dec.forward({ inputIds: ids, encoderHiddenStates: image }).last_hidden_state)) as tf.Scalar,
+      dec.trainableParameters(),
+    ).grads;
+    expect(Object.keys(g2).length).toBe(dec.trainableParameters().length);
+    tf.dispose(Object.values(g2));
   });
 });
 
