@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
 import { initRuntime } from '../../runtime/backend.js';
-import { clampTemperature, initTemperature, itcLoss } from '../itc.js';
+import { clampTemperature, initTemperature, itcAccuracy, itcLoss } from '../itc.js';
 import { itmLoss } from '../itm.js';
 import { lmLabels, lmLoss } from '../lm.js';
 import { combineLosses, crossEntropy, IGNORE_INDEX, softCrossEntropy } from '../losses.js';
@@ -164,6 +164,17 @@ describe('ITC', () => {
     expect(out.simI2t.shape).toEqual([2, 4]);
     expect(num(out.lossI2t)).toBeCloseTo(loss / 2, 5);
     expect(num(out.loss)).toBeCloseTo(loss / 2, 5);
+  });
+
+  it('in-batch retrieval accuracy counts a row as right when its best candidate is any positive', () => {
+    const sim = tf.tensor2d([
+      [1, 5, 0],
+      [0, 1, 3],
+      [2, 0, 1],
+    ]);
+    const out = itcLoss({ imageFeat: tf.eye(3), textFeat: tf.eye(3), temp: 1, imageIds: [4, 4, 6] });
+    // Row 0's best is column 1, a caption of the same image; row 1's best is column 2 (wrong); row 2's is column 0 (wrong).
+    expect(itcAccuracy(sim, out.targets)).toBeCloseTo(1 / 3, 6);
   });
 
   it('temperature starts at 0.07 and clamps to [0.001, 0.5] in place', () => {
