@@ -9,7 +9,7 @@
 //   intermediate.dense.{weight,bias} [I, D]
 //   output.dense.{weight,bias} [D, I], output.LayerNorm.{weight,bias}
 import * as tf from '@tensorflow/tfjs-core';
-import type { LayerCache } from '../attention/kv-cache.js';
+import type { AttentionCache, LayerCache } from '../attention/kv-cache.js';
 import { BERT_ATTENTION_NAMES, MultiHeadAttention } from '../attention/multi-head-attention.js';
 import { activate, type Activation, Dropout, LayerNorm, Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -51,7 +51,7 @@ export class BertResidualOutput extends Module {
 export interface BertAttentionForward {
   mask?: tf.Tensor | null;
   context?: tf.Tensor | null;
-  cache?: import('../attention/kv-cache.js').AttentionCache | null;
+  cache?: AttentionCache | null;
   rng?: Rng;
   outputAttentions?: boolean;
 }

@@ -179,5 +179,4 @@ export class MultiwayLayer extends PathModule {
       return a.attentions ? { hidden: h, attentions: a.attentions } : { hidden: h };
     });
   }
-
 }
