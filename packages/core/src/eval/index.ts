@@ -1,2 +1,6 @@
-// Retrieval Recall@K, BLEU, CIDEr-D, ITM accuracy/AUC (filled in by the data work).
-export {};
+// Evaluation: retrieval Recall@K, COCO-style BLEU and CIDEr-D, ITM accuracy/AUC.
+export * from './text.js';
+export * from './bleu.js';
+export * from './cider.js';
+export * from './retrieval.js';
+export * from './itm.js';
