@@ -443,6 +443,28 @@ export function planSynthDataset(options: SynthOptions): { records: SynthRecord[
   };
 }
 
+/**
+ * A BERT-style vocab.txt covering every word the captions (clean and noisy) can contain, plus single
+ * letters and `##` letters so any other word still tokenises without [UNK]. ~150 entries: the
+ * right size for the tiny text towers tests and demos train on this dataset.
+ */
+export function synthVocabulary(): string[] {
+  const words = new Set<string>();
+  const add = (text: string) => text.split(/[\s]+/).forEach((w) => w && words.add(w));
+  for (const c of colorNames) add(c);
+  for (const sh of SHAPES) add(`${sh} ${sh}s`);
+  for (const sz of SIZES) add(sz);
+  for (const bg of bgNames) add(bg);
+  COUNT_WORDS.forEach((w) => add(w));
+  TOTAL_WORDS.forEach((w) => add(w));
+  SOUP_FILLERS.forEach((w) => add(w));
+  Object.values(SLOT_WORDS).forEach((ws) => ws.forEach(add));
+  add('a an and on of is are there from to shape shapes background left right top bottom above below middle in at the');
+  const letters = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  const specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
+  return [...specials, ',', ':', '.', ...[...letters], ...[...letters].map((l) => `##${l}`), ...[...words].filter((w) => w.length > 1).sort()];
+}
+
 /** Draws one record's image with its own generator (same seed and index → same pixels). */
 export async function encodeSynthImage(record: SynthRecord, seed: number, imageSize: number, format: 'png' | 'jpeg'): Promise<Buffer> {
   const rng = new Rng(seed).fork(`pixels/${record.id}`);
@@ -452,7 +474,8 @@ export async function encodeSynthImage(record: SynthRecord, seed: number, imageS
 }
 
 /**
- * Writes `DIR/{train,val,test}.jsonl`, `DIR/images/<split>/<id>.png|jpg` and `DIR/meta.json`.
+ * Writes `DIR/{train,val,test}.jsonl`, `DIR/images/<split>/<id>.png|jpg`, `DIR/vocab.txt` (see
+ * synthVocabulary) and `DIR/meta.json`.
  * `onProgress(done, total)` is called as images are written.
  */
 export async function writeSynthDataset(options: SynthOptions, onProgress?: (done: number, total: number) => void): Promise<SynthSummary> {
@@ -476,6 +499,7 @@ export async function writeSynthDataset(options: SynthOptions, onProgress?: (don
     const lines = records.filter((r) => r.split === split).map((r) => JSON.stringify(r));
     await writeFile(join(out, `${split}.jsonl`), lines.length ? `${lines.join('\n')}\n` : '');
   }
+  await writeFile(join(out, 'vocab.txt'), `${synthVocabulary().join('\n')}\n`);
   const full: SynthSummary = { out, ...summary, seconds: (performance.now() - t0) / 1000 };
   const { seconds: _s, out: _o, ...meta } = full;
   await writeFile(join(out, 'meta.json'), `${JSON.stringify({ generator: 'vl data synth', version: 1, ...meta }, null, 2)}\n`);

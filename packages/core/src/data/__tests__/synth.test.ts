@@ -198,3 +198,19 @@ describe('synthetic dataset', () => {
     expect(() => planSynthDataset({ out: '', images: 10, captionsPerImage: 6 })).toThrow(/1–5/);
   });
 });
+
+describe('synthetic vocabulary', () => {
+  it('tokenises every caption, clean or noisy, without [UNK]', async () => {
+    const { BertTokenizer } = await import('../tokenizer.js');
+    const vocabTxt = readFileSync(join(dirA, 'vocab.txt'), 'utf8').trim().split('\n');
+    const tok = BertTokenizer.fromVocab(vocabTxt);
+    expect(vocabTxt.length).toBeLessThan(200);
+    for (const r of readRecords(dirA)) {
+      for (const c of [...r.captions, ...r.noise.flatMap((n) => (n ? [n.clean] : []))]) {
+        expect(tok.encode(c).ids).not.toContain(tok.unkId);
+      }
+    }
+    // Unseen words fall back to letters instead of [UNK].
+    expect(tok.tokenize('zebra')).toEqual(['z', '##e', '##b', '##r', '##a']);
+  });
+});
