@@ -81,3 +81,26 @@ describe('vl data synth', () => {
     await expect(vl('data', 'synth', '--out', dir, '--captions', '9')).rejects.toMatchObject({ stderr: expect.stringMatching(/--captions/) });
   });
 });
+
+const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'core', 'src', 'data', '__tests__', 'fixtures');
+
+describe('vl data check / bench', () => {
+  it('check counts every bad record by reason and the counts add up', async () => {
+    const { stdout } = await vl('data', 'check', '--data', join(fixtures, 'bad.jsonl'), '--vocab', join(dir, 'vocab.txt'), '--json');
+    const r = JSON.parse(stdout);
+    expect(r).toMatchObject({ input: 16, kept: 3, droppedTotal: 13, balanced: true, captions: 4 });
+    expect(r.dropped).toMatchObject({ malformed_record: 3, unsafe_path: 2, image_too_large: 1, non_utf8_caption: 1 });
+    const text = await vl('data', 'check', '--data', join(fixtures, 'shard-{000000..000001}.tar'), '--vocab', join(dir, 'vocab.txt'));
+    expect(text.stdout).toMatch(/^input 15, kept 5, dropped 10 \(/);
+    expect(text.stdout).toMatch(/corrupt_shard: shard-000001.tar/);
+  });
+
+  it('bench reads the synthetic train split into batches and reports images/second', async () => {
+    const { stdout } = await vl('data', 'bench', '--data', join(dir, 'train.jsonl'), '--batch-size', '64', '--json');
+    const r = JSON.parse(stdout);
+    expect(r).toMatchObject({ images: 1600, batches: 25, captions: 1600, batchSize: 64 });
+    expect(r.imagesPerSecond).toBeGreaterThan(50);
+    expect(r.report).toMatchObject({ input: 1600, kept: 1600, balanced: true });
+    await expect(vl('data', 'bench', '--data', join(fixtures, 'bad.jsonl'))).rejects.toMatchObject({ stderr: expect.stringMatching(/--vocab/) });
+  });
+});

@@ -1,6 +1,19 @@
 // `vl data …`: make the synthetic captioned-scenes dataset (`synth`), check a dataset and count its
 // bad records (`check`), and measure how fast it reads into batches (`bench`).
-import { writeSynthDataset, type SynthSummary } from '@vl/core';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import {
+  BertTokenizer,
+  createDataLoader,
+  DataReport,
+  type DatasetFormat,
+  type DatasetSpec,
+  IMAGE_NORMS,
+  initRuntime,
+  measureThroughput,
+  writeSynthDataset,
+  type SynthSummary,
+} from '@vl/core';
 import { SingleBar } from 'cli-progress';
 import { type Command, InvalidArgumentError } from 'commander';
 
@@ -63,6 +76,7 @@ function printSynth(s: SynthSummary): void {
 
 export function registerDataCommands(program: Command): void {
   const data = program.command('data').description('datasets: make the synthetic set, check and benchmark readers');
+  registerReadCommands(data);
 
   data
     .command('synth')
@@ -96,5 +110,136 @@ export function registerDataCommands(program: Command): void {
       bar.stop();
       if (opts.json) console.log(JSON.stringify(summary));
       else printSynth(summary);
+    });
+}
+
+interface ReadOptions {
+  data: string[];
+  format?: string;
+  imageRoot?: string;
+  split?: string;
+  imageField?: string;
+  captionField?: string;
+  size: number;
+  batchSize: number;
+  concurrency: number;
+  vocab?: string;
+  json?: boolean;
+}
+
+function specOf(o: ReadOptions): DatasetSpec {
+  const formats = ['jsonl', 'csv', 'coco-karpathy', 'webdataset', 'auto'];
+  if (o.format !== undefined && !formats.includes(o.format)) throw new InvalidArgumentError(`--format must be one of ${formats.join(', ')}`);
+  return {
+    path: o.data,
+    format: o.format as DatasetFormat | 'auto' | undefined,
+    imageRoot: o.imageRoot,
+    splits: o.split ? o.split.split(',') : undefined,
+    imageField: o.imageField,
+    captionField: o.captionField,
+  };
+}
+
+/** --vocab, else a vocab.txt / tokenizer.json beside the data (the synthetic set writes one). */
+async function tokenizerFor(o: ReadOptions): Promise<BertTokenizer> {
+  const beside = [join(dirname(o.data[0] as string), 'tokenizer.json'), join(dirname(o.data[0] as string), 'vocab.txt')].find((p) => existsSync(p));
+  const path = o.vocab ?? beside;
+  if (!path) {
+    throw new InvalidArgumentError('no tokenizer: pass --vocab vocab.txt|tokenizer.json (none found beside the data)');
+  }
+  return BertTokenizer.fromFile(path, { blipTokens: true });
+}
+
+function readOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--data <paths...>', 'JSONL/CSV file, COCO Karpathy JSON, or WebDataset shards (brace ranges work)')
+    .option('--format <format>', 'jsonl | csv | coco-karpathy | webdataset | auto (by extension)')
+    .option('--image-root <dir>', 'folder image paths are relative to (default: the data file\'s folder)')
+    .option('--split <names>', 'COCO Karpathy splits to keep, comma-separated (e.g. train,restval)')
+    .option('--image-field <name>', 'JSONL/CSV image field')
+    .option('--caption-field <name>', 'JSONL/CSV caption field')
+    .option('--size <px>', 'image side after resizing', int('--size', 8, 4096), 64)
+    .option('--batch-size <n>', 'images per batch', int('--batch-size', 1, 65536), 32)
+    .option('--concurrency <n>', 'images decoded at once', int('--concurrency', 1, 256), 8)
+    .option('--vocab <path>', 'vocab.txt or tokenizer.json (default: one beside the data)')
+    .option('--json', 'print the result as JSON');
+}
+
+function printReport(report: DataReport): void {
+  const s = report.summary();
+  console.log(report.format());
+  for (const e of report.examples) console.log(`  ${e.reason}: ${e.subject}: ${e.detail}`);
+  if (!s.balanced) console.log(`  (counts do not add up: ${s.pending} pending)`);
+}
+
+export function registerReadCommands(data: Command): void {
+  readOptions(data.command('check'))
+    .description('read a dataset through the full pipeline and count kept and dropped records by reason')
+    .action(async (o: ReadOptions) => {
+      await initRuntime({ backend: 'cpu' });
+      const tokenizer = await tokenizerFor(o);
+      const { batches, report } = createDataLoader(specOf(o), {
+        batchSize: o.batchSize,
+        tokenizer,
+        transform: { size: o.size, norm: IMAGE_NORMS.clip },
+        concurrency: o.concurrency,
+        captions: 'all',
+      });
+      let captions = 0;
+      for await (const b of batches) {
+        captions += b.captions.length;
+        b.dispose();
+      }
+      if (o.json) console.log(JSON.stringify({ ...report.summary(), captions, examples: report.examples }));
+      else {
+        printReport(report);
+        console.log(`captions kept: ${captions}`);
+      }
+      if (!report.summary().balanced) process.exitCode = 1;
+    });
+
+  readOptions(data.command('bench'))
+    .description('measure images/second reading a dataset into batches (decode, resize, normalise, tokenise, tensors)')
+    .option('--epochs <n>', 'passes over the data', int('--epochs', 1, 1000), 1)
+    .option('--shuffle <n>', 'shuffle buffer size (0: file order)', int('--shuffle', 0, 10_000_000), 256)
+    .option('--augment', 'random-resized crop (0.5–1) + flip, as in BLIP pretraining')
+    .action(async (o: ReadOptions & { epochs: number; shuffle: number; augment?: boolean }) => {
+      await initRuntime({ backend: 'cpu' });
+      const tokenizer = await tokenizerFor(o);
+      const r = await measureThroughput(
+        specOf(o),
+        {
+          batchSize: o.batchSize,
+          tokenizer,
+          transform: o.augment
+            ? { size: o.size, mode: 'random-resized-crop', scale: [0.5, 1], flip: true, norm: IMAGE_NORMS.clip }
+            : { size: o.size, norm: IMAGE_NORMS.clip },
+          concurrency: o.concurrency,
+          shuffle: o.shuffle,
+          captions: 'random',
+          maxLength: 35,
+        },
+        o.epochs,
+      );
+      const result = {
+        images: r.images,
+        captions: r.captions,
+        batches: r.batches,
+        seconds: Number(r.seconds.toFixed(3)),
+        imagesPerSecond: Number(r.imagesPerSecond.toFixed(1)),
+        size: o.size,
+        batchSize: o.batchSize,
+        concurrency: o.concurrency,
+        augment: Boolean(o.augment),
+        report: r.report.summary(),
+      };
+      if (o.json) console.log(JSON.stringify(result));
+      else {
+        console.log(
+          `${r.images} images in ${r.batches} batches of ${o.batchSize} (${o.size}px${o.augment ? ', augmented' : ''}) in ` +
+            `${r.seconds.toFixed(2)}s: ${r.imagesPerSecond.toFixed(0)} images/s`,
+        );
+        printReport(r.report);
+      }
     });
 }
