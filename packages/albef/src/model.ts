@@ -1,0 +1,413 @@
+// ALBEF (Li et al. 2021, "Align before Fuse"), ported from salesforce/ALBEF `models/model_pretrain.py`
+// (class ALBEF), `models/xbert.py` (BertForMaskedLM with text/fusion modes) and `models/vit.py`
+// (timm ViT). Module names copy the official state dict: `visual_encoder.*`, `vision_proj`,
+// `text_encoder.bert.*`, `text_encoder.cls.predictions.*`, `text_proj`, `itm_head`, `temp`, the
+// `*_m` momentum twins; the queues live in a FeatureQueue registered as `queue` (checkpoint.ts maps
+// `queue.image_queue` ↔ `image_queue`, and the tied MLM decoder, to the official keys).
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  clampTemperature,
+  combineLosses,
+  Container,
+  distillAlpha,
+  ensureRuntime,
+  FeatureQueue,
+  type ForwardResult,
+  initTemperature,
+  itcAccuracy,
+  itcLoss,
+  itcMomentumTargets,
+  itmLoss,
+  itmPairs,
+  type ItmPairs,
+  l2Normalize,
+  Linear,
+  maskTokens,
+  mlmDistillLoss,
+  mlmLoss,
+  type MlmMasked,
+  Module,
+  MomentumEncoder,
+  type NegativeStrategy,
+  objectiveEnabled,
+  type ObjectivesConfig,
+  ProjectionHead,
+  Rng,
+  sampleItmNegatives,
+  TextTransformer,
+  TIMM_VIT_NAMES,
+  VisionTransformer,
+  VlError,
+  BertPredictionHeadTransform,
+  linear,
+} from '@vl/core';
+import type { AlbefBertConfig, AlbefConfig, AlbefVisionConfig } from './config.js';
+
+// ---------------------------------------------------------------------------------------------
+// Pieces
+
+/** `models/vit.py` VisionTransformer under timm names (patch_embed.proj, cls_token, pos_embed, blocks.N, norm). */
+export function albefVisionEncoder(config: AlbefVisionConfig, rng: Rng): VisionTransformer {
+  return new VisionTransformer(
+    {
+      imageSize: config.img_size,
+      patchSize: config.patch_size,
+      hiddenSize: config.embed_dim,
+      numLayers: config.depth,
+      numHeads: config.num_heads,
+      intermediateSize: Math.round(config.embed_dim * config.mlp_ratio),
+      layerNormEps: 1e-6, // vit.py: partial(nn.LayerNorm, eps=1e-6)
+      activation: 'gelu', // nn.GELU, exact erf
+      qkvLayout: 'fused',
+      dropPathRate: config.drop_path_rate,
+      names: TIMM_VIT_NAMES,
+    },
+    rng,
+  );
+}
+
+/**
+ * `cls.predictions` of xbert's BertForMaskedLM: transform (dense, gelu, LayerNorm), then logits
+ * with the decoder weight **tied to the word embeddings** and the `bias`. Keys: transform.*, bias.
+ * The official file also stores `decoder.weight` and `decoder.bias` (same bytes as the tied
+ * tensors); checkpoint.ts drops and restores them.
+ */
+export class AlbefLmHead extends Module {
+  readonly transform: BertPredictionHeadTransform;
+  readonly bias: tf.Variable;
+
+  constructor(
+    config: AlbefBertConfig,
+    private readonly wordEmbeddings: () => tf.Variable,
+    rng: Rng,
+  ) {
+    super();
+    this.transform = this.registerModule('transform', new BertPredictionHeadTransform(config.hidden_size, 'gelu', config.layer_norm_eps, rng));
+    this.bias = this.registerParameter('bias', tf.zeros([config.vocab_size]));
+  }
+
+  /** [..., D] → [..., V] */
+  forward(h: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => linear(this.transform.forward(h), this.wordEmbeddings(), this.bias));
+  }
+}
+
+/** xbert BertForMaskedLM: `bert` (text layers [0, fusion_layer), fusion layers with cross-attention) + `cls.predictions`. */
+export class AlbefTextEncoder extends Module {
+  readonly bert: TextTransformer;
+  readonly lmHead: AlbefLmHead;
+
+  constructor(config: AlbefBertConfig, rng: Rng) {
+    super();
+    this.bert = this.registerModule(
+      'bert',
+      new TextTransformer({ ...config, hidden_act: 'gelu', encoder_hidden_size: config.encoder_width }, rng, {
+        crossAttentionFrom: config.fusion_layer,
+      }),
+    );
+    const cls = this.registerModule('cls', new Container());
+    const words = this.bert.embeddings;
+    if (!words) throw new VlError('CONFIG_INVALID', 'ALBEF text encoder needs embeddings', { subject: 'AlbefTextEncoder' });
+    this.lmHead = cls.registerModule('predictions', new AlbefLmHead(config, () => words.word_embeddings.weight, rng));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pretraining switches
+
+/** What a pretraining forward computes; each switch is an ablation axis (ALBEF Table 1). */
+export interface AlbefPretrainOptions {
+  /** `itc`, `itm`, `mlm`: on/off and weight (absent: on, weight 1). */
+  objectives?: ObjectivesConfig;
+  /** ITM negatives: 'hard' (∝ softmax of the ITC similarity, the paper) or 'random' (uniform). Default 'hard'. */
+  negatives?: NegativeStrategy;
+  /** Momentum distillation (ITC soft targets and MLM soft labels from the *_m twins). Default true. */
+  distill?: boolean;
+  /** Use the queue's momentum features as extra ITC candidates (needs queue_size > 0). Default true. */
+  useQueue?: boolean;
+}
+
+export interface AlbefBatch {
+  /** [B, 3, H, W] normalised pixels. */
+  pixels: tf.Tensor;
+  /** [B, T] host token ids. */
+  inputIds: Int32Array;
+  /** [B, T] 1 token / 0 padding. */
+  attentionMask: Int32Array;
+  seqLength: number;
+  /** Image id per pair: pairs sharing an image are not each other's negatives. */
+  imageIds?: number[];
+}
+
+export interface AlbefStepContext {
+  rng: Rng;
+  /** Distillation weight for this step (Trainer ramps it); default albef_config.alpha. */
+  alpha?: number;
+}
+
+/** Draws the pretraining forward makes; pass them back (`replay`) to reproduce a call exactly. */
+export interface AlbefDraws {
+  negatives?: { imageForText: Int32Array; textForImage: Int32Array };
+  mlm?: MlmMasked;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+
+export class Albef extends Module {
+  readonly config: AlbefConfig;
+  readonly visual_encoder: VisionTransformer;
+  readonly vision_proj: ProjectionHead;
+  readonly text_encoder: AlbefTextEncoder;
+  readonly text_proj: ProjectionHead;
+  readonly itm_head: Linear;
+  readonly temp: tf.Variable;
+  readonly visual_encoder_m: VisionTransformer;
+  readonly vision_proj_m: ProjectionHead;
+  readonly text_encoder_m: AlbefTextEncoder;
+  readonly text_proj_m: ProjectionHead;
+  /** `image_queue`, `text_queue` [embed_dim, queue_size] and `queue_ptr`; null when queue_size is 0. */
+  readonly queue: FeatureQueue | null;
+  readonly momentum: MomentumEncoder;
+  /** The forward's switches; change them between steps for ablations. */
+  options: AlbefPretrainOptions;
+
+  constructor(config: AlbefConfig, rng = new Rng(0), options: AlbefPretrainOptions = {}) {
+    super();
+    ensureRuntime();
+    this.config = config;
+    this.options = options;
+    const { albef_config: a, bert_config: b, vision_config: v } = config;
+    this.visual_encoder = this.registerModule('visual_encoder', albefVisionEncoder(v, rng));
+    this.text_encoder = this.registerModule('text_encoder', new AlbefTextEncoder(b, rng));
+    this.vision_proj = this.registerModule('vision_proj', new ProjectionHead(a.vision_width, a.embed_dim, rng));
+    this.text_proj = this.registerModule('text_proj', new ProjectionHead(b.hidden_size, a.embed_dim, rng));
+    this.itm_head = this.registerModule('itm_head', new Linear(b.hidden_size, 2, rng));
+    this.temp = this.registerParameter('temp', initTemperature(a.temp));
+    this.visual_encoder_m = this.registerModule('visual_encoder_m', albefVisionEncoder(v, rng));
+    this.vision_proj_m = this.registerModule('vision_proj_m', new ProjectionHead(a.vision_width, a.embed_dim, rng));
+    this.text_encoder_m = this.registerModule('text_encoder_m', new AlbefTextEncoder(b, rng));
+    this.text_proj_m = this.registerModule('text_proj_m', new ProjectionHead(b.hidden_size, a.embed_dim, rng));
+    this.queue =
+      a.queue_size > 0
+        ? this.registerModule(
+            'queue',
+            new FeatureQueue({
+              size: a.queue_size,
+              fields: { image_queue: { dim: a.embed_dim }, text_queue: { dim: a.embed_dim } },
+              pointerName: 'queue_ptr',
+              rng,
+            }),
+          )
+        : null;
+    // copy_params(): twins start equal to the online modules and are frozen.
+    this.momentum = new MomentumEncoder(
+      [
+        [this.visual_encoder, this.visual_encoder_m],
+        [this.vision_proj, this.vision_proj_m],
+        [this.text_encoder, this.text_encoder_m],
+        [this.text_proj, this.text_proj_m],
+      ],
+      { momentum: a.momentum },
+    );
+  }
+
+  // --- encoders (each returns new tensors the caller owns) -----------------------------------
+
+  /** `visual_encoder(image)` → image_embeds [B, 1 + N, D]. */
+  encodeImage(pixels: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
+    const encoder = options.momentum ? this.visual_encoder_m : this.visual_encoder;
+    return encoder.forward(pixels, { rng: options.rng }).last_hidden_state;
+  }
+
+  /** normalize(vision_proj(image_embeds[:, 0])) → [B, embed_dim]. */
+  imageFeat(imageEmbeds: tf.Tensor, options: { momentum?: boolean } = {}): tf.Tensor {
+    return tf.tidy(() => l2Normalize((options.momentum ? this.vision_proj_m : this.vision_proj).forward(cls(imageEmbeds))));
+  }
+
+  /** `text_encoder.bert(ids, mask, mode='text')` → text_embeds [B, T, D] (layers [0, fusion_layer)). */
+  encodeText(inputIds: tf.Tensor, attentionMask: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
+    const bert = (options.momentum ? this.text_encoder_m : this.text_encoder).bert;
+    return bert.forward({ inputIds, attentionMask, layers: bert.textLayers(), rng: options.rng }).last_hidden_state;
+  }
+
+  /** normalize(text_proj(text_embeds[:, 0])) → [B, embed_dim]. */
+  textFeat(textEmbeds: tf.Tensor, options: { momentum?: boolean } = {}): tf.Tensor {
+    return tf.tidy(() => l2Normalize((options.momentum ? this.text_proj_m : this.text_proj).forward(cls(textEmbeds))));
+  }
+
+  /** `text_encoder.bert(encoder_embeds=text_embeds, …, encoder_hidden_states=image_embeds, mode='fusion')` → [B, T, D]. */
+  fuse(textEmbeds: tf.Tensor, attentionMask: tf.Tensor, imageEmbeds: tf.Tensor, rng?: Rng): tf.Tensor {
+    const bert = this.text_encoder.bert;
+    // encoder_attention_mask is all ones in ALBEF: no cross mask.
+    return bert.forward({ hiddenStates: textEmbeds, attentionMask, encoderHiddenStates: imageEmbeds, layers: bert.fusionLayers(), rng })
+      .last_hidden_state;
+  }
+
+  /** itm_head(fused[:, 0]) → [B, 2] (class 1 = match). */
+  itmLogits(fused: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.itm_head.forward(cls(fused)));
+  }
+
+  /** The 3B ITM logits for ALBEF's layout (positives, then (negative image, text), then (image, negative text)). */
+  itmLogitsForPairs(textEmbeds: tf.Tensor, attentionMask: tf.Tensor, imageEmbeds: tf.Tensor, pairs: ItmPairs, rng?: Rng): tf.Tensor {
+    return tf.tidy(() => {
+      const img = tf.gather(imageEmbeds, tf.tensor1d(pairs.imageIndex, 'int32')); // [3B, N, Dv]
+      const txtIdx = tf.tensor1d(pairs.textIndex, 'int32');
+      const fused = this.fuse(tf.gather(textEmbeds, txtIdx), tf.gather(attentionMask, txtIdx), img, rng); // [3B, T, D]
+      return this.itmLogits(fused);
+    });
+  }
+
+  /** `text_encoder(ids, mask, encoder_hidden_states=image_embeds)` in 'multi_modal' mode: all layers, then cls.predictions → [B, T, V]. */
+  mlmLogits(inputIds: tf.Tensor, attentionMask: tf.Tensor, imageEmbeds: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
+    const enc = options.momentum ? this.text_encoder_m : this.text_encoder;
+    return tf.tidy(() => {
+      const h = enc.bert.forward({ inputIds, attentionMask, encoderHiddenStates: imageEmbeds, rng: options.rng }).last_hidden_state;
+      return enc.lmHead.forward(h);
+    });
+  }
+
+  /** ITC candidate columns [embed_dim, B (+ queue)]: ALBEF's cat([feat_m.t(), queue]). */
+  candidates(featM: tf.Tensor, field: 'image_queue' | 'text_queue', useQueue: boolean): tf.Tensor {
+    return tf.tidy(() => {
+      const t = tf.transpose(featM);
+      return useQueue && this.queue ? tf.concat([t, this.queue.get(field)], 1) : t;
+    });
+  }
+
+  /** MLM masking of a batch (ALBEF `mask()`: 15%, 80/10/10; CLS, SEP, PAD never masked). */
+  maskText(inputIds: Int32Array, attentionMask: Int32Array, rng: Rng): MlmMasked {
+    const { tokens, bert_config: b, albef_config: a } = this.config;
+    return maskTokens(inputIds, {
+      rng,
+      vocabSize: b.vocab_size,
+      maskTokenId: tokens.mask,
+      specialTokenIds: [tokens.pad, tokens.cls, tokens.sep, tokens.mask],
+      attentionMask,
+      probability: a.mlm_probability,
+    });
+  }
+
+  // --- training -------------------------------------------------------------------------------
+
+  /** What ALBEF does under no_grad at the start of each forward; call after each optimizer step. */
+  afterStep(): void {
+    clampTemperature(this.temp);
+    this.momentum.update();
+  }
+
+  /**
+   * One pretraining forward (`ALBEF.forward(image, text, alpha)`): ITC with momentum features,
+   * queue and soft targets; ITM on positives and mined negatives; MLM conditioned on the image
+   * with distilled soft labels; then the queue update. Disabled objectives skip their work.
+   * `replay` reuses recorded draws (negatives, MLM masking) instead of drawing.
+   */
+  forward(batch: AlbefBatch, ctx: AlbefStepContext, replay: AlbefDraws = {}): ForwardResult & { draws: AlbefDraws } {
+    const opts = this.options;
+    const objectives = opts.objectives;
+    const doItc = objectiveEnabled(objectives, 'itc');
+    const doItm = objectiveEnabled(objectives, 'itm');
+    const doMlm = objectiveEnabled(objectives, 'mlm');
+    const distill = opts.distill ?? true;
+    const useQueue = (opts.useQueue ?? true) && this.queue !== null;
+    const negatives: NegativeStrategy = opts.negatives ?? 'hard';
+    const alpha = distill ? (ctx.alpha ?? this.config.albef_config.alpha) : 0;
+    const b = batch.pixels.shape[0] as number;
+    const t = batch.seqLength;
+    const metrics: Record<string, number> = { alpha };
+    const draws: AlbefDraws = {};
+    const training = this.training;
+    const dropRng = training ? ctx.rng.fork('dropout') : undefined;
+
+    const parts = tf.tidy(() => {
+      const ids = tf.tensor2d(batch.inputIds, [b, t], 'int32');
+      const mask = tf.tensor2d(batch.attentionMask, [b, t], 'int32');
+      const imageEmbeds = this.encodeImage(batch.pixels, { rng: dropRng?.fork('vision') });
+      const out: Record<string, tf.Scalar | undefined> = {};
+      let textEmbeds: tf.Tensor | null = null;
+      let imageEmbedsM: tf.Tensor | null = null;
+      const needSims = doItc || (doItm && negatives === 'hard');
+      let simI2t: tf.Tensor | null = null;
+      let simT2i: tf.Tensor | null = null;
+      let imageFeatM: tf.Tensor | null = null;
+      let textFeatM: tf.Tensor | null = null;
+      if (doItc || doItm) textEmbeds = this.encodeText(ids, mask, { rng: dropRng?.fork('text') });
+      if (needSims && textEmbeds) {
+        const imageFeat = this.imageFeat(imageEmbeds);
+        const textFeat = this.textFeat(textEmbeds);
+        // Momentum features (frozen twins: no gradient reaches them).
+        imageEmbedsM = this.encodeImage(batch.pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
+        imageFeatM = this.imageFeat(imageEmbedsM, { momentum: true });
+        textFeatM = this.textFeat(this.encodeText(ids, mask, { momentum: true, rng: dropRng?.fork('text_m') }), { momentum: true });
+        const imageAll = this.candidates(imageFeatM, 'image_queue', useQueue);
+        const textAll = this.candidates(textFeatM, 'text_queue', useQueue);
+        const soft = distill ? itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, this.temp) : undefined;
+        const itc = itcLoss({
+          imageFeat,
+          textFeat,
+          temp: this.temp,
+          imageFeatAll: imageAll,
+          textFeatAll: textAll,
+          imageIds: batch.imageIds,
+          softTargets: soft,
+          alpha,
+        });
+        simI2t = itc.simI2t;
+        simT2i = itc.simT2i;
+        if (doItc) {
+          out.itc = itc.loss;
+          metrics.itc_acc = itcAccuracy(itc.simI2t, itc.targets);
+        }
+      }
+      if (doItm && textEmbeds) {
+        let neg = replay.negatives;
+        if (!neg) {
+          let si2t = simI2t;
+          let st2i = simT2i;
+          if (!si2t || !st2i) {
+            // Random negatives need no similarity: a constant one gives uniform weights.
+            si2t = tf.zeros([b, b]);
+            st2i = si2t;
+          }
+          neg = sampleItmNegatives({ simI2t: si2t, simT2i: st2i, rng: ctx.rng.fork('itm'), imageIds: batch.imageIds, strategy: negatives });
+        }
+        draws.negatives = neg;
+        const pairs = itmPairs(neg);
+        const logits = this.itmLogitsForPairs(textEmbeds, mask, imageEmbeds, pairs, dropRng?.fork('fusion'));
+        const itm = itmLoss(logits, pairs.labels);
+        out.itm = itm.loss;
+        metrics.itm_acc = itm.accuracy;
+      }
+      if (doMlm) {
+        const masked = replay.mlm ?? this.maskText(batch.inputIds, batch.attentionMask, ctx.rng.fork('mlm'));
+        draws.mlm = masked;
+        const mlmIds = tf.tensor2d(masked.inputIds, [b, t], 'int32');
+        const v = this.config.bert_config.vocab_size;
+        const logits = tf.reshape(this.mlmLogits(mlmIds, mask, imageEmbeds, { rng: dropRng?.fork('mlm') }), [-1, v]);
+        if (alpha > 0) {
+          const imgM = imageEmbedsM ?? this.encodeImage(batch.pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
+          const logitsM = tf.reshape(this.mlmLogits(mlmIds, mask, imgM, { momentum: true, rng: dropRng?.fork('mlm_m') }), [-1, v]);
+          out.mlm = mlmDistillLoss(logits, logitsM, masked.labels, alpha);
+        } else {
+          out.mlm = mlmLoss(logits, masked.labels);
+        }
+      }
+      if (useQueue && imageFeatM && textFeatM) this.queue?.enqueue({ image_queue: imageFeatM, text_queue: textFeatM });
+      return out;
+    });
+    metrics.temp = this.temp.dataSync()[0]!;
+    return { ...combineLosses(parts, objectives, metrics), draws };
+  }
+
+  /** A pretraining step's alpha: ALBEF ramps it linearly over the first epoch. */
+  alphaAt(step: number, stepsPerEpoch: number): number {
+    return distillAlpha(step, stepsPerEpoch, this.config.albef_config.alpha);
+  }
+}
+
+/** [B, T, D] → [B, D]: the [CLS] row. */
+function cls(h: tf.Tensor): tf.Tensor {
+  const [b, , d] = h.shape as [number, number, number];
+  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+}
