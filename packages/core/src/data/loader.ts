@@ -84,7 +84,11 @@ export async function* loadExamples(records: AsyncIterable<CaptionRecord>, optio
   const concurrency = Math.max(1, options.concurrency ?? 8);
   const inFlight: Promise<ImageTextExample | null>[] = [];
   for await (const rec of records) {
-    inFlight.push(loadOne(rec, options));
+    const loading = loadOne(rec, options);
+    // Awaited below in order; the no-op handler only keeps an early `break` by the consumer from
+    // turning a later failure into an unhandled rejection.
+    loading.catch(() => undefined);
+    inFlight.push(loading);
     if (inFlight.length >= concurrency) {
       const ex = await (inFlight.shift() as Promise<ImageTextExample | null>);
       if (ex) yield ex;
@@ -118,7 +122,7 @@ export interface ImageTextBatch {
 export interface BatchingOptions {
   batchSize: number;
   tokenizer: BertTokenizer;
-  /** Longest caption in tokens, [CLS]/[SEP] included (BLIP pretraining uses 30, captioning 40). */
+  /** Longest caption in tokens, [CLS]/[SEP] included (default 35; BLIP pretraining uses 30, captioning 40). */
   maxLength?: number;
   /** `longest` pads each batch to its longest caption; `max_length` always to maxLength. */
   padding?: Exclude<PaddingMode, 'none'>;

@@ -196,7 +196,8 @@ async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): As
       skip_records_with_error: true,
       info: true,
       on_skip: (err) => {
-        skipped.push(err ? err.message : 'unparseable row');
+        const line = (err as { lines?: number } | undefined)?.lines;
+        skipped.push(`${line !== undefined ? `line ${line}: ` : ''}${err ? err.message : 'unparseable row'}`);
         return undefined;
       },
     }),
@@ -486,8 +487,10 @@ async function* readWebDatasetShard(file: string, report: DataReport): AsyncGene
     // of the shard count as one dropped record.
     report.read();
     report.drop('corrupt_shard', shard, `${err instanceof Error ? err.message : String(err)}${current ? ` (in sample ${current.key})` : ''}`);
-    source.destroy();
     return;
+  } finally {
+    // Also on an early `break` by the consumer: close the file.
+    source.destroy();
   }
   yield* finish(current);
 }

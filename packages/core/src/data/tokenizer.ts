@@ -184,7 +184,10 @@ export class BertTokenizer {
     }
     const added = [...(json.added_tokens ?? [])];
     const vocab = json.model.vocab;
-    let size = Math.max(Object.keys(vocab).length, ...Object.values(vocab).map((id) => id + 1), ...added.map((t) => t.id + 1));
+    // A loop, not Math.max(...spread): multilingual vocabularies (250k entries) overflow the stack.
+    let size = Object.keys(vocab).length;
+    for (const id of Object.values(vocab)) size = Math.max(size, id + 1);
+    for (const t of added) size = Math.max(size, t.id + 1);
     if (options.blipTokens) {
       for (const t of BLIP_EXTRA_TOKENS) {
         if (vocab[t] === undefined && !added.some((a) => a.content === t)) added.push(addedToken(size++, t));

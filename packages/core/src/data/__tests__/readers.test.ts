@@ -129,6 +129,17 @@ describe('readers on fixtures with every bad-record kind', () => {
     expect(recs[1]?.meta).toEqual({ caption: 'a blue square', width: 8 });
   });
 
+  it('a consumer may stop early; what was read and not finished shows as pending', async () => {
+    const report = new DataReport();
+    const got: string[] = [];
+    for await (const r of readDataset({ path: join(fixtures, 'shard-000000.tar') }, report)) {
+      got.push(r.key);
+      if (got.length === 2) break;
+    }
+    expect(got).toEqual(['shard-000000.tar:000000', 'shard-000000.tar:000001']);
+    expect(report.summary()).toMatchObject({ input: 2, kept: 0, pending: 2, balanced: false });
+  });
+
   it('names, braces and formats', () => {
     expect(splitWdsName('a/b/000123.seg.PNG')).toEqual({ key: 'a/b/000123', ext: 'seg.png' });
     expect(splitWdsName('noext')).toBeNull();
