@@ -5,3 +5,4 @@ export * from './config.js';
 export * from './model.js';
 export * from './checkpoint.js';
 export * from './verify.js';
+export * from './retrieval.js';

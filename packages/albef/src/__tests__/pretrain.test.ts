@@ -1,0 +1,218 @@
+// ALBEF pretraining forward on the tiny preset: shapes, that every ablation switch changes the
+// computation (objectives on/off and weights, hard vs random negatives, distillation, queue),
+// gradients reach the online model and never the twins, no leaks, and retrieval re-ranking.
+import * as tf from '@tensorflow/tfjs-core';
+import { initRuntime, Rng } from '@vl/core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { albefConfig, ALBEF_BASE, validateAlbefConfig } from '../config.js';
+import { Albef, type AlbefBatch, type AlbefPretrainOptions } from '../model.js';
+import { albefRetrievalScores, itcRetrievalMetrics, OUTSIDE_TOP_K, retrievalMetrics, topK, type RetrievalScores } from '../retrieval.js';
+
+beforeAll(async () => {
+  await initRuntime({ backend: 'cpu' });
+});
+
+const B = 6;
+const T = 8;
+
+function batch(seed: number, b = B): AlbefBatch {
+  const rng = new Rng(seed);
+  const px = new Float32Array(b * 3 * 32 * 32).map(() => rng.normal());
+  const ids = new Int32Array(b * T);
+  const mask = new Int32Array(b * T);
+  for (let r = 0; r < b; r++) {
+    const len = 5 + (r % 3);
+    for (let j = 0; j < len; j++) {
+      ids[r * T + j] = j === 0 ? 2 : j === len - 1 ? 3 : 5 + rng.int(90);
+      mask[r * T + j] = 1;
+    }
+  }
+  return { pixels: tf.tensor4d(px, [b, 3, 32, 32]), inputIds: ids, attentionMask: mask, seqLength: T };
+}
+
+function run(options: AlbefPretrainOptions, seed = 1, replayFrom?: Albef['forward'] extends (...a: never[]) => infer R ? R : never) {
+  const model = new Albef(albefConfig('tiny'), new Rng(7), options);
+  model.eval();
+  const data = batch(seed);
+  const out = model.forward(data, { rng: new Rng(seed), alpha: 0.4 }, replayFrom?.draws ?? {});
+  const losses = Object.fromEntries(Object.entries(out.losses).map(([k, v]) => [k, v.dataSync()[0]!]));
+  const total = out.loss.dataSync()[0]!;
+  const ptr = model.queue ? model.queue.pointer : -1;
+  tf.dispose([out.loss, ...Object.values(out.losses), data.pixels]);
+  model.dispose();
+  return { losses, total, draws: out.draws, metrics: out.metrics, ptr, result: out };
+}
+
+describe('ALBEF config', () => {
+  it('presets validate and base matches the paper', () => {
+    expect(ALBEF_BASE.bert_config.fusion_layer).toBe(6);
+    expect(ALBEF_BASE.albef_config.embed_dim).toBe(256);
+    expect(ALBEF_BASE.albef_config.queue_size).toBe(65536);
+    expect(validateAlbefConfig(JSON.parse(JSON.stringify(ALBEF_BASE)))).toEqual(ALBEF_BASE);
+    expect(() => albefConfig('tiny', { bert_config: { fusion_layer: 9 } })).toThrow(/fusion_layer/);
+    expect(() => albefConfig('tiny', { bert_config: { encoder_width: 48 } })).toThrow(/encoder_width/);
+  });
+});
+
+describe('ALBEF pretraining forward (tiny)', () => {
+  it('computes ITC, ITM and MLM with the expected shapes and advances the queue', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(0));
+    model.eval();
+    const data = batch(3);
+    const img = model.encodeImage(data.pixels);
+    expect(img.shape).toEqual([B, 17, 32]);
+    const ids = tf.tensor2d(data.inputIds, [B, T], 'int32');
+    const mask = tf.tensor2d(data.attentionMask, [B, T], 'int32');
+    const txt = model.encodeText(ids, mask);
+    expect(txt.shape).toEqual([B, T, 32]);
+    expect(model.imageFeat(img).shape).toEqual([B, 16]);
+    expect(model.mlmLogits(ids, mask, img).shape).toEqual([B, T, 99]);
+    expect(model.candidates(model.textFeat(txt), 'text_queue', true).shape).toEqual([16, B + 8]);
+    const out = model.forward(data, { rng: new Rng(1) });
+    expect(Object.keys(out.losses).sort()).toEqual(['itc', 'itm', 'mlm']);
+    expect(model.queue!.pointer).toBe(B % 8);
+    for (const v of Object.values(out.losses)) expect(Number.isFinite(v.dataSync()[0]!)).toBe(true);
+    tf.dispose([img, ids, mask, txt, data.pixels]);
+    model.dispose();
+  });
+
+  it('each objective switch removes its loss and weights scale the total', () => {
+    const all = run({});
+    for (const name of ['itc', 'itm', 'mlm']) {
+      const off = run({ objectives: { [name]: { enabled: false } } }, 1, all.result);
+      expect(Object.keys(off.losses)).not.toContain(name);
+      expect(off.total).not.toBeCloseTo(all.total, 4);
+    }
+    const weighted = run({ objectives: { itc: { weight: 2 }, itm: { weight: 0.5 } } }, 1, all.result);
+    const l = weighted.losses;
+    expect(weighted.total).toBeCloseTo(2 * l.itc! + 0.5 * l.itm! + l.mlm!, 4);
+    expect(l.itc).toBeCloseTo(all.losses.itc!, 5);
+  });
+
+  it('without ITC and ITM the text-only and momentum ITC passes are skipped (no queue update)', () => {
+    const mlmOnly = run({ objectives: { itc: { enabled: false }, itm: { enabled: false } } });
+    expect(mlmOnly.ptr).toBe(0);
+    expect(mlmOnly.draws.negatives).toBeUndefined();
+  });
+
+  it('hard and random negatives draw differently and change only ITM; hard mining computes similarities even without ITC', () => {
+    let differ = 0;
+    for (let seed = 1; seed <= 4; seed++) {
+      const hard = run({ negatives: 'hard' }, seed);
+      const random = run({ negatives: 'random' }, seed);
+      const h = Array.from(hard.draws.negatives!.imageForText).join();
+      const r = Array.from(random.draws.negatives!.imageForText).join();
+      if (h !== r) differ++;
+      expect(random.losses.itc).toBeCloseTo(hard.losses.itc!, 5); // only ITM changes
+    }
+    expect(differ).toBeGreaterThan(0);
+    // Hard mining with no ITC loss still needs (and computes) the similarities; random does not.
+    const randomNoItc = run({ negatives: 'random', objectives: { itc: { enabled: false } } });
+    expect(randomNoItc.ptr).toBe(0);
+    const hardNoItc = run({ negatives: 'hard', objectives: { itc: { enabled: false } } });
+    expect(hardNoItc.ptr).toBe(B % 8);
+  });
+
+  it('distillation changes ITC and MLM (soft targets), not ITM', () => {
+    const on = run({ distill: true });
+    const off = run({ distill: false }, 1, on.result);
+    expect(off.metrics.alpha).toBe(0);
+    expect(on.metrics.alpha).toBe(0.4);
+    expect(off.losses.itc).not.toBeCloseTo(on.losses.itc!, 5);
+    expect(off.losses.mlm).not.toBeCloseTo(on.losses.mlm!, 5);
+    expect(off.losses.itm).toBeCloseTo(on.losses.itm!, 5);
+  });
+
+  it('the queue adds candidates: off, or a different size, changes ITC', () => {
+    const withQueue = run({});
+    const noQueue = run({ useQueue: false }, 1, withQueue.result);
+    expect(noQueue.losses.itc).not.toBeCloseTo(withQueue.losses.itc!, 5);
+    expect(noQueue.ptr).toBe(0);
+    const big = new Albef(albefConfig('tiny', { albef_config: { queue_size: 32 } }), new Rng(7));
+    const none = new Albef(albefConfig('tiny', { albef_config: { queue_size: 0 } }), new Rng(7));
+    expect(big.stateDict().get('queue.image_queue')!.shape).toEqual([16, 32]);
+    expect(none.queue).toBeNull();
+    expect([...none.stateDict().keys()].some((k) => k.startsWith('queue.'))).toBe(false);
+    big.dispose();
+    none.dispose();
+  });
+
+  it('gradients reach online weights and temp, never the frozen twins; no leaks across steps', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(0));
+    const data = batch(5);
+    const step = (seed: number) => {
+      const { value, grads } = tf.variableGrads(() => model.forward(data, { rng: new Rng(seed) }).loss);
+      const names = new Map(model.namedParameters().map(([n, p]) => [p.name, n]));
+      const got = Object.keys(grads).map((id) => names.get(id) ?? id);
+      tf.dispose([value, ...Object.values(grads)]);
+      model.afterStep();
+      return got;
+    };
+    const first = step(1);
+    expect(first.some((n) => n.startsWith('visual_encoder.'))).toBe(true);
+    expect(first).toContain('temp');
+    expect(first).toContain('itm_head.weight');
+    expect(first.some((n) => n.includes('_m.'))).toBe(false);
+    const before = tf.memory().numTensors;
+    step(2);
+    expect(tf.memory().numTensors).toBe(before);
+    data.pixels.dispose();
+    model.dispose();
+  });
+});
+
+describe('ALBEF retrieval (ITC top-k re-ranked by ITM)', () => {
+  it('k = 0 is ITC only; with k the top-k get the ITM logit of class 1 and the rest -100', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(0));
+    const data = batch(9, 5);
+    const texts = { inputIds: data.inputIds, attentionMask: data.attentionMask, seqLength: T };
+    const plain = albefRetrievalScores(model, data.pixels, texts, { k: 0 });
+    expect(plain.i2t).toEqual(plain.itc);
+    const k = 2;
+    const before = tf.memory().numTensors;
+    const s = albefRetrievalScores(model, data.pixels, texts, { k, batchSize: 2, pairBatchSize: 3 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(s.itc).toEqual(plain.itc);
+    const n = 5;
+    for (let i = 0; i < n; i++) {
+      const top = new Set(topK(s.itc.subarray(i * n, (i + 1) * n), k));
+      for (let t = 0; t < n; t++) {
+        if (!top.has(t)) expect(s.i2t[i * n + t]).toBe(OUTSIDE_TOP_K);
+      }
+    }
+    // One re-ranked entry against a direct fusion pass.
+    const i = 3;
+    const t = topK(s.itc.subarray(i * n, (i + 1) * n), 1)[0]!;
+    model.eval();
+    const direct = tf.tidy(() => {
+      const img = model.encodeImage(tf.slice(data.pixels, [i, 0, 0, 0], [1, -1, -1, -1]));
+      const ids = tf.tensor2d(data.inputIds.subarray(t * T, (t + 1) * T), [1, T], 'int32');
+      const mask = tf.tensor2d(data.attentionMask.subarray(t * T, (t + 1) * T), [1, T], 'int32');
+      return model.itmLogits(model.fuse(model.encodeText(ids, mask), mask, img)).dataSync()[1]!;
+    });
+    expect(s.i2t[i * n + t]).toBeCloseTo(direct, 4);
+    // Each column of t2i has exactly k re-scored images.
+    for (let tt = 0; tt < n; tt++) {
+      let scored = 0;
+      for (let ii = 0; ii < n; ii++) if (s.t2i[ii * n + tt] !== OUTSIDE_TOP_K) scored++;
+      expect(scored).toBe(k);
+    }
+    data.pixels.dispose();
+    model.dispose();
+  });
+
+  it('re-ranking fixes an ITC ranking within the top-k, and cannot reach past it', () => {
+    // 3 images, 3 texts, text t belongs to image t. ITC ranks the right text second for each
+    // image; ITM (inside the top-2) ranks it first.
+    const itc = Float32Array.from([0.5, 0.9, 0.1, 0.1, 0.5, 0.9, 0.9, 0.1, 0.5]);
+    const itm = Float32Array.from([3, 1, OUTSIDE_TOP_K, OUTSIDE_TOP_K, 3, 1, 1, OUTSIDE_TOP_K, 3]);
+    const scores: RetrievalScores = { numImages: 3, numTexts: 3, itc, i2t: itm, t2i: itm, k: 2 };
+    expect(itcRetrievalMetrics(scores, [0, 1, 2]).imageToText.recall[1]).toBe(0);
+    const r = retrievalMetrics(scores, [0, 1, 2]);
+    expect(r.imageToText.recall[1]).toBe(100);
+    expect(r.textToImage.recall[1]).toBe(100);
+    // The right text outside the top-k stays at -100 whatever ITM would say.
+    const outside = Float32Array.from([OUTSIDE_TOP_K, 3, 1, 1, OUTSIDE_TOP_K, 3, 3, 1, OUTSIDE_TOP_K]);
+    expect(retrievalMetrics({ ...scores, i2t: outside, t2i: outside }, [0, 1, 2]).imageToText.recall[1]).toBe(0);
+  });
+});
