@@ -140,7 +140,24 @@ describe('BertTokenizer on bert-base-uncased', () => {
   });
 
   it('loads a tokenizer.json (with BLIP tokens already in it) to the same ids', () => {
-    const json = bertTokenizerJson(vocab) as unknown as { added_tokens: object[] };
+    const json = bertTokenizerJson(vocab) as unknown as { added_tokens: object[]; post_processor: unknown };
+    // As in the files transformers saves: a TemplateProcessing post-processor adding [CLS]/[SEP]
+    // (we add specials ourselves, so it must not add a second pair).
+    json.post_processor = {
+      type: 'TemplateProcessing',
+      single: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
+      pair: [
+        { SpecialToken: { id: '[CLS]', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '[SEP]', type_id: 0 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+        { SpecialToken: { id: '[SEP]', type_id: 1 } },
+      ],
+      special_tokens: {
+        '[CLS]': { id: '[CLS]', ids: [101], tokens: ['[CLS]'] },
+        '[SEP]': { id: '[SEP]', ids: [102], tokens: ['[SEP]'] },
+      },
+    };
     json.added_tokens.push({ id: 30522, content: '[DEC]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
     const dir = mkdtempSync(join(tmpdir(), 'vl-tokjson-'));
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
