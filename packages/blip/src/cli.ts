@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// The `blip` executable: runs the command in program.ts and exits with its code.
+import { runCli } from './program.js';
+
+runCli(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,398 @@
+// BLIP models under Hugging Face's key names (transformers v4.30 `modeling_blip.py`,
+// `modeling_blip_text.py`): the ViT image encoder, the BERT text encoder (unimodal for ITC,
+// image-grounded with cross-attention for ITM), the causal image-grounded decoder for captioning,
+// and the two classes users load: BlipForConditionalGeneration and BlipForImageTextRetrieval.
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BertLMPredictionHead,
+  BLIP_VISION_NAMES,
+  type BertTokenizer,
+  Container,
+  ensureRuntime,
+  generate,
+  type GenerateOptions,
+  type GenerateOutput,
+  l2Normalize,
+  Linear,
+  Module,
+  Rng,
+  TextTransformer,
+  type TextTransformerConfig,
+  VisionTransformer,
+  type VisionTransformerOutput,
+} from '@vl/core';
+import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
+import { loadWeights, readBlipConfig, saveCheckpoint } from './checkpoint.js';
+import { textDecoderStep } from './decoder-step.js';
+import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
+
+export interface FromPretrainedOptions {
+  /** Use this tokenizer instead of the folder's (null: none). */
+  tokenizer?: BertTokenizer | null;
+}
+
+/** Builds `make(config)`, loads the folder's weights strictly, switches to eval mode, attaches the tokenizer. */
+async function loadPretrained<M extends Module & { tokenizer: BertTokenizer | null; tokenizerDir: string | null }>(
+  dir: string,
+  make: (config: BlipConfig) => M,
+  options: FromPretrainedOptions,
+): Promise<M> {
+  await ensureRuntime();
+  const config = await readBlipConfig(dir);
+  const model = make(config);
+  try {
+    await loadWeights(model, dir);
+    if (options.tokenizer !== undefined) {
+      model.tokenizer = options.tokenizer;
+    } else {
+      model.tokenizer = await loadTokenizerFrom(dir);
+      if (model.tokenizer) model.tokenizerDir = dir;
+    }
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model.eval();
+}
+
+/** HF `BlipVisionModel`: embeddings, encoder.layers.N, post_layernorm (applied twice for the pooler). */
+export function blipVisionModel(cfg: BlipVisionConfig, rng: Rng): VisionTransformer {
+  return new VisionTransformer(
+    {
+      imageSize: cfg.image_size,
+      patchSize: cfg.patch_size,
+      numChannels: cfg.num_channels,
+      hiddenSize: cfg.hidden_size,
+      numLayers: cfg.num_hidden_layers,
+      numHeads: cfg.num_attention_heads,
+      intermediateSize: cfg.intermediate_size,
+      layerNormEps: cfg.layer_norm_eps,
+      attentionDropout: cfg.attention_dropout,
+      pooler: 'cls_norm',
+      names: BLIP_VISION_NAMES,
+    },
+    rng,
+  );
+}
+
+/** The keys of text_config the core text transformer reads (BLIP has no token types). */
+export function textTransformerConfig(cfg: BlipTextConfig): TextTransformerConfig {
+  return {
+    vocab_size: cfg.vocab_size,
+    hidden_size: cfg.hidden_size,
+    max_position_embeddings: cfg.max_position_embeddings,
+    type_vocab_size: 0,
+    layer_norm_eps: cfg.layer_norm_eps,
+    hidden_dropout_prob: cfg.hidden_dropout_prob,
+    attention_probs_dropout_prob: cfg.attention_probs_dropout_prob,
+    num_hidden_layers: cfg.num_hidden_layers,
+    num_attention_heads: cfg.num_attention_heads,
+    intermediate_size: cfg.intermediate_size,
+    hidden_act: cfg.hidden_act,
+    encoder_hidden_size: cfg.encoder_hidden_size,
+  };
+}
+
+/** HF `BlipTextModel` without a pooler: bidirectional (encoder) or causal (decoder), cross-attention in every layer. */
+export function blipTextModel(cfg: BlipTextConfig, rng: Rng, options: { causal: boolean }): TextTransformer {
+  return new TextTransformer(textTransformerConfig(cfg), rng, { causal: options.causal, crossAttentionFrom: 0 });
+}
+
+/** HF `BlipTextLMHeadModel` (`text_decoder`): `bert` (causal) + `cls.predictions` (tied bias). */
+export class BlipTextLMHeadModel extends Module {
+  readonly bert: TextTransformer;
+  readonly predictions: BertLMPredictionHead;
+
+  constructor(cfg: BlipTextConfig, rng: Rng) {
+    super();
+    this.bert = this.registerModule('bert', blipTextModel(cfg, rng, { causal: true }));
+    const cls = this.registerModule('cls', new Container());
+    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hidden_size: cfg.hidden_size, vocab_size: cfg.vocab_size, hidden_act: cfg.hidden_act, layer_norm_eps: cfg.layer_norm_eps }, rng));
+  }
+
+  /** Teacher-forced logits [B, T, V]. */
+  forward(inputs: { inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; encoderHiddenStates: tf.Tensor; rng?: Rng }): tf.Tensor {
+    return tf.tidy(() => {
+      const h = this.bert.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: inputs.encoderHiddenStates, rng: inputs.rng });
+      return this.predictions.forward(h.last_hidden_state);
+    });
+  }
+}
+
+/** Options of `generate` as HF's BlipForConditionalGeneration.generate takes them (camelCase). */
+export interface BlipGenerateOptions extends Omit<GenerateOptions, 'inputIds' | 'eosTokenId' | 'padTokenId'> {
+  /**
+   * Prompt ids as the processor makes them (`[CLS] a picture of [SEP]`): column 0 becomes [DEC]
+   * (bos) and the last column is dropped, as HF does. Absent: every row starts from bos alone.
+   */
+  inputIds?: tf.Tensor2D | readonly (readonly number[])[];
+}
+
+export interface ConditionalGenerationOutput {
+  /** [B, 1 + N, D] vision last hidden state. */
+  image_embeds: tf.Tensor;
+  /** [B, T, V] teacher-forced next-token logits. */
+  decoder_logits: tf.Tensor;
+}
+
+/** Random initialisation unless loaded: a seeded generator, so two fresh models are identical. */
+function initRng(rng?: Rng): Rng {
+  return rng ?? new Rng(0);
+}
+
+/** HF `BlipForConditionalGeneration`: captioning (with an optional text prompt). */
+export class BlipForConditionalGeneration extends Module {
+  readonly config: BlipConfig;
+  readonly vision_model: VisionTransformer;
+  readonly text_decoder: BlipTextLMHeadModel;
+  /** Set by `fromPretrained` when the folder holds vocab.txt / tokenizer.json, or by the caller. */
+  tokenizer: BertTokenizer | null = null;
+  /** Where the tokenizer files are; `savePretrained` copies them. */
+  tokenizerDir: string | null = null;
+
+  /** Loads a Hugging Face `BlipForConditionalGeneration` folder (config.json + model.safetensors [+ tokenizer]). */
+  static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BlipForConditionalGeneration> {
+    return loadPretrained(dir, (c) => new BlipForConditionalGeneration(c), options);
+  }
+
+  /** Writes the same layout back (tied decoder bias omitted, position ids as I64). */
+  async savePretrained(dir: string): Promise<void> {
+    await saveCheckpoint(this, this.config, dir, 'BlipForConditionalGeneration', this.tokenizerDir);
+  }
+
+  constructor(config: BlipConfig, rng?: Rng) {
+    super();
+    const r = initRng(rng);
+    this.config = config;
+    this.vision_model = this.registerModule('vision_model', blipVisionModel(config.vision_config, r));
+    this.text_decoder = this.registerModule('text_decoder', new BlipTextLMHeadModel(config.text_config, r));
+  }
+
+  /** Vision tower: last_hidden_state (= image_embeds) and pooler_output. */
+  visionForward(pixelValues: tf.Tensor, rng?: Rng): VisionTransformerOutput {
+    return this.vision_model.forward(pixelValues, { rng });
+  }
+
+  /** HF `forward(pixel_values, input_ids, attention_mask)`: image embeddings and teacher-forced logits. */
+  forward(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; rng?: Rng }): ConditionalGenerationOutput {
+    return tf.tidy(() => {
+      const image = this.vision_model.forward(inputs.pixelValues, { rng: inputs.rng }).last_hidden_state;
+      const logits = this.text_decoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image, rng: inputs.rng });
+      return { image_embeds: image, decoder_logits: logits };
+    });
+  }
+
+  /** HF `generate(pixel_values, input_ids?)`: stops on [SEP], pads with [PAD]; returns ids with the prompt. */
+  async generate(pixelValues: tf.Tensor, options: BlipGenerateOptions = {}): Promise<GenerateOutput> {
+    const t = this.config.text_config;
+    const b = pixelValues.shape[0] as number;
+    const prompts = await promptRows(options.inputIds, b, t.bos_token_id);
+    const image = tf.tidy(() => this.vision_model.forward(pixelValues).last_hidden_state);
+    try {
+      const { inputIds: _ignored, ...rest } = options;
+      return await generate(textDecoderStep(this.text_decoder.bert, this.text_decoder.predictions, image), {
+        maxLength: t.max_length ?? 20,
+        ...rest,
+        inputIds: prompts,
+        eosTokenId: t.sep_token_id,
+        padTokenId: t.pad_token_id,
+      });
+    } finally {
+      image.dispose();
+    }
+  }
+
+  /**
+   * Captions images (paths, encoded bytes, or pixel tensors [3,H,W] / [B,3,H,W] already
+   * normalised). With a prompt, the caption continues it and the prompt is cut from the text, as
+   * BLIP does. Needs a tokenizer (from the checkpoint folder, or set `model.tokenizer`).
+   */
+  async caption(images: ImageInput | readonly ImageInput[], options: CaptionOptions = {}): Promise<string[]> {
+    const tok = requireTokenizer(this.tokenizer, 'caption');
+    const { prompt = '', ...gen } = options;
+    const pixels = await pixelValuesFrom(images, this.config.vision_config.image_size);
+    try {
+      const b = pixels.shape[0] as number;
+      let inputIds: number[][] | undefined;
+      if (prompt) {
+        const ids = tok.encode(prompt).ids; // [CLS] prompt [SEP]; generate swaps in bos and drops [SEP]
+        inputIds = Array.from({ length: b }, () => ids);
+      }
+      const out = await this.generate(pixels, { ...gen, inputIds });
+      const promptText = prompt ? tok.decode(tok.encode(prompt).ids) : '';
+      return out.sequences.map((seq) => {
+        const text = tok.decode(seq);
+        return prompt && text.startsWith(promptText) ? text.slice(promptText.length).trim() : text.trim();
+      });
+    } finally {
+      pixels.dispose();
+    }
+  }
+}
+
+export interface CaptionOptions extends Omit<BlipGenerateOptions, 'inputIds'> {
+  /** Text the caption starts with (BLIP's 'a picture of '); cut from the returned text. */
+  prompt?: string;
+}
+
+/** HF: input_ids[:, 0] = bos, then input_ids[:, :-1]; no prompt → [[bos]] per row. */
+async function promptRows(inputIds: BlipGenerateOptions['inputIds'], batch: number, bos: number): Promise<number[][]> {
+  if (inputIds === undefined) return Array.from({ length: batch }, () => [bos]);
+  const rows = inputIds instanceof tf.Tensor ? ((await inputIds.array()) as number[][]) : inputIds.map((r) => Array.from(r));
+  if (rows.length !== batch) throw new Error(`prompt has ${rows.length} rows for ${batch} images`);
+  return rows.map((r) => {
+    if (r.length < 2) throw new Error('a prompt row needs at least 2 tokens ([CLS] … [SEP]); the last one is dropped as HF does');
+    const out = r.slice(0, -1);
+    out[0] = bos;
+    return out;
+  });
+}
+
+export function requireTokenizer(tok: BertTokenizer | null, what: string): BertTokenizer {
+  if (!tok) {
+    throw new Error(`${what} needs a tokenizer: put vocab.txt or tokenizer.json in the checkpoint folder, or set model.tokenizer`);
+  }
+  return tok;
+}
+
+export interface RetrievalItmOutput {
+  /** [B, 2] ITM logits (index 1 = match). */
+  itm_score: tf.Tensor;
+  /** [B, 1 + N, D] */
+  image_embeds: tf.Tensor;
+  /** [B, T, D] text encoder output with cross-attention to the image. */
+  question_embeds: tf.Tensor;
+}
+
+export interface RetrievalItcOutput {
+  /** [B_img, B_txt] cosine similarity of the normalised projections. */
+  itm_score: tf.Tensor;
+  image_embeds: tf.Tensor;
+  /** [B, T, D] text-only encoder output. */
+  question_embeds: tf.Tensor;
+  /** [B, E] normalised vision_proj(image_embeds[:, 0]). */
+  image_feat: tf.Tensor;
+  /** [B, E] normalised text_proj(question_embeds[:, 0]). */
+  text_feat: tf.Tensor;
+}
+
+export interface MatchResult {
+  /** [image][text] probability that the pair matches (softmax of the ITM head). */
+  itm: number[][];
+  /** [image][text] cosine similarity of the ITC embeddings. */
+  itc: number[][];
+}
+
+function cls(h: tf.Tensor): tf.Tensor2D {
+  const [b, , d] = h.shape as [number, number, number];
+  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+}
+
+/** HF `BlipForImageTextRetrieval`: ITM head on the image-grounded encoder, ITC projections. */
+export class BlipForImageTextRetrieval extends Module {
+  readonly config: BlipConfig;
+  readonly vision_model: VisionTransformer;
+  readonly text_encoder: TextTransformer;
+  readonly vision_proj: Linear;
+  readonly text_proj: Linear;
+  readonly itm_head: Linear;
+  tokenizer: BertTokenizer | null = null;
+  tokenizerDir: string | null = null;
+
+  /** Loads a Hugging Face `BlipForImageTextRetrieval` folder. */
+  static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BlipForImageTextRetrieval> {
+    return loadPretrained(dir, (c) => new BlipForImageTextRetrieval(c), options);
+  }
+
+  async savePretrained(dir: string): Promise<void> {
+    await saveCheckpoint(this, this.config, dir, 'BlipForImageTextRetrieval', this.tokenizerDir);
+  }
+
+  constructor(config: BlipConfig, rng?: Rng) {
+    super();
+    const r = initRng(rng);
+    this.config = config;
+    const v = config.vision_config;
+    const t = config.text_config;
+    this.vision_model = this.registerModule('vision_model', blipVisionModel(v, r));
+    this.text_encoder = this.registerModule('text_encoder', blipTextModel(t, r, { causal: false }));
+    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hidden_size, config.image_text_hidden_size, r));
+    this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, config.image_text_hidden_size, r));
+    this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, r));
+  }
+
+  visionForward(pixelValues: tf.Tensor, rng?: Rng): VisionTransformerOutput {
+    return this.vision_model.forward(pixelValues, { rng });
+  }
+
+  /** HF forward with `use_itm_head=True`: pairs row b of the images with row b of the texts. */
+  forwardItm(inputs: { pixelValues?: tf.Tensor; imageEmbeds?: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItmOutput {
+    return tf.tidy(() => {
+      const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).last_hidden_state;
+      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image }).last_hidden_state;
+      return { itm_score: this.itm_head.forward(cls(q)), image_embeds: image, question_embeds: q };
+    });
+  }
+
+  /** HF forward with `use_itm_head=False`: image × text cosine similarity of the ITC features. */
+  forwardItc(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItcOutput {
+    return tf.tidy(() => {
+      const image = this.vision_model.forward(inputs.pixelValues).last_hidden_state;
+      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).last_hidden_state;
+      const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
+      const textFeat = l2Normalize(this.text_proj.forward(cls(q)));
+      return { itm_score: tf.matMul(imageFeat, textFeat, false, true), image_embeds: image, question_embeds: q, image_feat: imageFeat, text_feat: textFeat };
+    });
+  }
+
+  /** Unit-length image embeddings for retrieval, [B, E]. */
+  getImageFeatures(pixelValues: tf.Tensor): tf.Tensor2D {
+    return tf.tidy(() => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).last_hidden_state))) as tf.Tensor2D);
+  }
+
+  /** Unit-length text embeddings for retrieval, [B, E] (text-only encoder, [CLS] row). */
+  getTextFeatures(inputIds: tf.Tensor, attentionMask?: tf.Tensor | null): tf.Tensor2D {
+    return tf.tidy(() => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).last_hidden_state))) as tf.Tensor2D);
+  }
+
+  /**
+   * Scores every image against every text: ITM match probability and ITC cosine similarity.
+   * The ITM input starts with [ENC] when the tokenizer has it (Salesforce BLIP's image-grounded
+   * encoder); `itmFirstToken: '[CLS]'` reproduces HF's processor output instead.
+   */
+  async match(images: ImageInput | readonly ImageInput[], texts: readonly string[], options: { itmFirstToken?: string; maxLength?: number } = {}): Promise<MatchResult> {
+    const tok = requireTokenizer(this.tokenizer, 'match');
+    const pixels = await pixelValuesFrom(images, this.config.vision_config.image_size);
+    const maxLength = options.maxLength ?? 35;
+    const first = options.itmFirstToken ?? (tok.encId !== undefined ? '[ENC]' : '[CLS]');
+    const itcEnc = tok.encodeBatch(texts, { maxLength });
+    const itmEnc = tok.encodeBatch(texts, { maxLength, firstToken: first });
+    const nI = pixels.shape[0] as number;
+    const nT = texts.length;
+    try {
+      const [itmProbs, itcSim] = tf.tidy(() => {
+        const image = this.vision_model.forward(pixels).last_hidden_state; // [I, S, D]
+        const [, s, d] = image.shape as [number, number, number];
+        const ids = tf.tensor2d(itcEnc.inputIds, [nT, itcEnc.seqLen], 'int32');
+        const mask = tf.tensor2d(itcEnc.attentionMask, [nT, itcEnc.seqLen], 'int32');
+        const textFeat = this.getTextFeatures(ids, mask);
+        const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
+        const sim = tf.matMul(imageFeat, textFeat, false, true); // [I, T]
+        // Every (image, text) pair through the image-grounded encoder: image i repeated T times.
+        const pairImage = tf.reshape(tf.tile(tf.expandDims(image, 1), [1, nT, 1, 1]), [nI * nT, s, d]);
+        const itmIds = tf.tile(tf.tensor2d(itmEnc.inputIds, [nT, itmEnc.seqLen], 'int32'), [nI, 1]);
+        const itmMask = tf.tile(tf.tensor2d(itmEnc.attentionMask, [nT, itmEnc.seqLen], 'int32'), [nI, 1]);
+        const logits = this.forwardItm({ imageEmbeds: pairImage, inputIds: itmIds, attentionMask: itmMask }).itm_score; // [I·T, 2]
+        const probs = tf.reshape(tf.slice(tf.softmax(logits, -1), [0, 1], [nI * nT, 1]), [nI, nT]);
+        return [probs, sim];
+      });
+      const itm = (await itmProbs.array()) as number[][];
+      const itc = (await itcSim.array()) as number[][];
+      itmProbs.dispose();
+      itcSim.dispose();
+      return { itm, itc };
+    } finally {
+      pixels.dispose();
+    }
+  }
+}

@@ -1,0 +1,60 @@
+// Image and text preprocessing as HF `BlipProcessor` does it: images resized to image_size×image_size
+// (bicubic), scaled to [0, 1] and normalised with OpenAI CLIP's mean/std; a BERT WordPiece
+// tokenizer with BLIP's [DEC]/[ENC] tokens, loaded from a checkpoint folder when present.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS, preprocessImage } from '@vl/core';
+
+/** A file path, encoded image bytes (JPEG/PNG/…), or normalised pixels [3,H,W] / [B,3,H,W]. */
+export type ImageInput = string | Uint8Array | tf.Tensor;
+
+/** Bytes or a path → normalised [3, size, size] float32. */
+export async function preprocessBlipImage(image: string | Uint8Array, size: number): Promise<Float32Array> {
+  const bytes = typeof image === 'string' ? await readFile(image) : image;
+  return preprocessImage(bytes, {
+    size,
+    mode: 'squash',
+    interpolation: 'bicubic',
+    norm: MODEL_IMAGE_NORMS.blip,
+    subject: typeof image === 'string' ? image : undefined,
+  });
+}
+
+/** Any mix of image inputs → one [B, 3, size, size] tensor the caller disposes. Tensors are copied, not consumed. */
+export async function pixelValuesFrom(images: ImageInput | readonly ImageInput[], size: number): Promise<tf.Tensor4D> {
+  const list: readonly ImageInput[] = Array.isArray(images) ? images : [images as ImageInput];
+  if (list.length === 0) throw new Error('no images given');
+  const parts: tf.Tensor4D[] = [];
+  try {
+    let hostBatch: Float32Array[] = [];
+    const flush = () => {
+      if (hostBatch.length) parts.push(imagesToTensor(hostBatch, size, size));
+      hostBatch = [];
+    };
+    for (const img of list) {
+      if (img instanceof tf.Tensor) {
+        flush();
+        if (img.rank === 3) parts.push(tf.expandDims(img, 0) as tf.Tensor4D);
+        else if (img.rank === 4) parts.push(tf.clone(img) as tf.Tensor4D);
+        else throw new Error(`a pixel tensor must be [3,H,W] or [B,3,H,W], got [${img.shape}]`);
+      } else {
+        hostBatch.push(await preprocessBlipImage(img, size));
+      }
+    }
+    flush();
+    if (parts.length === 1) return parts.pop() as tf.Tensor4D;
+    return tf.concat(parts, 0);
+  } finally {
+    for (const p of parts) p.dispose();
+  }
+}
+
+/** The tokenizer in a checkpoint folder (tokenizer.json, else vocab.txt), with [DEC]/[ENC] added when missing; null when neither file exists. */
+export async function loadTokenizerFrom(dir: string): Promise<BertTokenizer | null> {
+  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) return null;
+  return BertTokenizer.fromFile(dir, { blipTokens: true });
+}
+
+export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'] as const;

@@ -1,0 +1,169 @@
+// `blip verify`: runs a checkpoint on inputs in the reference fixture format and compares every
+// output that expected.json names with the call its `meta.calls` describes (max abs diff per
+// output; token ids exact). The parity tests call `verifyCheckpoint` too, so they test this path.
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  compareOutputs,
+  type ActualOutput,
+  type DecodedTensor,
+  type ParityReport,
+  readExpectedFile,
+  readTensorJsonFile,
+} from '@vl/core';
+import { readBlipConfig } from './checkpoint.js';
+import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
+
+export interface VerifyOptions {
+  model: string;
+  inputs: string;
+  expected: string;
+  /** Max abs diff allowed on float outputs (default 1e-4); ids must match exactly. */
+  tol?: number;
+}
+
+export interface VerifyResult {
+  modelClass: 'BlipForConditionalGeneration' | 'BlipForImageTextRetrieval';
+  report: ParityReport;
+}
+
+function toTensor(t: DecodedTensor | undefined, name: string): tf.Tensor {
+  if (!t) throw new Error(`inputs.json has no '${name}'`);
+  return tf.tensor(t.data, t.shape, t.kind === 'int' ? 'int32' : 'float32');
+}
+
+async function host(t: tf.Tensor): Promise<ActualOutput> {
+  return { shape: [...t.shape], data: await t.data() };
+}
+
+function ids(rows: number[][]): ActualOutput {
+  return { shape: [rows.length, rows[0]?.length ?? 0], data: rows.flat() };
+}
+
+/** Which class the fixture is for: meta.model_class, else config.json's architectures. */
+async function modelClassOf(meta: Record<string, unknown>, dir: string): Promise<VerifyResult['modelClass']> {
+  const fromMeta = typeof meta.model_class === 'string' ? meta.model_class : undefined;
+  const arch = fromMeta ?? (await readBlipConfig(dir)).architectures?.[0];
+  if (arch === 'BlipForConditionalGeneration' || arch === 'BlipForImageTextRetrieval') return arch;
+  throw new Error(`cannot verify model class '${String(arch)}': expected BlipForConditionalGeneration or BlipForImageTextRetrieval`);
+}
+
+interface GenerateParams {
+  maxLength?: number;
+  numBeams: number;
+}
+
+function generateParams(other: Record<string, unknown>): GenerateParams {
+  const g = (other.generate ?? {}) as Record<string, unknown>;
+  return {
+    maxLength: typeof g.max_length === 'number' ? g.max_length : undefined,
+    numBeams: typeof g.num_beams === 'number' ? g.num_beams : 3,
+  };
+}
+
+/** Captioning outputs, each from the call named in the fixture's meta.calls. */
+async function captioningOutputs(
+  model: BlipForConditionalGeneration,
+  inputs: Record<string, DecodedTensor>,
+  gen: GenerateParams,
+  wanted: Set<string>,
+): Promise<Record<string, ActualOutput>> {
+  const out: Record<string, ActualOutput> = {};
+  const pixels = toTensor(inputs.pixel_values, 'pixel_values');
+  try {
+    if (wanted.has('decoder_logits') || wanted.has('image_embeds')) {
+      const inputIds = toTensor(inputs.input_ids, 'input_ids');
+      const mask = inputs.attention_mask ? toTensor(inputs.attention_mask, 'attention_mask') : null;
+      const r = model.forward({ pixelValues: pixels, inputIds, attentionMask: mask });
+      out.decoder_logits = await host(r.decoder_logits);
+      out.image_embeds = await host(r.image_embeds);
+      tf.dispose([inputIds, r.decoder_logits, r.image_embeds]);
+      mask?.dispose();
+    }
+    if (wanted.has('vision_pooler_output')) {
+      const v = model.visionForward(pixels);
+      out.vision_pooler_output = await host(v.pooler_output);
+      tf.dispose([v.last_hidden_state, v.pooler_output]);
+    }
+    const maxLength = gen.maxLength;
+    if (wanted.has('greedy_sequences') || wanted.has('greedy_scores')) {
+      const g = await model.generate(pixels, { maxLength, outputScores: true });
+      out.greedy_sequences = ids(g.sequences);
+      const steps = g.stepScores ?? [];
+      const rows = steps[0]?.length ?? 0;
+      const vocab = steps[0]?.[0]?.length ?? 0;
+      const flat = new Float32Array(steps.length * rows * vocab);
+      steps.forEach((step, s) => step.forEach((row, r) => flat.set(row, (s * rows + r) * vocab)));
+      out.greedy_scores = { shape: [steps.length, rows, vocab], data: flat };
+    }
+    if (wanted.has('beam_sequences') || wanted.has('beam_sequences_scores')) {
+      const g = await model.generate(pixels, { maxLength, numBeams: gen.numBeams, outputScores: true });
+      out.beam_sequences = ids(g.sequences);
+      out.beam_sequences_scores = { shape: [g.scores?.length ?? 0], data: g.scores ?? [] };
+    }
+    if (wanted.has('prompted_greedy_sequences')) {
+      const prompt = toTensor(inputs.prompt_input_ids, 'prompt_input_ids') as tf.Tensor2D;
+      try {
+        const g = await model.generate(pixels, { maxLength, inputIds: prompt });
+        out.prompted_greedy_sequences = ids(g.sequences);
+      } finally {
+        prompt.dispose();
+      }
+    }
+  } finally {
+    pixels.dispose();
+  }
+  return out;
+}
+
+/** Retrieval outputs: the ITM call (use_itm_head=True) and the ITC call (use_itm_head=False). */
+async function retrievalOutputs(model: BlipForImageTextRetrieval, inputs: Record<string, DecodedTensor>): Promise<Record<string, ActualOutput>> {
+  const out: Record<string, ActualOutput> = {};
+  const pixels = toTensor(inputs.pixel_values, 'pixel_values');
+  const inputIds = toTensor(inputs.input_ids, 'input_ids');
+  const mask = inputs.attention_mask ? toTensor(inputs.attention_mask, 'attention_mask') : null;
+  try {
+    const itm = model.forwardItm({ pixelValues: pixels, inputIds, attentionMask: mask });
+    out.itm_logits = await host(itm.itm_score);
+    out.image_embeds = await host(itm.image_embeds);
+    out.itm_question_embeds = await host(itm.question_embeds);
+    tf.dispose([itm.itm_score, itm.image_embeds, itm.question_embeds]);
+    const itc = model.forwardItc({ pixelValues: pixels, inputIds, attentionMask: mask });
+    out.itc_similarity = await host(itc.itm_score);
+    out.itc_question_embeds = await host(itc.question_embeds);
+    out.itc_image_feat = await host(itc.image_feat);
+    out.itc_text_feat = await host(itc.text_feat);
+    tf.dispose([itc.itm_score, itc.image_embeds, itc.question_embeds, itc.image_feat, itc.text_feat]);
+    const v = model.visionForward(pixels);
+    out.vision_pooler_output = await host(v.pooler_output);
+    tf.dispose([v.last_hidden_state, v.pooler_output]);
+  } finally {
+    tf.dispose([pixels, inputIds]);
+    mask?.dispose();
+  }
+  return out;
+}
+
+/** Loads the checkpoint, computes every expected output, compares. */
+export async function verifyCheckpoint(options: VerifyOptions): Promise<VerifyResult> {
+  const expected = await readExpectedFile(options.expected);
+  const { tensors: inputs, other } = await readTensorJsonFile(options.inputs);
+  const modelClass = await modelClassOf(expected.meta, options.model);
+  const wanted = new Set(Object.keys(expected.outputs));
+  let actual: Record<string, ActualOutput>;
+  if (modelClass === 'BlipForConditionalGeneration') {
+    const model = await BlipForConditionalGeneration.fromPretrained(options.model, { tokenizer: null });
+    try {
+      actual = await captioningOutputs(model, inputs, generateParams(other), wanted);
+    } finally {
+      model.dispose();
+    }
+  } else {
+    const model = await BlipForImageTextRetrieval.fromPretrained(options.model, { tokenizer: null });
+    try {
+      actual = await retrievalOutputs(model, inputs);
+    } finally {
+      model.dispose();
+    }
+  }
+  return { modelClass, report: compareOutputs(expected.outputs, actual, options.tol ?? 1e-4) };
+}
