@@ -114,9 +114,10 @@ function recordFromObject(
   return { key, image: { kind: 'path', path }, captions, meta };
 }
 
+/** A record-level problem, or a bug/IO failure that must surface instead of being counted as data. */
 function asBad(err: unknown): BadRecord {
   if (err instanceof BadRecord) return err;
-  return new BadRecord('malformed_record', err instanceof Error ? err.message : String(err));
+  throw err;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ export async function* readByteLines(path: string): AsyncGenerator<{ line: numbe
   let carry: Buffer | null = null;
   let line = 0;
   for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
-    let buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+    const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
     let start = 0;
     let nl = buf.indexOf(0x0a, start);
     while (nl !== -1) {
@@ -137,7 +138,6 @@ export async function* readByteLines(path: string): AsyncGenerator<{ line: numbe
       nl = buf.indexOf(0x0a, start);
     }
     carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
-    buf = Buffer.alloc(0);
   }
   if (carry && carry.length > 0) yield { line: ++line, bytes: carry.at(-1) === 0x0d ? carry.subarray(0, -1) : carry };
 }
