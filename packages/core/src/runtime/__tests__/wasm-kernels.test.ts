@@ -112,6 +112,61 @@ describe('wasm BatchMatMul replacement', () => {
     expect(empty.value).toEqual(new Array(12).fill(0));
   });
 
+  it('few rows against a large right operand (decoding): the swapped form, every transpose form', async () => {
+    // m ≪ k·n/(k+n): computed as (Bᵀ·Aᵀ)ᵀ, with and without the final transpose (m = 1).
+    for (const m of [1, 3]) {
+      for (const form of FORMS) {
+        const [ta, tb] = form;
+        for (const [batchA, batchB] of [
+          [[], []],
+          [[2], [2]],
+          [[2], []],
+          [[], [3]],
+        ] as [number[], number[]][]) {
+          const { a, b } = operands(batchA, batchB, m, 40, 30, ta, tb, 60);
+          const { wasm } = await expectParity(
+            `m=${m} ${formName(form)} [${batchA}]x[${batchB}]`,
+            (x, y) => tf.matMul(x!, y!, ta, tb),
+            [a, b],
+            batchA.length === batchB.length ? [0, 1] : []
+          );
+          expectClose(wasm.value, referenceMatMul(a, b, ta, tb), `m=${m} ${formName(form)} vs float64 reference`);
+        }
+        const { a, b } = operands([], [], m, 40, 30, ta, tb, 61);
+        await expectParity(
+          `fused m=${m} ${formName(form)}`,
+          (x, y, c) => tf.fused.matMul({ a: x!, b: y!, transposeA: ta, transposeB: tb, bias: c, activation: 'relu' }),
+          [a, b, seeded([30], 62)]
+        );
+      }
+    }
+  });
+
+  it('one tensor read as the right operand in several shapes (XNNPACK caches packed weights by id)', async () => {
+    const v = seeded([1, 6], 63);
+    const x = seeded([4, 6], 64);
+    const y = seeded([3, 1], 65);
+    const z = seeded([2, 3], 66);
+    const wasm = await evaluate(
+      'wasm',
+      (vv, xx, yy, zz) => {
+        const asColumn = tf.matMul(xx!, vv!, false, true); // v read as [6, 1]
+        const asRow = tf.matMul(yy!, vv!); // v read as [1, 6]
+        const reshaped = tf.matMul(zz!, tf.reshape(vv!, [3, 2])); // same data, read as [3, 2]
+        const again = tf.matMul(yy!, vv!); // [1, 6] again, after the other readings
+        return tf.concat([asColumn.flatten(), asRow.flatten(), reshaped.flatten(), again.flatten()]);
+      },
+      [v, x, y, z]
+    );
+    const expected = [
+      ...referenceMatMul(x, v, false, true),
+      ...referenceMatMul(y, v, false, false),
+      ...referenceMatMul(z, { values: v.values, shape: [3, 2] }, false, false),
+      ...referenceMatMul(y, v, false, false),
+    ];
+    expectClose(wasm.value, expected, 'reinterpreted right operand');
+  });
+
   it('linear layers (x·Wᵀ + b over flattened tokens) and their weight gradients', async () => {
     const x = seeded([2, 5, 12], 7);
     const w = seeded([8, 12], 8);

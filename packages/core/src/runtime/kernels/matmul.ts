@@ -3,7 +3,9 @@
 // and otherwise runs a scalar loop at ~1 GFLOP/s (measurements: /work/shared/PERF-NOTES.md).
 // Here transposed operands are first laid out plainly with the wasm Transpose kernel, a B shared
 // by every batch is multiplied once with the batches stacked as rows, and other batches run one
-// fast call per slice through heap views (no copies).
+// fast call per slice through heap views (no copies). When few rows meet a big right operand (a
+// decoding step, x·Wᵀ with m = 1), Cᵀ = Bᵀ·Aᵀ is computed instead so W is neither copied nor
+// transposed.
 import * as tf from '@tensorflow/tfjs-core';
 import {
   asWasmBackend,
@@ -14,6 +16,7 @@ import {
   releaseView,
   reshapedInfo,
   runKernel,
+  tensorData,
   type RawFusedMatMul,
   type WasmBackendLike,
   type WasmModuleLike,
@@ -119,17 +122,31 @@ function unravel(i: number, shape: readonly number[]): number[] {
 }
 
 /**
- * a·b for any transpose flags and broadcastable batch dims, float32, into a new wasm tensor
- * shaped [...batch, m, n]. `epi` is applied by the C side after each call.
+ * Whether XNNPACK may cache its packed copy of `b` under b's own id. The C side keys that cache by
+ * tensor id alone, so an id must always be read as the same [k, n]: true only when [k, n] is the
+ * shape the tensor was created with. Other readings (a reshape, or [1, k] taken as [k, 1] to skip
+ * a transpose) go through a fresh view id, packed for this call only.
  */
-function fastMatMul(
-  backend: WasmBackendLike,
-  a: tf.TensorInfo,
-  b: tf.TensorInfo,
-  transposeA: boolean,
-  transposeB: boolean,
-  epi: Epilogue
-): tf.TensorInfo {
+function packsAs(backend: WasmBackendLike, b: tf.TensorInfo, k: number, n: number): boolean {
+  const stored = tensorData(backend, b).shape;
+  return (
+    stored[stored.length - 1] === n && (stored[stored.length - 2] ?? 1) === k && tf.util.sizeFromShape(stored) === k * n
+  );
+}
+
+interface MatMulDims {
+  m: number;
+  k: number;
+  n: number;
+  batchShapeA: number[];
+  batchShapeB: number[];
+  outBatchShape: number[];
+  batchA: number;
+  batchB: number;
+  batchOut: number;
+}
+
+function matMulDims(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): MatMulDims {
   const aRank = a.shape.length;
   const bRank = b.shape.length;
   const m = a.shape[transposeA ? aRank - 1 : aRank - 2] as number;
@@ -145,10 +162,53 @@ function fastMatMul(
   const batchShapeA = a.shape.slice(0, -2);
   const batchShapeB = b.shape.slice(0, -2);
   const outBatchShape = tf.broadcast_util.assertAndGetBroadcastShape(batchShapeA, batchShapeB);
-  const batchA = tf.util.sizeFromShape(batchShapeA);
-  const batchB = tf.util.sizeFromShape(batchShapeB);
-  const batchOut = tf.util.sizeFromShape(outBatchShape);
+  return {
+    m,
+    k,
+    n,
+    batchShapeA,
+    batchShapeB,
+    outBatchShape,
+    batchA: tf.util.sizeFromShape(batchShapeA),
+    batchB: tf.util.sizeFromShape(batchShapeB),
+    batchOut: tf.util.sizeFromShape(outBatchShape),
+  };
+}
 
+/**
+ * Whether Cᵀ = Bᵀ·Aᵀ (then one transpose of the result) moves fewer floats than C = A·B. XNNPACK
+ * packs its right operand on every call and our transposes copy, so the overhead is O(k·n) for
+ * the direct form and O(m·(k+n)) for the swapped one: swapping wins when m is small, e.g. one
+ * decoding step x·Wᵀ (m = 1, no copy at all) where the direct form would transpose all of W.
+ * Transposes and packing cost about the same per float (measured, 3-5 ns on wasm).
+ */
+function preferSwapped(d: MatMulDims, transposeA: boolean, transposeB: boolean): boolean {
+  const { m, k, n, batchA, batchB, batchOut } = d;
+  const direct =
+    (transposeA ? batchA * m * k : 0) + (transposeB ? batchB * k * n : 0) + (batchB === 1 ? k * n : batchOut * k * n);
+  const swapped =
+    (transposeB ? 0 : batchB * k * n) +
+    (transposeA ? 0 : batchA * m * k) +
+    (m > 1 && n > 1 ? batchOut * m * n : 0) +
+    (batchA === 1 ? m * k : batchOut * m * k);
+  // Margin for the direct form: its XNNPACK calls also cache packed weights across calls.
+  return swapped < 0.75 * direct;
+}
+
+/**
+ * a·b for any transpose flags and broadcastable batch dims, float32, into a new wasm tensor
+ * shaped [...batch, m, n]. `epi` is applied by the C side after each call.
+ */
+function directMatMul(
+  backend: WasmBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  epi: Epilogue,
+  d: MatMulDims = matMulDims(a, b, transposeA, transposeB)
+): tf.TensorInfo {
+  const { m, k, n, batchShapeA, batchShapeB, outBatchShape, batchA, batchB, batchOut } = d;
   const out = backend.makeOutput([...outBatchShape, m, n], 'float32');
   if (batchOut * m * n === 0) return out;
   if (k === 0) {
@@ -164,7 +224,13 @@ function fastMatMul(
     const outId = heapId(backend, out);
     if (batchB === 1) {
       // One B for every batch: stack A's batches as rows, one call (batchOut === batchA here).
-      fastCall(backend, heapId(backend, aPlain), batchA * m, k, heapId(backend, bPlain), n, outId, epi);
+      const cacheable = packsAs(backend, bPlain, k, n);
+      const bId = cacheable ? heapId(backend, bPlain) : registerView(backend, memoryOffset(backend, bPlain), k * n);
+      try {
+        fastCall(backend, heapId(backend, aPlain), batchA * m, k, bId, n, outId, epi);
+      } finally {
+        if (!cacheable) releaseView(backend, bId);
+      }
       return out;
     }
     const aOffset = memoryOffset(backend, aPlain);
@@ -204,6 +270,45 @@ function fastMatMul(
     if (aPlain !== a) backend.disposeData(aPlain.dataId);
     if (bPlain !== b) backend.disposeData(bPlain.dataId);
   }
+}
+
+/** C = (Bᵀ·Aᵀ)ᵀ: the direct kernel on swapped operands, then one transpose (none if m or n is 1). */
+function swappedMatMul(
+  backend: WasmBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  d: MatMulDims
+): tf.TensorInfo {
+  const { m, n, outBatchShape, batchOut } = d;
+  const outT = directMatMul(backend, b, a, !transposeB, !transposeA, NO_EPILOGUE); // [...batch, n, m]
+  if (m === 1 || n === 1) return { dataId: outT.dataId, shape: [...outBatchShape, m, n], dtype: 'float32' };
+  try {
+    const out = swapLastTwo(backend, outT, batchOut, n, m);
+    return { dataId: out.dataId, shape: [...outBatchShape, m, n], dtype: 'float32' };
+  } finally {
+    backend.disposeData(outT.dataId);
+  }
+}
+
+/** Whether the swapped form applies and copies less (never for empty products). */
+function shouldSwap(d: MatMulDims, transposeA: boolean, transposeB: boolean): boolean {
+  return d.k > 0 && d.batchOut * d.m * d.n > 0 && preferSwapped(d, transposeA, transposeB);
+}
+
+/** a·b with no epilogue, in whichever form copies less. */
+function fastMatMul(
+  backend: WasmBackendLike,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean
+): tf.TensorInfo {
+  const d = matMulDims(a, b, transposeA, transposeB);
+  return shouldSwap(d, transposeA, transposeB)
+    ? swappedMatMul(backend, a, b, transposeA, transposeB, d)
+    : directMatMul(backend, a, b, transposeA, transposeB, NO_EPILOGUE, d);
 }
 
 /** Moves on to `next`, disposing the intermediate `current` (never a kernel input). */
@@ -262,7 +367,7 @@ export function wasmMatMul(
   transposeA: boolean,
   transposeB: boolean
 ): tf.TensorInfo {
-  return fastMatMul(backend, a, b, transposeA, transposeB, NO_EPILOGUE);
+  return fastMatMul(backend, a, b, transposeA, transposeB);
 }
 
 export interface StockMatMulKernels {
@@ -276,7 +381,7 @@ export function createFastMatMulKernels(stock: StockMatMulKernels): tf.KernelCon
     const { a, b } = args.inputs as unknown as tf.BatchMatMulInputs & Record<'a' | 'b', tf.TensorInfo>;
     const { transposeA, transposeB } = args.attrs as unknown as tf.BatchMatMulAttrs;
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return stock.batchMatMul.kernelFunc(args);
-    return fastMatMul(asWasmBackend(args.backend), a, b, transposeA, transposeB, NO_EPILOGUE);
+    return fastMatMul(asWasmBackend(args.backend), a, b, transposeA, transposeB);
   };
 
   const fusedMatMul: tf.KernelFunc = (args) => {
@@ -299,17 +404,18 @@ export function createFastMatMulKernels(stock: StockMatMulKernels): tf.KernelCon
       (prelu !== undefined &&
         prelu.dtype === 'float32' &&
         (preluSize === 1 || (preluSize === n && prelu.shape[prelu.shape.length - 1] === n)));
-    const k = a.shape[attrs.transposeA ? a.shape.length - 2 : a.shape.length - 1] as number;
-    if (biasFits && preluFits && k > 0) {
+    const d = matMulDims(a, b, attrs.transposeA, attrs.transposeB);
+    // The C epilogue needs the direct form; the swapped one gets bias and activation as kernels.
+    if (biasFits && preluFits && d.k > 0 && !shouldSwap(d, attrs.transposeA, attrs.transposeB)) {
       const epi: Epilogue = {
         activation: code,
         biasId: bias ? heapId(backend, bias) : 0,
         preluId: prelu && activation === 'prelu' ? heapId(backend, prelu) : 0,
         leakyreluAlpha,
       };
-      return fastMatMul(backend, a, b, attrs.transposeA, attrs.transposeB, epi);
+      return directMatMul(backend, a, b, attrs.transposeA, attrs.transposeB, epi, d);
     }
-    const y = fastMatMul(backend, a, b, attrs.transposeA, attrs.transposeB, NO_EPILOGUE);
+    const y = fastMatMul(backend, a, b, attrs.transposeA, attrs.transposeB);
     return separateEpilogue(backend, y, bias, activation, prelu, leakyreluAlpha);
   };
 
