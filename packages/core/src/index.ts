@@ -13,3 +13,4 @@ export * from './objectives/index.js';
 export * from './distill/index.js';
 export * from './generate/index.js';
 export * from './train/index.js';
+export * from './bench/index.js';
