@@ -14,7 +14,6 @@ import {
   FeatureQueue,
   type ForwardResult,
   initTemperature,
-  itcAccuracy,
   itcLoss,
   itcMomentumTargets,
   itmLoss,
@@ -127,9 +126,15 @@ export interface AlbefPretrainOptions {
   useQueue?: boolean;
 }
 
+/** Images on the host: [B, 3, H, W] normalised pixels, row-major. */
+export interface HostImages {
+  data: Float32Array;
+  shape: [number, number, number, number];
+}
+
 export interface AlbefBatch {
-  /** [B, 3, H, W] normalised pixels. */
-  pixels: tf.Tensor;
+  /** [B, 3, H, W] normalised pixels, as a tensor (the caller owns it) or host data (made and freed per forward). */
+  pixels: tf.Tensor | HostImages;
   /** [B, T] host token ids. */
   inputIds: Int32Array;
   /** [B, T] 1 token / 0 padding. */
@@ -313,7 +318,7 @@ export class Albef extends Module {
     const useQueue = (opts.useQueue ?? true) && this.queue !== null;
     const negatives: NegativeStrategy = opts.negatives ?? 'hard';
     const alpha = distill ? (ctx.alpha ?? this.config.albef_config.alpha) : 0;
-    const b = batch.pixels.shape[0] as number;
+    const b = batch.pixels.shape[0];
     const t = batch.seqLength;
     const metrics: Record<string, number> = { alpha };
     const draws: AlbefDraws = {};
@@ -321,9 +326,10 @@ export class Albef extends Module {
     const dropRng = training ? ctx.rng.fork('dropout') : undefined;
 
     const parts = tf.tidy(() => {
+      const pixels = batch.pixels instanceof tf.Tensor ? batch.pixels : tf.tensor4d(batch.pixels.data, batch.pixels.shape);
       const ids = tf.tensor2d(batch.inputIds, [b, t], 'int32');
       const mask = tf.tensor2d(batch.attentionMask, [b, t], 'int32');
-      const imageEmbeds = this.encodeImage(batch.pixels, { rng: dropRng?.fork('vision') });
+      const imageEmbeds = this.encodeImage(pixels, { rng: dropRng?.fork('vision') });
       const out: Record<string, tf.Scalar | undefined> = {};
       let textEmbeds: tf.Tensor | null = null;
       let imageEmbedsM: tf.Tensor | null = null;
@@ -337,7 +343,7 @@ export class Albef extends Module {
         const imageFeat = this.imageFeat(imageEmbeds);
         const textFeat = this.textFeat(textEmbeds);
         // Momentum features (frozen twins: no gradient reaches them).
-        imageEmbedsM = this.encodeImage(batch.pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
+        imageEmbedsM = this.encodeImage(pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
         imageFeatM = this.imageFeat(imageEmbedsM, { momentum: true });
         textFeatM = this.textFeat(this.encodeText(ids, mask, { momentum: true, rng: dropRng?.fork('text_m') }), { momentum: true });
         const imageAll = this.candidates(imageFeatM, 'image_queue', useQueue);
@@ -357,7 +363,7 @@ export class Albef extends Module {
         simT2i = itc.simT2i;
         if (doItc) {
           out.itc = itc.loss;
-          metrics.itc_acc = itcAccuracy(itc.simI2t, itc.targets);
+          metrics.itc_acc = hostItcAccuracy(itc.simI2t, itc.targets);
         }
       }
       if (doItm && textEmbeds) {
@@ -386,7 +392,7 @@ export class Albef extends Module {
         const v = this.config.bert_config.vocab_size;
         const logits = tf.reshape(this.mlmLogits(mlmIds, mask, imageEmbeds, { rng: dropRng?.fork('mlm') }), [-1, v]);
         if (alpha > 0) {
-          const imgM = imageEmbedsM ?? this.encodeImage(batch.pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
+          const imgM = imageEmbedsM ?? this.encodeImage(pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
           const logitsM = tf.reshape(this.mlmLogits(mlmIds, mask, imgM, { momentum: true, rng: dropRng?.fork('mlm_m') }), [-1, v]);
           out.mlm = mlmDistillLoss(logits, logitsM, masked.labels, alpha);
         } else {
@@ -404,6 +410,23 @@ export class Albef extends Module {
   alphaAt(step: number, stepsPerEpoch: number): number {
     return distillAlpha(step, stepsPerEpoch, this.config.albef_config.alpha);
   }
+}
+
+/**
+ * In-batch image→text accuracy on the host (core's `itcAccuracy` uses a batched gather that the
+ * wasm backend mis-executes): the share of rows whose best candidate is a positive.
+ */
+function hostItcAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
+  const [b, n] = sim.shape as [number, number];
+  const s = sim.dataSync();
+  const t = targets.dataSync();
+  let hits = 0;
+  for (let i = 0; i < b; i++) {
+    let best = 0;
+    for (let j = 1; j < n; j++) if (s[i * n + j]! > s[i * n + best]!) best = j;
+    if (t[i * n + best]! > 0) hits++;
+  }
+  return b ? hits / b : 0;
 }
 
 /** [B, T, D] → [B, D]: the [CLS] row. */

@@ -15,7 +15,7 @@ beforeAll(async () => {
 const B = 6;
 const T = 8;
 
-function batch(seed: number, b = B): AlbefBatch {
+function batch(seed: number, b = B): AlbefBatch & { pixels: tf.Tensor4D } {
   const rng = new Rng(seed);
   const px = new Float32Array(b * 3 * 32 * 32).map(() => rng.normal());
   const ids = new Int32Array(b * T);
@@ -73,6 +73,19 @@ describe('ALBEF pretraining forward (tiny)', () => {
     expect(model.queue!.pointer).toBe(B % 8);
     for (const v of Object.values(out.losses)) expect(Number.isFinite(v.dataSync()[0]!)).toBe(true);
     tf.dispose([img, ids, mask, txt, data.pixels]);
+    model.dispose();
+  });
+
+  it('host pixels and a pixel tensor give the same losses', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(7));
+    model.eval();
+    const data = batch(2);
+    const host = { data: data.pixels.dataSync() as Float32Array, shape: data.pixels.shape as [number, number, number, number] };
+    const a = model.forward(data, { rng: new Rng(1) });
+    const b = model.forward({ ...data, pixels: host }, { rng: new Rng(1) }, a.draws);
+    expect(b.losses.mlm!.dataSync()[0]).toBeCloseTo(a.losses.mlm!.dataSync()[0]!, 5);
+    expect(b.losses.itm!.dataSync()[0]).toBeCloseTo(a.losses.itm!.dataSync()[0]!, 5);
+    tf.dispose([a.loss, b.loss, ...Object.values(a.losses), ...Object.values(b.losses), data.pixels]);
     model.dispose();
   });
 
