@@ -1,11 +1,13 @@
 // The `vl` command: each sub-command lives in commands/ and registers itself here.
 import { Command } from 'commander';
+import { registerBenchCommand } from './commands/bench.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDataCommands } from './commands/data.js';
 
 export function buildProgram(): Command {
   const program = new Command('vl').description('vision-language models: train, eval, ablate, bench, data').showHelpAfterError();
   registerDemoCommand(program);
+  registerBenchCommand(program);
   registerDataCommands(program);
   return program;
 }
