@@ -7,3 +7,4 @@ export * from './decoder-step.js';
 export * from './processor.js';
 export { runCli, type Io } from './program.js';
 export * from './verify.js';
+export * from './pretraining.js';

@@ -1,0 +1,398 @@
+// BLIP pretraining (salesforce/BLIP `models/blip_pretrain.py`): ITC with momentum distillation
+// and feature queues, ITM on the image-grounded encoder with hard negatives mined from the ITC
+// similarities, and LM on the causal image-grounded decoder, which shares every weight with the
+// text encoder except its self-attention layers (the paper's MED sharing). Every part is switched
+// by `BlipPretrainingOptions`. Sub-trees use the Hugging Face names, so `toConditionalGeneration()`
+// and `toRetrieval()` hand out HF-layout models; the twins add `_m` (`vision_model_m`, …) and the
+// queues live under `queues.*`, as in the reference's `*_m` and `image_queue`/`text_queue`/`idx_queue`.
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  BertAttention,
+  BertLMPredictionHead,
+  type BertTokenizer,
+  clampTemperature,
+  combineLosses,
+  Container,
+  ensureRuntime,
+  extendedAttentionMask,
+  FeatureQueue,
+  type ForwardResult,
+  initTemperature,
+  itcAccuracy,
+  itcLoss,
+  itcMomentumTargets,
+  itmLoss,
+  itmPairs,
+  l2Normalize,
+  Linear,
+  lmLabels,
+  lmLoss,
+  Module,
+  type ModuleList,
+  MomentumEncoder,
+  objectiveEnabled,
+  type ObjectivesConfig,
+  readJsonFile,
+  readSafetensorsFile,
+  Rng,
+  sampleItmNegatives,
+  type TextTransformer,
+  VisionTransformer,
+  VlError,
+  validateConfig,
+} from '@vl/core';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { saveCheckpoint } from './checkpoint.js';
+import { type BlipConfig, type BlipTextConfig, parseBlipConfig } from './config.js';
+import { BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipTextLMHeadModel, blipTextModel, blipVisionModel, textTransformerConfig } from './modeling.js';
+import { loadTokenizerFrom } from './processor.js';
+
+/** What is switched on, and the paper's values (BLIP §3.2, `configs/pretrain.yaml`). */
+export interface BlipPretrainingOptions {
+  /** itc / itm / lm: `{ enabled, weight }`; absent = on with weight 1 (BLIP sums the three). */
+  objectives: ObjectivesConfig;
+  /** Momentum twins + soft ITC targets (ALBEF's distillation, which BLIP keeps for ITC). */
+  momentum_distillation: boolean;
+  /** EMA decay of the twins. */
+  momentum: number;
+  /** Queue of momentum features as extra ITC negatives; needs momentum_distillation. 57,600 in the paper. */
+  queue_size: number;
+  use_queue: boolean;
+  /** ITM negatives: 'hard' ∝ softmax(ITC similarity) (paper), 'random' uniform (ablation). */
+  negatives: 'hard' | 'random';
+  /** Decoder shares all but self-attention with the encoder (paper); false gives it its own weights. */
+  share_decoder: boolean;
+  /** Initial ITC temperature (learned, clamped to [0.001, 0.5]). */
+  temp: number;
+  /** LM label smoothing. */
+  label_smoothing: number;
+}
+
+const objectiveSchema = z.object({ enabled: z.boolean().optional(), weight: z.number().min(0).optional() }).strict();
+
+export const pretrainingOptionsSchema = z
+  .object({
+    objectives: z.object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() }).strict().default({}),
+    momentum_distillation: z.boolean().default(true),
+    momentum: z.number().min(0).max(1).default(0.995),
+    queue_size: z.number().int().positive().default(57600),
+    use_queue: z.boolean().default(true),
+    negatives: z.enum(['hard', 'random']).default('hard'),
+    share_decoder: z.boolean().default(true),
+    temp: z.number().positive().default(0.07),
+    label_smoothing: z.number().min(0).max(1).default(0.1),
+  })
+  .strict();
+
+export function parsePretrainingOptions(value: unknown, subject = 'blip_pretraining'): BlipPretrainingOptions {
+  const o = validateConfig(value ?? {}, pretrainingOptionsSchema, subject) as BlipPretrainingOptions;
+  if (o.use_queue && !o.momentum_distillation) {
+    throw new VlError('CONFIG_INVALID', 'use_queue needs momentum_distillation (the queue holds momentum features)', { subject, hint: 'set use_queue: false' });
+  }
+  return o;
+}
+
+/** One training batch on the host: pixels [B,3,H,W], caption ids [B,T] starting with [CLS]. */
+export interface PretrainBatch {
+  pixels: Float32Array;
+  imageSize: number;
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+  batchSize: number;
+  seqLen: number;
+  /** Optional image ids: captions of one image are positives of each other in ITC and never ITM negatives. */
+  imageIds?: number[];
+}
+
+/** Self-attention only: the decoder's own part of each layer under the shared-MED scheme. */
+class DecoderSelfLayer extends Module {
+  readonly attention: BertAttention;
+
+  constructor(cfg: BlipTextConfig, rng: Rng) {
+    super();
+    this.attention = this.registerModule('attention', new BertAttention(textTransformerConfig(cfg), rng));
+  }
+}
+
+/**
+ * `text_decoder` when shared: registers `bert.encoder.layer.N.attention.*` and `cls.predictions.*`;
+ * embeddings, cross-attention and feed-forward are the text encoder's (not registered twice).
+ */
+export class SharedTextDecoder extends Module {
+  readonly layers: ModuleList<DecoderSelfLayer>;
+  readonly predictions: BertLMPredictionHead;
+
+  constructor(
+    cfg: BlipTextConfig,
+    readonly encoder: TextTransformer,
+    rng: Rng,
+  ) {
+    super();
+    const bert = this.registerModule('bert', new Container());
+    const enc = bert.registerModule('encoder', new Container());
+    this.layers = enc.registerModuleList('layer', Array.from({ length: cfg.num_hidden_layers }, () => new DecoderSelfLayer(cfg, rng)));
+    const cls = this.registerModule('cls', new Container());
+    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hidden_size: cfg.hidden_size, vocab_size: cfg.vocab_size, hidden_act: cfg.hidden_act, layer_norm_eps: cfg.layer_norm_eps }, rng));
+  }
+
+  /** Teacher-forced logits [B, T, V]: causal self-attention (own), cross-attention and FFN (shared). */
+  forward(inputs: { inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; encoderHiddenStates: tf.Tensor; rng?: Rng }): tf.Tensor {
+    return tf.tidy(() => {
+      const emb = this.encoder.embeddings;
+      if (!emb) throw new VlError('INVALID_ARGUMENT', 'the shared text encoder has no embeddings');
+      let h = emb.forward({ inputIds: inputs.inputIds, rng: inputs.rng }); // [B, T, D]
+      const t = h.shape[1] as number;
+      const selfMask = extendedAttentionMask({ attentionMask: inputs.attentionMask ?? null, causal: true, queryLength: t, keyLength: t });
+      for (let i = 0; i < this.layers.length; i++) {
+        const shared = this.encoder.layer.at(i);
+        const a = this.layers.at(i).attention.forward(h, { mask: selfMask, rng: inputs.rng }).output;
+        const cross = shared.crossattention;
+        if (!cross) throw new VlError('INVALID_ARGUMENT', `encoder layer ${i} has no cross-attention to share`);
+        const c = cross.forward(a, { context: inputs.encoderHiddenStates, rng: inputs.rng }).output;
+        h = shared.output.forward(shared.intermediate.forward(c), c, inputs.rng);
+      }
+      return this.predictions.forward(h);
+    });
+  }
+}
+
+function cls(h: tf.Tensor): tf.Tensor2D {
+  const [b, , d] = h.shape as [number, number, number];
+  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+}
+
+/** Replaces column 0 of host ids [B, T] (BLIP: [ENC] for ITM, [DEC] for LM). */
+function withFirstToken(ids: Int32Array, seqLen: number, token: number): Int32Array {
+  const out = Int32Array.from(ids);
+  for (let r = 0; r < out.length; r += seqLen) out[r] = token;
+  return out;
+}
+
+export class BlipForPretraining extends Module {
+  readonly config: BlipConfig;
+  readonly options: BlipPretrainingOptions;
+  readonly vision_model: VisionTransformer;
+  readonly text_encoder: TextTransformer;
+  readonly text_decoder: SharedTextDecoder | BlipTextLMHeadModel;
+  readonly vision_proj: Linear;
+  readonly text_proj: Linear;
+  readonly itm_head: Linear;
+  readonly temp: tf.Variable;
+  readonly vision_model_m: VisionTransformer | null = null;
+  readonly vision_proj_m: Linear | null = null;
+  readonly text_encoder_m: TextTransformer | null = null;
+  readonly text_proj_m: Linear | null = null;
+  readonly queues: FeatureQueue | null = null;
+  readonly momentumEncoder: MomentumEncoder | null = null;
+  /** [ENC] id for ITM inputs (defaults to [CLS] = what the caption starts with when absent). */
+  encTokenId: number | null;
+  tokenizer: BertTokenizer | null = null;
+  tokenizerDir: string | null = null;
+
+  constructor(config: BlipConfig, options: Partial<BlipPretrainingOptions> = {}, rng: Rng = new Rng(0), encTokenId: number | null = null) {
+    super();
+    this.config = config;
+    this.options = parsePretrainingOptions(options);
+    this.encTokenId = encTokenId;
+    const v = config.vision_config;
+    const t = config.text_config;
+    const e = config.image_text_hidden_size;
+    this.vision_model = this.registerModule('vision_model', blipVisionModel(v, rng));
+    this.text_encoder = this.registerModule('text_encoder', blipTextModel(t, rng, { causal: false }));
+    this.text_decoder = this.registerModule(
+      'text_decoder',
+      this.options.share_decoder ? new SharedTextDecoder(t, this.text_encoder, rng) : new BlipTextLMHeadModel(t, rng),
+    );
+    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hidden_size, e, rng));
+    this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, e, rng));
+    this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, rng));
+    this.temp = this.registerParameter('temp', initTemperature(this.options.temp));
+    if (this.options.momentum_distillation) {
+      this.vision_model_m = this.registerModule('vision_model_m', blipVisionModel(v, rng));
+      this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hidden_size, e, rng));
+      this.text_encoder_m = this.registerModule('text_encoder_m', blipTextModel(t, rng, { causal: false }));
+      this.text_proj_m = this.registerModule('text_proj_m', new Linear(t.hidden_size, e, rng));
+      this.momentumEncoder = new MomentumEncoder(
+        [
+          [this.vision_model, this.vision_model_m],
+          [this.vision_proj, this.vision_proj_m],
+          [this.text_encoder, this.text_encoder_m],
+          [this.text_proj, this.text_proj_m],
+        ],
+        { momentum: this.options.momentum },
+      );
+      if (this.options.use_queue) {
+        this.queues = this.registerModule(
+          'queues',
+          new FeatureQueue({
+            size: this.options.queue_size,
+            fields: { image_queue: { dim: e }, text_queue: { dim: e }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } },
+            rng: rng.fork('queues'),
+          }),
+        );
+      }
+    }
+  }
+
+  /** Trainer `afterStep`: clamp the temperature and take one EMA step, outside the gradient tape. */
+  afterStep(): void {
+    clampTemperature(this.temp);
+    this.momentumEncoder?.update();
+  }
+
+  enabled(name: 'itc' | 'itm' | 'lm'): boolean {
+    return objectiveEnabled(this.options.objectives, name);
+  }
+
+  /** One pretraining forward: `{ loss, losses: { itc, itm, lm }, metrics }` (see docs/training.md). */
+  forward(batch: PretrainBatch, ctx: { rng: Rng; alpha: number }): ForwardResult {
+    const metrics: Record<string, number> = {};
+    const b = batch.batchSize;
+    const t = batch.seqLen;
+    const s = batch.imageSize;
+    const txt = this.config.text_config;
+    const parts = tf.tidy(() => {
+      const out: Record<string, tf.Scalar | undefined> = {};
+      const pixels = tf.tensor4d(batch.pixels, [b, 3, s, s]);
+      const ids = tf.tensor2d(batch.inputIds, [b, t], 'int32');
+      const mask = tf.tensor2d(batch.attentionMask, [b, t], 'int32');
+      const image = this.vision_model.forward(pixels, { rng: ctx.rng.fork('vision') }).last_hidden_state; // [B, 1+N, D]
+      let simI2t: tf.Tensor | null = null;
+      let simT2i: tf.Tensor | null = null;
+      const itmOn = this.enabled('itm');
+      if (this.enabled('itc') || (itmOn && this.options.negatives === 'hard')) {
+        const textH = this.text_encoder.forward({ inputIds: ids, attentionMask: mask, rng: ctx.rng.fork('text') }).last_hidden_state;
+        const imageFeat = l2Normalize(this.vision_proj.forward(cls(image))); // [B, E]
+        const textFeat = l2Normalize(this.text_proj.forward(cls(textH))); // [B, E]
+        let imageAll: tf.Tensor | undefined;
+        let textAll: tf.Tensor | undefined;
+        let idsAll: number[] | undefined;
+        let soft: { i2t: tf.Tensor; t2i: tf.Tensor } | undefined;
+        let feats: { imageFeatM: tf.Tensor; textFeatM: tf.Tensor } | null = null;
+        if (this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
+          const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).last_hidden_state)));
+          const textFeatM = l2Normalize(this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).last_hidden_state)));
+          feats = { imageFeatM, textFeatM };
+          imageAll = tf.transpose(imageFeatM); // [E, B]
+          textAll = tf.transpose(textFeatM);
+          if (this.queues) {
+            imageAll = tf.concat([imageAll, this.queues.get('image_queue')], 1); // [E, B + Q]
+            textAll = tf.concat([textAll, this.queues.get('text_queue')], 1);
+            if (batch.imageIds) idsAll = [...batch.imageIds, ...Array.from(this.queues.get('idx_queue').dataSync())];
+          }
+          soft = itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, this.temp);
+        }
+        const itc = itcLoss({
+          imageFeat,
+          textFeat,
+          temp: this.temp,
+          imageFeatAll: imageAll,
+          textFeatAll: textAll,
+          imageIds: batch.imageIds,
+          imageIdsAll: idsAll,
+          softTargets: soft,
+          alpha: ctx.alpha,
+        });
+        simI2t = itc.simI2t;
+        simT2i = itc.simT2i;
+        if (this.enabled('itc')) {
+          out.itc = itc.loss;
+          metrics.itc_acc = itcAccuracy(itc.simI2t, itc.targets);
+        }
+        if (this.queues && feats) {
+          const idx = batch.imageIds ? tf.tensor1d(batch.imageIds, 'int32') : tf.fill([b], -100, 'int32');
+          this.queues.enqueue({ image_queue: feats.imageFeatM, text_queue: feats.textFeatM, idx_queue: idx });
+        }
+      }
+      if (itmOn) {
+        const negatives = sampleItmNegatives({
+          simI2t: simI2t ?? tf.zeros([b, b]),
+          simT2i: simT2i ?? tf.zeros([b, b]),
+          rng: ctx.rng.fork('itm'),
+          imageIds: batch.imageIds,
+          strategy: this.options.negatives,
+        });
+        const pairs = itmPairs(negatives);
+        const encIds = tf.tensor2d(withFirstToken(batch.inputIds, t, this.encTokenId ?? batch.inputIds[0] ?? 0), [b, t], 'int32');
+        const textIdx = tf.tensor1d(pairs.textIndex, 'int32');
+        const h = this.text_encoder.forward({
+          inputIds: tf.gather(encIds, textIdx),
+          attentionMask: tf.gather(mask, textIdx),
+          encoderHiddenStates: tf.gather(image, tf.tensor1d(pairs.imageIndex, 'int32')),
+          rng: ctx.rng.fork('itm-encoder'),
+        }).last_hidden_state; // [3B, T, D]
+        const itm = itmLoss(this.itm_head.forward(cls(h)), pairs.labels);
+        out.itm = itm.loss;
+        metrics.itm_acc = itm.accuracy;
+      }
+      if (this.enabled('lm')) {
+        const decIds = withFirstToken(batch.inputIds, t, txt.bos_token_id);
+        const labels = lmLabels(decIds, [b, t], { padTokenId: txt.pad_token_id });
+        const logits = this.text_decoder.forward({
+          inputIds: tf.tensor2d(decIds, [b, t], 'int32'),
+          attentionMask: mask,
+          encoderHiddenStates: image,
+          rng: ctx.rng.fork('decoder'),
+        });
+        out.lm = lmLoss(logits, labels, { labelSmoothing: this.options.label_smoothing }) as tf.Scalar;
+      }
+      return out;
+    });
+    metrics.temp = this.temp.dataSync()[0] as number;
+    return combineLosses(parts, this.options.objectives, metrics);
+  }
+
+  /** The captioning model (HF layout): vision tower, and the decoder with the shared weights filled in. */
+  toConditionalGeneration(): BlipForConditionalGeneration {
+    const model = new BlipForConditionalGeneration(this.config);
+    const dict = new Map<string, tf.Tensor>();
+    for (const [k, v] of this.vision_model.stateDict()) dict.set(`vision_model.${k}`, v);
+    if (this.text_decoder instanceof SharedTextDecoder) {
+      for (const [k, v] of this.text_encoder.stateDict()) if (!/^encoder\.layer\.\d+\.attention\./.test(k)) dict.set(`text_decoder.bert.${k}`, v);
+    }
+    for (const [k, v] of this.text_decoder.stateDict()) dict.set(`text_decoder.${k}`, v);
+    model.loadStateDict(dict, { source: 'BlipForPretraining' });
+    model.tokenizer = this.tokenizer;
+    model.tokenizerDir = this.tokenizerDir;
+    return model.eval();
+  }
+
+  /** The retrieval model (HF layout): vision tower, text encoder, projections, ITM head. */
+  toRetrieval(): BlipForImageTextRetrieval {
+    const model = new BlipForImageTextRetrieval(this.config);
+    const dict = new Map<string, tf.Tensor>();
+    for (const name of ['vision_model', 'text_encoder', 'vision_proj', 'text_proj', 'itm_head'] as const) {
+      for (const [k, v] of this[name].stateDict()) dict.set(`${name}.${k}`, v);
+    }
+    model.loadStateDict(dict, { source: 'BlipForPretraining' });
+    model.tokenizer = this.tokenizer;
+    model.tokenizerDir = this.tokenizerDir;
+    return model.eval();
+  }
+
+  /** config.json (HF keys + `blip_pretraining`) and model.safetensors with twins, queues and temp. */
+  async savePretrained(dir: string): Promise<void> {
+    const config = { ...this.config, blip_pretraining: this.options, enc_token_id: this.encTokenId };
+    await saveCheckpoint(this, config as BlipConfig, dir, 'BlipForPretraining', this.tokenizerDir);
+  }
+
+  static async fromPretrained(dir: string): Promise<BlipForPretraining> {
+    await ensureRuntime();
+    const raw = (await readJsonFile(join(dir, 'config.json'))) as Record<string, unknown>;
+    const { blip_pretraining: opts, enc_token_id: enc, ...rest } = raw;
+    const model = new BlipForPretraining(parseBlipConfig(rest, join(dir, 'config.json')), parsePretrainingOptions(opts), new Rng(0), typeof enc === 'number' ? enc : null);
+    try {
+      const path = join(dir, 'model.safetensors');
+      if (!existsSync(path)) throw new VlError('SAFETENSORS_INVALID', 'no model.safetensors', { subject: dir });
+      model.loadStateDict((await readSafetensorsFile(path)).tensors, { source: path });
+      model.tokenizer = await loadTokenizerFrom(dir);
+      if (model.tokenizer) model.tokenizerDir = dir;
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    return model;
+  }
+}
