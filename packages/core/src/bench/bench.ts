@@ -2,9 +2,9 @@
 // forward and forward+backward, on cpu, stock wasm and wasm with core's kernels, in one process so
 // the ratios compare like with like. Times are best-of-runs (the machine is shared).
 import * as tf from '@tensorflow/tfjs-core';
-import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { cpus, loadavg } from 'node:os';
 import { initRuntime, runtimeInfo } from '../runtime/backend.js';
+import { asWasmBackend } from '../runtime/kernels/wasm-internals.js';
 import {
   BASE_BLOCK,
   blockForward,
@@ -371,7 +371,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     // The fixed engine runs before the stock one so the wasm heap is already grown for both.
     for (const engine of [...engines].sort((a, b) => (a === 'wasm' ? -1 : b === 'wasm' ? 1 : 0))) {
       await useEngine(engine);
-      if (engine !== 'cpu') wasmThreads = getThreadsCount();
+      if (engine !== 'cpu') wasmThreads = asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
       for (const result of matmul) {
         if (engine === 'cpu' && !result.case.onCpu) continue;
         const t = timeMatMul(result.case, budget);

@@ -315,6 +315,50 @@ describe('training kernels on wasm', () => {
     );
   });
 
+  it('cpu-copy fallbacks with list and string inputs: Ragged* and StaticRegexReplace', async () => {
+    const run = () =>
+      tf.tidy(() => {
+        const range = tf.raggedRange(
+          tf.tensor1d([0, 5], 'int32'),
+          tf.tensor1d([3, 7], 'int32'),
+          tf.tensor1d([1, 1], 'int32')
+        );
+        const gathered = tf.raggedGather(
+          [tf.tensor1d([0, 2, 5], 'int32')],
+          tf.tensor1d([1, 2, 3, 4, 5]),
+          tf.tensor1d([1, 0], 'int32'),
+          1
+        );
+        const dense = tf.raggedTensorToTensor(
+          [2, 3],
+          tf.tensor1d([1, 2, 3]),
+          tf.scalar(0),
+          [tf.tensor1d([0, 2, 3], 'int32')],
+          ['ROW_SPLITS']
+        );
+        const text = tf.string.staticRegexReplace(tf.tensor1d(['abcb', 'bb'], 'string'), 'b', 'x');
+        return {
+          numbers: (
+            [
+              range.rtNestedSplits,
+              range.rtDenseValues,
+              ...gathered.outputNestedSplits,
+              gathered.outputDenseValues,
+              dense,
+            ] as tf.Tensor[]
+          ).map((t) => Array.from(t.dataSync())),
+          text: text.arraySync(),
+        };
+      });
+    await initRuntime({ backend: 'cpu' });
+    const expected = run();
+    await initRuntime({ backend: 'wasm' });
+    const before = tf.memory();
+    expect(run()).toEqual(expected);
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numDataBuffers).toBe(before.numDataBuffers);
+  });
+
   it('softmax and logSoftmax over the last axis', async () => {
     const x = seeded([3, 4, 9], 29, -3, 3);
     await expectParity('softmax', (v) => tf.softmax(v!), [x], [0]);

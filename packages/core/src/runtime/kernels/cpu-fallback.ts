@@ -43,26 +43,30 @@ export function cpuFallbackConfig(kernelName: string): tf.KernelConfig | null {
   const kernelFunc: tf.KernelFunc = ({ inputs, backend, attrs }) => {
     const wasm = asWasmBackend(backend);
     const cpu = cpuBackend();
-    // Some kernels (Einsum, Concat-like ones) take their inputs as an array, not a named map.
-    const cpuInputs = (Array.isArray(inputs) ? [] : {}) as tf.NamedTensorInfoMap;
     const written: object[] = [];
+    const toCpu = (t: tf.TensorInfo) => {
+      const dataId = cpu.write(wasm.readSync(t.dataId), t.shape, t.dtype);
+      written.push(dataId);
+      // Kernels receive Tensors from the engine and some read `rank`/`size`/`strides` off them.
+      return {
+        dataId,
+        shape: t.shape,
+        dtype: t.dtype,
+        rank: t.shape.length,
+        size: tf.util.sizeFromShape(t.shape),
+        strides: tf.util.computeStrides(t.shape),
+      };
+    };
+    // Inputs come as a named map, as an array (Einsum), or as a map holding a list (the Ragged ones).
+    const cpuInputs = (Array.isArray(inputs) ? [] : {}) as Record<string, unknown>;
     try {
-      for (const [name, t] of Object.entries(inputs)) {
-        if (!t) continue;
-        const dataId = cpu.write(wasm.readSync(t.dataId), t.shape, t.dtype);
-        written.push(dataId);
-        // Kernels receive Tensors from the engine and some read `rank`/`size`/`strides` off them.
-        const info = {
-          dataId,
-          shape: t.shape,
-          dtype: t.dtype,
-          rank: t.shape.length,
-          size: tf.util.sizeFromShape(t.shape),
-          strides: tf.util.computeStrides(t.shape),
-        };
-        cpuInputs[name] = info;
+      for (const [name, value] of Object.entries(
+        inputs as Record<string, tf.TensorInfo | tf.TensorInfo[] | undefined>
+      )) {
+        if (!value) continue;
+        cpuInputs[name] = Array.isArray(value) ? value.map(toCpu) : toCpu(value);
       }
-      const result = cpuConfig.kernelFunc({ inputs: cpuInputs, backend: cpu, attrs });
+      const result = cpuConfig.kernelFunc({ inputs: cpuInputs as tf.NamedTensorInfoMap, backend: cpu, attrs });
       const outputs = Array.isArray(result) ? result : [result];
       const copied = outputs.map((o) => {
         const values = asDtype(cpu.readSync(o.dataId), o.dtype);

@@ -18,6 +18,7 @@ export interface WasmModuleLike {
   tfjs: {
     registerTensor(id: number, size: number, memoryOffset: number): void;
     disposeData(id: number): void;
+    getThreadsCount(): number;
   };
   [exported: string]: unknown;
 }
