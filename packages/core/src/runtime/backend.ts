@@ -31,6 +31,8 @@ export interface RuntimeInfo {
   kernels: InstalledKernels;
   /** What the caller asked for ('auto' unless forced). */
   requested: BackendChoice | 'auto';
+  /** The optional native kernels (@vl/accel) on wasm: whether they are registered, and why not. */
+  accel: { active: boolean; note: string };
 }
 
 export interface InitRuntimeOptions {
@@ -38,6 +40,8 @@ export interface InitRuntimeOptions {
   backend?: BackendChoice | 'auto';
   /** Register core's wasm kernels (fast BatchMatMul, missing training kernels). Default true. */
   wasmKernels?: boolean;
+  /** Register @vl/accel's native kernels on wasm when installed. Default: on unless VL_ACCEL=0. */
+  accel?: boolean;
   /** Print the choice to stderr. Default false. */
   verbose?: boolean;
 }
@@ -65,6 +69,32 @@ async function tryLoadNative(choice: 'tfjs-node-gpu' | 'tfjs-node'): Promise<Bac
   }
 }
 
+/** The slice of @vl/accel the runtime uses (an optional peer: imported by name at run time). */
+interface AccelModule {
+  registerAccelKernels(engine: typeof tf): { active: boolean; note: string };
+  unregisterAccelKernels(engine: typeof tf): void;
+}
+const ACCEL_PACKAGE = '@vl/accel';
+let accelModule: AccelModule | null = null;
+let accelWanted = false;
+
+/** Registers @vl/accel's kernels on wasm (after core's, which become their fallbacks), or says why not. */
+async function loadAccel(wanted: boolean, why: string): Promise<{ active: boolean; note: string }> {
+  if (!wanted) return { active: false, note: why };
+  try {
+    createRequire(import.meta.url).resolve(ACCEL_PACKAGE);
+  } catch {
+    return { active: false, note: `${ACCEL_PACKAGE} is not installed (optional)` };
+  }
+  try {
+    accelModule ??= (await import(ACCEL_PACKAGE)) as AccelModule;
+    const { active, note } = accelModule.registerAccelKernels(tf);
+    return { active, note };
+  } catch (err) {
+    return { active: false, note: `${ACCEL_PACKAGE} is installed but failed to load: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
 function parseChoice(value: string, source: string): BackendChoice | 'auto' {
   const v = value.trim().toLowerCase();
   if (v === 'auto' || v === '') return 'auto';
@@ -89,7 +119,8 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
         ? parseChoice(envValue, 'VL_BACKEND')
         : 'auto';
   const wantKernels = options.wasmKernels ?? true;
-  if (current && requested === current.requested && current.kernels.enabled === wantKernels) {
+  const wantAccel = options.accel ?? process.env.VL_ACCEL !== '0';
+  if (current && requested === current.requested && current.kernels.enabled === wantKernels && accelWanted === wantAccel) {
     return current;
   }
 
@@ -122,14 +153,22 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
     // The cpu backend prints an advert for tfjs-node on first use; we already report the choice.
     (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   }
+  // accel's kernels come off first (restoring core's or the stock ones), so core installs over a
+  // known state, and go back on top: core's kernels are then their fallbacks.
+  accelModule?.unregisterAccelKernels(tf);
   const kernels = installWasmKernels(tfName === 'wasm' && wantKernels);
+  accelWanted = wantAccel;
+  const accel = await loadAccel(
+    tfName === 'wasm' && wantKernels && wantAccel,
+    tfName !== 'wasm' ? `only for the wasm backend` : !wantKernels ? 'off with wasmKernels: false' : 'disabled (VL_ACCEL=0 or accel: false)',
+  );
   const skipped = candidates.filter((c) => c !== picked && !c.available).map((c) => c.note);
   const why =
     requested === 'auto'
       ? `best installed backend${skipped.length ? ` (${skipped.join('; ')})` : ''}`
       : `requested by ${options.backend !== undefined ? 'initRuntime({ backend })' : 'VL_BACKEND'}`;
-  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels, requested };
-  if (options.verbose) process.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}\n`);
+  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels, requested, accel };
+  if (options.verbose) process.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}; accel: ${accel.note}\n`);
   return current;
 }
 

@@ -1,0 +1,125 @@
+// Finds and loads the native addon: a local build (build/Release, matched to this machine) first,
+// then the prebuilt binary for this platform, as node-gyp-build does. A missing or broken binary
+// is reported as "unavailable" with the reason, never thrown: the accelerator is optional.
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What the C side exports (src/native/addon.c). Every kernel takes the wasm heap and a params array. */
+export interface NativeBinding {
+  gemm(heap: ArrayBuffer, params: Float64Array): void;
+  layerNormFwd(heap: ArrayBuffer, params: Float64Array): void;
+  layerNormBwd(heap: ArrayBuffer, params: Float64Array): void;
+  softmaxFwd(heap: ArrayBuffer, params: Float64Array): void;
+  softmaxBwd(heap: ArrayBuffer, params: Float64Array): void;
+  biasAdd(heap: ArrayBuffer, params: Float64Array): void;
+  colSum(heap: ArrayBuffer, params: Float64Array): void;
+  geluFwd(heap: ArrayBuffer, params: Float64Array): void;
+  geluBwd(heap: ArrayBuffer, params: Float64Array): void;
+  setThreads(threads: number): number;
+  info(): NativeInfo;
+}
+
+/** The params layout this JS expects (VL_ACCEL_ABI in src/native/addon.c). */
+export const ACCEL_ABI = 1;
+
+export interface NativeInfo {
+  /** The binary's params layout version; must equal ACCEL_ABI. */
+  abi: number;
+  /** Threads that run kernels, the caller included. */
+  threads: number;
+  /** Instruction set the element-wise kernels were picked for. */
+  simd: string;
+  /** OpenBLAS build configuration, e.g. "OpenBLAS 0.3.21 DYNAMIC_ARCH ... Haswell". */
+  blas: string;
+  /** The OpenBLAS kernel family in use (OPENBLAS_CORETYPE picks it). */
+  blasCore: string;
+}
+
+export type AccelStatus =
+  | { available: true; note: string; path: string; binding: NativeBinding; info: NativeInfo }
+  | { available: false; note: string };
+
+const BINARY = 'vl_accel.node';
+
+/** The package root: dist/ (built) and src/ (tests) both sit one level below it. */
+function packageRoot(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..');
+}
+
+/** The reason the install step gave for not building, if it recorded one. */
+function installNote(root: string): string | null {
+  try {
+    const status = JSON.parse(readFileSync(join(root, 'install-status.json'), 'utf8')) as { note?: unknown };
+    return typeof status.note === 'string' ? status.note : null;
+  } catch {
+    return null;
+  }
+}
+
+function threadCount(): number {
+  const fromEnv = Number(process.env.VL_ACCEL_THREADS);
+  if (Number.isInteger(fromEnv) && fromEnv >= 1) return fromEnv;
+  return Math.max(1, availableParallelism());
+}
+
+let cached: AccelStatus | null = null;
+
+/**
+ * Loads the addon once per process. `VL_ACCEL_BINARY` names an explicit binary (tests, custom
+ * builds); otherwise build/Release, then prebuilds/<platform>-<arch>.
+ */
+export function loadAccel(): AccelStatus {
+  if (cached) return cached;
+  const root = packageRoot();
+  const explicit = process.env.VL_ACCEL_BINARY;
+  const candidates = explicit
+    ? [explicit]
+    : [join(root, 'build', 'Release', BINARY), join(root, 'prebuilds', `${process.platform}-${process.arch}`, BINARY)];
+  const failures: string[] = [];
+  const require = createRequire(import.meta.url);
+  for (const path of candidates) {
+    if (!existsSync(path)) continue;
+    try {
+      const binding = require(path) as NativeBinding;
+      if (typeof binding.gemm !== 'function' || typeof binding.info !== 'function') {
+        failures.push(`${path} is not a @vl/accel binary`);
+        continue;
+      }
+      const abi = binding.info().abi;
+      if (abi !== ACCEL_ABI) {
+        failures.push(`${path} is built for kernel interface ${String(abi)}, this package needs ${ACCEL_ABI} (rebuild: npm run native:build -w @vl/accel)`);
+        continue;
+      }
+      binding.setThreads(threadCount());
+      const info = binding.info();
+      cached = {
+        available: true,
+        path,
+        binding,
+        info,
+        note: `native kernels loaded (${info.threads} threads, ${info.simd}, OpenBLAS ${info.blasCore})`,
+      };
+      return cached;
+    } catch (err) {
+      failures.push(`${path} failed to load: ${((err as Error).message ?? String(err)).split('\n')[0]}`);
+    }
+  }
+  if (failures.length > 0) {
+    cached = { available: false, note: failures.join('; ') };
+  } else {
+    const why = installNote(root);
+    cached = {
+      available: false,
+      note: `no native binary for ${process.platform}-${process.arch}${why ? ` (install: ${why})` : ''}; build it with \`npm run native:build -w @vl/accel\` after \`apt-get install -y build-essential libopenblas-dev\``,
+    };
+  }
+  return cached;
+}
+
+/** Forgets the cached load result, so a test can load again under other environment variables. */
+export function resetAccelForTests(): void {
+  cached = null;
+}

@@ -1,0 +1,421 @@
+/* N-API binding of the native kernels. Every kernel takes (heap: ArrayBuffer, params: Float64Array):
+ * the wasm backend's heap and byte offsets into it, so tensors are read and written in place with
+ * no copies. One typed array of numbers keeps the per-call overhead to two N-API look-ups.
+ * Offsets and sizes are checked against the heap before any pointer is formed: a bad call throws
+ * a RangeError, it never reads or writes outside the buffer. */
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "pool.h"
+
+/* Bumped whenever a kernel's params layout changes: the JS side refuses a binary from another
+ * version (an old prebuilt next to new JS) instead of calling it with the wrong layout. */
+#define VL_ACCEL_ABI 1
+
+#define CHECK_NAPI(env, call)                                          \
+  do {                                                                 \
+    if ((call) != napi_ok) {                                           \
+      napi_throw_error((env), "VL_ACCEL", "N-API call failed: " #call); \
+      return NULL;                                                     \
+    }                                                                  \
+  } while (0)
+
+typedef struct {
+  uint8_t *base;
+  size_t length;
+  const double *p;
+  size_t count;
+} call_args;
+
+/* Reads (heap, params) and checks that params has `expected` entries. */
+static int read_args(napi_env env, napi_callback_info info, size_t expected, call_args *out) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, "VL_ACCEL", "expected (heap: ArrayBuffer, params: Float64Array)");
+    return 0;
+  }
+  bool is_ab = false;
+  napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (!is_ab) {
+    napi_throw_type_error(env, "VL_ACCEL", "heap must be an ArrayBuffer");
+    return 0;
+  }
+  void *data = NULL;
+  if (napi_get_arraybuffer_info(env, argv[0], &data, &out->length) != napi_ok) {
+    napi_throw_error(env, "VL_ACCEL", "cannot read the heap ArrayBuffer");
+    return 0;
+  }
+  out->base = (uint8_t *)data;
+  napi_typedarray_type type;
+  size_t count = 0;
+  void *pdata = NULL;
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  if (!is_ta || napi_get_typedarray_info(env, argv[1], &type, &count, &pdata, NULL, NULL) != napi_ok ||
+      type != napi_float64_array) {
+    napi_throw_type_error(env, "VL_ACCEL", "params must be a Float64Array");
+    return 0;
+  }
+  if (count < expected) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "params has %zu entries, expected %zu", count, expected);
+    napi_throw_range_error(env, "VL_ACCEL", msg);
+    return 0;
+  }
+  out->p = (const double *)pdata;
+  out->count = count;
+  return 1;
+}
+
+/* A float pointer for `count` floats at byte offset `off`; offset < 0 means none (NULL) when
+ * `optional`. Throws and returns 0 when it does not fit the heap. */
+static int heap_floats(napi_env env, const call_args *a, double off, double count, int optional, float **out,
+                       const char *what) {
+  *out = NULL;
+  if (off < 0 && optional) return 1;
+  if (!(off >= 0) || !(count >= 0) || off != (double)(int64_t)off || ((int64_t)off & 3) != 0 ||
+      off + count * 4.0 > (double)a->length) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %.0f floats at byte %.0f do not fit the %zu-byte heap (or are misaligned)", what,
+             count, off, a->length);
+    napi_throw_range_error(env, "VL_ACCEL", msg);
+    return 0;
+  }
+  *out = (float *)(a->base + (int64_t)off);
+  return 1;
+}
+
+static int positive_ints(napi_env env, const double *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!(p[i] >= 0) || p[i] != (double)(int64_t)p[i] || p[i] > 2147483647.0) {
+      napi_throw_range_error(env, "VL_ACCEL", "sizes must be non-negative integers below 2^31");
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* gemm(heap, [transA, transB, m, n, k, batch, aOff, strideA, bOff, strideB, cOff, strideC,
+ *             biasOff, biasBatchStride, activation, leakyAlpha, preluOff, preluSize,
+ *             biasRowStride, biasColStride]) */
+static napi_value js_gemm(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 20, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p + 2, 4) || !positive_ints(env, p + 7, 1) || !positive_ints(env, p + 9, 1) ||
+      !positive_ints(env, p + 11, 1))
+    return NULL;
+  vl_gemm_args g;
+  memset(&g, 0, sizeof g);
+  g.trans_a = p[0] != 0;
+  g.trans_b = p[1] != 0;
+  g.m = (int64_t)p[2];
+  g.n = (int64_t)p[3];
+  g.k = (int64_t)p[4];
+  g.batch = (int64_t)p[5];
+  g.stride_a = (int64_t)p[7];
+  g.stride_b = (int64_t)p[9];
+  g.stride_c = (int64_t)p[11];
+  if (!positive_ints(env, p + 13, 1) || !positive_ints(env, p + 18, 2)) return NULL;
+  g.bias_batch_stride = (int64_t)p[13];
+  g.bias_row_stride = (int64_t)p[18];
+  g.bias_col_stride = (int64_t)p[19];
+  g.activation = (int)p[14];
+  g.leaky_alpha = (float)p[15];
+  g.prelu_size = (int64_t)p[17];
+  if (g.batch == 0 || g.m == 0 || g.n == 0) return NULL;
+  const double last = (double)(g.batch - 1);
+  float *pa, *pb, *pc, *pbias, *pprelu;
+  if (!heap_floats(env, &a, p[6], last * p[7] + p[2] * p[4], 0, &pa, "gemm A")) return NULL;
+  if (!heap_floats(env, &a, p[8], last * p[9] + p[4] * p[3], 0, &pb, "gemm B")) return NULL;
+  if (!heap_floats(env, &a, p[10], last * p[11] + p[2] * p[3], 0, &pc, "gemm C")) return NULL;
+  /* The last bias element read, plus one: every (batch, row, column) stays inside the checked span. */
+  const double bias_span = last * p[13] + (p[2] - 1) * p[18] + (p[3] - 1) * p[19] + 1;
+  if (!heap_floats(env, &a, p[12], bias_span, 1, &pbias, "gemm bias")) return NULL;
+  if (g.activation < 0 || g.activation > 8) {
+    napi_throw_range_error(env, "VL_ACCEL", "gemm activation code must be 0..8");
+    return NULL;
+  }
+  if (g.activation == 3 && (p[16] < 0 || (g.prelu_size != 1 && g.prelu_size != g.n))) {
+    napi_throw_range_error(env, "VL_ACCEL", "gemm prelu needs 1 or n alpha values");
+    return NULL;
+  }
+  if (!heap_floats(env, &a, p[16], p[17], 1, &pprelu, "gemm prelu")) return NULL;
+  g.a = pa;
+  g.b = pb;
+  g.c = pc;
+  g.bias = pbias;
+  g.prelu = pprelu;
+  vl_gemm(&g);
+  return NULL;
+}
+
+/* layerNormFwd(heap, [rows, d, xOff, gammaOff, betaOff, yOff, meanOff, rstdOff, eps]) */
+static napi_value js_layernorm_fwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 9, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  r.eps = (float)p[8];
+  if (r.rows == 0 || r.d == 0) return NULL;
+  const double size = p[0] * p[1];
+  float *x, *g, *b, *y, *mean, *rstd;
+  if (!heap_floats(env, &a, p[2], size, 0, &x, "layerNorm x") || !heap_floats(env, &a, p[3], p[1], 1, &g, "layerNorm gamma") ||
+      !heap_floats(env, &a, p[4], p[1], 1, &b, "layerNorm beta") || !heap_floats(env, &a, p[5], size, 0, &y, "layerNorm y") ||
+      !heap_floats(env, &a, p[6], p[0], 1, &mean, "layerNorm mean") ||
+      !heap_floats(env, &a, p[7], p[0], 1, &rstd, "layerNorm rstd"))
+    return NULL;
+  r.x = x;
+  r.gamma = g;
+  r.beta = b;
+  r.y = y;
+  r.mean = mean;
+  r.rstd = rstd;
+  vl_layernorm_fwd(&r);
+  return NULL;
+}
+
+/* layerNormBwd(heap, [rows, d, dyOff, xOff, meanOff, rstdOff, gammaOff, dxOff, dgammaOff, dbetaOff, eps]);
+ * mean/rstd at -1: recomputed from x with eps. */
+static napi_value js_layernorm_bwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 11, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  r.eps = (float)p[10];
+  if (r.d == 0) return NULL;
+  if ((p[4] < 0) != (p[5] < 0)) {
+    napi_throw_range_error(env, "VL_ACCEL", "layerNormGrad: pass both mean and rstd, or neither");
+    return NULL;
+  }
+  const double size = p[0] * p[1];
+  float *dy, *x, *mean, *rstd, *g, *dx, *dg, *db;
+  if (!heap_floats(env, &a, p[2], size, 0, &dy, "layerNormGrad dy") || !heap_floats(env, &a, p[3], size, 0, &x, "layerNormGrad x") ||
+      !heap_floats(env, &a, p[4], p[0], 1, &mean, "layerNormGrad mean") ||
+      !heap_floats(env, &a, p[5], p[0], 1, &rstd, "layerNormGrad rstd") ||
+      !heap_floats(env, &a, p[6], p[1], 1, &g, "layerNormGrad gamma") ||
+      !heap_floats(env, &a, p[7], size, 0, &dx, "layerNormGrad dx") ||
+      !heap_floats(env, &a, p[8], p[1], 1, &dg, "layerNormGrad dgamma") ||
+      !heap_floats(env, &a, p[9], p[1], 1, &db, "layerNormGrad dbeta"))
+    return NULL;
+  r.dy = dy;
+  r.x = x;
+  r.mean = mean;
+  r.rstd = rstd;
+  r.gamma = g;
+  r.dx = dx;
+  r.dgamma = dg;
+  r.dbeta = db;
+  if (vl_layernorm_bwd(&r) != 0) napi_throw_error(env, "VL_ACCEL", "layerNormGrad: out of memory");
+  return NULL;
+}
+
+/* softmaxFwd(heap, [rows, d, xOff, yOff]) */
+static napi_value js_softmax_fwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 4, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  if (r.rows == 0 || r.d == 0) return NULL;
+  float *x, *y;
+  if (!heap_floats(env, &a, p[2], p[0] * p[1], 0, &x, "softmax x") || !heap_floats(env, &a, p[3], p[0] * p[1], 0, &y, "softmax y"))
+    return NULL;
+  r.x = x;
+  r.y = y;
+  vl_softmax_fwd(&r);
+  return NULL;
+}
+
+/* softmaxBwd(heap, [rows, d, dyOff, yOff, dxOff]) */
+static napi_value js_softmax_bwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 5, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  if (r.rows == 0 || r.d == 0) return NULL;
+  const double size = p[0] * p[1];
+  float *dy, *y, *dx;
+  if (!heap_floats(env, &a, p[2], size, 0, &dy, "softmaxGrad dy") || !heap_floats(env, &a, p[3], size, 0, &y, "softmaxGrad y") ||
+      !heap_floats(env, &a, p[4], size, 0, &dx, "softmaxGrad dx"))
+    return NULL;
+  r.dy = dy;
+  r.y = y;
+  r.dx = dx;
+  vl_softmax_bwd(&r);
+  return NULL;
+}
+
+/* biasAdd(heap, [rows, d, xOff, bOff, yOff]) */
+static napi_value js_bias_add(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 5, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  if (r.rows == 0 || r.d == 0) return NULL;
+  float *x, *b, *y;
+  if (!heap_floats(env, &a, p[2], p[0] * p[1], 0, &x, "biasAdd x") || !heap_floats(env, &a, p[3], p[1], 0, &b, "biasAdd bias") ||
+      !heap_floats(env, &a, p[4], p[0] * p[1], 0, &y, "biasAdd y"))
+    return NULL;
+  r.x = x;
+  r.beta = b;
+  r.y = y;
+  vl_bias_add(&r);
+  return NULL;
+}
+
+/* colSum(heap, [rows, d, xOff, yOff]) */
+static napi_value js_col_sum(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 4, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  vl_rows_args r;
+  memset(&r, 0, sizeof r);
+  r.rows = (int64_t)p[0];
+  r.d = (int64_t)p[1];
+  if (r.d == 0) return NULL;
+  float *x, *y;
+  if (!heap_floats(env, &a, p[2], p[0] * p[1], 0, &x, "colSum x") || !heap_floats(env, &a, p[3], p[1], 0, &y, "colSum y"))
+    return NULL;
+  r.x = x;
+  r.y = y;
+  if (vl_col_sum(&r) != 0) napi_throw_error(env, "VL_ACCEL", "colSum: out of memory");
+  return NULL;
+}
+
+/* geluFwd(heap, [n, xOff, yOff, approx]) */
+static napi_value js_gelu_fwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 4, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 1)) return NULL;
+  vl_map_args m;
+  memset(&m, 0, sizeof m);
+  m.n = (int64_t)p[0];
+  m.approx = p[3] != 0;
+  float *x, *y;
+  if (!heap_floats(env, &a, p[1], p[0], 0, &x, "gelu x") || !heap_floats(env, &a, p[2], p[0], 0, &y, "gelu y")) return NULL;
+  m.x = x;
+  m.y = y;
+  vl_gelu_fwd(&m);
+  return NULL;
+}
+
+/* geluBwd(heap, [n, dyOff, xOff, dxOff, approx]) */
+static napi_value js_gelu_bwd(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 5, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 1)) return NULL;
+  vl_map_args m;
+  memset(&m, 0, sizeof m);
+  m.n = (int64_t)p[0];
+  m.approx = p[4] != 0;
+  float *dy, *x, *dx;
+  if (!heap_floats(env, &a, p[1], p[0], 0, &dy, "geluGrad dy") || !heap_floats(env, &a, p[2], p[0], 0, &x, "geluGrad x") ||
+      !heap_floats(env, &a, p[3], p[0], 0, &dx, "geluGrad dx"))
+    return NULL;
+  m.dy = dy;
+  m.x = x;
+  m.y = dx;
+  vl_gelu_bwd(&m);
+  return NULL;
+}
+
+/* setThreads(n): restarts the pool with n threads (the caller included); returns the count. */
+static napi_value js_set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK_NAPI(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t n = 1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1 || n > 256) {
+    napi_throw_range_error(env, "VL_ACCEL", "setThreads expects an integer in 1..256");
+    return NULL;
+  }
+  if (n != vl_pool_threads()) vl_pool_start(n);
+  napi_value out;
+  CHECK_NAPI(env, napi_create_int32(env, vl_pool_threads(), &out));
+  return out;
+}
+
+static napi_value make_string(napi_env env, const char *s) {
+  napi_value v;
+  if (napi_create_string_utf8(env, s ? s : "", NAPI_AUTO_LENGTH, &v) != napi_ok) return NULL;
+  return v;
+}
+
+/* info(): what the binary runs with, for RuntimeInfo and bug reports. */
+static napi_value js_info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out, threads;
+  CHECK_NAPI(env, napi_create_object(env, &out));
+  CHECK_NAPI(env, napi_create_int32(env, vl_pool_threads(), &threads));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "threads", threads));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "simd", make_string(env, vl_kernels_simd())));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "blas", make_string(env, vl_blas_config())));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "blasCore", make_string(env, vl_blas_core())));
+  napi_value abi;
+  CHECK_NAPI(env, napi_create_int32(env, VL_ACCEL_ABI, &abi));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "abi", abi));
+  return out;
+}
+
+/* The pool is per process; it stops when the last Node environment using the addon goes away. */
+static int env_count = 0;
+
+static void cleanup(void *arg) {
+  (void)arg;
+  if (--env_count == 0) vl_pool_stop();
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static int initialised = 0;
+  if (!initialised) {
+    vl_kernels_init();
+    initialised = 1;
+  }
+  env_count++;
+  napi_add_env_cleanup_hook(env, cleanup, NULL);
+  napi_property_descriptor props[] = {
+      {"gemm", NULL, js_gemm, NULL, NULL, NULL, napi_default, NULL},
+      {"layerNormFwd", NULL, js_layernorm_fwd, NULL, NULL, NULL, napi_default, NULL},
+      {"layerNormBwd", NULL, js_layernorm_bwd, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxFwd", NULL, js_softmax_fwd, NULL, NULL, NULL, napi_default, NULL},
+      {"softmaxBwd", NULL, js_softmax_bwd, NULL, NULL, NULL, napi_default, NULL},
+      {"biasAdd", NULL, js_bias_add, NULL, NULL, NULL, napi_default, NULL},
+      {"colSum", NULL, js_col_sum, NULL, NULL, NULL, napi_default, NULL},
+      {"geluFwd", NULL, js_gelu_fwd, NULL, NULL, NULL, napi_default, NULL},
+      {"geluBwd", NULL, js_gelu_bwd, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL},
+      {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

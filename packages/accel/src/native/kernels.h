@@ -1,0 +1,61 @@
+/* The native kernels' C interface: plain pointers and sizes, no N-API (addon.c does the binding). */
+#ifndef VL_ACCEL_KERNELS_H
+#define VL_ACCEL_KERNELS_H
+
+#include <stdint.h>
+
+/* Picks the instruction set and puts OpenBLAS in single-threaded mode. Call once. */
+void vl_kernels_init(void);
+const char *vl_kernels_simd(void);
+const char *vl_blas_config(void);
+const char *vl_blas_core(void);
+
+/* C[b] = act(op(A[b]) · op(B[b]) + bias) for b < batch; row-major; strides in floats (0 = shared). */
+typedef struct {
+  const float *a, *b;
+  float *c;
+  int trans_a, trans_b;
+  int64_t m, n, k, batch;
+  int64_t stride_a, stride_b, stride_c;
+  /* NULL, or a bias broadcast over C: element (b, r, c) reads
+   * bias[b·bias_batch_stride + r·bias_row_stride + c·bias_col_stride] (strides 0 broadcast). */
+  const float *bias;
+  int64_t bias_batch_stride, bias_row_stride, bias_col_stride;
+  int activation; /* 0 linear, 1 relu, 2 relu6, 3 prelu, 4 leakyrelu, 5 sigmoid, 6 elu, 7 gelu, 8 gelu tanh */
+  float leaky_alpha;
+  const float *prelu; /* prelu_size (1 or n) floats */
+  int64_t prelu_size;
+} vl_gemm_args;
+
+void vl_gemm(const vl_gemm_args *g);
+
+/* Kernels over `rows` rows of length d. Unused pointers are NULL. */
+typedef struct {
+  int64_t rows, d;
+  const float *x, *dy;
+  const float *gamma, *beta; /* LayerNorm affine; beta is also bias_add's bias */
+  float *y, *dx;
+  float *mean, *rstd; /* LayerNorm statistics, one per row */
+  float *dgamma, *dbeta;
+  float eps;
+} vl_rows_args;
+
+void vl_layernorm_fwd(const vl_rows_args *a);
+int vl_layernorm_bwd(const vl_rows_args *a); /* -1: out of memory */
+void vl_softmax_fwd(const vl_rows_args *a);
+void vl_softmax_bwd(const vl_rows_args *a);
+void vl_bias_add(const vl_rows_args *a); /* y = x + beta per row */
+int vl_col_sum(const vl_rows_args *a);   /* y[j] = Σ_rows x[r, j]; -1: out of memory */
+
+/* Element-wise over n floats: y = f(x), or for a backward y = dy · f'(x). */
+typedef struct {
+  int64_t n;
+  const float *x, *dy;
+  float *y;
+  int approx; /* GELU: 0 erf, 1 tanh */
+} vl_map_args;
+
+void vl_gelu_fwd(const vl_map_args *a);
+void vl_gelu_bwd(const vl_map_args *a);
+
+#endif

@@ -1,0 +1,3 @@
+import { vlTsupConfig } from '../../tsup.shared';
+
+export default vlTsupConfig({ index: 'src/index.ts' });
