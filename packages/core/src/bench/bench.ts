@@ -1,10 +1,12 @@
 // `vl bench`: matmul GFLOP/s in every transpose/batch form and a base-size transformer block,
-// forward and forward+backward, on cpu, stock wasm and wasm with core's kernels, in one process so
-// the ratios compare like with like. Times are best-of-runs (the machine is shared).
+// forward and forward+backward, on cpu, stock wasm, wasm with core's kernels and (when installed)
+// wasm with @vl/accel's native kernels, in one process so the ratios compare like with like.
+// Times are best-of-runs (the machine is shared).
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, loadavg } from 'node:os';
-import { initRuntime, runtimeInfo } from '../runtime/backend.js';
+import { initRuntime, runtimeInfo, type InitRuntimeOptions, type RuntimeInfo } from '../runtime/backend.js';
 import { asWasmBackend } from '../runtime/kernels/wasm-internals.js';
+import { coreWasmMatMulActive } from '../runtime/wasm-kernels.js';
 import {
   BASE_BLOCK,
   blockForward,
@@ -16,19 +18,20 @@ import {
 } from './block.js';
 import { measurePeak, type PeakMeasurement } from './peak.js';
 
-/** The engines compared: tfjs cpu, wasm as shipped, wasm with core's kernels. */
-export type BenchEngine = 'cpu' | 'wasm-stock' | 'wasm';
-export const BENCH_ENGINES: readonly BenchEngine[] = ['cpu', 'wasm-stock', 'wasm'];
+/** The engines compared: tfjs cpu, wasm as shipped, wasm with core's kernels, wasm with @vl/accel. */
+export type BenchEngine = 'cpu' | 'wasm-stock' | 'wasm' | 'wasm-accel';
+export const BENCH_ENGINES: readonly BenchEngine[] = ['cpu', 'wasm-stock', 'wasm', 'wasm-accel'];
 export const ENGINE_LABELS: Record<BenchEngine, string> = {
   cpu: 'tfjs cpu',
   'wasm-stock': 'wasm (stock)',
   wasm: 'wasm (core kernels)',
+  'wasm-accel': 'wasm + @vl/accel (native)',
 };
 
 export interface BenchOptions {
   /** A smoke run of seconds with small shapes; default false (the full run, a few minutes). */
   quick?: boolean;
-  /** Engines to run; default all three. */
+  /** Engines to run; default all (wasm-accel is skipped, with a note, when @vl/accel does not load). */
   engines?: readonly BenchEngine[];
   /** Measure the reference FMA peak with a C compiler when one is present. Default true. */
   peak?: boolean;
@@ -59,6 +62,8 @@ export interface MatMulCase {
 export interface EngineTiming extends Timing {
   engine: BenchEngine;
   gflops: number;
+  /** Threads the engine computes on (tfjs cpu and wasm: 1; @vl/accel: its pool). */
+  threads: number;
 }
 
 export interface MatMulResult {
@@ -67,6 +72,8 @@ export interface MatMulResult {
   timings: EngineTiming[];
   /** wasm (core kernels) over wasm (stock), same run; null when either did not run. */
   speedup: number | null;
+  /** wasm + @vl/accel over wasm (stock), same run; null when either did not run. */
+  accelSpeedup: number | null;
 }
 
 export interface BlockResult {
@@ -77,6 +84,8 @@ export interface BlockResult {
   forwardBackward: EngineTiming[];
   forwardSpeedup: number | null;
   forwardBackwardSpeedup: number | null;
+  accelForwardSpeedup: number | null;
+  accelForwardBackwardSpeedup: number | null;
 }
 
 export interface BenchReport {
@@ -90,6 +99,8 @@ export interface BenchReport {
     wasmThreads: number | null;
     /** 1-minute load average at the start and the end: above the core count, timings are disturbed. */
     loadAverage: [number, number];
+    /** What @vl/accel reported when the wasm-accel engine was set up; null when not asked for. */
+    accel: string | null;
   };
   peak: PeakMeasurement | null;
   matmul: MatMulResult[];
@@ -288,9 +299,44 @@ function measure(run: () => void, budget: Budget): Timing {
   return summarize(times);
 }
 
-async function useEngine(engine: BenchEngine): Promise<void> {
-  if (engine === 'cpu') await initRuntime({ backend: 'cpu' });
-  else await initRuntime({ backend: 'wasm', wasmKernels: engine === 'wasm' });
+/** `accel` is an InitRuntimeOptions field only where @vl/accel is wired; elsewhere it is ignored. */
+type EngineRuntimeOptions = InitRuntimeOptions & { accel?: boolean };
+type AccelInfo = { accel?: { active: boolean; note: string } };
+
+const ACCEL_PACKAGE = '@vl/accel';
+
+/** @vl/accel's thread pool size, read from the package itself (an optional peer, loaded by name). */
+async function accelThreads(): Promise<number | null> {
+  try {
+    const accel = (await import(ACCEL_PACKAGE)) as { accelStatus(): { info?: { threads?: number } } };
+    return accel.accelStatus().info?.threads ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Switches the runtime to `engine`; returns the threads it computes on, or why it cannot run. */
+async function useEngine(engine: BenchEngine): Promise<{ threads: number } | { skip: string }> {
+  if (engine === 'cpu') {
+    await initRuntime({ backend: 'cpu' });
+    return { threads: 1 };
+  }
+  const options: EngineRuntimeOptions = {
+    backend: 'wasm',
+    wasmKernels: engine !== 'wasm-stock',
+    accel: engine === 'wasm-accel',
+  };
+  const info = (await initRuntime(options)) as RuntimeInfo & AccelInfo;
+  const wasmThreads = asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
+  if (engine === 'wasm-accel') {
+    if (!info.accel?.active)
+      return { skip: `wasm + @vl/accel skipped: ${info.accel?.note ?? 'this runtime does not load @vl/accel'}` };
+    return { threads: (await accelThreads()) ?? wasmThreads };
+  }
+  if (engine === 'wasm' && !coreWasmMatMulActive()) {
+    return { skip: "wasm (core kernels) skipped: another package's BatchMatMul stayed registered over core's" };
+  }
+  return { threads: wasmThreads };
 }
 
 function operand(batch: number[], rows: number, cols: number, seed: number): tf.Tensor {
@@ -326,17 +372,22 @@ function timeBlock(shape: BlockShape, budget: Budget): { forward: Timing; forwar
   }
 }
 
-function speedup(timings: EngineTiming[]): number | null {
+/** How many times faster `engine` ran than stock wasm, same run. */
+function speedup(timings: EngineTiming[], engine: BenchEngine): number | null {
   const stock = timings.find((t) => t.engine === 'wasm-stock');
-  const fixed = timings.find((t) => t.engine === 'wasm');
-  return stock && fixed ? stock.bestMs / fixed.bestMs : null;
+  const other = timings.find((t) => t.engine === engine);
+  return stock && other ? stock.bestMs / other.bestMs : null;
 }
 
-const withGflops = (engine: BenchEngine, t: Timing, flops: number): EngineTiming => ({
+const withGflops = (engine: BenchEngine, threads: number, t: Timing, flops: number): EngineTiming => ({
   engine,
   ...t,
   gflops: flops / (t.bestMs / 1000) / 1e9,
+  threads,
 });
+
+/** Fixed engines first (they grow the wasm heap for all), the slow stock engine last. */
+const RUN_ORDER: readonly BenchEngine[] = ['wasm', 'wasm-accel', 'cpu', 'wasm-stock'];
 
 /** Runs the bench (seconds with `quick`, a few minutes in full) and restores the runtime it found. */
 export async function runBench(options: BenchOptions = {}): Promise<BenchReport> {
@@ -357,7 +408,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     peak = measurePeak(quick, (reason) => notes.push(reason));
   }
 
-  const matmul: MatMulResult[] = cases.map((c) => ({ case: c, flops: matMulFlops(c), timings: [], speedup: null }));
+  const matmul: MatMulResult[] = cases.map((c) => ({
+    case: c,
+    flops: matMulFlops(c),
+    timings: [],
+    speedup: null,
+    accelSpeedup: null,
+  }));
   const block: BlockResult = {
     shape: blockShape,
     forwardFlops: blockForwardFlops(blockShape),
@@ -365,24 +422,32 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     forwardBackward: [],
     forwardSpeedup: null,
     forwardBackwardSpeedup: null,
+    accelForwardSpeedup: null,
+    accelForwardBackwardSpeedup: null,
   };
   let wasmThreads: number | null = null;
+  let accelNote: string | null = null;
   try {
-    // The fixed engine runs before the stock one so the wasm heap is already grown for both.
-    for (const engine of [...engines].sort((a, b) => (a === 'wasm' ? -1 : b === 'wasm' ? 1 : 0))) {
-      await useEngine(engine);
+    for (const engine of RUN_ORDER.filter((e) => engines.includes(e))) {
+      const setup = await useEngine(engine);
       if (engine !== 'cpu') wasmThreads = asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
+      if (engine === 'wasm-accel') accelNote = (runtimeInfo() as (RuntimeInfo & AccelInfo) | null)?.accel?.note ?? null;
+      if ('skip' in setup) {
+        notes.push(setup.skip);
+        log(setup.skip);
+        continue;
+      }
       for (const result of matmul) {
         if (engine === 'cpu' && !result.case.onCpu) continue;
         const t = timeMatMul(result.case, budget);
-        result.timings.push(withGflops(engine, t, result.flops));
+        result.timings.push(withGflops(engine, setup.threads, t, result.flops));
         log(`${ENGINE_LABELS[engine]}: ${result.case.name}: ${t.bestMs.toFixed(1)} ms`);
       }
       // The pure-JS backend needs minutes per base-size block step: only the quick block runs there.
       if (engine === 'cpu' && !quick) continue;
       const { forward, forwardBackward } = timeBlock(blockShape, budget);
-      block.forward.push(withGflops(engine, forward, block.forwardFlops));
-      block.forwardBackward.push(withGflops(engine, forwardBackward, 3 * block.forwardFlops));
+      block.forward.push(withGflops(engine, setup.threads, forward, block.forwardFlops));
+      block.forwardBackward.push(withGflops(engine, setup.threads, forwardBackward, 3 * block.forwardFlops));
       log(
         `${ENGINE_LABELS[engine]}: block fwd ${forward.bestMs.toFixed(0)} ms, fwd+bwd ${forwardBackward.bestMs.toFixed(
           0
@@ -391,20 +456,28 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     }
   } finally {
     if (before) {
-      await initRuntime({
+      const restore: EngineRuntimeOptions = {
         backend: before.choice,
         wasmKernels: before.backend === 'wasm' ? before.kernels.enabled : true,
-      });
+      };
+      const accel = (before as RuntimeInfo & AccelInfo).accel;
+      if (accel) restore.accel = accel.active;
+      await initRuntime(restore);
     }
   }
+  const byEngine = (a: EngineTiming, b: EngineTiming) =>
+    BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine);
   for (const result of matmul) {
-    result.timings.sort((a, b) => BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine));
-    result.speedup = speedup(result.timings);
+    result.timings.sort(byEngine);
+    result.speedup = speedup(result.timings, 'wasm');
+    result.accelSpeedup = speedup(result.timings, 'wasm-accel');
   }
-  block.forward.sort((a, b) => BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine));
-  block.forwardBackward.sort((a, b) => BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine));
-  block.forwardSpeedup = speedup(block.forward);
-  block.forwardBackwardSpeedup = speedup(block.forwardBackward);
+  block.forward.sort(byEngine);
+  block.forwardBackward.sort(byEngine);
+  block.forwardSpeedup = speedup(block.forward, 'wasm');
+  block.forwardBackwardSpeedup = speedup(block.forwardBackward, 'wasm');
+  block.accelForwardSpeedup = speedup(block.forward, 'wasm-accel');
+  block.accelForwardBackwardSpeedup = speedup(block.forwardBackward, 'wasm-accel');
 
   if (!quick && engines.includes('cpu'))
     notes.push('tfjs cpu runs only the small matmul cases: a base-size block step takes minutes there.');
@@ -422,6 +495,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       tfjs: tf.version_core,
       wasmThreads,
       loadAverage: [loadAtStart, loadavg()[0] ?? 0],
+      accel: accelNote,
     },
     peak,
     matmul,

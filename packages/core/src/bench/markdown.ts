@@ -1,21 +1,26 @@
 // Renders a BenchReport as the markdown `vl bench --out docs/benchmarks.md` writes.
 import { BENCH_ENGINES, ENGINE_LABELS, type BenchEngine, type BenchReport, type EngineTiming } from './bench.js';
 
-function cell(timings: EngineTiming[], engine: BenchEngine, show: (t: EngineTiming) => string): string {
-  const t = timings.find((x) => x.engine === engine);
-  return t ? show(t) : '—';
+function find(timings: EngineTiming[], engine: BenchEngine): EngineTiming | undefined {
+  return timings.find((t) => t.engine === engine);
 }
 
-const gflops = (t: EngineTiming) => t.gflops.toFixed(1);
-const seconds = (t: EngineTiming) => (t.bestMs / 1000).toFixed(2);
+const gflops = (t: EngineTiming | undefined) => (t ? t.gflops.toFixed(1) : '—');
+const seconds = (t: EngineTiming | undefined) => (t ? (t.bestMs / 1000).toFixed(2) : '—');
 const ratio = (r: number | null) => (r === null ? '—' : `${r.toFixed(1)}×`);
 
 export function benchReportToMarkdown(report: BenchReport): string {
   const { environment: env, peak, block } = report;
-  const engines = BENCH_ENGINES.filter(
-    (e) => report.matmul.some((m) => m.timings.some((t) => t.engine === e)) || block.forward.some((t) => t.engine === e)
-  );
-  const peakOf = (g: number) => (peak ? `${((100 * g) / peak.singleThreadGflops).toFixed(0)}%` : '—');
+  const ran = (e: BenchEngine) =>
+    report.matmul.some((m) => find(m.timings, e)) || block.forward.some((t) => t.engine === e);
+  const engines = BENCH_ENGINES.filter(ran);
+  const withAccel = ran('wasm-accel');
+  // Against the one-thread peak for one-thread engines, against all cores for a thread pool.
+  const ofPeak = (t: EngineTiming | undefined) => {
+    if (!t || !peak) return '—';
+    const reference = t.threads > 1 ? peak.allThreadsGflops : peak.singleThreadGflops;
+    return `${((100 * t.gflops) / reference).toFixed(0)}%`;
+  };
   const lines: string[] = [];
   lines.push(`# Benchmarks (${report.mode} run)`, '');
   lines.push(
@@ -24,25 +29,31 @@ export function benchReportToMarkdown(report: BenchReport): string {
       `${env.loadAverage[1].toFixed(1)} · total ${report.totalSeconds.toFixed(0)} s`,
     ''
   );
+  if (env.accel) lines.push(`@vl/accel: ${env.accel}`, '');
   if (peak) {
     lines.push(
       `Reference fp32 peak, same run: **${peak.singleThreadGflops.toFixed(0)} GFLOP/s on one thread**, ` +
         `${peak.allThreadsGflops.toFixed(0)} GFLOP/s on ${peak.threads} (${peak.method}). ` +
-        'Every engine below computes on one thread, so "% of peak" is against the one-thread figure.',
+        '"% of peak" compares one-thread engines (tfjs cpu, wasm) with the one-thread figure and ' +
+        'multi-threaded ones with the all-threads figure.',
       ''
     );
   }
+  const accelHead = withAccel ? ' accel vs stock | % of peak (accel) |' : '';
+  const accelRule = withAccel ? ' ---: | ---: |' : '';
   lines.push('## Matmul, GFLOP/s (best of runs)', '');
   lines.push(
-    `| case | GFLOP | ${engines.map((e) => ENGINE_LABELS[e]).join(' | ')} | core vs stock | % of peak (core) |`
+    `| case | GFLOP | ${engines
+      .map((e) => ENGINE_LABELS[e])
+      .join(' | ')} | core vs stock | % of peak (core) |${accelHead}`
   );
-  lines.push(`| --- | ---: | ${engines.map(() => '---:').join(' | ')} | ---: | ---: |`);
+  lines.push(`| --- | ---: | ${engines.map(() => '---:').join(' | ')} | ---: | ---: |${accelRule}`);
   for (const m of report.matmul) {
-    const fixed = m.timings.find((t) => t.engine === 'wasm');
+    const accelCells = withAccel ? ` ${ratio(m.accelSpeedup)} | ${ofPeak(find(m.timings, 'wasm-accel'))} |` : '';
     lines.push(
       `| ${m.case.name} | ${(m.flops / 1e9).toFixed(2)} | ${engines
-        .map((e) => cell(m.timings, e, gflops))
-        .join(' | ')} | ` + `${ratio(m.speedup)} | ${fixed ? peakOf(fixed.gflops) : '—'} |`
+        .map((e) => gflops(find(m.timings, e)))
+        .join(' | ')} | ` + `${ratio(m.speedup)} | ${ofPeak(find(m.timings, 'wasm'))} |${accelCells}`
     );
   }
   lines.push('');
@@ -52,21 +63,25 @@ export function benchReportToMarkdown(report: BenchReport): string {
     ''
   );
   lines.push(
-    `Matmul work: ${(block.forwardFlops / 1e9).toFixed(1)} GFLOP forward, ${((3 * block.forwardFlops) / 1e9).toFixed(
-      1
-    )} GFLOP forward+backward.`,
+    `Matmul work: ${(block.forwardFlops / 1e9).toFixed(1)} GFLOP forward, ` +
+      `${((3 * block.forwardFlops) / 1e9).toFixed(1)} GFLOP forward+backward.`,
     ''
   );
   lines.push('| engine | forward s | forward GFLOP/s | fwd+bwd s | fwd+bwd GFLOP/s |');
   lines.push('| --- | ---: | ---: | ---: | ---: |');
   for (const e of engines) {
-    if (!block.forward.some((t) => t.engine === e)) continue;
+    const fwd = find(block.forward, e);
+    const both = find(block.forwardBackward, e);
+    if (!fwd && !both) continue;
+    lines.push(`| ${ENGINE_LABELS[e]} | ${seconds(fwd)} | ${gflops(fwd)} | ${seconds(both)} | ${gflops(both)} |`);
+  }
+  lines.push(`| core vs stock | ${ratio(block.forwardSpeedup)} | | ${ratio(block.forwardBackwardSpeedup)} | |`);
+  if (withAccel) {
     lines.push(
-      `| ${ENGINE_LABELS[e]} | ${cell(block.forward, e, seconds)} | ${cell(block.forward, e, gflops)} | ` +
-        `${cell(block.forwardBackward, e, seconds)} | ${cell(block.forwardBackward, e, gflops)} |`
+      `| accel vs stock | ${ratio(block.accelForwardSpeedup)} | | ${ratio(block.accelForwardBackwardSpeedup)} | |`
     );
   }
-  lines.push(`| core vs stock | ${ratio(block.forwardSpeedup)} | | ${ratio(block.forwardBackwardSpeedup)} | |`, '');
+  lines.push('');
   const t = report.target;
   lines.push(
     `Target: block forward+backward on wasm at least ${t.required}× faster with core's kernels than stock, same run — ` +

@@ -107,3 +107,9 @@ export function isStockWasmKernel(kernelName: string): boolean {
   const current = tf.getKernel(kernelName, 'wasm');
   return saved === undefined ? current !== undefined : current === saved;
 }
+
+/** Whether core's own BatchMatMul is the one registered for wasm now (not stock, not another package's). */
+export function coreWasmMatMulActive(): boolean {
+  const current = tf.getKernel(tf.BatchMatMul, 'wasm');
+  return current !== undefined && (replacements?.includes(current) ?? false);
+}

@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
-import { initRuntime } from '../backend.js';
+import { useRuntime } from './parity.js';
 import { WASM_HEAP_LIMIT_BYTES, assertFitsWasmHeap, estimateTrainingBytes } from '../memory.js';
 
 const GiB = 1024 ** 3;
@@ -38,12 +38,12 @@ describe('estimateTrainingBytes', () => {
 
 describe('assertFitsWasmHeap', () => {
   it('is a no-op on the cpu backend, however large the request', async () => {
-    await initRuntime({ backend: 'cpu' });
+    await useRuntime('cpu');
     expect(assertFitsWasmHeap(100 * GiB, 'huge model')).toBeNull();
   });
 
   it('on wasm, throws WASM_HEAP_LIMIT with the estimate in GiB and what to do', async () => {
-    await initRuntime({ backend: 'wasm' });
+    await useRuntime('wasm');
     const bytes = estimateTrainingBytes(224e6, { optimizer: 'adamw', activationBytes: 0.5 * GiB });
     let caught: unknown;
     try {
@@ -66,7 +66,7 @@ describe('assertFitsWasmHeap', () => {
   });
 
   it('counts the bytes tfjs already holds', async () => {
-    await initRuntime({ backend: 'wasm' });
+    await useRuntime('wasm');
     const inUse = tf.memory().numBytes;
     const justFits = WASM_HEAP_LIMIT_BYTES - inUse - 1024;
     expect(() => assertFitsWasmHeap(justFits, 'just fits')).not.toThrow();

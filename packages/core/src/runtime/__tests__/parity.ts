@@ -2,7 +2,7 @@
 // and its gradients on one backend with leak checks, and relative comparison.
 import * as tf from '@tensorflow/tfjs-core';
 import { expect } from 'vitest';
-import { initRuntime } from '../backend.js';
+import { initRuntime, type InitRuntimeOptions, type RuntimeInfo } from '../backend.js';
 
 export interface HostArray {
   values: Float32Array;
@@ -19,6 +19,16 @@ export function seeded(shape: number[], seed: number, lo = -1, hi = 1): HostArra
     values[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
   }
   return { values, shape };
+}
+
+/**
+ * Switches backend for a test with @vl/accel's native kernels off, so wasm runs core's kernels
+ * (where accel is wired, it would otherwise register over them). `accel` goes through a variable:
+ * runtimes without the option just ignore it.
+ */
+export async function useRuntime(backend: 'cpu' | 'wasm', wasmKernels = true): Promise<RuntimeInfo> {
+  const options: InitRuntimeOptions & { accel?: boolean } = { backend, wasmKernels, accel: false };
+  return initRuntime(options);
 }
 
 export interface Evaluation {
@@ -41,7 +51,7 @@ export async function evaluate(
   gradWrt: number[] = [],
   options: { wasmKernels?: boolean; intInputs?: Record<number, number[]> } = {}
 ): Promise<Evaluation> {
-  await initRuntime({ backend, wasmKernels: options.wasmKernels ?? true });
+  await useRuntime(backend, options.wasmKernels ?? true);
   const before = tf.memory();
   const result = tf.tidy(() => {
     const xs = inputs.map((h, i) =>

@@ -4,10 +4,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { gelu, geluTanh, layerNorm } from '../../nn/functional.js';
-import { initRuntime } from '../backend.js';
 import { NO_CPU_FALLBACK } from '../kernels/cpu-fallback.js';
 import { installWasmKernels, isStockWasmKernel } from '../wasm-kernels.js';
-import { evaluate, expectClose, expectParity, referenceMatMul, seeded, type HostArray } from './parity.js';
+import { evaluate, expectClose, expectParity, referenceMatMul, seeded, useRuntime, type HostArray } from './parity.js';
 
 // Captured before any initRuntime call, while only the wasm package's own kernels are registered.
 const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm');
@@ -350,9 +349,9 @@ describe('training kernels on wasm', () => {
           text: text.arraySync(),
         };
       });
-    await initRuntime({ backend: 'cpu' });
+    await useRuntime('cpu');
     const expected = run();
-    await initRuntime({ backend: 'wasm' });
+    await useRuntime('wasm');
     const before = tf.memory();
     expect(run()).toEqual(expected);
     expect(tf.memory().numTensors).toBe(before.numTensors);
@@ -400,7 +399,7 @@ describe('training kernels on wasm', () => {
 describe('kernel registration', () => {
   it('installWasmKernels(false) puts back the exact stock kernel configs; true replaces them again', async () => {
     expect(stockBatchMatMul?.setupFunc, 'captured config is the wasm package’s own').toBeDefined();
-    await initRuntime({ backend: 'wasm' });
+    await useRuntime('wasm');
     const fast = installWasmKernels(true);
     expect(fast.enabled).toBe(true);
     expect(fast.replaced).toEqual(expect.arrayContaining([tf.BatchMatMul, tf._FusedMatMul, tf.MaxPoolGrad]));
@@ -420,13 +419,13 @@ describe('kernel registration', () => {
     const { a, b } = operands([], [], 4, 5, 3, false, false, 40);
     const stockRun = await evaluate('wasm', (x, y) => tf.matMul(x!, y!), [a, b], [], { wasmKernels: false });
     expectClose(stockRun.value, referenceMatMul(a, b, false, false), 'stock NN');
-    const info = await initRuntime({ backend: 'wasm', wasmKernels: true });
+    const info = await useRuntime('wasm', true);
     expect(info.kernels.enabled).toBe(true);
     expect(isStockWasmKernel(tf.BatchMatMul)).toBe(false);
   });
 
   it('fallbacks cover every kernel the cpu backend has and wasm lacks, except complex and drawing', async () => {
-    const info = await initRuntime({ backend: 'wasm' });
+    const info = await useRuntime('wasm');
     expect(info.kernels.fallbacks).toEqual(
       expect.arrayContaining([
         tf.UnsortedSegmentSum,
@@ -447,7 +446,7 @@ describe('kernel registration', () => {
   });
 
   it('a second forward of the fast kernels allocates nothing that survives (no heap growth in steady state)', async () => {
-    await initRuntime({ backend: 'wasm' });
+    await useRuntime('wasm');
     const a = tf.tensor(seeded([2, 3, 20, 16], 41).values, [2, 3, 20, 16]);
     const b = tf.tensor(seeded([2, 3, 24, 16], 42).values, [2, 3, 24, 16]);
     const run = () => tf.tidy(() => tf.sum(tf.matMul(a, b, false, true)).dataSync()[0]);
