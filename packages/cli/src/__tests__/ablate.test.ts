@@ -1,0 +1,163 @@
+// `vl ablate`: config validation and variant resolution, shared training for eval-only variants,
+// statistics and claims, SVG/PNG plots, and a small end-to-end run through the runner and the binary.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { parseAblationConfig, resolveVariants, trainingKey } from '../ablate/config.js';
+import { pairBatches, prepareSynthData } from '../ablate/data.js';
+import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
+import { checkClaims, markdownTable, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
+import { runAblation } from '../ablate/run.js';
+
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'bin.js');
+const repoConfig = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'configs', 'ablation.yaml');
+
+const tinyRaw = {
+  name: 'test',
+  seeds: [0, 1],
+  data: { images: 40, imageSize: 24, captionsPerImage: 2, evalImages: 4, maxLength: 12 },
+  train: { steps: 2, batchSize: 4, warmupSteps: 1 },
+  eval: { k: 3 },
+  modelConfig: { preset: 'tiny', albef_config: { queue_size: 8 } },
+  variants: [
+    { name: 'full' },
+    { name: 'full k0', eval: { k: 0 } },
+    { name: 'no itc', objectives: { itc: { enabled: false } }, negatives: 'random', distill: false },
+  ],
+  claims: [{ claim: 'ITC helps', better: 'full', worse: 'no itc' }],
+};
+
+describe('ablation config', () => {
+  it('fills defaults, and variants inherit base settings and defaults', () => {
+    const config = parseAblationConfig({ ...tinyRaw, defaults: { negatives: 'random' } });
+    const [full, k0, noItc] = resolveVariants(config);
+    expect(full!.negatives).toBe('random');
+    expect(full!.distill).toBe(true);
+    expect(full!.train.lr).toBe(3e-4);
+    expect(k0!.eval.k).toBe(0);
+    expect(noItc!.objectives.itc?.enabled).toBe(false);
+    expect(config.backend).toBe('wasm');
+  });
+
+  it('variants differing only in evaluation share a training key; any training switch does not', () => {
+    const [full, k0, noItc] = resolveVariants(parseAblationConfig(tinyRaw));
+    expect(trainingKey(full!)).toBe(trainingKey(k0!));
+    expect(trainingKey(full!)).not.toBe(trainingKey(noItc!));
+    const raw = { ...tinyRaw, variants: [{ name: 'a' }, { name: 'b', data: { noise: 0.5 } }, { name: 'c', queueSize: 16 }, { name: 'd', negatives: 'random' }], claims: [] };
+    const keys = resolveVariants(parseAblationConfig(raw)).map(trainingKey);
+    expect(new Set(keys).size).toBe(4);
+  });
+
+  it('rejects unknown keys, bad values, duplicate names and claims about unknown variants', () => {
+    expect(() => parseAblationConfig({ ...tinyRaw, bogus: 1 })).toThrow(/bogus|Unrecognized/);
+    expect(() => parseAblationConfig({ ...tinyRaw, train: { steps: 0 } })).toThrow(/train\.steps/);
+    expect(() => parseAblationConfig({ ...tinyRaw, variants: [{ name: 'x', negatives: 'soft' }] })).toThrow(/negatives/);
+    expect(() => parseAblationConfig({ ...tinyRaw, variants: [{ name: 'x' }, { name: 'x' }], claims: [] })).toThrow(/twice/);
+    expect(() => parseAblationConfig({ ...tinyRaw, claims: [{ claim: 'c', better: 'full', worse: 'nope' }] })).toThrow(/nope/);
+  });
+
+  it('the committed configs/ablation.yaml is valid', async () => {
+    const { readAblationConfig } = await import('../ablate/config.js');
+    const config = await readAblationConfig(repoConfig);
+    expect(config.seeds.length).toBeGreaterThanOrEqual(3);
+    expect(config.claims.length).toBeGreaterThanOrEqual(4);
+  });
+});
+
+describe('ablation data', () => {
+  it('is deterministic, labels noise only in training, and batches never hold a single image', () => {
+    const spec = parseAblationConfig({ ...tinyRaw, data: { ...tinyRaw.data, noise: 0.5 } }).data;
+    const a = prepareSynthData(spec);
+    const b = prepareSynthData(spec);
+    expect(a.train.images.pixels).toEqual(b.train.images.pixels);
+    expect(a.train.captions.inputIds).toEqual(b.train.captions.inputIds);
+    expect(a.summary.noisyCaptions).toBe(Math.round(0.5 * a.summary.trainCaptions));
+    expect(a.eval.captions.imageOf.length).toBe(8);
+    const batches = [...pairBatches(a.train, 4, 0, 0)];
+    expect(batches.length).toBe(Math.floor(a.summary.trainCaptions / 4));
+    for (const batch of batches) expect(new Set(batch.imageIds).size).toBeGreaterThan(1);
+    expect([...pairBatches(a.train, 4, 0, 1)][0]!.inputIds).not.toEqual(batches[0]!.inputIds);
+  });
+});
+
+describe('ablation statistics and plots', () => {
+  it('mean ± sample std, claims with a standard error', () => {
+    const s = summarize([1, 2, 3]);
+    expect(s.mean).toBe(2);
+    expect(s.std).toBeCloseTo(1, 10);
+    expect(summarize([5]).std).toBe(0);
+    const variants = summarizeVariants(
+      [
+        { variant: 'a', seed: 0, metrics: { r_mean: 10 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'a', seed: 1, metrics: { r_mean: 12 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'b', seed: 0, metrics: { r_mean: 5 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'b', seed: 1, metrics: { r_mean: 7 }, trainSeconds: 1, sharedTraining: false },
+      ],
+      ['a', 'b'],
+      () => 0,
+    );
+    const [c] = checkClaims(variants, [{ claim: 'a > b', better: 'a', worse: 'b', metric: 'r_mean' }]);
+    expect(c!.difference).toBe(5);
+    expect(c!.stderr).toBeCloseTo(Math.sqrt(2 / 2 + 2 / 2), 10);
+    expect(c!.verdict).toBe('reproduced');
+    expect(c!.clear).toBe(true);
+    const [d] = checkClaims(variants, [{ claim: 'b > a', better: 'b', worse: 'a', metric: 'r_mean' }]);
+    expect(d!.verdict).toBe('not reproduced');
+    const md = markdownTable({ variants } as AblationResults);
+    expect(md).toContain('| a | 0 |');
+    expect(md).toContain('11.0 ± 1.4');
+  });
+
+  it('draws SVG charts and renders them to PNG', async () => {
+    const line = lineChartSvg([{ name: 'x<y', points: smooth([{ x: 1, y: 3 }, { x: 2, y: 1 }, { x: 3, y: 2 }]) }], { title: 't', xLabel: 'step', yLabel: 'loss' });
+    expect(line).toContain('<path d="M');
+    expect(line).toContain('x&lt;y');
+    const bars = barChartSvg([{ metric: 'r_mean', bars: [{ name: 'a', mean: 10, std: 2 }, { name: 'b', mean: 5, std: 1 }] }], { title: 't', yLabel: '%' });
+    expect((bars.match(/<rect /g) ?? []).length).toBe(1 + 2 + 2);
+    const dir = mkdtempSync(join(tmpdir(), 'vl-plot-'));
+    await writePng(bars, join(dir, 'bars.png'));
+    const png = readFileSync(join(dir, 'bars.png'));
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    expect(existsSync(join(dir, 'bars.svg'))).toBe(true);
+  });
+});
+
+describe('ablation runner', () => {
+  it('trains each training group once per seed, evaluates every variant, writes tables and plots', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'vl-ablate-'));
+    const logs: string[] = [];
+    const results = await runAblation(parseAblationConfig(tinyRaw), { out, onLog: (l) => logs.push(l) });
+    expect(results.runs.length).toBe(3 * 2);
+    expect(results.runs.filter((r) => r.sharedTraining).map((r) => r.variant)).toEqual(['full k0', 'full k0']);
+    expect(logs.filter((l) => l.startsWith('train ')).length).toBe(2 * 2);
+    for (const v of results.variants) {
+      for (const m of ['tr_r1', 'ir_r1', 'r_mean', 'r_mean_itc']) expect(v.metrics[m]?.n, `${v.variant} ${m}`).toBe(2);
+    }
+    // Eval-only variants share weights: the ITC-only recall is identical, the re-ranked one may differ.
+    const full = results.variants.find((v) => v.variant === 'full')!;
+    const k0 = results.variants.find((v) => v.variant === 'full k0')!;
+    expect(k0.metrics.r_mean_itc!.mean).toBe(full.metrics.r_mean_itc!.mean);
+    expect(k0.metrics.r_mean!.mean).toBe(k0.metrics.r_mean_itc!.mean);
+    expect(results.claims[0]!.claim).toBe('ITC helps');
+    expect(Object.keys(results.curves).sort()).toEqual(['full', 'full k0', 'no itc']);
+    for (const f of ['results.json', 'results.md', 'loss_curves.png', 'metrics.png', 'runs.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').length).toBe(6);
+    expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/\| no itc \| 0 \|/);
+  });
+
+  it('runs through the vl binary with --seeds, --steps and --only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vl-ablate-bin-'));
+    const cfg = join(dir, 'ablation.json');
+    writeFileSync(cfg, JSON.stringify({ ...tinyRaw, out: join(dir, 'out') }));
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'ablate', '--config', cfg, '--seeds', '3', '--steps', '1', '--only', 'full,no itc', '--quiet']);
+    expect(stdout).toMatch(/ITC helps/);
+    const results = JSON.parse(readFileSync(join(dir, 'out', 'results.json'), 'utf8')) as AblationResults;
+    expect(results.seeds).toEqual([3]);
+    expect(results.variants.map((v) => v.variant)).toEqual(['full', 'no itc']);
+    expect(results.runs.every((r) => r.seed === 3)).toBe(true);
+  });
+});
