@@ -8,3 +8,4 @@ export * from './processor.js';
 export { runCli, type Io } from './program.js';
 export * from './verify.js';
 export * from './pretraining.js';
+export * from './train.js';

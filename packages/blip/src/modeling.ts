@@ -140,6 +140,25 @@ function initRng(rng?: Rng): Rng {
   return rng ?? new Rng(0);
 }
 
+/** The std core's layers initialise with (BERT's 0.02). */
+const CORE_INIT_STD = 0.02;
+
+/**
+ * HF `BlipPreTrainedModel._init_weights`: every weight matrix, embedding and patch kernel (rank ≥ 2)
+ * ~ N(0, initializer_range); biases 0 and LayerNorm 1 as built. Core already draws N(0, 0.02), so this
+ * only runs for another range — the tiny preset's, whose width-32 layers would otherwise shrink the
+ * signal ~10× per linear map and start every caption at the same [CLS] feature.
+ */
+export function initBlipWeights(module: Module, std: number, rng: Rng): void {
+  if (std === CORE_INIT_STD) return;
+  for (const [, p] of module.namedParameters()) {
+    if (p.rank < 2) continue;
+    const data = new Float32Array(p.size);
+    for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
+    tf.tidy(() => p.assign(tf.tensor(data, p.shape, 'float32')));
+  }
+}
+
 /** HF `BlipForConditionalGeneration`: captioning (with an optional text prompt). */
 export class BlipForConditionalGeneration extends Module {
   readonly config: BlipConfig;
@@ -166,6 +185,7 @@ export class BlipForConditionalGeneration extends Module {
     this.config = config;
     this.vision_model = this.registerModule('vision_model', blipVisionModel(config.vision_config, r));
     this.text_decoder = this.registerModule('text_decoder', new BlipTextLMHeadModel(config.text_config, r));
+    initBlipWeights(this, config.initializer_range, r);
   }
 
   /** Vision tower: last_hidden_state (= image_embeds) and pooler_output. */
@@ -319,6 +339,7 @@ export class BlipForImageTextRetrieval extends Module {
     this.vision_proj = this.registerModule('vision_proj', new Linear(v.hidden_size, config.image_text_hidden_size, r));
     this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, config.image_text_hidden_size, r));
     this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, r));
+    initBlipWeights(this, config.initializer_range, r);
   }
 
   visionForward(pixelValues: tf.Tensor, rng?: Rng): VisionTransformerOutput {

@@ -18,7 +18,6 @@ import {
   FeatureQueue,
   type ForwardResult,
   initTemperature,
-  itcAccuracy,
   itcLoss,
   itcMomentumTargets,
   itmLoss,
@@ -46,7 +45,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { saveCheckpoint } from './checkpoint.js';
 import { type BlipConfig, type BlipTextConfig, parseBlipConfig } from './config.js';
-import { BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipTextLMHeadModel, blipTextModel, blipVisionModel, textTransformerConfig } from './modeling.js';
+import { BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipTextLMHeadModel, blipTextModel, blipVisionModel, initBlipWeights, textTransformerConfig } from './modeling.js';
 import { loadTokenizerFrom } from './processor.js';
 
 /** What is switched on, and the paper's values (BLIP §3.2, `configs/pretrain.yaml`). */
@@ -163,6 +162,23 @@ function cls(h: tf.Tensor): tf.Tensor2D {
   return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
 }
 
+/**
+ * Fraction of rows whose best candidate is a positive, on the host. (Core's `itcAccuracy` gathers
+ * with batchDims, which reads out of bounds on the wasm backend.)
+ */
+function hostAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
+  const [b, n] = sim.shape as [number, number];
+  const s = sim.dataSync();
+  const t = targets.dataSync();
+  let hits = 0;
+  for (let r = 0; r < b; r++) {
+    let best = 0;
+    for (let j = 1; j < n; j++) if ((s[r * n + j] as number) > (s[r * n + best] as number)) best = j;
+    if ((t[r * n + best] as number) > 0) hits++;
+  }
+  return b ? hits / b : 0;
+}
+
 /** Replaces column 0 of host ids [B, T] (BLIP: [ENC] for ITM, [DEC] for LM). */
 function withFirstToken(ids: Int32Array, seqLen: number, token: number): Int32Array {
   const out = Int32Array.from(ids);
@@ -209,6 +225,7 @@ export class BlipForPretraining extends Module {
     this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, e, rng));
     this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, rng));
     this.temp = this.registerParameter('temp', initTemperature(this.options.temp));
+    initBlipWeights(this, config.initializer_range, rng.fork('init-weights'));
     if (this.options.momentum_distillation) {
       this.vision_model_m = this.registerModule('vision_model_m', blipVisionModel(v, rng));
       this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hidden_size, e, rng));
@@ -299,7 +316,7 @@ export class BlipForPretraining extends Module {
         simT2i = itc.simT2i;
         if (this.enabled('itc')) {
           out.itc = itc.loss;
-          metrics.itc_acc = itcAccuracy(itc.simI2t, itc.targets);
+          metrics.itc_acc = hostAccuracy(itc.simI2t, itc.targets);
         }
         if (this.queues && feats) {
           const idx = batch.imageIds ? tf.tensor1d(batch.imageIds, 'int32') : tf.fill([b], -100, 'int32');

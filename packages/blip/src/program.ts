@@ -4,6 +4,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { type BackendChoice, formatParityReport, initRuntime, Rng } from '@vl/core';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
+import { EVAL_HELP, evalCommand, PRETRAIN_HELP, pretrainCommand } from './train-cli.js';
 import { verifyCheckpoint } from './verify.js';
 
 /** Where the command prints; tests pass their own. */
@@ -154,7 +155,7 @@ async function match(argv: string[], io: Io): Promise<number> {
 }
 
 function help(io: Io, command: string): number {
-  io.out(HELP[command] ?? HELP[''] ?? '');
+  io.out({ ...HELP, pretrain: PRETRAIN_HELP, eval: EVAL_HELP }[command] ?? HELP[''] ?? '');
   return 0;
 }
 
@@ -162,6 +163,8 @@ const COMMANDS: Record<string, (argv: string[], io: Io) => Promise<number>> = {
   verify,
   caption,
   match,
+  pretrain: pretrainCommand,
+  eval: evalCommand,
 };
 
 /** Runs `blip <argv>`; returns the exit code (2 for usage errors). */
@@ -177,7 +180,7 @@ export async function runCli(argv: string[], io: Io = processIo): Promise<number
     return await run(rest, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      io.err(`blip ${command}: ${err.message}\n\n${HELP[command] ?? ''}`);
+      io.err(`blip ${command}: ${err.message}\n\n${{ ...HELP, pretrain: PRETRAIN_HELP, eval: EVAL_HELP }[command] ?? ''}`);
       return 2;
     }
     throw err;
