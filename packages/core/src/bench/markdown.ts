@@ -88,8 +88,16 @@ export function benchReportToMarkdown(report: BenchReport): string {
       `${t.achieved === null ? 'not measured' : `${t.achieved.toFixed(1)}×, ${t.met ? 'met' : 'NOT met'}`}.`,
     ''
   );
-  if (report.notes.length) {
-    lines.push('Notes:', '', ...report.notes.map((n) => `- ${n}`), '');
+  const notes = [...report.notes];
+  const all = [...report.matmul.flatMap((m) => m.timings), ...block.forward, ...block.forwardBackward];
+  if (peak && all.some((x) => x.gflops > (x.threads > 1 ? peak.allThreadsGflops : peak.singleThreadGflops))) {
+    notes.push(
+      'Some figures exceed the measured peak: other load on the machine lowered the peak runs, so the ' +
+        'percentages of peak are overestimates in this run.'
+    );
+  }
+  if (notes.length) {
+    lines.push('Notes:', '', ...notes.map((n) => `- ${n}`), '');
   }
   return lines.join('\n');
 }
