@@ -305,6 +305,44 @@ describe('training kernels on wasm', () => {
     }
   });
 
+  const filterGrad =
+    (filterShape: number[], stride: number, dataFormat: 'NHWC' | 'NCHW') =>
+    (x: tf.Tensor | undefined, dy: tf.Tensor | undefined) =>
+      tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: x!, dy: dy! }, {
+        strides: [stride, stride],
+        pad: 'same',
+        dataFormat,
+        dimRoundingMode: undefined,
+        filterShape,
+      } as unknown as tf.NamedAttrMap) as tf.Tensor;
+
+  it('Conv2DBackpropFilter with NCHW data, called as a kernel (tf.conv2d takes NHWC only)', async () => {
+    await expectParity('Conv2DBackpropFilter NCHW', filterGrad([3, 3, 3, 4], 2, 'NCHW'), [
+      seeded([2, 3, 7, 6], 70),
+      seeded([2, 4, 4, 3], 71),
+    ]);
+  });
+
+  it('Conv2DBackpropFilter over several im2col chunks equals the sum over the chunks', async () => {
+    // 5×5×64 patches over 32×32 outputs: 1.6M im2col floats per image, so 11 images take two
+    // 16M-float chunks; the gradient is a sum over images, so it must equal 10 images + 1 image.
+    const x = seeded([11, 32, 32, 64], 72);
+    const dy = seeded([11, 32, 32, 2], 73);
+    const part = (h: HostArray, from: number, to: number): HostArray => {
+      const per = h.values.length / (h.shape[0] as number);
+      return { values: h.values.slice(from * per, to * per), shape: [to - from, ...h.shape.slice(1)] };
+    };
+    const grad = filterGrad([5, 5, 64, 2], 1, 'NHWC');
+    const whole = await evaluate('wasm', grad, [x, dy]);
+    const first = await evaluate('wasm', grad, [part(x, 0, 10), part(dy, 0, 10)]);
+    const last = await evaluate('wasm', grad, [part(x, 10, 11), part(dy, 10, 11)]);
+    expectClose(
+      whole.value,
+      first.value.map((v, i) => v + (last.value[i] as number)),
+      'chunked filter gradient'
+    );
+  });
+
   it('depthwise conv2d gradients (cpu-copy fallbacks)', async () => {
     await expectParity(
       'depthwise',
