@@ -25,7 +25,7 @@ export async function readBlipConfig(dir: string): Promise<BlipConfig> {
 }
 
 /** Loads `model.safetensors` into the model, strictly (every missing, extra or mis-shaped key is listed). */
-export async function loadWeights(model: Module, dir: string): Promise<LoadReport> {
+export async function loadBlipWeights(model: Module, dir: string): Promise<LoadReport> {
   const path = join(dir, 'model.safetensors');
   if (!existsSync(path)) {
     throw new VlError('SAFETENSORS_INVALID', 'no model.safetensors', {
@@ -39,7 +39,7 @@ export async function loadWeights(model: Module, dir: string): Promise<LoadRepor
 }
 
 /** Writes config.json (HF keys, architectures set) and model.safetensors; copies tokenizer files from `tokenizerDir`. */
-export async function saveCheckpoint(model: Module, config: BlipConfig, dir: string, architecture: string, tokenizerDir?: string | null): Promise<void> {
+export async function saveBlipFolder(model: Module, config: BlipConfig, dir: string, architecture: string, tokenizerDir?: string | null): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeJsonFile(join(dir, 'config.json'), { ...config, architectures: [architecture], model_type: 'blip' });
   const host = await stateDictToHost(model);

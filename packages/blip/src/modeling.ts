@@ -22,7 +22,7 @@ import {
   type VisionTransformerOutput,
 } from '@vl/core';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
-import { loadWeights, readBlipConfig, saveCheckpoint } from './checkpoint.js';
+import { loadBlipWeights, readBlipConfig, saveBlipFolder } from './checkpoint.js';
 import { textDecoderStep } from './decoder-step.js';
 import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
 
@@ -41,7 +41,7 @@ async function loadPretrained<M extends Module & { tokenizer: BertTokenizer | nu
   const config = await readBlipConfig(dir);
   const model = make(config);
   try {
-    await loadWeights(model, dir);
+    await loadBlipWeights(model, dir);
     if (options.tokenizer !== undefined) {
       model.tokenizer = options.tokenizer;
     } else {
@@ -176,7 +176,7 @@ export class BlipForConditionalGeneration extends Module {
 
   /** Writes the same layout back (tied decoder bias omitted, position ids as I64). */
   async savePretrained(dir: string): Promise<void> {
-    await saveCheckpoint(this, this.config, dir, 'BlipForConditionalGeneration', this.tokenizerDir);
+    await saveBlipFolder(this, this.config, dir, 'BlipForConditionalGeneration', this.tokenizerDir);
   }
 
   constructor(config: BlipConfig, rng?: Rng) {
@@ -325,7 +325,7 @@ export class BlipForImageTextRetrieval extends Module {
   }
 
   async savePretrained(dir: string): Promise<void> {
-    await saveCheckpoint(this, this.config, dir, 'BlipForImageTextRetrieval', this.tokenizerDir);
+    await saveBlipFolder(this, this.config, dir, 'BlipForImageTextRetrieval', this.tokenizerDir);
   }
 
   constructor(config: BlipConfig, rng?: Rng) {

@@ -43,7 +43,7 @@ import {
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { saveCheckpoint } from './checkpoint.js';
+import { saveBlipFolder } from './checkpoint.js';
 import { type BlipConfig, type BlipTextConfig, parseBlipConfig } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipTextLMHeadModel, blipTextModel, blipVisionModel, initBlipWeights, textTransformerConfig } from './modeling.js';
 import { loadTokenizerFrom } from './processor.js';
@@ -392,7 +392,7 @@ export class BlipForPretraining extends Module {
   /** config.json (HF keys + `blip_pretraining`) and model.safetensors with twins, queues and temp. */
   async savePretrained(dir: string): Promise<void> {
     const config = { ...this.config, blip_pretraining: this.options, enc_token_id: this.encTokenId };
-    await saveCheckpoint(this, config as BlipConfig, dir, 'BlipForPretraining', this.tokenizerDir);
+    await saveBlipFolder(this, config as BlipConfig, dir, 'BlipForPretraining', this.tokenizerDir);
   }
 
   static async fromPretrained(dir: string): Promise<BlipForPretraining> {

@@ -108,8 +108,8 @@ describe('checkpoints', () => {
     const cfg = await readBlipConfig(CAPTIONING);
     const wrong = parseBlipConfig({ ...cfg, text_config: { ...cfg.text_config, vocab_size: 100 } });
     const model = new BlipForConditionalGeneration(wrong);
-    const { loadWeights } = await import('../checkpoint.js');
-    await expect(loadWeights(model, CAPTIONING)).rejects.toThrow(/word_embeddings\.weight expected \[100,32\] got \[99,32\]/);
+    const { loadBlipWeights } = await import('../checkpoint.js');
+    await expect(loadBlipWeights(model, CAPTIONING)).rejects.toThrow(/word_embeddings\.weight expected \[100,32\] got \[99,32\]/);
     model.dispose();
   });
 });
