@@ -7,7 +7,7 @@
       "sources": ["src/native/addon.c", "src/native/kernels.c", "src/native/pool.c"],
       "include_dirs": ["<!@(node scripts/openblas.mjs include)"],
       "libraries": ["<!@(node scripts/openblas.mjs libs)"],
-      "cflags": ["-O3", "-std=gnu11", "-fopenmp-simd", "-fno-math-errno", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags": ["-O3", "-std=gnu11", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "ldflags": ["-Wl,--gc-sections", "-Wl,--exclude-libs,ALL", "-s"],
       "defines": ["NAPI_VERSION=8"]
     }

@@ -2,7 +2,8 @@
 // (forward and backward), where tfjs would run 4-10 single-threaded wasm kernels with a tensor
 // between each. They are custom kernels (VlLayerNorm, VlGelu, VlSoftmax) with registered gradients,
 // called through `tf.engine().runKernel` by code that checks they exist for the active backend;
-// the stock Softmax kernel and Sum over leading axes (a bias gradient) are replaced in place.
+// the stock Softmax kernel, Sum over leading axes (a bias gradient) and Identity (tensors saved for
+// the backward pass) are replaced in place.
 import type { NativeBinding } from './binding.js';
 import { asWasm, heapOf, offsetOf, sizeOf, type TensorInfo, type Tf, type WasmBackendLike } from './wasm.js';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -171,6 +172,21 @@ function sumKernel(native: NativeBinding, previous: tfc.KernelConfig): tfc.Kerne
   };
 }
 
+/**
+ * Identity (what tfjs runs to save every tensor a gradient needs) as a shared reference, as the cpu
+ * backend does, instead of the stock wasm copy: tensors are immutable, and a training step saves
+ * tens of megabytes of activations this way.
+ */
+function identityKernel(previous: tfc.KernelConfig): tfc.KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as Record<'x', TensorInfo>;
+    const backend = args.backend as Partial<WasmBackendLike>;
+    if (x.dtype === 'string' || typeof backend.incRef !== 'function') return previous.kernelFunc(args);
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
 export function createFusedKernels(native: NativeBinding): tfc.KernelConfig[] {
   const wasm = (kernelName: string, kernelFunc: tfc.KernelFunc): tfc.KernelConfig => ({ kernelName, backendName: 'wasm', kernelFunc });
   return [
@@ -190,6 +206,8 @@ export function createReplacementKernels(native: NativeBinding, previous: (name:
   if (softmax) out.push({ kernelName: 'Softmax', backendName: 'wasm', kernelFunc: stockSoftmaxKernel(native, softmax) });
   const sum = previous('Sum');
   if (sum) out.push({ kernelName: 'Sum', backendName: 'wasm', kernelFunc: sumKernel(native, sum) });
+  const identity = previous('Identity');
+  if (identity) out.push({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: identityKernel(identity) });
   return out;
 }
 

@@ -10,6 +10,8 @@ export interface WasmBackendLike {
   dataIdMap: { get(dataId: object): { memoryOffset: number; shape: number[]; dtype: string } | undefined };
   makeOutput(shape: number[], dtype: tfc.DataType): TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
+  /** Adds a reference to a tensor's data (how the wasm Reshape shares a buffer). */
+  incRef(dataId: object): void;
 }
 
 export function isWasmBackend(backend: unknown): backend is WasmBackendLike {

@@ -31,7 +31,7 @@ describe('loading', () => {
     if (status.available) {
       expect(status.info?.threads).toBeGreaterThanOrEqual(1);
       expect(status.info?.blas).toMatch(/OpenBLAS/);
-      expect(registration.replaced).toEqual(expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'Softmax', 'Sum']));
+      expect(registration.replaced).toEqual(expect.arrayContaining(['BatchMatMul', '_FusedMatMul', 'Softmax', 'Sum', 'Identity']));
       expect(registration.added).toEqual(expect.arrayContaining(Object.values(ACCEL_KERNELS)));
     } else {
       expect(status.note).toMatch(/native|binary|build|install|load/);
@@ -232,6 +232,23 @@ describe('Softmax and Sum replacements', () => {
     const ints = () => tf.tidy(() => Array.from(tf.sum(tf.tensor2d([1, 2, 3, 4], [2, 2], 'int32'), 0).dataSync()));
     await tf.setBackend('wasm');
     expect(ints()).toEqual([4, 6]);
+  });
+});
+
+describe('Identity (tensors saved for gradients)', () => {
+  it('a clone outlives its source, and gradients through saved tensors stay right', async () => {
+    await tf.setBackend('wasm');
+    const source = tf.tensor1d([1, 2, 3]);
+    const copy = tf.clone(source);
+    source.dispose();
+    expect(Array.from(copy.dataSync())).toEqual([1, 2, 3]);
+    copy.dispose();
+    const strings = tf.tensor1d(['a', 'b'], 'string');
+    const stringCopy = tf.clone(strings);
+    expect(stringCopy.arraySync()).toEqual(['a', 'b']);
+    tf.dispose([strings, stringCopy]);
+    // exp saves its output, mul saves both inputs: every saved tensor goes through Identity.
+    await expectParity('saved tensors', (x, y) => tf.mul(tf.exp(x!), tf.square(y!)), [seeded([6, 5], 35), seeded([6, 5], 36)], [0, 1]);
   });
 });
 
