@@ -429,6 +429,35 @@ function hostItcAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
   return b ? hits / b : 0;
 }
 
+/**
+ * Re-draws the online weights for training from scratch at small width and copies them into the
+ * twins: every matrix (Linear, Embedding, patch projection, position and class embeddings) from
+ * N(0, std²) truncated at 2·std, biases 0, LayerNorm weight 1 / bias 0. BERT's 0.02 is sized for
+ * width 768; at width 32 it leaves the attention path ~1e-4 of the residual and a from-scratch
+ * tiny model does not learn within a few hundred steps. std ≈ 0.02·√(768 / width) keeps BERT's
+ * per-unit scale. Not used when loading checkpoints.
+ */
+export function reinitAlbef(model: Albef, std: number, rng: Rng): void {
+  tf.tidy(() => {
+    for (const [name, p] of model.namedParameters()) {
+      if (!p.trainable || name === 'temp') continue;
+      const leaf = name.slice(name.lastIndexOf('.') + 1);
+      if (/LayerNorm\.weight$|norm\d?\.weight$|\.norm\.weight$/.test(name)) p.assign(tf.onesLike(p));
+      else if (p.rank <= 1 && (leaf === 'bias' || /LayerNorm|norm/.test(name))) p.assign(tf.zerosLike(p));
+      else {
+        const data = new Float32Array(p.size);
+        for (let i = 0; i < data.length; i++) {
+          let v = rng.normal();
+          while (Math.abs(v) > 2) v = rng.normal();
+          data[i] = v * std;
+        }
+        p.assign(tf.tensor(data, p.shape));
+      }
+    }
+  });
+  model.momentum.copyParams();
+}
+
 /** [B, T, D] → [B, D]: the [CLS] row. */
 function cls(h: tf.Tensor): tf.Tensor {
   const [b, , d] = h.shape as [number, number, number];

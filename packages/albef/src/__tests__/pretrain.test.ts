@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime, Rng } from '@vl/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { albefConfig, ALBEF_BASE, validateAlbefConfig } from '../config.js';
-import { Albef, type AlbefBatch, type AlbefPretrainOptions } from '../model.js';
+import { Albef, type AlbefBatch, type AlbefPretrainOptions, reinitAlbef } from '../model.js';
 import { albefRetrievalScores, itcRetrievalMetrics, OUTSIDE_TOP_K, retrievalMetrics, topK, type RetrievalScores } from '../retrieval.js';
 
 beforeAll(async () => {
@@ -170,6 +170,29 @@ describe('ALBEF pretraining forward (tiny)', () => {
     step(2);
     expect(tf.memory().numTensors).toBe(before);
     data.pixels.dispose();
+    model.dispose();
+  });
+});
+
+describe('reinitAlbef', () => {
+  it('re-draws matrices at the given std, resets norms and biases, keeps temp, and copies into the twins', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(0));
+    reinitAlbef(model, 0.2, new Rng(1));
+    const sd = model.stateDict();
+    const w = sd.get('text_encoder.bert.encoder.layer.0.attention.self.query.weight')!.dataSync();
+    const std = Math.sqrt(Array.from(w).reduce((a, v) => a + v * v, 0) / w.length);
+    expect(std).toBeGreaterThan(0.15);
+    expect(std).toBeLessThan(0.2);
+    expect(Math.max(...Array.from(w).map(Math.abs))).toBeLessThanOrEqual(0.4 + 1e-6);
+    expect(Array.from(sd.get('visual_encoder.blocks.0.norm1.weight')!.dataSync()).every((v) => v === 1)).toBe(true);
+    expect(Array.from(sd.get('text_encoder.bert.embeddings.LayerNorm.bias')!.dataSync()).every((v) => v === 0)).toBe(true);
+    expect(Array.from(sd.get('itm_head.bias')!.dataSync()).every((v) => v === 0)).toBe(true);
+    expect(sd.get('temp')!.dataSync()[0]).toBeCloseTo(0.07, 6);
+    for (const [k, t] of sd) {
+      if (!k.includes('_m.')) continue;
+      const online = sd.get(k.replace(/^(\w+)_m\./, '$1.'))!;
+      expect(Array.from(t.dataSync()), k).toEqual(Array.from(online.dataSync()));
+    }
     model.dispose();
   });
 });

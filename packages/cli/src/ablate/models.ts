@@ -2,7 +2,7 @@
 // seed. ALBEF is the first; another model adds an adapter with the same shape and a name in the
 // config schema's `model` enum.
 import * as tf from '@tensorflow/tfjs-core';
-import { Albef, type AlbefBatch, albefConfig, albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from '@vl/albef';
+import { Albef, type AlbefBatch, albefConfig, reinitAlbef, albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from '@vl/albef';
 import { Rng, type StepRecord, Trainer } from '@vl/core';
 import type { AblationConfig, ResolvedVariant } from './config.js';
 import { pairBatches, type PreparedData } from './data.js';
@@ -49,6 +49,7 @@ export const albefAdapter: AblationModelAdapter = {
       distill: variant.distill,
       useQueue: variant.useQueue,
     });
+    if (mc.initStd !== undefined) reinitAlbef(model, mc.initStd, root.fork('reinit'));
     const t = variant.train;
     const pairs = data.train.captions.imageOf.length;
     const stepsPerEpoch = Math.max(1, Math.floor(pairs / t.batchSize));
