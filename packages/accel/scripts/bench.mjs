@@ -205,7 +205,9 @@ function runTorch(threads) {
   if (!found) return { note: 'PyTorch not found (apt-get install -y python3-torch, or set VL_BENCH_PYTHON)' };
   const config = { ...BLOCK, ...VIT, threads, minMs: MIN_MS };
   // OpenBLAS inside PyTorch keeps its own thread pool: pin it (and OpenMP's) to the same count.
+  // VL_ACCEL_BLAS_CORE picks accel's OpenBLAS kernels: give PyTorch's OpenBLAS the same ones.
   const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+  if (process.env.VL_ACCEL_BLAS_CORE) env.OPENBLAS_CORETYPE = process.env.VL_ACCEL_BLAS_CORE;
   const result = spawnSync(found.python, [join(here, 'bench_torch.py'), JSON.stringify(config)], { encoding: 'utf8', timeout: 30 * 60_000, env });
   if (result.status !== 0) return { note: `PyTorch run failed: ${(result.stderr || result.error?.message || '').trim().split('\n').slice(-1)[0]}` };
   return { ...JSON.parse(result.stdout.trim().split('\n').slice(-1)[0]), python: found.python };
@@ -262,7 +264,7 @@ const md = [
   `## @vl/accel: block and ViT-B/16 on wasm, wasm + accel and PyTorch (${quick ? 'quick' : 'full'} run)`,
   '',
   `Machine: ${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores; Node ${process.version}; accel: ${status.note}; ` +
-    `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(auto)'}; load average ${load0.toFixed(1)} → ${load1.toFixed(1)}. ` +
+    `OpenBLAS kernels for accel and PyTorch: ${process.env.VL_ACCEL_BLAS_CORE ?? process.env.OPENBLAS_CORETYPE ?? '(auto)'}; load average ${load0.toFixed(1)} → ${load1.toFixed(1)}. ` +
     `Block: hidden ${BLOCK.hidden}, ${BLOCK.heads} heads, FFN ${BLOCK.ffn}, batch ${BLOCK.batch} × ${BLOCK.tokens} tokens; ` +
     `ViT: ${VIT.layers} blocks, ${VIT.image}² image, patch ${VIT.patch}. Best of runs; ratios are within this run.`,
   '',

@@ -82,6 +82,12 @@ export function loadAccel(): AccelStatus {
   const require = createRequire(import.meta.url);
   for (const path of candidates) {
     if (!existsSync(path)) continue;
+    // The statically linked OpenBLAS picks its kernel family when the binary loads, from
+    // OPENBLAS_CORETYPE; VL_ACCEL_BLAS_CORE sets it for this library only (e.g. SkylakeX for the
+    // AVX-512 kernels where a system-wide OPENBLAS_CORETYPE=Haswell pins other programs).
+    const blasCore = process.env.VL_ACCEL_BLAS_CORE;
+    const systemCore = process.env.OPENBLAS_CORETYPE;
+    if (blasCore) process.env.OPENBLAS_CORETYPE = blasCore;
     try {
       const binding = require(path) as NativeBinding;
       if (typeof binding.gemm !== 'function' || typeof binding.info !== 'function') {
@@ -105,6 +111,11 @@ export function loadAccel(): AccelStatus {
       return cached;
     } catch (err) {
       failures.push(`${path} failed to load: ${((err as Error).message ?? String(err)).split('\n')[0]}`);
+    } finally {
+      if (blasCore) {
+        if (systemCore === undefined) delete process.env.OPENBLAS_CORETYPE;
+        else process.env.OPENBLAS_CORETYPE = systemCore;
+      }
     }
   }
   if (failures.length > 0) {
