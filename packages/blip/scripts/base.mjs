@@ -39,14 +39,15 @@ async function roundTrip(Model) {
   }
   const missing = Object.keys(hb).length - Object.keys(ha).length;
   const mb = statSync(join(dir, 'model.safetensors')).size / 2 ** 20;
-  console.log(`${Model.name}: ${(a.numParameters() / 1e6).toFixed(1)}M parameters, ${tensors} tensors, ${mb.toFixed(0)} MiB; round trip: ${differing} differing, ${missing} extra/missing (build ${build} ms, save ${save} ms, load ${load} ms)`);
+  console.log(`${Model.name.replace(/^_/, '')}: ${(a.numParameters() / 1e6).toFixed(1)}M parameters, ${tensors} tensors, ${mb.toFixed(0)} MiB; round trip: ${differing} differing, ${missing} extra/missing (build ${build} ms, save ${save} ms, load ${load} ms)`);
   if (differing || missing) process.exitCode = 1;
   a.dispose();
   return b;
 }
 
-const captioner = await roundTrip(BlipForConditionalGeneration);
+// Retrieval first and freed, so at most two base models share the wasm heap (~0.9 GB each).
 if (!args.includes('--skip-retrieval')) (await roundTrip(BlipForImageTextRetrieval)).dispose();
+const captioner = await roundTrip(BlipForConditionalGeneration);
 const pixels = tf.randomNormal([1, 3, 384, 384], 0, 1, 'float32', 0);
 for (const numBeams of [1, 3]) {
   await captioner.generate(pixels, { maxLength: 4, numBeams }); // warm-up
