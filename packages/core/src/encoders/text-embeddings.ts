@@ -52,7 +52,7 @@ export class BertEmbeddings extends Module {
     this.token_type_embeddings = types > 0 ? this.registerModule('token_type_embeddings', new Embedding(types, d, rng)) : null;
     this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(d, config.layer_norm_eps ?? 1e-12));
     this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob ?? 0));
-    this.registerBuffer('position_ids', tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions]), {
+    this.registerBuffer('position_ids', tf.tidy(() => tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions])), {
       storedDtype: 'I64',
     });
   }

@@ -136,7 +136,9 @@ export function itcLoss(input: ItcInput): ItcOutput {
 export function itcAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
   const hit = tf.tidy(() => {
     const best = tf.argMax(sim, 1);
-    const picked = tf.gather(targets, best, 1, 1); // [B] target mass at the argmax
+    // [B] target mass at the argmax; a one-hot product, because gather with batchDims reads out
+    // of bounds on the wasm backend.
+    const picked = tf.sum(tf.mul(targets, tf.oneHot(best, sim.shape[1] as number)), 1);
     return tf.mean(tf.cast(tf.greater(picked, 0), 'float32'));
   });
   const v = hit.dataSync()[0]!;
