@@ -11,7 +11,7 @@ import { parseAblationConfig, resolveVariants, trainingKey } from '../ablate/con
 import { pairBatches, prepareSynthData } from '../ablate/data.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
 import { checkClaims, markdownTable, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
-import { runAblation } from '../ablate/run.js';
+import { replotAblation, runAblation } from '../ablate/run.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'bin.js');
 const repoConfig = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'configs', 'ablation.yaml');
@@ -147,6 +147,13 @@ describe('ablation runner', () => {
     for (const f of ['results.json', 'results.md', 'loss_curves.png', 'metrics.png', 'runs.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
     expect(readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').length).toBe(6);
     expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/\| no itc \| 0 \|/);
+    // --replot re-renders from results.json; the loss plot leaves out the shared-training variant.
+    const md = readFileSync(join(out, 'results.md'), 'utf8');
+    await replotAblation(out);
+    expect(readFileSync(join(out, 'results.md'), 'utf8')).toBe(md);
+    const svg = readFileSync(join(out, 'loss_curves.svg'), 'utf8');
+    expect(svg).toContain('>no itc<');
+    expect(svg).not.toContain('>full k0<');
   });
 
   it('runs through the vl binary with --seeds, --steps and --only', async () => {

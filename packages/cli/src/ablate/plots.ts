@@ -55,7 +55,7 @@ export function lineChartSvg(series: readonly LineSeries[], options: { title: st
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${W / 2 - m.r / 2}" y="28" text-anchor="middle" font-size="17">${esc(options.title)}</text>`,
+    `<text x="${m.l}" y="28" font-size="16">${esc(options.title)}</text>`,
   ];
   for (const t of niceTicks(y0, y1)) {
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`);
@@ -97,7 +97,7 @@ export function barChartSvg(groups: readonly { metric: string; bars: readonly Ba
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, sans-serif" font-size="13">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${W / 2 - m.r / 2}" y="28" text-anchor="middle" font-size="17">${esc(options.title)}</text>`,
+    `<text x="${m.l}" y="28" font-size="16">${esc(options.title)}</text>`,
   ];
   for (const t of niceTicks(0, y1)) {
     parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${py(t)}" y2="${py(t)}" stroke="#e5e5e5"/>`);

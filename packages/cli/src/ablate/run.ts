@@ -1,7 +1,7 @@
 // The ablation runner: for each seed and variant, prepare (or reuse) the data, train (or reuse an
 // identical training run from an earlier variant), evaluate, then write results.json,
 // results.md, loss_curves.png and metrics.png (+ .svg) and a JSONL line per finished run.
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initRuntime, type StepRecord } from '@vl/core';
 import { type AblationConfig, resolveVariants, trainingKey } from './config.js';
@@ -89,15 +89,34 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
     curves: meanCurves(curves),
     seconds: (performance.now() - started) / 1000,
   };
+  await writeResults(results, out);
+  log(`wrote ${join(out, 'results.md')}, results.json, loss_curves.png, metrics.png`);
+  return results;
+}
+
+/**
+ * Writes results.json, results.md, loss_curves.png and metrics.png (+ .svg) for finished results.
+ * Loss curves leave out variants whose weights came from another variant (same curve).
+ */
+export async function writeResults(results: AblationResults, out: string): Promise<void> {
+  await mkdir(out, { recursive: true });
   await writeFile(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(join(out, 'results.md'), markdownReport(results));
-  const series = Object.entries(results.curves).map(([name, pts]) => ({ name, points: smooth(pts.map((p) => ({ x: p.step, y: p.loss })), 0.9) }));
-  await writePng(lineChartSvg(series, { title: `${config.name}: training loss (mean over seeds, EMA 0.9)`, xLabel: 'step', yLabel: 'total loss' }), join(out, 'loss_curves.png'));
+  const shared = new Set(results.variants.map((v) => v.variant).filter((v) => results.runs.filter((r) => r.variant === v).every((r) => r.sharedTraining)));
+  const series = Object.entries(results.curves)
+    .filter(([name]) => !shared.has(name))
+    .map(([name, pts]) => ({ name, points: smooth(pts.map((p) => ({ x: p.step, y: p.loss })), 0.9) }));
+  await writePng(lineChartSvg(series, { title: `${results.name}: training loss (mean over seeds, EMA 0.9)`, xLabel: 'step', yLabel: 'total loss' }), join(out, 'loss_curves.png'));
   const groups = (['r_mean', 'r_mean_itc', 'tr_r1', 'ir_r1'] as const).map((metric) => ({
     metric,
-    bars: summaries.map((s) => ({ name: s.variant, mean: s.metrics[metric]?.mean ?? 0, std: s.metrics[metric]?.std ?? 0 })),
+    bars: results.variants.map((s) => ({ name: s.variant, mean: s.metrics[metric]?.mean ?? 0, std: s.metrics[metric]?.std ?? 0 })),
   }));
-  await writePng(barChartSvg(groups, { title: `${config.name}: retrieval (mean ± std over seeds)`, yLabel: 'recall (%)' }), join(out, 'metrics.png'));
-  log(`wrote ${join(out, 'results.md')}, results.json, loss_curves.png, metrics.png`);
+  await writePng(barChartSvg(groups, { title: `${results.name}: retrieval (mean ± std over seeds)`, yLabel: 'recall (%)' }), join(out, 'metrics.png'));
+}
+
+/** Re-renders the tables and plots of an earlier run from its results.json. */
+export async function replotAblation(dir: string): Promise<AblationResults> {
+  const results = JSON.parse(await readFile(join(dir, 'results.json'), 'utf8')) as AblationResults;
+  await writeResults(results, dir);
   return results;
 }

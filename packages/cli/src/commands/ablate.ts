@@ -2,7 +2,7 @@
 // seeds and writes a results table (markdown + JSON, mean ± std) and PNG plots. See docs/ablations.md.
 import { type Command, InvalidArgumentError } from 'commander';
 import { readAblationConfig } from '../ablate/config.js';
-import { runAblation } from '../ablate/run.js';
+import { replotAblation, runAblation } from '../ablate/run.js';
 import { progress } from './data.js';
 
 function seedList(value: string): number[] {
@@ -21,13 +21,20 @@ export function registerAblateCommand(program: Command): void {
   program
     .command('ablate')
     .description('train and evaluate a grid of variants (objectives, negatives, distillation, queue, data noise) over seeds; write tables and plots')
-    .requiredOption('--config <file>', 'ablation YAML/JSON (see docs/ablations.md)')
+    .option('--config <file>', 'ablation YAML/JSON (see docs/ablations.md)')
+    .option('--replot <dir>', 're-render results.md and the plots of an earlier run from its results.json (no training)')
     .option('--out <dir>', 'output folder (default: the config’s out)')
     .option('--seeds <list>', 'override the seeds, e.g. 0,1,2', seedList)
     .option('--steps <n>', 'override training steps for every variant', positiveInt)
     .option('--only <names>', 'comma-separated variant names to run')
     .option('--quiet', 'no progress output')
-    .action(async (opts: { config: string; out?: string; seeds?: number[]; steps?: number; only?: string; quiet?: boolean }) => {
+    .action(async (opts: { config?: string; replot?: string; out?: string; seeds?: number[]; steps?: number; only?: string; quiet?: boolean }) => {
+      if (opts.replot) {
+        await replotAblation(opts.replot);
+        process.stdout.write(`re-rendered ${opts.replot}\n`);
+        return;
+      }
+      if (!opts.config) throw new InvalidArgumentError('give --config <file> (or --replot <dir>)');
       const config = await readAblationConfig(opts.config);
       if (opts.seeds) config.seeds = opts.seeds;
       if (opts.steps) {
