@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The `blip` executable: runs the command in program.ts and exits with its code.
 import { runCli } from './program.js';
+import { runCapfiltCli } from './capfilt/cli.js';
 
-runCli(process.argv.slice(2)).then(
+const argv = process.argv.slice(2);
+(argv[0] === 'capfilt' ? runCapfiltCli(argv.slice(1)) : runCli(argv)).then(
   (code) => {
     process.exitCode = code;
   },

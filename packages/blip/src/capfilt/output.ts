@@ -1,0 +1,242 @@
+// CapFilt outputs from the ordered stream of record results: the cleaned dataset in the input's
+// format (JSONL, CSV, COCO Karpathy JSON; WebDataset input is written as JSONL), records.jsonl (one
+// line per input record), report.json / report.md, score histograms and a sample grid (PNG via SVG).
+// Nothing depends on timing or batching, so reruns, resumes and merged shards give identical bytes.
+import { existsSync } from 'node:fs';
+import { open, readFile, rename } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import { writeFileAtomic } from '@vl/core';
+import sharp from 'sharp';
+import type { JournalHeader, RecordResult, RecordStatus } from './journal.js';
+
+const BINS = 20;
+const SAMPLES = 8;
+const EXAMPLES_PER_REASON = 5;
+
+export interface CapfiltReport {
+  input: number;
+  threshold: number;
+  counts: Record<RecordStatus, number>;
+  failed: Record<string, number>;
+  captions: { original: number; originalKept: number; originalRemoved: number; synthetic: number; syntheticKept: number; written: number };
+  histograms: { bins: number; original: { kept: number[]; removed: number[] }; synthetic: { kept: number[]; removed: number[] } };
+  failures: { key: string; reason: string; detail: string }[];
+  /** input = kept + replaced + dropped + failed. */
+  balanced: boolean;
+}
+
+const enc = (s: string) => Buffer.from(s, 'utf8');
+
+function csvField(s: string): string {
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+function tokens(s: string): string[] {
+  return s.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, ' ').split(/\s+/).filter(Boolean);
+}
+
+export function datasetFileName(header: Pick<JournalHeader, 'format' | 'dataName'>): string {
+  if (header.format === 'webdataset') return 'cleaned.jsonl';
+  return header.dataName;
+}
+
+/** Writes everything from `results` (ordered by input position). Returns the report. */
+export async function writeOutputs(results: AsyncIterable<RecordResult>, header: Pick<JournalHeader, 'format' | 'dataName' | 'root' | 'threshold'>, out: string): Promise<CapfiltReport> {
+  const report: CapfiltReport = {
+    input: 0,
+    threshold: header.threshold,
+    counts: { kept: 0, replaced: 0, dropped: 0, failed: 0 },
+    failed: {},
+    captions: { original: 0, originalKept: 0, originalRemoved: 0, synthetic: 0, syntheticKept: 0, written: 0 },
+    histograms: { bins: BINS, original: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) }, synthetic: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) } },
+    failures: [],
+    balanced: false,
+  };
+  const samples: RecordResult[] = [];
+  const bin = (s: number) => Math.min(BINS - 1, Math.max(0, Math.floor(s * BINS)));
+  const format = header.format;
+  const datasetPath = join(out, datasetFileName(header));
+  let lastIndex = -1;
+  // records.jsonl goes through its own temp file, renamed once the dataset is written.
+  const recordsTmp = join(out, '.records.jsonl.tmp');
+  const records = await open(recordsTmp, 'w');
+  const recordsWrite = async (c: Uint8Array) => {
+    let n = 0;
+    while (n < c.length) n += (await records.write(c, n, c.length - n)).bytesWritten;
+  };
+  await writeFileAtomic(datasetPath, async (write) => {
+    let first = true;
+    if (format === 'csv') await write(enc('image,caption\n'));
+    if (format === 'coco-karpathy') await write(enc('{"images":[\n'));
+    for await (const r of results) {
+      if (r.index <= lastIndex) throw new Error(`record ${r.index} (${r.key}) out of order or duplicated`);
+      lastIndex = r.index;
+      report.input++;
+      report.counts[r.status]++;
+      await recordsWrite(enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`));
+      if (r.status === 'failed') {
+        const reason = r.reason ?? 'unknown';
+        report.failed[reason] = (report.failed[reason] ?? 0) + 1;
+        if (report.failures.filter((f) => f.reason === reason).length < EXAMPLES_PER_REASON) report.failures.push({ key: r.key, reason, detail: r.detail ?? '' });
+        continue;
+      }
+      for (const c of r.original ?? []) {
+        report.captions.original++;
+        if (c.kept) report.captions.originalKept++;
+        else report.captions.originalRemoved++;
+        const h = report.histograms.original[c.kept ? 'kept' : 'removed'];
+        h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
+      }
+      for (const c of r.synthetic ?? []) {
+        report.captions.synthetic++;
+        if (c.kept) report.captions.syntheticKept++;
+        const h = report.histograms.synthetic[c.kept ? 'kept' : 'removed'];
+        h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
+      }
+      if (samples.length < SAMPLES) samples.push(r);
+      if (r.status === 'dropped') continue;
+      const captions = [...(r.original ?? []), ...(r.synthetic ?? [])].filter((c) => c.kept).map((c) => c.text);
+      report.captions.written += captions.length;
+      const image = r.image ?? '';
+      if (format === 'csv') {
+        for (const c of captions) await write(enc(`${csvField(image)},${csvField(c)}\n`));
+      } else if (format === 'coco-karpathy') {
+        const dir = posix.dirname(image);
+        const entry = { ...(r.meta ?? {}), ...(dir !== '.' ? { filepath: dir } : {}), filename: posix.basename(image), sentences: captions.map((raw) => ({ raw, tokens: tokens(raw) })) };
+        await write(enc(`${first ? '' : ',\n'}${JSON.stringify(entry)}`));
+        first = false;
+      } else {
+        await write(enc(`${JSON.stringify({ ...(r.meta ?? {}), image, captions })}\n`));
+      }
+    }
+    if (format === 'coco-karpathy') await write(enc(`${first ? '' : '\n'}]}\n`));
+  }).catch(async (err: unknown) => {
+    await records.close();
+    throw err;
+  });
+  await records.sync();
+  await records.close();
+  await rename(recordsTmp, join(out, 'records.jsonl'));
+  const c = report.counts;
+  report.balanced = report.input === c.kept + c.replaced + c.dropped + c.failed;
+  await writeFileAtomic(join(out, 'report.json'), async (w) => w(enc(`${JSON.stringify(report, null, 2)}\n`)));
+  await writeFileAtomic(join(out, 'report.md'), async (w) => w(enc(reportMarkdown(report, datasetFileName(header)))));
+  const hist = await sharp(Buffer.from(histogramSvg(report))).png({ compressionLevel: 9 }).toBuffer();
+  await writeFileAtomic(join(out, 'histograms.png'), async (w) => w(hist));
+  const grid = await sharp(Buffer.from(await sampleGridSvg(samples, header.root))).png({ compressionLevel: 9 }).toBuffer();
+  await writeFileAtomic(join(out, 'samples.png'), async (w) => w(grid));
+  return report;
+}
+
+const pct = (a: number, b: number) => (b ? `${((100 * a) / b).toFixed(1)}%` : '–');
+
+export function reportMarkdown(r: CapfiltReport, dataset: string): string {
+  const c = r.counts;
+  const lines = [
+    '# CapFilt report',
+    '',
+    `Threshold: filter score ≥ ${r.threshold}. Cleaned dataset: \`${dataset}\`; one line per input record in \`records.jsonl\`.`,
+    '',
+    '| records | count | share |',
+    '|---|---:|---:|',
+    `| input | ${r.input} | 100% |`,
+    ...(['kept', 'replaced', 'dropped', 'failed'] as const).map((k) => `| ${k} | ${c[k]} | ${pct(c[k], r.input)} |`),
+    '',
+    `Counts add up: ${r.balanced ? 'yes' : '**no**'}.`,
+    '',
+    '| captions | count |',
+    '|---|---:|',
+    `| original | ${r.captions.original} |`,
+    `| original kept | ${r.captions.originalKept} (${pct(r.captions.originalKept, r.captions.original)}) |`,
+    `| original removed | ${r.captions.originalRemoved} |`,
+    `| synthetic | ${r.captions.synthetic} |`,
+    `| synthetic kept | ${r.captions.syntheticKept} (${pct(r.captions.syntheticKept, r.captions.synthetic)}) |`,
+    `| written | ${r.captions.written} |`,
+    '',
+  ];
+  const reasons = Object.entries(r.failed).sort(([a], [b]) => a.localeCompare(b));
+  if (reasons.length) {
+    lines.push('| failed: reason | count |', '|---|---:|', ...reasons.map(([k, v]) => `| ${k} | ${v} |`), '', 'Examples:', '');
+    for (const f of r.failures) lines.push(`- \`${f.key}\` ${f.reason}: ${f.detail.replace(/\n/g, ' ')}`);
+    lines.push('');
+  }
+  lines.push('![score histograms](histograms.png)', '', '![samples: original vs kept captions](samples.png)', '');
+  return lines.join('\n');
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+function histogramSvg(r: CapfiltReport): string {
+  const W = 420;
+  const H = 220;
+  const panel = (title: string, h: { kept: number[]; removed: number[] }, x0: number) => {
+    const max = Math.max(1, ...h.kept.map((k, i) => k + (h.removed[i] ?? 0)));
+    const pw = W - 60;
+    const ph = H - 70;
+    const bw = pw / BINS;
+    const parts = [`<text x="${x0 + W / 2}" y="22" font-family="sans-serif" font-size="14" text-anchor="middle">${esc(title)}</text>`];
+    for (let i = 0; i < BINS; i++) {
+      const kept = h.kept[i] ?? 0;
+      const removed = h.removed[i] ?? 0;
+      const hk = (kept / max) * ph;
+      const hr = (removed / max) * ph;
+      const x = x0 + 40 + i * bw;
+      const base = 40 + ph;
+      if (removed) parts.push(`<rect x="${x.toFixed(1)}" y="${(base - hr).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hr.toFixed(1)}" fill="#d9534f"/>`);
+      if (kept) parts.push(`<rect x="${x.toFixed(1)}" y="${(base - hr - hk).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hk.toFixed(1)}" fill="#5cb85c"/>`);
+    }
+    const tx = x0 + 40 + r.threshold * pw;
+    parts.push(
+      `<line x1="${x0 + 40}" y1="${40 + ph}" x2="${x0 + 40 + pw}" y2="${40 + ph}" stroke="#333"/>`,
+      `<line x1="${tx.toFixed(1)}" y1="34" x2="${tx.toFixed(1)}" y2="${40 + ph}" stroke="#000" stroke-dasharray="4 3"/>`,
+      `<text x="${x0 + 40}" y="${56 + ph}" font-family="sans-serif" font-size="11">0</text>`,
+      `<text x="${x0 + 40 + pw}" y="${56 + ph}" font-family="sans-serif" font-size="11" text-anchor="end">1</text>`,
+      `<text x="${x0 + 40 + pw / 2}" y="${56 + ph}" font-family="sans-serif" font-size="11" text-anchor="middle">filter score (threshold ${r.threshold})</text>`,
+      `<text x="${x0 + 36}" y="46" font-family="sans-serif" font-size="11" text-anchor="end">${max}</text>`,
+    );
+    return parts.join('');
+  };
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${2 * W}" height="${H}"><rect width="100%" height="100%" fill="white"/>${panel('original captions (green kept, red removed)', r.histograms.original, 0)}${panel('synthetic captions', r.histograms.synthetic, W)}</svg>`;
+}
+
+const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' };
+
+function clip(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n - 1)}…` : s;
+}
+
+async function sampleGridSvg(samples: readonly RecordResult[], root: string): Promise<string> {
+  const rowH = 110;
+  const W = 900;
+  const rows: string[] = [];
+  for (const [i, r] of samples.entries()) {
+    const y = i * rowH;
+    const path = r.image ? join(root, r.image) : '';
+    let img = `<rect x="8" y="${y + 8}" width="94" height="94" fill="#ddd"/>`;
+    if (path && existsSync(path)) {
+      try {
+        // Re-encoded to a 94×94 PNG so any input format (and odd sizes) embeds the same way.
+        const png = await sharp(await readFile(path)).resize(94, 94, { fit: 'fill' }).png().toBuffer();
+        img = `<image x="8" y="${y + 8}" width="94" height="94" href="data:${MIME['.png']};base64,${png.toString('base64')}"/>`;
+      } catch {
+        // keep the grey box: the sample grid is a picture, not a check
+      }
+    }
+    const lines = [`<text x="112" y="${y + 22}" font-family="sans-serif" font-size="13" font-weight="bold">${esc(clip(`${r.key} — ${r.status}`, 100))}</text>`];
+    let ly = y + 40;
+    for (const c of r.original ?? []) {
+      if (ly > y + rowH - 6) break;
+      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#2e7d32' : '#c62828'}">${esc(clip(`${c.kept ? '✓' : '✗'} original ${c.score.toFixed(2)}: ${c.text}`, 120))}</text>`);
+      ly += 16;
+    }
+    for (const c of r.synthetic ?? []) {
+      if (ly > y + rowH - 6) break;
+      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#1565c0' : '#9e9e9e'}">${esc(clip(`${c.kept ? '✓' : '✗'} synthetic ${c.score.toFixed(2)}: ${c.text}`, 120))}</text>`);
+      ly += 16;
+    }
+    rows.push(img, ...lines, `<line x1="0" y1="${y + rowH}" x2="${W}" y2="${y + rowH}" stroke="#eee"/>`);
+  }
+  const H = Math.max(1, samples.length) * rowH;
+  if (samples.length === 0) rows.push('<text x="10" y="30" font-family="sans-serif" font-size="14">no scored records</text>');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><rect width="100%" height="100%" fill="white"/>${rows.join('')}</svg>`;
+}
