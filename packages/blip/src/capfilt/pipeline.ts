@@ -3,7 +3,7 @@
 // go. Streams the input in fixed batches, journals each finished batch (journal.ts) so a killed run
 // resumes exactly, and assigns records to shards by their position in the input.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, readDataset, Rng } from '@vl/core';
@@ -264,6 +264,11 @@ export function fingerprint(o: CapfiltOptions, format: string): string {
 
 export const JOURNAL = 'journal.jsonl';
 
+/** Temp files of an output write that a crash interrupted (`.name.tmp`, `.name.<pid>.<hex>.tmp`). */
+export async function removeStaleTemps(out: string): Promise<void> {
+  for (const f of await readdir(out)) if (f.startsWith('.') && f.endsWith('.tmp')) await rm(join(out, f), { force: true });
+}
+
 export interface RunState {
   header: JournalHeader;
   threshold: number;
@@ -278,6 +283,7 @@ export async function runCapfilt(o: CapfiltOptions, models: Models): Promise<Run
   const firstFile = (typeof o.data === 'string' ? [o.data] : [...o.data]).flatMap(expandBraces)[0] as string;
   const root = resolve(o.images ?? join(firstFile, '..'));
   await mkdir(o.out, { recursive: true });
+  await removeStaleTemps(o.out);
   const journalPath = join(o.out, JOURNAL);
   const fp = fingerprint(o, format);
   const state = await scanJournal(journalPath);
