@@ -144,10 +144,13 @@ void vl_gemm(const vl_gemm_args *g) {
       int64_t tasks = g->batch < (int64_t)threads * 8 ? g->batch : (int64_t)threads * 8;
       job.ntasks = (int)tasks;
     } else {
-      /* One big product: split the larger output side into one block per thread. */
+      /* One big product: split the larger output side into blocks, four per thread when the
+       * blocks stay large (≥ 96 rows or columns, where sgemm still runs at full speed): on a
+       * shared machine a preempted thread then holds up a quarter of its share, not all of it.
+       * Each block packs B (or A) again, which costs ~1% at these sizes. */
       job.split = g->m >= g->n ? 1 : 2;
       int64_t side = job.split == 1 ? g->m : g->n;
-      job.chunks = side >= (int64_t)threads * 16 ? threads : 1;
+      job.chunks = side >= (int64_t)threads * 4 * 96 ? threads * 4 : side >= (int64_t)threads * 16 ? threads : 1;
       job.ntasks = (int)(g->batch * job.chunks);
     }
   }
