@@ -1,7 +1,8 @@
 // CapFilt end to end on tiny random checkpoints: accounting (every record once, bad inputs failed
 // with reasons), JSONL/CSV/COCO outputs, independence from batch size, rerun = same bytes,
 // keep-rate calibration, sharding + merge = unsharded, and the journal's torn-tail handling.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,6 +94,28 @@ describe('blip capfilt', () => {
     expect(cocoOut.images.map((i) => i.cocoid)).toEqual(recs.map((r) => Number(r.id)));
     expect(cocoOut.images[0]!.sentences.map((s) => s.raw)).toEqual(recs[0]!.captions);
     expect(cocoOut.images[0]!.filepath).toBe('images/train');
+  });
+
+  it('reads WebDataset shards and writes cleaned.jsonl', async () => {
+    const recs = readFileSync(fx.train, 'utf8').split('\n').slice(0, 4).map((l) => JSON.parse(l) as { image: string; captions: string[]; id: string });
+    const staging = join(dir, 'wds');
+    mkdirSync(staging, { recursive: true });
+    for (const r of recs) {
+      copyFileSync(join(fx.data, r.image), join(staging, `${r.id}.png`));
+      writeFileSync(join(staging, `${r.id}.txt`), r.captions[0]!);
+    }
+    writeFileSync(join(staging, 'broken.png'), 'not an image');
+    writeFileSync(join(staging, 'broken.txt'), 'a caption');
+    const shard = join(dir, 'shard-0000.tar');
+    execFileSync('tar', ['-cf', shard, '-C', staging, ...recs.flatMap((r) => [`${r.id}.png`, `${r.id}.txt`]), 'broken.png', 'broken.txt']);
+    const w = join(dir, 'wds-out');
+    await run([...base(w, shard), '--threshold', '0']);
+    const report = JSON.parse(read(w, 'report.json').toString()) as { counts: Record<string, number>; failed: Record<string, number> };
+    expect(report.counts).toEqual({ kept: 4, replaced: 0, dropped: 0, failed: 1 });
+    expect(report.failed).toEqual({ corrupt_image: 1 });
+    const cleaned = read(w, 'cleaned.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l) as { image: string; captions: string[] });
+    expect(cleaned.map((c) => c.image)).toEqual(recs.map((r) => `${r.id}.png`));
+    expect(cleaned[0]!.captions[0]).toBe(recs[0]!.captions[0]);
   });
 
   it('calibrates the threshold to a keep-rate', async () => {
