@@ -14,7 +14,7 @@
 //                      when the context width differs), in_proj_bias [3D], out_proj.{weight,bias}
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
-import { linear } from '../nn/functional.js';
+import { linear, softmaxLastAxis } from '../nn/functional.js';
 import { bertInit, Dropout, LayerNorm, Linear, type WeightInit } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
@@ -296,7 +296,7 @@ export class MultiHeadAttention extends Module {
         mask = mask ? tf.add(tf.mul(mask, allowed), blocked) : blocked;
       }
       if (mask) scores = tf.add(scores, mask);
-      const probs = tf.softmax(scores, -1); // [B, H, Tq, Tk]
+      const probs = softmaxLastAxis(scores); // [B, H, Tq, Tk]
       const weighted = tf.matMul(this.dropout.forward(probs, options.rng), v); // [B, H, Tq, Dh]
       let out = tf.reshape(tf.transpose(weighted, [0, 2, 1, 3]), [b, tq, this.hiddenSize]); // [B, Tq, D]
       if (this.innerNorm) out = this.innerNorm(out, route);
