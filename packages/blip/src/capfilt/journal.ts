@@ -43,6 +43,8 @@ export interface JournalHeader {
   format: string;
   root: string;
   dataName: string;
+  /** The input files, resolved (WebDataset output re-reads the image bytes from them). */
+  data: string[];
   shard: { index: number; count: number } | null;
 }
 

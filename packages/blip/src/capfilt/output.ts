@@ -3,7 +3,11 @@
 // line per input record), report.json / report.md, score histograms and a sample grid (PNG via SVG).
 // Nothing depends on timing or batching, so reruns, resumes and merged shards give identical bytes.
 import { existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
+import { finished } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { inputItems, type InputItem } from './pipeline.js';
 import { join, posix } from 'node:path';
 import { writeFileAtomic } from '@vl/core';
 import sharp from 'sharp';
@@ -36,12 +40,12 @@ function tokens(s: string): string[] {
 }
 
 export function datasetFileName(header: Pick<JournalHeader, 'format' | 'dataName'>): string {
-  if (header.format === 'webdataset') return 'cleaned.jsonl';
+  if (header.format === 'webdataset') return 'cleaned.tar';
   return header.dataName;
 }
 
 /** Writes everything from `results` (ordered by input position). Returns the report. */
-export async function writeOutputs(results: AsyncIterable<RecordResult>, header: Pick<JournalHeader, 'format' | 'dataName' | 'root' | 'threshold'>, out: string): Promise<CapfiltReport> {
+export async function writeOutputs(results: AsyncIterable<RecordResult>, header: Pick<JournalHeader, 'format' | 'dataName' | 'root' | 'threshold' | 'data'>, out: string): Promise<CapfiltReport> {
   const report: CapfiltReport = {
     input: 0,
     threshold: header.threshold,
@@ -64,7 +68,8 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
     let n = 0;
     while (n < c.length) n += (await records.write(c, n, c.length - n)).bytesWritten;
   };
-  await writeFileAtomic(datasetPath, async (write) => {
+  const tarOut = format === 'webdataset' ? await TarWriter.open(datasetPath, header.data) : null;
+  const fill = async (write: (c: Uint8Array) => Promise<void>) => {
     let first = true;
     if (format === 'csv') await write(enc('image,caption\n'));
     if (format === 'coco-karpathy') await write(enc('{"images":[\n'));
@@ -98,7 +103,9 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
       const captions = [...(r.original ?? []), ...(r.synthetic ?? [])].filter((c) => c.kept).map((c) => c.text);
       report.captions.written += captions.length;
       const image = r.image ?? '';
-      if (format === 'csv') {
+      if (tarOut) {
+        await tarOut.add(r, captions);
+      } else if (format === 'csv') {
         for (const c of captions) await write(enc(`${csvField(image)},${csvField(c)}\n`));
       } else if (format === 'coco-karpathy') {
         const dir = posix.dirname(image);
@@ -110,12 +117,14 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
       }
     }
     if (format === 'coco-karpathy') await write(enc(`${first ? '' : '\n'}]}\n`));
-  }).catch(async (err: unknown) => {
+  };
+  await (tarOut ? fill(async () => {}) : writeFileAtomic(datasetPath, fill)).catch(async (err: unknown) => {
     await records.close();
     throw err;
   });
   await records.sync();
   await records.close();
+  if (tarOut) await tarOut.finish();
   await rename(recordsTmp, join(out, 'records.jsonl'));
   const c = report.counts;
   report.balanced = report.input === c.kept + c.replaced + c.dropped + c.failed;
@@ -126,6 +135,59 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
   const grid = await sharp(Buffer.from(await sampleGridSvg(samples, header.root))).png({ compressionLevel: 9 }).toBuffer();
   await writeFileAtomic(join(out, 'samples.png'), async (w) => w(grid));
   return report;
+}
+
+/**
+ * The cleaned WebDataset shard: for each written record its image (bytes re-read from the input
+ * shards, walked in step with the results) and `<key>.json` = the sample's json fields + `captions`.
+ */
+class TarWriter {
+  private constructor(
+    private readonly path: string,
+    private readonly tmp: string,
+    private readonly pack: tar.Pack,
+    private readonly done: Promise<void>,
+    private readonly input: AsyncGenerator<InputItem>,
+  ) {}
+
+  static async open(path: string, data: readonly string[]): Promise<TarWriter> {
+    const tmp = join(path, '..', `.${posix.basename(path)}.tmp`);
+    const pack = tar.pack();
+    const ws = createWriteStream(tmp);
+    pack.pipe(ws);
+    return new TarWriter(path, tmp, pack, finished(ws), inputItems(data, undefined));
+  }
+
+  private entry(name: string, bytes: Uint8Array): Promise<void> {
+    return new Promise((res, rej) => this.pack.entry({ name, size: bytes.length, mtime: new Date(0) }, Buffer.from(bytes), (err) => (err ? rej(err) : res())));
+  }
+
+  async add(r: RecordResult, captions: string[]): Promise<void> {
+    let item: InputItem | undefined;
+    for (;;) {
+      const next = await this.input.next();
+      if (next.done) throw new Error(`input ended before record ${r.index} (${r.key}): the shards changed since the run`);
+      if (next.value.index === r.index) {
+        item = next.value;
+        break;
+      }
+    }
+    const rec = item.record;
+    if (!rec || rec.image.kind !== 'bytes') throw new Error(`record ${r.index} (${r.key}) is not a WebDataset sample any more: the shards changed since the run`);
+    const name = rec.image.name;
+    const dot = name.lastIndexOf('.');
+    await this.entry(name, rec.image.bytes);
+    await this.entry(`${name.slice(0, dot)}.json`, enc(JSON.stringify({ ...(r.meta ?? {}), captions })));
+  }
+
+  async finish(): Promise<void> {
+    this.pack.finalize();
+    await this.done;
+    const h = await open(this.tmp, 'r+');
+    await h.sync();
+    await h.close();
+    await rename(this.tmp, this.path);
+  }
 }
 
 const pct = (a: number, b: number) => (b ? `${((100 * a) / b).toFixed(1)}%` : '–');

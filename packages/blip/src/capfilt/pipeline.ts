@@ -296,7 +296,7 @@ export async function runCapfilt(o: CapfiltOptions, models: Models): Promise<Run
   if (state.header) threshold = state.header.threshold;
   else if (o.keepRate !== undefined) threshold = await calibrateThreshold({ data: o.data, root, models, scoring, keepRate: o.keepRate, sample: o.calibrateOn ?? 256, batchSize });
   else threshold = o.threshold ?? 0.5;
-  const header: JournalHeader = state.header ?? { kind: 'capfilt-journal', version: 1, fingerprint: fp, threshold, format, root, dataName: basename(firstFile), shard: o.shard ?? null };
+  const header: JournalHeader = state.header ?? { kind: 'capfilt-journal', version: 1, fingerprint: fp, threshold, format, root, dataName: basename(firstFile), data: (typeof o.data === 'string' ? [o.data] : [...o.data]).flatMap(expandBraces).map((f) => resolve(f)), shard: o.shard ?? null };
   const writer = await JournalWriter.open(journalPath, state.validBytes);
   try {
     if (!state.header) await writer.append(header);

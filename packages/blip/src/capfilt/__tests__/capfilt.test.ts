@@ -7,6 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { readDataset } from '@vl/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCapfiltCli } from '../cli.js';
 import { loadModels } from '../pipeline.js';
@@ -96,7 +97,7 @@ describe('blip capfilt', () => {
     expect(cocoOut.images[0]!.filepath).toBe('images/train');
   });
 
-  it('reads WebDataset shards and writes cleaned.jsonl', async () => {
+  it('reads WebDataset shards and writes a cleaned shard', async () => {
     const recs = readFileSync(fx.train, 'utf8').split('\n').slice(0, 4).map((l) => JSON.parse(l) as { image: string; captions: string[]; id: string });
     const staging = join(dir, 'wds');
     mkdirSync(staging, { recursive: true });
@@ -113,9 +114,13 @@ describe('blip capfilt', () => {
     const report = JSON.parse(read(w, 'report.json').toString()) as { counts: Record<string, number>; failed: Record<string, number> };
     expect(report.counts).toEqual({ kept: 4, replaced: 0, dropped: 0, failed: 1 });
     expect(report.failed).toEqual({ corrupt_image: 1 });
-    const cleaned = read(w, 'cleaned.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l) as { image: string; captions: string[] });
-    expect(cleaned.map((c) => c.image)).toEqual(recs.map((r) => `${r.id}.png`));
-    expect(cleaned[0]!.captions[0]).toBe(recs[0]!.captions[0]);
+    // The cleaned shard reads back with core's WebDataset reader: images and every kept caption.
+    const back: { key: string; captions: string[]; bytes: number }[] = [];
+    for await (const r of readDataset({ path: join(w, 'cleaned.tar') })) back.push({ key: r.key, captions: r.captions, bytes: r.image.kind === 'bytes' ? r.image.bytes.length : 0 });
+    expect(back.map((b) => b.key)).toEqual(recs.map((r) => `cleaned.tar:${r.id}`));
+    expect(back[0]!.captions[0]).toBe(recs[0]!.captions[0]);
+    expect(back[0]!.captions.length).toBeGreaterThan(1); // + the synthetic captions (threshold 0)
+    expect(back[0]!.bytes).toBe(readFileSync(join(fx.data, recs[0]!.image)).length);
   });
 
   it('calibrates the threshold to a keep-rate', async () => {
