@@ -4,7 +4,7 @@
 // the noisy split, and prints the precision and recall of noise removal (from the recorded noise
 // labels) and the held-out retrieval Recall@1 of a tiny model trained on the noisy vs the cleaned
 // captions. Uses the built dist files (run after `nx run-many -t build`); deterministic by seed.
-// usage: node packages/blip/scripts/demo.mjs [OUT_DIR (runs/capfilt-demo)] [--reuse] [--backend wasm]
+// usage: node packages/blip/scripts/demo.mjs [OUT_DIR (packages/blip/runs/capfilt-demo)] [--reuse] [--backend wasm]
 //        [--images 1000] [--filter-steps 800] [--downstream-steps 600]
 // Starts from an empty OUT_DIR unless --reuse (then finished steps are picked up where they stopped).
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,7 +20,8 @@ const flag = (name, fallback) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : fallback;
 };
-const out = args[0] && !args[0].startsWith('--') ? args[0] : 'runs/capfilt-demo';
+// Default under packages/blip/runs/ (git-ignored), wherever the script is started from.
+const out = args[0] && !args[0].startsWith('--') ? args[0] : fileURLToPath(new URL('../runs/capfilt-demo', import.meta.url));
 const backend = flag('backend', 'wasm');
 const images = Number(flag('images', '1000'));
 const filterSteps = flag('filter-steps', '800');
