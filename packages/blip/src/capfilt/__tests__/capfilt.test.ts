@@ -123,6 +123,20 @@ describe('blip capfilt', () => {
     expect(back[0]!.bytes).toBe(readFileSync(join(fx.data, recs[0]!.image)).length);
   });
 
+  it('beam captions and ITM+ITC scores', async () => {
+    const o = join(dir, 'beam');
+    await run([...base(o), '--beam', '3', '--num-captions', '2', '--itc']);
+    const lines = readFileSync(join(o, 'journal.jsonl'), 'utf8').trim().split('\n').slice(1);
+    const recs = lines.flatMap((l) => (JSON.parse(l) as { p: { records: { status: string; original?: { score: number }[]; synthetic?: { text: string; score: number }[] }[] } }).p.records);
+    const scored = recs.filter((r) => r.status !== 'failed');
+    expect(scored.length).toBeGreaterThan(0);
+    for (const r of scored) {
+      expect(r.synthetic!.length).toBeGreaterThanOrEqual(1);
+      expect(r.synthetic!.length).toBeLessThanOrEqual(2);
+      for (const c of [...r.original!, ...r.synthetic!]) expect(c.score >= 0 && c.score <= 1).toBe(true);
+    }
+  });
+
   it('calibrates the threshold to a keep-rate', async () => {
     const k = join(dir, 'keep');
     await run([...base(k), '--keep-rate', '0.25', '--calibrate-on', '100', '--num-captions', '0']);
