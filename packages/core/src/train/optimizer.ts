@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
 import { compilePattern, type NamePattern } from '../nn/module.js';
+import { assertFitsWasmHeap } from '../runtime/memory.js';
 
 export interface AdamWOptions {
   /** Base learning rate; a schedule passes the current one to `step`. ALBEF 1e-4, BLIP 3e-4 (pretraining). */
@@ -51,6 +52,11 @@ export class AdamW {
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0.01;
     this.params = new Map(params);
+    // Two moment buffers and a gradient per weight are still to come; on wasm an allocation past
+    // the heap fails silently, so refuse up front with what to do instead.
+    let numParams = 0;
+    for (const p of this.params.values()) numParams += p.size;
+    assertFitsWasmHeap(numParams * 3 * 4, `AdamW over ${numParams.toLocaleString('en')} parameters`);
     const patterns = (options.noDecay ?? []).map(compilePattern);
     const rule = options.noDecayRule ?? ((name: string, p: tf.Variable) => p.rank <= 1 || name === 'bias' || name.endsWith('.bias'));
     for (const [name, p] of this.params) this.decay.set(name, !(rule(name, p) || patterns.some((r) => r.test(name))));

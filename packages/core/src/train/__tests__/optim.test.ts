@@ -2,6 +2,7 @@
 // clipping; accumulation of micro-batches equals one big batch.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isVlError } from '../../errors.js';
 import { LayerNorm, Linear } from '../../nn/layers.js';
 import { Module } from '../../nn/module.js';
 import { initRuntime } from '../../runtime/backend.js';
@@ -199,5 +200,26 @@ describe('clipping and accumulation', () => {
     for (let i = 0; i < a.length; i++) expect(b[i]).toBeCloseTo(a[i]!, 5);
     t1.dispose();
     t2.dispose();
+  });
+});
+
+describe('AdamW heap guard', () => {
+  it('refuses on wasm, before allocating, an optimizer whose states would not fit the heap', async () => {
+    // A stand-in for a base-size model's weights: only size and rank are read before the check.
+    const huge = { size: 400_000_000, rank: 2 } as unknown as tf.Variable;
+    await initRuntime({ backend: 'wasm' });
+    const before = tf.memory().numTensors;
+    let err: unknown;
+    try {
+      new AdamW([['encoder.weight', huge]]);
+    } catch (e) {
+      err = e;
+    }
+    expect(isVlError(err, 'WASM_HEAP_LIMIT')).toBe(true);
+    expect((err as Error).message).toMatch(/AdamW over 400,000,000 parameters/);
+    expect((err as Error).message).toMatch(/tfjs-node/);
+    expect(tf.memory().numTensors).toBe(before);
+    await initRuntime({ backend: 'cpu' });
+    expect(() => new AdamW([['encoder.weight', huge]])).not.toThrow();
   });
 });
