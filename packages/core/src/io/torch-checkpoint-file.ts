@@ -1,0 +1,14 @@
+// torch.save files on disk: the zip's directory and entries are read through a file handle, so only the
+// pickle and the chosen tensors' storages are ever in memory. Node-only.
+import { sniffCheckpoint, SNIFF_BYTES, unsupportedFormatError } from './checkpoint-format.js';
+import { withFileSource } from './file-source.js';
+import { readTorchCheckpoint, type CheckpointTensors, type ReadTorchOptions } from './torch-checkpoint.js';
+
+/** Reads the state dict of a torch.save file (.pth/.pt/.bin/.ckpt), entry by entry from disk. */
+export async function readTorchCheckpointFile(path: string, options: ReadTorchOptions = {}): Promise<CheckpointTensors> {
+  return withFileSource(path, async (source) => {
+    const format = sniffCheckpoint(await source.read(0, Math.min(SNIFF_BYTES, source.size)));
+    if (format !== 'torch-zip') throw unsupportedFormatError(path, format);
+    return readTorchCheckpoint(source, options);
+  });
+}
