@@ -23,7 +23,7 @@ export interface NativeBinding {
 }
 
 /** The params layout this JS expects (VL_ACCEL_ABI in src/native/addon.c). */
-export const ACCEL_ABI = 1;
+const ACCEL_ABI = 1;
 
 export interface NativeInfo {
   /** The binary's params layout version; must equal ACCEL_ABI. */

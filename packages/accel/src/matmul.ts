@@ -77,7 +77,7 @@ interface BiasStrides {
  * Element strides (0 where broadcast) of a bias added to an output [...outBatch, m, n], or null
  * when its batch dims broadcast only partly (e.g. [2,1,m,n] against [2,3,m,n]) or do not fit.
  */
-export function biasStrides(biasShape: readonly number[], outBatchShape: readonly number[], m: number, n: number): BiasStrides | null {
+function biasStrides(biasShape: readonly number[], outBatchShape: readonly number[], m: number, n: number): BiasStrides | null {
   const outShape = [...outBatchShape, m, n];
   if (biasShape.length > outShape.length) {
     if (biasShape.slice(0, biasShape.length - outShape.length).some((d) => d !== 1)) return null;
@@ -107,7 +107,7 @@ export function biasStrides(biasShape: readonly number[], outBatchShape: readonl
  * out = act(op(a)·op(b) + bias) as a new wasm tensor [...batch, m, n]. The epilogue is applied by
  * the C side; `epi` must already be checked to fit (bias and prelu of 1 or n values).
  */
-export function gemmOnWasm(
+function gemmOnWasm(
   native: NativeBinding,
   backend: WasmBackendLike,
   a: TensorInfo,

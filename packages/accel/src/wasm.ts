@@ -14,7 +14,7 @@ export interface WasmBackendLike {
   incRef(dataId: object): void;
 }
 
-export function isWasmBackend(backend: unknown): backend is WasmBackendLike {
+function isWasmBackend(backend: unknown): backend is WasmBackendLike {
   const b = backend as Partial<WasmBackendLike> | null;
   return !!b && typeof b === 'object' && !!b.wasm && b.wasm.HEAPU8 instanceof Uint8Array && !!b.dataIdMap && typeof b.makeOutput === 'function';
 }

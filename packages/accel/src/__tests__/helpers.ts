@@ -64,7 +64,7 @@ export async function evaluate(backend: 'cpu' | 'wasm', f: TensorFn, inputs: Hos
 }
 
 /** max|a − e| / max(max|e|, 1e-6): scale-aware, so tiny entries of a large output do not dominate. */
-export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
   expect(actual.length).toBe(expected.length);
   let diff = 0;
   let scale = 0;

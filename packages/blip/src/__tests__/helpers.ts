@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 
-export const FIXTURES = fileURLToPath(new URL('../../../../fixtures/blip-hf/', import.meta.url));
+const FIXTURES = fileURLToPath(new URL('../../../../fixtures/blip-hf/', import.meta.url));
 export const CAPTIONING = `${FIXTURES}blip-captioning-seed0`;
 export const RETRIEVAL = `${FIXTURES}blip-retrieval-seed0`;
 

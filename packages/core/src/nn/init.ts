@@ -33,12 +33,3 @@ export function uniform(shape: number[], rng: Rng, bound: number): tf.Tensor {
   for (let i = 0; i < data.length; i++) data[i] = (rng.uniform() * 2 - 1) * bound;
   return tf.tensor(data, shape, 'float32');
 }
-
-/** PyTorch's default nn.Linear init: kaiming_uniform(a=√5) gives U(±1/√fan_in) for the weight. */
-export function kaimingUniformLinear(shape: [number, number], rng: Rng): tf.Tensor {
-  return uniform(shape, rng, 1 / Math.sqrt(shape[1]));
-}
-
-export function xavierUniform(shape: [number, number], rng: Rng): tf.Tensor {
-  return uniform(shape, rng, Math.sqrt(6 / (shape[0] + shape[1])));
-}
