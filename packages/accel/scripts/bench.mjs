@@ -258,7 +258,9 @@ const load1 = loadavg()[0];
 const fmt = (ms) => (ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`);
 const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
 const rows = [];
-const torchRow = torch.blockForward ? { forward: torch.blockForward, forwardBackward: torch.blockForwardBackward, vit: { forward: torch.vitForward } } : null;
+const torchRow = torch.blockForward
+  ? { forward: torch.blockForward, forwardBackward: torch.blockForwardBackward, vit: { forward: torch.vitForward } }
+  : null;
 const line = (label, r) =>
   `| ${label} | ${fmt(r.forward.bestMs)} | ${fmt(r.forwardBackward.bestMs)} | ${fmt(r.vit.forward.bestMs)} | ${torchRow ? ratio(r.forwardBackward.bestMs, torchRow.forwardBackward.bestMs) : '–'} | ${torchRow ? ratio(r.vit.forward.bestMs, torchRow.vit.forward.bestMs) : '–'} |`;
 for (const variant of VARIANTS) if (results[variant.key]) rows.push(line(variant.label, results[variant.key]));

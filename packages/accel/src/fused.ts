@@ -200,7 +200,10 @@ export function createFusedKernels(native: NativeBinding): tfc.KernelConfig[] {
 }
 
 /** Replacements for stock wasm kernels; `previous` gives the config each one falls back to. */
-export function createReplacementKernels(native: NativeBinding, previous: (name: string) => tfc.KernelConfig | undefined): tfc.KernelConfig[] {
+export function createReplacementKernels(
+  native: NativeBinding,
+  previous: (name: string) => tfc.KernelConfig | undefined,
+): tfc.KernelConfig[] {
   const out: tfc.KernelConfig[] = [];
   const softmax = previous('Softmax');
   if (softmax) out.push({ kernelName: 'Softmax', backendName: 'wasm', kernelFunc: stockSoftmaxKernel(native, softmax) });
@@ -222,7 +225,9 @@ export function registerFusedGradients(tf: Tf): void {
       inputsToSave: ['x', 'gamma'],
       gradFunc: (dy, saved, attrs) => {
         const [x, gamma] = saved as [tfc.Tensor, tfc.Tensor];
-        const [dx, dgamma, dbeta] = tf.engine().runKernel(ACCEL_KERNELS.layerNormGrad, { dy: dy as tfc.Tensor, x, gamma }, attrs) as tfc.Tensor[];
+        const [dx, dgamma, dbeta] = tf
+          .engine()
+          .runKernel(ACCEL_KERNELS.layerNormGrad, { dy: dy as tfc.Tensor, x, gamma }, attrs) as tfc.Tensor[];
         return { x: () => dx as tfc.Tensor, gamma: () => dgamma as tfc.Tensor, beta: () => dbeta as tfc.Tensor };
       },
     });

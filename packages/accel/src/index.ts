@@ -10,7 +10,9 @@ export type { AccelStatus, NativeInfo };
 /** Whether the native binary loads here, and what it runs with (threads, SIMD, OpenBLAS core). */
 export function accelStatus(): { available: boolean; note: string; path?: string; info?: NativeInfo } {
   const status: AccelStatus = loadAccel();
-  return status.available ? { available: true, note: status.note, path: status.path, info: status.info } : { available: false, note: status.note };
+  return status.available
+    ? { available: true, note: status.note, path: status.path, info: status.info }
+    : { available: false, note: status.note };
 }
 
 /** Whether `kernelName` (e.g. ACCEL_KERNELS.layerNorm) is registered for the active backend. */

@@ -10,7 +10,7 @@
 //   on load, and written back on save, for enc in text_encoder, text_encoder_m.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { type HostTensor, readJsonFile, readSafetensorsFile, type StateValue, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
 import { type AlbefConfig, validateAlbefConfig } from './config.js';
 import { Albef, type AlbefPretrainOptions } from './model.js';

@@ -143,7 +143,12 @@ export type AlbefPresetName = keyof typeof ALBEF_PRESETS;
 /** A deep copy of a preset with sections overridden field by field. */
 export function albefConfig(
   preset: AlbefPresetName | AlbefConfig = 'tiny',
-  overrides: { albef_config?: Partial<AlbefSection>; bert_config?: Partial<AlbefBertConfig>; vision_config?: Partial<AlbefVisionConfig>; tokens?: Partial<AlbefTokens> } = {},
+  overrides: {
+    albef_config?: Partial<AlbefSection>;
+    bert_config?: Partial<AlbefBertConfig>;
+    vision_config?: Partial<AlbefVisionConfig>;
+    tokens?: Partial<AlbefTokens>;
+  } = {},
 ): AlbefConfig {
   const base = typeof preset === 'string' ? ALBEF_PRESETS[preset] : preset;
   const config: AlbefConfig = {

@@ -265,7 +265,12 @@ export class Albef extends Module {
   }
 
   /** `text_encoder(ids, mask, encoder_hidden_states=image_embeds)` in 'multi_modal' mode: all layers, then cls.predictions → [B, T, V]. */
-  mlmLogits(inputIds: tf.Tensor, attentionMask: tf.Tensor, imageEmbeds: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
+  mlmLogits(
+    inputIds: tf.Tensor,
+    attentionMask: tf.Tensor,
+    imageEmbeds: tf.Tensor,
+    options: { momentum?: boolean; rng?: Rng } = {},
+  ): tf.Tensor {
     const enc = options.momentum ? this.text_encoder_m : this.text_encoder;
     return tf.tidy(() => {
       const h = enc.bert.forward({ inputIds, attentionMask, encoderHiddenStates: imageEmbeds, rng: options.rng }).last_hidden_state;

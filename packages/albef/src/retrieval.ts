@@ -47,7 +47,12 @@ export function topK(values: ArrayLike<number>, k: number): number[] {
 }
 
 /** Scores every image against every text. Eval mode for the call; host results, no tensors kept. */
-export function albefRetrievalScores(model: Albef, pixels: tf.Tensor, texts: RetrievalTexts, options: RetrievalOptions = {}): RetrievalScores {
+export function albefRetrievalScores(
+  model: Albef,
+  pixels: tf.Tensor,
+  texts: RetrievalTexts,
+  options: RetrievalOptions = {},
+): RetrievalScores {
   const k = options.k ?? 16;
   const bs = options.batchSize ?? 64;
   const pairBs = options.pairBatchSize ?? 256;
@@ -164,7 +169,11 @@ export interface AlbefRetrievalMetrics {
 }
 
 /** Recall@K both directions from the re-ranked scores (each direction from its own matrix, as ALBEF `itm_eval`). */
-export function retrievalMetrics(scores: RetrievalScores, textToImage: ArrayLike<number>, ks: readonly number[] = [1, 5, 10]): AlbefRetrievalMetrics {
+export function retrievalMetrics(
+  scores: RetrievalScores,
+  textToImage: ArrayLike<number>,
+  ks: readonly number[] = [1, 5, 10],
+): AlbefRetrievalMetrics {
   const base = { numImages: scores.numImages, numTexts: scores.numTexts, textToImage, ks };
   const i2t = retrievalRecall({ ...base, sims: scores.i2t }).imageToText;
   const t2i = retrievalRecall({ ...base, sims: scores.t2i }).textToImage;
@@ -173,7 +182,11 @@ export function retrievalMetrics(scores: RetrievalScores, textToImage: ArrayLike
 }
 
 /** Recall@K from ITC alone (no re-ranking), for comparison. */
-export function itcRetrievalMetrics(scores: RetrievalScores, textToImage: ArrayLike<number>, ks: readonly number[] = [1, 5, 10]): AlbefRetrievalMetrics {
+export function itcRetrievalMetrics(
+  scores: RetrievalScores,
+  textToImage: ArrayLike<number>,
+  ks: readonly number[] = [1, 5, 10],
+): AlbefRetrievalMetrics {
   const r = retrievalRecall({ numImages: scores.numImages, numTexts: scores.numTexts, textToImage, ks, sims: scores.itc });
   return { imageToText: r.imageToText, textToImage: r.textToImage, meanRecall: r.meanRecall };
 }

@@ -90,7 +90,15 @@ export function albefReferenceOutputs(model: Albef, inputs: AlbefReferenceInputs
       const imageAll = model.candidates(imageFeatM, 'image_queue', true);
       const textAll = model.candidates(textFeatM, 'text_queue', true);
       const soft = itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, model.temp);
-      const itc = itcLoss({ imageFeat, textFeat, temp: model.temp, imageFeatAll: imageAll, textFeatAll: textAll, softTargets: soft, alpha });
+      const itc = itcLoss({
+        imageFeat,
+        textFeat,
+        temp: model.temp,
+        imageFeatAll: imageAll,
+        textFeatAll: textAll,
+        softTargets: soft,
+        alpha,
+      });
       host('sim_i2t', itc.simI2t);
       host('sim_t2i', itc.simT2i);
       host('loss_ita_static', itc.loss);

@@ -35,7 +35,14 @@ async function roundTrip(Model) {
   for (const [k, v] of Object.entries(ha)) {
     tensors++;
     const w = hb[k];
-    if (!w || Buffer.compare(Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength), Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength)) !== 0) differing++;
+    if (
+      !w ||
+      Buffer.compare(
+        Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength),
+        Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength),
+      ) !== 0
+    )
+      differing++;
   }
   const missing = Object.keys(hb).length - Object.keys(ha).length;
   const mb = statSync(join(dir, 'model.safetensors')).size / 2 ** 20;

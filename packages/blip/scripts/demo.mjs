@@ -55,8 +55,18 @@ if (!args.includes('--reuse')) for (const d of ['data', 'filter-model', 'capfilt
 // 1. Data: train is the noisy split (30% of its captions corrupted, labels recorded); val is clean
 //    and trains the captioner and the filter; test is clean and measures downstream retrieval.
 if (!existsSync(join(data, 'meta.json'))) {
-  const s = await writeSynthDataset({ out: data, images, seed: 0, imageSize: 32, captionsPerImage: 3, noise: 0.3, splits: [0.6, 0.25, 0.15] });
-  step(`synthetic data: ${s.splits.train} noisy train / ${s.splits.val} clean val / ${s.splits.test} test images, ${s.noisyCaptions.total} of ${s.trainCaptions} train captions noisy`);
+  const s = await writeSynthDataset({
+    out: data,
+    images,
+    seed: 0,
+    imageSize: 32,
+    captionsPerImage: 3,
+    noise: 0.3,
+    splits: [0.6, 0.25, 0.15],
+  });
+  step(
+    `synthetic data: ${s.splits.train} noisy train / ${s.splits.val} clean val / ${s.splits.test} test images, ${s.noisyCaptions.total} of ${s.trainCaptions} train captions noisy`,
+  );
 }
 const common = ['--vocab', join(data, 'vocab.txt'), '--image-size', '32', '--batch-size', '32', '--no-momentum', '--lr', '1e-3', '--seed', '0', '--quiet', '--backend', backend];
 

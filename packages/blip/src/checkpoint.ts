@@ -39,7 +39,13 @@ export async function loadBlipWeights(model: Module, dir: string): Promise<LoadR
 }
 
 /** Writes config.json (HF keys, architectures set) and model.safetensors; copies tokenizer files from `tokenizerDir`. */
-export async function saveBlipFolder(model: Module, config: BlipConfig, dir: string, architecture: string, tokenizerDir?: string | null): Promise<void> {
+export async function saveBlipFolder(
+  model: Module,
+  config: BlipConfig,
+  dir: string,
+  architecture: string,
+  tokenizerDir?: string | null,
+): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeJsonFile(join(dir, 'config.json'), { ...config, architectures: [architecture], model_type: 'blip' });
   const host = await stateDictToHost(model);

@@ -143,7 +143,14 @@ export type BlipPresetName = 'tiny' | 'base';
 export function blipPreset(name: BlipPresetName, overrides: { vocab_size?: number; image_size?: number } = {}): BlipConfig {
   if (name === 'tiny') {
     return parseBlipConfig({
-      vision_config: { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, image_size: overrides.image_size ?? 32, patch_size: 8 },
+      vision_config: {
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        image_size: overrides.image_size ?? 32,
+        patch_size: 8,
+      },
       text_config: {
         vocab_size: overrides.vocab_size ?? 99,
         hidden_size: 32,
@@ -165,7 +172,14 @@ export function blipPreset(name: BlipPresetName, overrides: { vocab_size?: numbe
   }
   if (name === 'base') {
     return parseBlipConfig({
-      vision_config: { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: overrides.image_size ?? 384, patch_size: 16 },
+      vision_config: {
+        hidden_size: 768,
+        intermediate_size: 3072,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        image_size: overrides.image_size ?? 384,
+        patch_size: 16,
+      },
       text_config: {
         vocab_size: overrides.vocab_size ?? 30524,
         hidden_size: 768,
@@ -194,6 +208,13 @@ export function withTokenizerIds(
   const bos = tok.decId ?? tok.clsId;
   return parseBlipConfig({
     ...cfg,
-    text_config: { ...cfg.text_config, vocab_size: tok.vocabSize, pad_token_id: tok.padId, sep_token_id: tok.sepId, bos_token_id: bos, eos_token_id: tok.sepId },
+    text_config: {
+      ...cfg.text_config,
+      vocab_size: tok.vocabSize,
+      pad_token_id: tok.padId,
+      sep_token_id: tok.sepId,
+      bos_token_id: bos,
+      eos_token_id: tok.sepId,
+    },
   });
 }

@@ -113,7 +113,12 @@ export class BlipTextLMHeadModel extends Module {
   /** Teacher-forced logits [B, T, V]. */
   forward(inputs: { inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; encoderHiddenStates: tf.Tensor; rng?: Rng }): tf.Tensor {
     return tf.tidy(() => {
-      const h = this.bert.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: inputs.encoderHiddenStates, rng: inputs.rng });
+      const h = this.bert.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: inputs.encoderHiddenStates,
+        rng: inputs.rng,
+      });
       return this.predictions.forward(h.last_hidden_state);
     });
   }
@@ -194,10 +199,20 @@ export class BlipForConditionalGeneration extends Module {
   }
 
   /** HF `forward(pixel_values, input_ids, attention_mask)`: image embeddings and teacher-forced logits. */
-  forward(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; rng?: Rng }): ConditionalGenerationOutput {
+  forward(inputs: {
+    pixelValues: tf.Tensor;
+    inputIds: tf.Tensor;
+    attentionMask?: tf.Tensor | null;
+    rng?: Rng;
+  }): ConditionalGenerationOutput {
     return tf.tidy(() => {
       const image = this.vision_model.forward(inputs.pixelValues, { rng: inputs.rng }).last_hidden_state;
-      const logits = this.text_decoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image, rng: inputs.rng });
+      const logits = this.text_decoder.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: image,
+        rng: inputs.rng,
+      });
       return { image_embeds: image, decoder_logits: logits };
     });
   }
@@ -347,10 +362,19 @@ export class BlipForImageTextRetrieval extends Module {
   }
 
   /** HF forward with `use_itm_head=True`: pairs row b of the images with row b of the texts. */
-  forwardItm(inputs: { pixelValues?: tf.Tensor; imageEmbeds?: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItmOutput {
+  forwardItm(inputs: {
+    pixelValues?: tf.Tensor;
+    imageEmbeds?: tf.Tensor;
+    inputIds: tf.Tensor;
+    attentionMask?: tf.Tensor | null;
+  }): RetrievalItmOutput {
     return tf.tidy(() => {
       const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).last_hidden_state;
-      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image }).last_hidden_state;
+      const q = this.text_encoder.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: image,
+      }).last_hidden_state;
       return { itm_score: this.itm_head.forward(cls(q)), image_embeds: image, question_embeds: q };
     });
   }
@@ -362,18 +386,29 @@ export class BlipForImageTextRetrieval extends Module {
       const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).last_hidden_state;
       const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
       const textFeat = l2Normalize(this.text_proj.forward(cls(q)));
-      return { itm_score: tf.matMul(imageFeat, textFeat, false, true), image_embeds: image, question_embeds: q, image_feat: imageFeat, text_feat: textFeat };
+      return {
+        itm_score: tf.matMul(imageFeat, textFeat, false, true),
+        image_embeds: image,
+        question_embeds: q,
+        image_feat: imageFeat,
+        text_feat: textFeat,
+      };
     });
   }
 
   /** Unit-length image embeddings for retrieval, [B, E]. */
   getImageFeatures(pixelValues: tf.Tensor): tf.Tensor2D {
-    return tf.tidy(() => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).last_hidden_state))) as tf.Tensor2D);
+    return tf.tidy(
+      () => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).last_hidden_state))) as tf.Tensor2D,
+    );
   }
 
   /** Unit-length text embeddings for retrieval, [B, E] (text-only encoder, [CLS] row). */
   getTextFeatures(inputIds: tf.Tensor, attentionMask?: tf.Tensor | null): tf.Tensor2D {
-    return tf.tidy(() => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).last_hidden_state))) as tf.Tensor2D);
+    return tf.tidy(
+      () =>
+        l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).last_hidden_state))) as tf.Tensor2D,
+    );
   }
 
   /**
@@ -381,7 +416,11 @@ export class BlipForImageTextRetrieval extends Module {
    * The ITM input starts with [ENC] when the tokenizer has it (Salesforce BLIP's image-grounded
    * encoder); `itmFirstToken: '[CLS]'` reproduces HF's processor output instead.
    */
-  async match(images: ImageInput | readonly ImageInput[], texts: readonly string[], options: { itmFirstToken?: string; maxLength?: number } = {}): Promise<MatchResult> {
+  async match(
+    images: ImageInput | readonly ImageInput[],
+    texts: readonly string[],
+    options: { itmFirstToken?: string; maxLength?: number } = {},
+  ): Promise<MatchResult> {
     const tok = requireTokenizer(this.tokenizer, 'match');
     const pixels = await pixelValuesFrom(images, this.config.vision_config.image_size);
     const maxLength = options.maxLength ?? 35;

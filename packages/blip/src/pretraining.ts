@@ -36,7 +36,7 @@ import {
   Rng,
   sampleItmNegatives,
   type TextTransformer,
-  VisionTransformer,
+  type VisionTransformer,
   VlError,
   validateConfig,
 } from '@vl/core';
@@ -73,7 +73,10 @@ const objectiveSchema = z.object({ enabled: z.boolean().optional(), weight: z.nu
 
 export const pretrainingOptionsSchema = z
   .object({
-    objectives: z.object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() }).strict().default({}),
+    objectives: z
+      .object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() })
+      .strict()
+      .default({}),
     momentum_distillation: z.boolean().default(true),
     momentum: z.number().min(0).max(1).default(0.995),
     queue_size: z.number().int().positive().default(57600),
@@ -290,7 +293,9 @@ export class BlipForPretraining extends Module {
         let feats: { imageFeatM: tf.Tensor; textFeatM: tf.Tensor } | null = null;
         if (this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
           const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).last_hidden_state)));
-          const textFeatM = l2Normalize(this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).last_hidden_state)));
+          const textFeatM = l2Normalize(
+            this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).last_hidden_state)),
+          );
           feats = { imageFeatM, textFeatM };
           imageAll = tf.transpose(imageFeatM); // [E, B]
           textAll = tf.transpose(textFeatM);

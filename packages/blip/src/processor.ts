@@ -51,7 +51,10 @@ export async function pixelValuesFrom(images: ImageInput | readonly ImageInput[]
   }
 }
 
-/** The tokenizer in a checkpoint folder (tokenizer.json, else vocab.txt), with [DEC]/[ENC] added when missing; null when neither file exists. */
+/**
+ * The tokenizer in a checkpoint folder (tokenizer.json, else vocab.txt), with [DEC]/[ENC] added when missing;
+ * null when neither file exists.
+ */
 export async function loadTokenizerFrom(dir: string): Promise<BertTokenizer | null> {
   if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) return null;
   return BertTokenizer.fromFile(dir, { blipTokens: true });

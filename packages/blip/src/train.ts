@@ -187,8 +187,17 @@ export interface EvalOptions {
 export interface EvalReport {
   images: number;
   texts: number;
-  retrieval: { textToImage: Record<number, number>; imageToText: Record<number, number>; chance: { textToImageR1: number; imageToTextR1: number } };
-  captioning: { cider: number; bleu4: number; chance: { cider: number; bleu4: number }; examples: { image: string; caption: string; references: string[] }[] };
+  retrieval: {
+    textToImage: Record<number, number>;
+    imageToText: Record<number, number>;
+    chance: { textToImageR1: number; imageToTextR1: number };
+  };
+  captioning: {
+    cider: number;
+    bleu4: number;
+    chance: { cider: number; bleu4: number };
+    examples: { image: string; caption: string; references: string[] }[];
+  };
 }
 
 /** Loads the two HF-layout exports of a pretraining run (or exports them from `pretrain/`). */

@@ -116,7 +116,10 @@ async function captioningOutputs(
 }
 
 /** Retrieval outputs: the ITM call (use_itm_head=True) and the ITC call (use_itm_head=False). */
-async function retrievalOutputs(model: BlipForImageTextRetrieval, inputs: Record<string, DecodedTensor>): Promise<Record<string, ActualOutput>> {
+async function retrievalOutputs(
+  model: BlipForImageTextRetrieval,
+  inputs: Record<string, DecodedTensor>,
+): Promise<Record<string, ActualOutput>> {
   const out: Record<string, ActualOutput> = {};
   const pixels = toTensor(inputs.pixel_values, 'pixel_values');
   const inputIds = toTensor(inputs.input_ids, 'input_ids');

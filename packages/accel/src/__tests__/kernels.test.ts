@@ -344,12 +344,34 @@ describe('fused custom kernels', () => {
     if (checkedUnavailablePath()) return;
     const ref: TensorFn = (x, g, b, w1, b1, w2) =>
       tf.softmax(tf.matMul(geluRef(tf.add(tf.matMul(layerNormRef(x!, g!, b!, 1e-6), w1!, false, true), b1!), false), w2!, false, true));
-    const ln = viaKernel(ACCEL_KERNELS.layerNorm, ([x, g, b]) => ({ x: x!, gamma: g!, beta: b! }), { eps: 1e-6 }, (x, g, b) => layerNormRef(x!, g!, b!, 1e-6));
-    const gelu = viaKernel(ACCEL_KERNELS.gelu, ([x]) => ({ x: x! }), { approximate: false }, (x) => geluRef(x!, false));
-    const softmax = viaKernel(ACCEL_KERNELS.softmax, ([x]) => ({ logits: x! }), {}, (x) => tf.softmax(x!));
+    const ln = viaKernel(
+      ACCEL_KERNELS.layerNorm,
+      ([x, g, b]) => ({ x: x!, gamma: g!, beta: b! }),
+      { eps: 1e-6 },
+      (x, g, b) => layerNormRef(x!, g!, b!, 1e-6),
+    );
+    const gelu = viaKernel(
+      ACCEL_KERNELS.gelu,
+      ([x]) => ({ x: x! }),
+      { approximate: false },
+      (x) => geluRef(x!, false),
+    );
+    const softmax = viaKernel(
+      ACCEL_KERNELS.softmax,
+      ([x]) => ({ logits: x! }),
+      {},
+      (x) => tf.softmax(x!),
+    );
     const f: TensorFn = (x, g, b, w1, b1, w2) =>
       softmax(tf.matMul(gelu(tf.fused.matMul({ a: ln(x!, g!, b!), b: w1!, transposeB: true, bias: b1! })), w2!, false, true));
-    const inputs = [seeded([24, 32], 70, -2, 2), seeded([32], 71, 0.5, 1.5), seeded([32], 72), seeded([64, 32], 73), seeded([64], 74), seeded([16, 64], 75)];
+    const inputs = [
+      seeded([24, 32], 70, -2, 2),
+      seeded([32], 71, 0.5, 1.5),
+      seeded([32], 72),
+      seeded([64, 32], 73),
+      seeded([64], 74),
+      seeded([16, 64], 75),
+    ];
     await expectParity('block slice', f, inputs, [0, 1, 2, 3, 4, 5], { cpuFn: ref, rtol: 2e-4 });
   });
 
@@ -359,9 +381,11 @@ describe('fused custom kernels', () => {
       expect(tf.getKernel(ACCEL_KERNELS.layerNorm, 'wasm')).toBeUndefined();
       return;
     }
-    expect(() => tf.tidy(() => tf.engine().runKernel(ACCEL_KERNELS.layerNorm, { x: tf.ones([2, 4]), gamma: tf.ones([3]), beta: tf.ones([4]) }, { eps: 1e-5 }))).toThrow(
-      /weight and bias need 4 values/,
-    );
+    expect(() =>
+      tf.tidy(() =>
+        tf.engine().runKernel(ACCEL_KERNELS.layerNorm, { x: tf.ones([2, 4]), gamma: tf.ones([3]), beta: tf.ones([4]) }, { eps: 1e-5 }),
+      ),
+    ).toThrow(/weight and bias need 4 values/);
     expect(() => tf.tidy(() => tf.engine().runKernel(ACCEL_KERNELS.gelu, { x: tf.ones([2], 'int32') }, {}))).toThrow(/float32/);
   });
 });

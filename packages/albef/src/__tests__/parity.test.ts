@@ -67,7 +67,12 @@ describe('ALBEF official checkpoint (salesforce/ALBEF b9727e43)', () => {
     model.afterStep();
     const pixels = tf.tensor(inputs.image.data, inputs.image.shape);
     const result = model.forward(
-      { pixels, inputIds: Int32Array.from(inputs.input_ids.data), attentionMask: Int32Array.from(inputs.attention_mask.data), seqLength: t },
+      {
+        pixels,
+        inputIds: Int32Array.from(inputs.input_ids.data),
+        attentionMask: Int32Array.from(inputs.attention_mask.data),
+        seqLength: t,
+      },
       { rng: new Rng(0), alpha: inputs.alpha },
       {
         negatives: { imageForText: Int32Array.from(flat('forward_neg_image_idx')), textForImage: Int32Array.from(flat('forward_neg_text_idx')) },

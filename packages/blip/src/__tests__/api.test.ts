@@ -95,7 +95,8 @@ describe('match', () => {
     const mask = tf.tensor2d(enc.attentionMask, [3, enc.seqLen], 'int32');
     const itc = model.forwardItc({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
     const sim = (await itc.itm_score.array()) as number[][];
-    for (let i = 0; i < 2; i++) for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
+    for (let i = 0; i < 2; i++)
+      for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
     const one = model.forwardItm({
       pixelValues: tf.slice(pixels, [1, 0, 0, 0], [1, -1, -1, -1]),
       inputIds: tf.tensor2d(encItm.inputIds.slice(2 * encItm.seqLen), [1, encItm.seqLen], 'int32'),

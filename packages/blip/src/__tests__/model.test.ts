@@ -55,8 +55,18 @@ describe('config', () => {
     expect(tiny.vision_config.hidden_size).toBe(32);
     expect(tiny.text_config.bos_token_id).toBe(97);
     const base = blipPreset('base');
-    expect([base.vision_config.hidden_size, base.vision_config.num_hidden_layers, base.vision_config.patch_size, base.vision_config.image_size]).toEqual([768, 12, 16, 384]);
-    expect([base.text_config.hidden_size, base.text_config.num_hidden_layers, base.text_config.num_attention_heads, base.text_config.vocab_size]).toEqual([768, 12, 12, 30524]);
+    expect([
+      base.vision_config.hidden_size,
+      base.vision_config.num_hidden_layers,
+      base.vision_config.patch_size,
+      base.vision_config.image_size,
+    ]).toEqual([768, 12, 16, 384]);
+    expect([
+      base.text_config.hidden_size,
+      base.text_config.num_hidden_layers,
+      base.text_config.num_attention_heads,
+      base.text_config.vocab_size,
+    ]).toEqual([768, 12, 12, 30524]);
     expect(base.image_text_hidden_size).toBe(256);
   });
 });
@@ -131,8 +141,13 @@ describe('decoding', () => {
       } else {
         for (let item = 0; item < 2; item++) {
           const one = tf.slice(image, [item, 0, 0], [1, -1, -1]);
-          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), { ...opts, inputIds: [[97]] });
-          const ref = fullSequenceDecoder((ids) => model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }));
+          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), {
+            ...opts,
+            inputIds: [[97]],
+          });
+          const ref = fullSequenceDecoder((ids) =>
+            model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }),
+          );
           const b = await generate(ref, { ...opts, inputIds: [[97]] });
           expect(a.sequences).toEqual(b.sequences);
           expect(Math.abs((a.scores?.[0] as number) - (b.scores?.[0] as number))).toBeLessThan(1e-4);

@@ -52,7 +52,11 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
     counts: { kept: 0, replaced: 0, dropped: 0, failed: 0 },
     failed: {},
     captions: { original: 0, originalKept: 0, originalRemoved: 0, synthetic: 0, syntheticKept: 0, written: 0 },
-    histograms: { bins: BINS, original: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) }, synthetic: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) } },
+    histograms: {
+      bins: BINS,
+      original: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) },
+      synthetic: { kept: new Array<number>(BINS).fill(0), removed: new Array<number>(BINS).fill(0) },
+    },
     failures: [],
     balanced: false,
   };
@@ -159,7 +163,9 @@ class TarWriter {
   }
 
   private entry(name: string, bytes: Uint8Array): Promise<void> {
-    return new Promise((res, rej) => this.pack.entry({ name, size: bytes.length, mtime: new Date(0) }, Buffer.from(bytes), (err) => (err ? rej(err) : res())));
+    return new Promise((res, rej) =>
+      this.pack.entry({ name, size: bytes.length, mtime: new Date(0) }, Buffer.from(bytes), (err) => (err ? rej(err) : res())),
+    );
   }
 
   async add(r: RecordResult, captions: string[]): Promise<void> {

@@ -148,7 +148,13 @@ async function synthesize(models: Models, pixels: Float32Array, index: number, s
  * ITC cosine mapped to [0, 1]. Texts are padded to a fixed length so a pair's score does not depend
  * on what else is in the batch.
  */
-export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: readonly Float32Array[], pairs: readonly { image: number; text: string }[], itc: boolean, maxLength = 35): Promise<number[]> {
+export async function scorePairs(
+  filter: BlipForImageTextRetrieval,
+  pixels: readonly Float32Array[],
+  pairs: readonly { image: number; text: string }[],
+  itc: boolean,
+  maxLength = 35,
+): Promise<number[]> {
   if (pairs.length === 0) return [];
   const tok = filter.tokenizer;
   if (!tok) throw new Error('the filter checkpoint has no tokenizer (vocab.txt / tokenizer.json)');
@@ -184,7 +190,13 @@ export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: read
 }
 
 /** Captions and scores one batch; every item comes back as exactly one result, in order. */
-export async function processBatch(items: readonly InputItem[], root: string, models: Models, s: Scoring, threshold: number): Promise<RecordResult[]> {
+export async function processBatch(
+  items: readonly InputItem[],
+  root: string,
+  models: Models,
+  s: Scoring,
+  threshold: number,
+): Promise<RecordResult[]> {
   const results: (RecordResult | null)[] = [];
   const loaded: Loaded[] = [];
   const slot: number[] = [];
@@ -237,7 +249,15 @@ export async function processBatch(items: readonly InputItem[], root: string, mo
 }
 
 /** The score threshold whose keep-rate on the first `sample` records' original captions is `keepRate`. */
-export async function calibrateThreshold(o: { data: string | readonly string[]; root: string; models: Models; scoring: Scoring; keepRate: number; sample: number; batchSize: number }): Promise<number> {
+export async function calibrateThreshold(o: {
+  data: string | readonly string[];
+  root: string;
+  models: Models;
+  scoring: Scoring;
+  keepRate: number;
+  sample: number;
+  batchSize: number;
+}): Promise<number> {
   const scores: number[] = [];
   let batch: InputItem[] = [];
   const flush = async () => {
@@ -258,7 +278,24 @@ export async function calibrateThreshold(o: { data: string | readonly string[]; 
 }
 
 export function fingerprint(o: CapfiltOptions, format: string): string {
-  const pick = { data: o.data, images: o.images ?? null, captioner: resolve(o.captioner), filter: resolve(o.filter), numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam ?? null, threshold: o.threshold ?? null, keepRate: o.keepRate ?? null, calibrateOn: o.calibrateOn ?? null, itc: Boolean(o.itc), batchSize: o.batchSize ?? 8, shard: o.shard ?? null, seed: o.seed ?? 0, maxLength: o.maxLength ?? 30, format };
+  const pick = {
+    data: o.data,
+    images: o.images ?? null,
+    captioner: resolve(o.captioner),
+    filter: resolve(o.filter),
+    numCaptions: o.numCaptions ?? 1,
+    topP: o.topP ?? 0.9,
+    beam: o.beam ?? null,
+    threshold: o.threshold ?? null,
+    keepRate: o.keepRate ?? null,
+    calibrateOn: o.calibrateOn ?? null,
+    itc: Boolean(o.itc),
+    batchSize: o.batchSize ?? 8,
+    shard: o.shard ?? null,
+    seed: o.seed ?? 0,
+    maxLength: o.maxLength ?? 30,
+    format,
+  };
   return createHash('sha256').update(JSON.stringify(pick)).digest('hex').slice(0, 16);
 }
 
@@ -291,10 +328,26 @@ export async function runCapfilt(o: CapfiltOptions, models: Models): Promise<Run
     throw new Error(`${journalPath} was written with other options (fingerprint ${state.header.fingerprint}, now ${fp}); use the same command, or another --out`);
   }
   const batchSize = o.batchSize ?? 8;
-  const scoring: Scoring = { numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam, itc: Boolean(o.itc), seed: o.seed ?? 0, maxLength: o.maxLength ?? 30 };
+  const scoring: Scoring = {
+    numCaptions: o.numCaptions ?? 1,
+    topP: o.topP ?? 0.9,
+    beam: o.beam,
+    itc: Boolean(o.itc),
+    seed: o.seed ?? 0,
+    maxLength: o.maxLength ?? 30,
+  };
   let threshold: number;
   if (state.header) threshold = state.header.threshold;
-  else if (o.keepRate !== undefined) threshold = await calibrateThreshold({ data: o.data, root, models, scoring, keepRate: o.keepRate, sample: o.calibrateOn ?? 256, batchSize });
+  else if (o.keepRate !== undefined)
+    threshold = await calibrateThreshold({
+      data: o.data,
+      root,
+      models,
+      scoring,
+      keepRate: o.keepRate,
+      sample: o.calibrateOn ?? 256,
+      batchSize,
+    });
   else threshold = o.threshold ?? 0.5;
   const header: JournalHeader = state.header ?? { kind: 'capfilt-journal', version: 1, fingerprint: fp, threshold, format, root, dataName: basename(firstFile), data: (typeof o.data === 'string' ? [o.data] : [...o.data]).flatMap(expandBraces).map((f) => resolve(f)), shard: o.shard ?? null };
   const writer = await JournalWriter.open(journalPath, state.validBytes);

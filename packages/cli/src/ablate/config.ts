@@ -45,7 +45,10 @@ export const evalSchema = z.strictObject({
 /** Model settings: a preset plus section overrides (ALBEF: albef_config / bert_config / vision_config). */
 export const modelSchema = z.strictObject({
   preset: z.enum(['tiny', 'base']).default('tiny'),
-  /** Re-draw the weights from N(0, initStd²) before training (from-scratch small widths; see docs/ablations.md). Absent: the model's own init (BERT's 0.02). */
+  /**
+   * Re-draw the weights from N(0, initStd²) before training (from-scratch small widths; see
+   * docs/ablations.md). Absent: the model's own init (BERT's 0.02).
+   */
   initStd: z.number().positive().optional(),
   albef_config: z.record(z.string(), z.number()).default({}),
   bert_config: z.record(z.string(), z.number()).default({}),

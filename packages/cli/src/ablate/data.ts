@@ -61,7 +61,16 @@ function captions(records: readonly SynthRecord[], tokenizer: BertTokenizer, max
 }
 
 export function dataKey(spec: DataConfig): string {
-  return JSON.stringify([spec.images, spec.imageSize, spec.captionsPerImage, spec.noise, spec.seed, spec.maxLength, spec.evalImages, spec.splits]);
+  return JSON.stringify([
+    spec.images,
+    spec.imageSize,
+    spec.captionsPerImage,
+    spec.noise,
+    spec.seed,
+    spec.maxLength,
+    spec.evalImages,
+    spec.splits,
+  ]);
 }
 
 export function prepareSynthData(spec: DataConfig): PreparedData {
@@ -103,7 +112,13 @@ export function* pairBatches(
   batchSize: number,
   seed: number,
   epoch: number,
-): Generator<{ pixels: { data: Float32Array; shape: [number, number, number, number] }; inputIds: Int32Array; attentionMask: Int32Array; seqLength: number; imageIds: number[] }> {
+): Generator<{
+  pixels: { data: Float32Array; shape: [number, number, number, number] };
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+  seqLength: number;
+  imageIds: number[];
+}> {
   const { images, captions: caps } = data;
   const n = caps.imageOf.length;
   const order = new Rng(seed).fork(`epoch-${epoch}`).shuffle(Array.from({ length: n }, (_, i) => i));

@@ -24,7 +24,13 @@ export interface TrainedRun {
 
 export interface AblationModelAdapter {
   name: string;
-  train(config: AblationConfig, variant: ResolvedVariant, seed: number, data: PreparedData, onStep?: (r: StepRecord) => void): Promise<TrainedRun>;
+  train(
+    config: AblationConfig,
+    variant: ResolvedVariant,
+    seed: number,
+    data: PreparedData,
+    onStep?: (r: StepRecord) => void,
+  ): Promise<TrainedRun>;
 }
 
 export const albefAdapter: AblationModelAdapter = {

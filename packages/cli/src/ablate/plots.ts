@@ -33,7 +33,10 @@ export function smooth(points: readonly { x: number; y: number }[], weight = 0.9
   });
 }
 
-export function lineChartSvg(series: readonly LineSeries[], options: { title: string; xLabel: string; yLabel: string; width?: number; height?: number }): string {
+export function lineChartSvg(
+  series: readonly LineSeries[],
+  options: { title: string; xLabel: string; yLabel: string; width?: number; height?: number },
+): string {
   const W = options.width ?? 900;
   const H = options.height ?? 520;
   const m = { l: 70, r: 230, t: 50, b: 60 };
@@ -84,7 +87,10 @@ export interface Bar {
   std: number;
 }
 
-export function barChartSvg(groups: readonly { metric: string; bars: readonly Bar[] }[], options: { title: string; yLabel: string; width?: number; height?: number }): string {
+export function barChartSvg(
+  groups: readonly { metric: string; bars: readonly Bar[] }[],
+  options: { title: string; yLabel: string; width?: number; height?: number },
+): string {
   const W = options.width ?? 900;
   const H = options.height ?? 520;
   const m = { l: 70, r: 230, t: 50, b: 60 };

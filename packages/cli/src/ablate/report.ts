@@ -57,7 +57,11 @@ export function summarize(values: readonly number[]): Summary {
   return { mean, std: Math.sqrt(variance), n };
 }
 
-export function summarizeVariants(runs: readonly RunRecord[], order: readonly string[], noiseOf: (variant: string) => number): VariantSummary[] {
+export function summarizeVariants(
+  runs: readonly RunRecord[],
+  order: readonly string[],
+  noiseOf: (variant: string) => number,
+): VariantSummary[] {
   return order.map((variant) => {
     const mine = runs.filter((r) => r.variant === variant);
     const names = [...new Set(mine.flatMap((r) => Object.keys(r.metrics)))];
@@ -67,7 +71,10 @@ export function summarizeVariants(runs: readonly RunRecord[], order: readonly st
   });
 }
 
-export function checkClaims(variants: readonly VariantSummary[], claims: readonly { claim: string; better: string; worse: string; metric: string }[]): ClaimResult[] {
+export function checkClaims(
+  variants: readonly VariantSummary[],
+  claims: readonly { claim: string; better: string; worse: string; metric: string }[],
+): ClaimResult[] {
   const by = new Map(variants.map((v) => [v.variant, v]));
   return claims.map((c) => {
     const a = by.get(c.better)?.metrics[c.metric];

@@ -102,7 +102,9 @@ export async function writeResults(results: AblationResults, out: string): Promi
   await mkdir(out, { recursive: true });
   await writeFile(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   await writeFile(join(out, 'results.md'), markdownReport(results));
-  const shared = new Set(results.variants.map((v) => v.variant).filter((v) => results.runs.filter((r) => r.variant === v).every((r) => r.sharedTraining)));
+  const shared = new Set(
+    results.variants.map((v) => v.variant).filter((v) => results.runs.filter((r) => r.variant === v).every((r) => r.sharedTraining)),
+  );
   const series = Object.entries(results.curves)
     .filter(([name]) => !shared.has(name))
     .map(([name, pts]) => ({ name, points: smooth(pts.map((p) => ({ x: p.step, y: p.loss })), 0.9) }));

@@ -17,6 +17,17 @@ function positiveInt(value: string): number {
   return n;
 }
 
+/** `vl ablate`'s options, as commander parses them. */
+interface AblateCommandOptions {
+  config?: string;
+  replot?: string;
+  out?: string;
+  seeds?: number[];
+  steps?: number;
+  only?: string;
+  quiet?: boolean;
+}
+
 export function registerAblateCommand(program: Command): void {
   program
     .command('ablate')
@@ -28,7 +39,7 @@ export function registerAblateCommand(program: Command): void {
     .option('--steps <n>', 'override training steps for every variant', positiveInt)
     .option('--only <names>', 'comma-separated variant names to run')
     .option('--quiet', 'no progress output')
-    .action(async (opts: { config?: string; replot?: string; out?: string; seeds?: number[]; steps?: number; only?: string; quiet?: boolean }) => {
+    .action(async (opts: AblateCommandOptions) => {
       if (opts.replot) {
         await replotAblation(opts.replot);
         process.stdout.write(`re-rendered ${opts.replot}\n`);

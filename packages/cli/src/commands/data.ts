@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import {
   BertTokenizer,
   createDataLoader,
-  DataReport,
+  type DataReport,
   type DatasetFormat,
   type DatasetSpec,
   IMAGE_NORMS,
@@ -74,6 +74,20 @@ function printSynth(s: SynthSummary): void {
   );
 }
 
+/** `vl data synth`'s options, as commander parses them. */
+interface SynthCommandOptions {
+  out: string;
+  images: number;
+  noise: number;
+  seed: number;
+  size: number;
+  captions: number;
+  format: string;
+  splits: [number, number, number];
+  json?: boolean;
+  quiet?: boolean;
+}
+
 export function registerDataCommands(program: Command): void {
   const data = program.command('data').description('datasets: make the synthetic set, check and benchmark readers');
   registerReadCommands(data);
@@ -91,7 +105,7 @@ export function registerDataCommands(program: Command): void {
     .option('--splits <a,b,c>', 'train,val,test fractions', splitFractions, [0.8, 0.1, 0.1])
     .option('--json', 'print the summary as JSON')
     .option('--quiet', 'no progress output')
-    .action(async (opts: { out: string; images: number; noise: number; seed: number; size: number; captions: number; format: string; splits: [number, number, number]; json?: boolean; quiet?: boolean }) => {
+    .action(async (opts: SynthCommandOptions) => {
       if (opts.format !== 'png' && opts.format !== 'jpeg') throw new InvalidArgumentError('--format must be png or jpeg');
       const bar = progress('synth', Boolean(opts.quiet || opts.json));
       const summary = await writeSynthDataset(

@@ -24,6 +24,7 @@ function splitPath(path: string): [string[], string] {
 export abstract class PathModule extends Module {
   /** The container at `segments` below this module, created when absent. */
   protected containerAt(segments: readonly string[]): Container | null {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a cursor that walks down from this module
     let node: Module = this;
     for (const seg of segments) {
       const existing = node.namedChildren().find(([n]) => n === seg)?.[1];

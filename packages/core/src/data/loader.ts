@@ -225,7 +225,10 @@ export interface DataLoaderOptions extends Omit<BatchingOptions, 'report' | 'rng
  * load images, batch. Same seed, same batches. `report` accounts for every input record once the
  * iteration has finished.
  */
-export function createDataLoader(spec: DatasetSpec, options: DataLoaderOptions): { batches: AsyncGenerator<ImageTextBatch>; report: DataReport } {
+export function createDataLoader(
+  spec: DatasetSpec,
+  options: DataLoaderOptions,
+): { batches: AsyncGenerator<ImageTextBatch>; report: DataReport } {
   const report = options.report ?? new DataReport();
   const root = new Rng(options.seed ?? 0);
   let records: AsyncIterable<CaptionRecord> = readDataset(spec, report);

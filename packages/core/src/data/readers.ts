@@ -139,7 +139,7 @@ export async function* readByteLines(path: string): AsyncGenerator<{ line: numbe
     }
     carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
   }
-  if (carry && carry.length > 0) yield { line: ++line, bytes: carry.at(-1) === 0x0d ? carry.subarray(0, -1) : carry };
+  if (carry && carry.length > 0) yield { line: line + 1, bytes: carry.at(-1) === 0x0d ? carry.subarray(0, -1) : carry };
 }
 
 async function* readJsonl(spec: DatasetSpec, file: string, report: DataReport): AsyncGenerator<CaptionRecord> {

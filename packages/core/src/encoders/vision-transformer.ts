@@ -206,7 +206,7 @@ export class VisionTransformer extends PathModule {
   embed(pixels: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const { patches, grid } = this.patchEmbedding.forward(pixels); // [B, N, D]
-      const [b, n, d] = patches.shape as [number, number, number];
+      const [b, , d] = patches.shape as [number, number, number];
       const cls = tf.broadcastTo(this.classEmbedding, [b, 1, d]); // [B, 1, D]
       const pos = interpolatePositionEmbedding(this.positionEmbedding, this.grid, grid); // [1, 1 + N, D]
       return tf.add(tf.concat([cls, patches], 1), pos); // [B, 1 + N, D]

@@ -53,8 +53,10 @@ export function retrievalRecall(input: RetrievalInput): RetrievalResult {
   if (flat ? flat.length !== I * T : rows?.length !== I || rows.some((r) => r.length !== T)) {
     throw new VlError('SHAPE_MISMATCH', `similarities must be ${I}×${T}`);
   }
-  if (input.textToImage.length !== T) throw new VlError('SHAPE_MISMATCH', `textToImage has ${input.textToImage.length} entries, expected ${T}`);
-  const s = (i: number, t: number): number => (flat ? (flat[i * T + t] as number) : ((rows as readonly ArrayLike<number>[])[i]![t] as number));
+  if (input.textToImage.length !== T)
+    throw new VlError('SHAPE_MISMATCH', `textToImage has ${input.textToImage.length} entries, expected ${T}`);
+  const s = (i: number, t: number): number =>
+    flat ? (flat[i * T + t] as number) : ((rows as readonly ArrayLike<number>[])[i]![t] as number);
   const captionsOf: number[][] = Array.from({ length: I }, () => []);
   for (let t = 0; t < T; t++) {
     const i = input.textToImage[t] as number;

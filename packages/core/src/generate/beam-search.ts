@@ -1,4 +1,5 @@
-// Beam hypotheses and the beam scorer; a port of HF transformers v4.30 `generation/beam_search.py` (`BeamHypotheses`, `BeamSearchScorer.process` / `finalize`).
+// Beam hypotheses and the beam scorer; a port of HF transformers v4.30 `generation/beam_search.py`
+// (`BeamHypotheses`, `BeamSearchScorer.process` / `finalize`).
 //
 // Lengths, as HF v4.30 counts them for a decoder-only model: a hypothesis is the whole row, prompt
 // included. One that ends in EOS is stored WITHOUT its EOS, so its length is the row length before
@@ -106,7 +107,12 @@ export class BeamSearchScorer {
    * `candidates[b]` the top 2·numBeams of item b. EOS candidates ranked within the first numBeams become
    * hypotheses; the first numBeams non-EOS candidates become the next beams.
    */
-  process(rows: readonly (readonly number[])[], candidates: readonly BeamCandidates[], eos: readonly number[], pad: number | undefined): BeamStep {
+  process(
+    rows: readonly (readonly number[])[],
+    candidates: readonly BeamCandidates[],
+    eos: readonly number[],
+    pad: number | undefined,
+  ): BeamStep {
     const k = this.numBeams;
     const curLen = (rows[0] as readonly number[]).length;
     const out: BeamStep = { scores: [], tokens: [], rows: [] };
@@ -160,7 +166,13 @@ export class BeamSearchScorer {
    * HF `finalize`: open beams of unfinished items join the hypotheses; the best `numBeamHypsToKeep` per
    * item are returned, EOS appended where shorter than the longest + 1 (capped at maxLength), rows padded.
    */
-  finalize(rows: readonly (readonly number[])[], beamScores: readonly number[], maxLength: number, eos: readonly number[], pad: number | undefined): BeamFinal {
+  finalize(
+    rows: readonly (readonly number[])[],
+    beamScores: readonly number[],
+    maxLength: number,
+    eos: readonly number[],
+    pad: number | undefined,
+  ): BeamFinal {
     const k = this.numBeams;
     for (let b = 0; b < this.batchSize; b++) {
       if (this.done[b]) continue;

@@ -1,4 +1,5 @@
-// Decoder adapters and cache bookkeeping: `fullSequenceDecoder` (no cache: recompute the whole sequence each step, the reference for cached decoding) and the tensor-ownership helpers `generate` uses.
+// Decoder adapters and cache bookkeeping: `fullSequenceDecoder` (no cache: recompute the whole sequence each
+// step, the reference for cached decoding) and the tensor-ownership helpers `generate` uses.
 import * as tf from '@tensorflow/tfjs-core';
 import type { DecoderStep } from './types.js';
 

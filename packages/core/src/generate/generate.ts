@@ -1,4 +1,6 @@
-// `generate` over any `DecoderStep`: greedy, multinomial sampling (top-k, top-p, temperature), beam search and beam sampling; follows HF transformers v4.30 `generation/utils.py` (`greedy_search`, `sample`, `beam_search`, `beam_sample`).
+// `generate` over any `DecoderStep`: greedy, multinomial sampling (top-k, top-p, temperature), beam search
+// and beam sampling; follows HF transformers v4.30 `generation/utils.py` (`greedy_search`, `sample`,
+// `beam_search`, `beam_sample`).
 //
 // Each step the decoder runs synchronously (its own tf.tidy), then `generate` awaits `logits.data()`
 // once for the `[rows, V]` block and does all choosing in JS float64: processors, warpers, top-2k,

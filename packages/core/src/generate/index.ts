@@ -1,4 +1,5 @@
-// Generation over any decoder: greedy, beam search, top-k / top-p sampling, repetition penalty, min length (HF transformers v4.30 semantics).
+// Generation over any decoder: greedy, beam search, top-k / top-p sampling, repetition penalty, min length
+// (HF transformers v4.30 semantics).
 export type { DecoderStep, DecoderStepOutput, EarlyStopping, GenerateOptions, GenerateOutput } from './types.js';
 export { fullSequenceDecoder, type FullSequenceForward } from './decoders.js';
 export {

@@ -1,9 +1,13 @@
-// Logits processors and warpers on one row of scores, in JS float64; ports of HF transformers v4.30 `generation/logits_process.py` applied in `_get_logits_processor` / `_get_logits_warper` order.
+// Logits processors and warpers on one row of scores, in JS float64; ports of HF transformers v4.30
+// `generation/logits_process.py` applied in `_get_logits_processor` / `_get_logits_warper` order.
 
 /** A score transform on one row, given the row's tokens so far (its length is HF's `cur_len`). */
 export type RowProcessor = (scores: Float64Array, tokens: readonly number[]) => void;
 
-/** HF `RepetitionPenaltyLogitsProcessor`: for every token already in the row (prompt included), divide a positive score by `penalty`, multiply a negative one. */
+/**
+ * HF `RepetitionPenaltyLogitsProcessor`: for every token already in the row (prompt included), divide a
+ * positive score by `penalty`, multiply a negative one.
+ */
 export function applyRepetitionPenalty(scores: Float64Array, tokens: readonly number[], penalty: number): void {
   const seen = new Set(tokens);
   for (const t of seen) {

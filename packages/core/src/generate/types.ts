@@ -1,4 +1,5 @@
-// Generation contract: the decoder interface any model implements with a thin adapter, and the options and outputs of `generate` (HF transformers v4.30 names in camelCase).
+// Generation contract: the decoder interface any model implements with a thin adapter, and the options and
+// outputs of `generate` (HF transformers v4.30 names in camelCase).
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../runtime/rng.js';
 
@@ -44,7 +45,10 @@ export interface DecoderStep<Cache> {
   disposeCache?(cache: Cache): void;
 }
 
-/** HF `early_stopping`: `true` stops a batch item at `numBeams` finished hypotheses, `false` uses HF's heuristic, `'never'` is canonical beam search. */
+/**
+ * HF `early_stopping`: `true` stops a batch item at `numBeams` finished hypotheses, `false` uses HF's
+ * heuristic, `'never'` is canonical beam search.
+ */
 export type EarlyStopping = boolean | 'never';
 
 export interface GenerateOptions {

@@ -108,7 +108,11 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsCont
  * Writes tensors to `path` atomically (temp file in the same folder, fsync, rename), streaming one
  * tensor at a time so the file is never assembled in memory. Layout and dtypes as writeSafetensors.
  */
-export async function writeSafetensorsFile(path: string, tensors: SafetensorsTensors, metadata?: Readonly<Record<string, string>>): Promise<void> {
+export async function writeSafetensorsFile(
+  path: string,
+  tensors: SafetensorsTensors,
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
   const plan = planSafetensors(tensors, metadata, path); // validation errors surface before any file is created
   try {
     await writeFileAtomic(path, async (write) => {

@@ -2,7 +2,7 @@
 // every header field is validated before any tensor data is touched, and every failure is a VlError.
 import { VlError } from '../errors.js';
 import { decodeHalfs, encodeHalfs } from './float16.js';
-import { JsonParseError, jsonPathJoin, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
+import { JsonParseError, parseJsonStrict, type JsonObject, type JsonValue } from './json-strict.js';
 
 // ---------------------------------------------------------------------------------------------
 // Dtypes
@@ -523,7 +523,11 @@ function utf8Compare(a: Uint8Array, b: Uint8Array): number {
  * and builds the header (`__metadata__` first with sorted keys, then tensors in data order, padded
  * with spaces to a multiple of 8 bytes so data starts 8-aligned).
  */
-export function planSafetensors(tensors: SafetensorsTensors, metadata: Readonly<Record<string, string>> | undefined, subject: string): SafetensorsPlan {
+export function planSafetensors(
+  tensors: SafetensorsTensors,
+  metadata: Readonly<Record<string, string>> | undefined,
+  subject: string,
+): SafetensorsPlan {
   const encoder = new TextEncoder();
   const items = entriesOf(tensors).map(([name, tensor]) => {
     const byteLength = validateForWrite(name, tensor, subject);

@@ -56,7 +56,8 @@ export function maskTokens(inputIds: ArrayLike<number>, options: MlmMaskingOptio
   const eligible = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
     const id = inputIds[i]!;
-    const isSpecial = special.has(id) || (options.specialTokensMask?.[i] ?? 0) === 1 || (options.attentionMask ? options.attentionMask[i] === 0 : false);
+    const isSpecial =
+      special.has(id) || (options.specialTokensMask?.[i] ?? 0) === 1 || (options.attentionMask ? options.attentionMask[i] === 0 : false);
     eligible[i] = isSpecial ? 0 : 1;
   }
   const selected = new Uint8Array(n);

@@ -1,7 +1,7 @@
 // Training checkpoints: one folder per step (model.safetensors, optimizer.safetensors,
 // trainer.json), written under a temporary name and renamed into place, plus latest.json
 // pointing at the newest complete one. A crash mid-save leaves the previous checkpoint intact.
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VlError } from '../errors.js';
@@ -34,7 +34,10 @@ export interface CheckpointContents {
 }
 
 /** Host copies of a state dict, with the file dtypes a module asks for (int64 pointers, ids). */
-export function toHostTensors(tensors: Map<string, tf.Tensor>, storedDtypes: Map<string, StoredDtype> = new Map()): Map<string, HostTensor> {
+export function toHostTensors(
+  tensors: Map<string, tf.Tensor>,
+  storedDtypes: Map<string, StoredDtype> = new Map(),
+): Map<string, HostTensor> {
   const out = new Map<string, HostTensor>();
   for (const [key, t] of tensors) {
     const dtype = t.dtype === 'int32' || t.dtype === 'bool' ? 'int32' : 'float32';

@@ -121,7 +121,10 @@ export class AdamW {
   }
 
   /** Restores moments and steps; every key must name a known parameter with the right shape. */
-  loadStateDict(state: { tensors: Map<string, tf.Tensor | { data: Float32Array | Int32Array; shape: number[] }>; meta: { steps: Record<string, number> } }): void {
+  loadStateDict(state: {
+    tensors: Map<string, tf.Tensor | { data: Float32Array | Int32Array; shape: number[] }>;
+    meta: { steps: Record<string, number> };
+  }): void {
     const problems: string[] = [];
     const next = new Map<string, ParamState>();
     for (const [name, step] of Object.entries(state.meta.steps)) {

@@ -131,7 +131,9 @@ export function formatParityReport(report: ParityReport): string {
 }
 
 /** Reads a JSON file of tensors (`inputs.json`), decoding every tensor-shaped entry and keeping the rest. */
-export async function readTensorJsonFile(path: string): Promise<{ tensors: Record<string, DecodedTensor>; other: Record<string, unknown> }> {
+export async function readTensorJsonFile(
+  path: string,
+): Promise<{ tensors: Record<string, DecodedTensor>; other: Record<string, unknown> }> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));

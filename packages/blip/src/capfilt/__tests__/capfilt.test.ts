@@ -127,7 +127,14 @@ describe('blip capfilt', () => {
     const o = join(dir, 'beam');
     await run([...base(o), '--beam', '3', '--num-captions', '2', '--itc']);
     const lines = readFileSync(join(o, 'journal.jsonl'), 'utf8').trim().split('\n').slice(1);
-    const recs = lines.flatMap((l) => (JSON.parse(l) as { p: { records: { status: string; original?: { score: number }[]; synthetic?: { text: string; score: number }[] }[] } }).p.records);
+    const recs = lines.flatMap(
+      (l) =>
+        (
+          JSON.parse(l) as {
+            p: { records: { status: string; original?: { score: number }[]; synthetic?: { text: string; score: number }[] }[] };
+          }
+        ).p.records,
+    );
     const scored = recs.filter((r) => r.status !== 'failed');
     expect(scored.length).toBeGreaterThan(0);
     for (const r of scored) {

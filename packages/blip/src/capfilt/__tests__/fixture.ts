@@ -17,7 +17,15 @@ export interface CapfiltFixture {
 export async function makeFixture(dir: string, o: { images?: number; bad?: boolean } = {}): Promise<CapfiltFixture> {
   await initRuntime({ backend: 'cpu' });
   const data = join(dir, 'data');
-  await writeSynthDataset({ out: data, images: o.images ?? 30, seed: 3, imageSize: 32, captionsPerImage: 2, noise: 0.3, splits: [0.8, 0.1, 0.1] });
+  await writeSynthDataset({
+    out: data,
+    images: o.images ?? 30,
+    seed: 3,
+    imageSize: 32,
+    captionsPerImage: 2,
+    noise: 0.3,
+    splits: [0.8, 0.1, 0.1],
+  });
   const train = join(data, 'train.jsonl');
   if (o.bad) {
     await writeFile(join(data, 'images', 'corrupt.png'), 'not a png at all');

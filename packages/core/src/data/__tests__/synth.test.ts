@@ -176,7 +176,8 @@ describe('synthetic dataset', () => {
       const near = (c: readonly number[]) => {
         let n = 0;
         for (let p = 0; p < img.data.length; p += 3) {
-          if (Math.abs(img.data[p]! - c[0]!) <= 14 && Math.abs(img.data[p + 1]! - c[1]!) <= 14 && Math.abs(img.data[p + 2]! - c[2]!) <= 14) n++;
+          if (Math.abs(img.data[p]! - c[0]!) <= 14 && Math.abs(img.data[p + 1]! - c[1]!) <= 14 && Math.abs(img.data[p + 2]! - c[2]!) <= 14)
+            n++;
         }
         return n;
       };

@@ -68,7 +68,7 @@ const CASES: Array<{ text: string; tokens: string[]; ids: number[]; decoded: str
     decoded: 'abc 中 国 def',
   },
   {
-    // Tab → space, NUL and the zero-width space (Cf) are deleted, so "null​zero" is one word.
+    // Tab → space, NUL and the zero-width space (Cf) are deleted, so "null\u200bzero" is one word.
     text: 'tab\there\u0000 null\u200bzero-width',
     tokens: ['[CLS]', 'tab', 'here', 'null', '##zer', '##o', '-', 'width', '[SEP]'],
     ids: [101, 21628, 2182, 19701, 6290, 2080, 1011, 9381, 102],

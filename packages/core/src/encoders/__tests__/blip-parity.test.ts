@@ -59,7 +59,9 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const [b, t] = ids.shape as [number, number];
-    const full = model.lmHead.forward(model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).last_hidden_state);
+    const full = model.lmHead.forward(
+      model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).last_hidden_state,
+    );
     const cache = new KVCache(model.bert.layer.length);
     const steps: tf.Tensor[] = [];
     // A 3-token prompt first, then one token at a time; image features only on the first call.

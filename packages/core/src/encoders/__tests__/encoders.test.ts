@@ -158,7 +158,12 @@ describe('TextTransformer', () => {
     const mask = tf.tensor2d([[1, 1, 1, 0]]);
     const image = randomTensor([1, 3, 8], new Rng(6));
     const text = albef.forward({ inputIds: ids, attentionMask: mask, layers: albef.textLayers() });
-    const fused = albef.forward({ hiddenStates: text.last_hidden_state, attentionMask: mask, encoderHiddenStates: image, layers: albef.fusionLayers() });
+    const fused = albef.forward({
+      hiddenStates: text.last_hidden_state,
+      attentionMask: mask,
+      encoderHiddenStates: image,
+      layers: albef.fusionLayers(),
+    });
     const whole = albef.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
     expect(maxAbsDiff(fused.last_hidden_state, whole.last_hidden_state)).toBe(0);
   });

@@ -1,4 +1,5 @@
-// Cached decoding equals full recomputation, batched equals per-row, and no generate call leaks a tensor (functional, in-place and no cache).
+// Cached decoding equals full recomputation, batched equals per-row, and no generate call leaks a tensor
+// (functional, in-place and no cache).
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
@@ -110,7 +111,16 @@ describe('batched generation', () => {
   it('rows finish independently: finished rows are padded (Markov table, hand-computed)', async () => {
     const logits = markovFromProbs(MARKOV_PROBS);
     // [BOS, BOS] → A → EOS; [BOS, B] → EOS at once; [BOS, A] → EOS at once
-    const out = await generate(markovDecoder(logits), { inputIds: [[BOS, BOS], [BOS, B], [BOS, A]], maxNewTokens: 10, eosTokenId: EOS, padTokenId: PAD });
+    const out = await generate(markovDecoder(logits), {
+      inputIds: [
+        [BOS, BOS],
+        [BOS, B],
+        [BOS, A],
+      ],
+      maxNewTokens: 10,
+      eosTokenId: EOS,
+      padTokenId: PAD,
+    });
     expect(out.sequences).toEqual([
       [BOS, BOS, A, EOS],
       [BOS, B, EOS, PAD],

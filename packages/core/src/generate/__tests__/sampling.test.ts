@@ -1,4 +1,5 @@
-// Sampling: top-k = 1 equals greedy, top-p keeps exactly the nucleus with renormalised frequencies, seeds reproduce, and the HF warpers on hand-made rows.
+// Sampling: top-k = 1 equals greedy, top-p keeps exactly the nucleus with renormalised frequencies, seeds
+// reproduce, and the HF warpers on hand-made rows.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
@@ -69,7 +70,14 @@ describe('multinomial sampling', () => {
     }
     const markov = markovFromProbs(MARKOV_PROBS);
     const g = await generate(markovDecoder(markov), { inputIds: [[BOS]], maxNewTokens: 5, eosTokenId: EOS });
-    const s = await generate(markovDecoder(markov), { inputIds: [[BOS]], maxNewTokens: 5, eosTokenId: EOS, doSample: true, topK: 1, rng: new Rng(9) });
+    const s = await generate(markovDecoder(markov), {
+      inputIds: [[BOS]],
+      maxNewTokens: 5,
+      eosTokenId: EOS,
+      doSample: true,
+      topK: 1,
+      rng: new Rng(9),
+    });
     expect(s.sequences).toEqual(g.sequences);
   });
 
@@ -81,7 +89,15 @@ describe('multinomial sampling', () => {
     const probs = [0.05, 0.05, 0.1, 0.4, 0.25, 0.15];
     const table = Array.from({ length: 6 }, () => probs.map(Math.log));
     const n = 6000;
-    const out = await generate(markovDecoder(table), { inputIds: [[BOS]], maxNewTokens: 1, doSample: true, topP: 0.75, topK: 0, numReturnSequences: n, rng: new Rng(42) });
+    const out = await generate(markovDecoder(table), {
+      inputIds: [[BOS]],
+      maxNewTokens: 1,
+      doSample: true,
+      topP: 0.75,
+      topK: 0,
+      numReturnSequences: n,
+      rng: new Rng(42),
+    });
     expect(out.sequences).toHaveLength(n);
     const counts = [0, 0, 0, 0, 0, 0];
     for (const seq of out.sequences) counts[seq[1] as number]! += 1;
@@ -96,7 +112,15 @@ describe('multinomial sampling', () => {
 
   it('same seed gives the same samples; another seed differs; numReturnSequences draws independently', async () => {
     const model = new TinyAttentionDecoder(5);
-    const opts = { inputIds: [[BOS, 6]], maxNewTokens: 16, eosTokenId: EOS, topK: 0, temperature: 1.5, doSample: true, numReturnSequences: 3 };
+    const opts = {
+      inputIds: [[BOS, 6]],
+      maxNewTokens: 16,
+      eosTokenId: EOS,
+      topK: 0,
+      temperature: 1.5,
+      doSample: true,
+      numReturnSequences: 3,
+    };
     const a = await generate(model.cached(), { ...opts, rng: new Rng(11) });
     const b = await generate(model.cached(), { ...opts, rng: new Rng(11) });
     const c = await generate(model.cached(), { ...opts, rng: new Rng(12) });
@@ -110,7 +134,16 @@ describe('multinomial sampling', () => {
     // From BOS, EOS has probability .1 under this table: rows end at different steps.
     const probs = [0.05, 0.05, 0.1, 0.4, 0.25, 0.15];
     const table = Array.from({ length: 6 }, () => probs.map(Math.log));
-    const out = await generate(markovDecoder(table), { inputIds: [[BOS]], maxNewTokens: 30, eosTokenId: EOS, padTokenId: PAD, doSample: true, topK: 0, numReturnSequences: 20, rng: new Rng(1) });
+    const out = await generate(markovDecoder(table), {
+      inputIds: [[BOS]],
+      maxNewTokens: 30,
+      eosTokenId: EOS,
+      padTokenId: PAD,
+      doSample: true,
+      topK: 0,
+      numReturnSequences: 20,
+      rng: new Rng(1),
+    });
     const width = (out.sequences[0] as number[]).length;
     let sawPadding = false;
     for (const seq of out.sequences) {
@@ -126,7 +159,20 @@ describe('multinomial sampling', () => {
 
   it('beam sampling runs numReturnSequences searches and is reproducible by seed', async () => {
     const model = new TinyAttentionDecoder(8);
-    const opts = { inputIds: [[BOS, 3], [BOS, 9]], maxNewTokens: 8, eosTokenId: EOS, padTokenId: PAD, numBeams: 3, doSample: true, numReturnSequences: 2, topK: 6, outputScores: true };
+    const opts = {
+      inputIds: [
+        [BOS, 3],
+        [BOS, 9],
+      ],
+      maxNewTokens: 8,
+      eosTokenId: EOS,
+      padTokenId: PAD,
+      numBeams: 3,
+      doSample: true,
+      numReturnSequences: 2,
+      topK: 6,
+      outputScores: true,
+    };
     const a = await generate(model.cached(), { ...opts, rng: new Rng(4) });
     const b = await generate(model.cached(), { ...opts, rng: new Rng(4) });
     expect(a.sequences).toHaveLength(4);

@@ -1,4 +1,5 @@
-// Greedy and beam search on a Markov table whose best sequences are computed by hand: length penalty as HF counts length, early stopping, hypotheses kept, padding, min length, repetition penalty.
+// Greedy and beam search on a Markov table whose best sequences are computed by hand: length penalty as HF
+// counts length, early stopping, hypotheses kept, padding, min length, repetition penalty.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
@@ -113,7 +114,14 @@ describe('beam search (HF v4.30 BeamSearchScorer)', () => {
   it('a strong length penalty prefers long open beams (hand trace, maxLength 4)', async () => {
     // step 2 adds hyps BOS·B (sum/4) and BOS·A (sum/4); step 3 adds BOS·A·C (−2.071/9) over BOS·A;
     // at maxLength the open beam BOS·A·A·C (sum/16 = −0.2204) beats every finished one.
-    const out = await generate(markovDecoder(logits), { ...base, maxNewTokens: 3, numBeams: 2, numReturnSequences: 2, lengthPenalty: 2, outputScores: true });
+    const out = await generate(markovDecoder(logits), {
+      ...base,
+      maxNewTokens: 3,
+      numBeams: 2,
+      numReturnSequences: 2,
+      lengthPenalty: 2,
+      outputScores: true,
+    });
     const sumAAC = ln(p(BOS, A)) + ln(p(A, A)) + ln(p(A, C));
     expect(out.sequences).toEqual([
       [BOS, A, A, C], // open at max length: no EOS appended
@@ -124,7 +132,13 @@ describe('beam search (HF v4.30 BeamSearchScorer)', () => {
   });
 
   it('earlyStopping true stops at numBeams finished hypotheses; false applies HF heuristic; rows padded', async () => {
-    const early = await generate(markovDecoder(logits), { ...base, numBeams: 2, numReturnSequences: 2, earlyStopping: true, outputScores: true });
+    const early = await generate(markovDecoder(logits), {
+      ...base,
+      numBeams: 2,
+      numReturnSequences: 2,
+      earlyStopping: true,
+      outputScores: true,
+    });
     expect(early.sequences).toEqual([
       [BOS, B, EOS],
       [BOS, A, EOS],
@@ -157,7 +171,14 @@ describe('beam search (HF v4.30 BeamSearchScorer)', () => {
   });
 
   it('repetition penalty acts on log-probs in beam search (HF applies processors after log_softmax)', async () => {
-    const out = await generate(markovDecoder(logits), { ...base, inputIds: [[BOS, A]], maxNewTokens: 1, numBeams: 2, repetitionPenalty: 2, outputScores: true });
+    const out = await generate(markovDecoder(logits), {
+      ...base,
+      inputIds: [[BOS, A]],
+      maxNewTokens: 1,
+      numBeams: 2,
+      repetitionPenalty: 2,
+      outputScores: true,
+    });
     const s = out.stepScores?.[0]?.[0] as Float32Array;
     close(s[A], 2 * ln(p(A, A)));
     close(s[BOS], 2 * ln(p(A, BOS)));

@@ -1,4 +1,6 @@
-// Toy decoders for the generation tests: a Markov chain whose next-token table is fixed (best sequences known by hand) and a one-layer causal attention decoder with a functional KV cache, an in-place KV cache and a full-recompute reference.
+// Toy decoders for the generation tests: a Markov chain whose next-token table is fixed (best sequences known
+// by hand) and a one-layer causal attention decoder with a functional KV cache, an in-place KV cache and a
+// full-recompute reference.
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../../runtime/rng.js';
 import { fullSequenceDecoder } from '../decoders.js';

@@ -119,7 +119,12 @@ describe('parseJsonStrict against JSON.parse (seeded differential fuzz)', () => 
         const at = rng.int(text.length + 1);
         const ch = alphabet[rng.int(alphabet.length)]!;
         const op = rng.int(3);
-        text = op === 0 ? text.slice(0, at) + ch + text.slice(at) : op === 1 ? text.slice(0, at) + text.slice(at + 1) : text.slice(0, at) + ch + text.slice(at + 1);
+        text =
+          op === 0
+            ? text.slice(0, at) + ch + text.slice(at)
+            : op === 1
+              ? text.slice(0, at) + text.slice(at + 1)
+              : text.slice(0, at) + ch + text.slice(at + 1);
       }
       let expected: unknown;
       let reference = true;

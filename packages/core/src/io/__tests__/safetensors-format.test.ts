@@ -209,7 +209,9 @@ describe('round trips write → read are bit-exact', () => {
   });
 
   it('F32 keeps -0, subnormals, inf and NaN payloads; I64 keeps the int32 extremes', () => {
-    const floatBits = new Uint32Array([0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffbadbad, 0x3f800000]);
+    const floatBits = new Uint32Array([
+      0x00000000, 0x80000000, 0x00000001, 0x807fffff, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffbadbad, 0x3f800000,
+    ]);
     const floats = new Float32Array(floatBits.buffer);
     const ints = Int32Array.from([0, 1, -1, 2147483647, -2147483648, 63]);
     const bytes = writeSafetensors({ f: { dtype: 'float32', shape: [10], data: floats, fileDtype: 'F32' }, i: i32([2, 3], Array.from(ints), 'I64') });

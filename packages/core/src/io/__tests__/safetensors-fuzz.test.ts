@@ -149,7 +149,7 @@ function mutate(base: Uint8Array, rng: Rng): { bytes: Uint8Array; kind: string }
       const entry = header[name] as { dtype: unknown; shape: unknown[]; data_offsets: unknown[] };
       const [b, e] = entry.data_offsets as [number, number];
       const op = rng.int(10);
-      let label = '';
+      let label: string;
       if (op === 0) {
         const shape = [...entry.shape];
         shape[rng.int(shape.length + 1)] = WEIRD_NUMBERS[rng.int(WEIRD_NUMBERS.length)];

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import { Dropout, Embedding, LayerNorm, Linear, Mlp } from '../layers.js';
+import { Dropout, Embedding, LayerNorm, Linear } from '../layers.js';
 import { compilePattern, Module } from '../module.js';
 
 class ToyLayer extends Module {

@@ -160,7 +160,15 @@ describe('ITC', () => {
     }
     const feat = tf.tensor2d(img);
     const bank = tf.concat([tf.transpose(feat), tf.tensor2d(queue)], 1);
-    const out = itcLoss({ imageFeat: feat, textFeat: feat, temp, imageFeatAll: bank, textFeatAll: bank, softTargets: { i2t: tf.tensor2d(soft), t2i: tf.tensor2d(soft) }, alpha });
+    const out = itcLoss({
+      imageFeat: feat,
+      textFeat: feat,
+      temp,
+      imageFeatAll: bank,
+      textFeatAll: bank,
+      softTargets: { i2t: tf.tensor2d(soft), t2i: tf.tensor2d(soft) },
+      alpha,
+    });
     expect(out.simI2t.shape).toEqual([2, 4]);
     expect(num(out.lossI2t)).toBeCloseTo(loss / 2, 5);
     expect(num(out.loss)).toBeCloseTo(loss / 2, 5);
@@ -284,7 +292,11 @@ describe('LM', () => {
 
 describe('combineLosses', () => {
   it('weights enabled objectives, drops disabled or zero-weight ones, and refuses an empty set', () => {
-    const out = combineLosses({ itc: tf.scalar(2), itm: tf.scalar(3), mlm: tf.scalar(5), lm: undefined }, { itm: { weight: 0.5 }, mlm: { enabled: false } }, { acc: 1 });
+    const out = combineLosses(
+      { itc: tf.scalar(2), itm: tf.scalar(3), mlm: tf.scalar(5), lm: undefined },
+      { itm: { weight: 0.5 }, mlm: { enabled: false } },
+      { acc: 1 },
+    );
     expect(num(out.loss)).toBeCloseTo(2 + 1.5, 6);
     expect(Object.keys(out.losses)).toEqual(['itc', 'itm']);
     expect(num(out.losses.itm!)).toBe(3);
@@ -314,7 +326,22 @@ describe('no tensor leaks', () => {
       const mlm = mlmLoss(ones3, [1, IGNORE_INDEX, 3, 0, IGNORE_INDEX, 4]);
       const ce = crossEntropy(ones2, [1, IGNORE_INDEX, 2], { reduction: 'none', labelSmoothing: 0.1 });
       const itm = itmLoss(head, new Int32Array([1, 0, 0]));
-      const outs = [feat, ones3, ones2, head, itc.loss, itc.lossI2t, itc.lossT2i, itc.simI2t, itc.simT2i, itc.targets, lm, mlm, ce, itm.loss];
+      const outs = [
+        feat,
+        ones3,
+        ones2,
+        head,
+        itc.loss,
+        itc.lossI2t,
+        itc.lossT2i,
+        itc.simI2t,
+        itc.simT2i,
+        itc.targets,
+        lm,
+        mlm,
+        ce,
+        itm.loss,
+      ];
       tf.dispose(outs);
     };
     run();

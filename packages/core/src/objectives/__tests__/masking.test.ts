@@ -73,7 +73,13 @@ describe('MLM masking', () => {
     const ids = new Int32Array(2000).fill(20);
     const attention = Array.from({ length: 2000 }, (_, i) => (i % 4 === 3 ? 0 : 1));
     const specialMask = Array.from({ length: 2000 }, (_, i) => (i % 4 === 0 ? 1 : 0));
-    const opts = { vocabSize: VOCAB, maskTokenId: MASK, specialTokenIds: specials, attentionMask: attention, specialTokensMask: specialMask };
+    const opts = {
+      vocabSize: VOCAB,
+      maskTokenId: MASK,
+      specialTokenIds: specials,
+      attentionMask: attention,
+      specialTokensMask: specialMask,
+    };
     const a = maskTokens(ids, { ...opts, rng: new Rng(5) });
     const b = maskTokens(ids, { ...opts, rng: new Rng(5) });
     expect([...a.inputIds]).toEqual([...b.inputIds]);
@@ -219,7 +225,14 @@ describe('BEiT block masking', () => {
   });
 
   it('honours max_num_patches and the aspect range', () => {
-    const gen = new BlockMaskingGenerator({ inputSize: [8, 8], numMaskingPatches: 4, minNumPatches: 4, maxNumPatches: 4, minAspect: 1, maxAspect: 1 });
+    const gen = new BlockMaskingGenerator({
+      inputSize: [8, 8],
+      numMaskingPatches: 4,
+      minNumPatches: 4,
+      maxNumPatches: 4,
+      minAspect: 1,
+      maxAspect: 1,
+    });
     const rng = new Rng(2);
     for (let d = 0; d < 50; d++) {
       const m = gen.generate(rng);

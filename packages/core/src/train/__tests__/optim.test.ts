@@ -185,7 +185,14 @@ describe('clipping and accumulation', () => {
     const big = new Reg();
     const small = new Reg();
     const t1 = new Trainer<Batch>({ model: big, forward: forward(big), stepsPerEpoch: 1, optimizer: { lr: 0.05 }, maxGradNorm: 0.5 });
-    const t2 = new Trainer<Batch>({ model: small, forward: forward(small), stepsPerEpoch: 1, optimizer: { lr: 0.05 }, maxGradNorm: 0.5, accumulationSteps: 2 });
+    const t2 = new Trainer<Batch>({
+      model: small,
+      forward: forward(small),
+      stepsPerEpoch: 1,
+      optimizer: { lr: 0.05 },
+      maxGradNorm: 0.5,
+      accumulationSteps: 2,
+    });
     for (let s = 0; s < 3; s++) {
       const r1 = t1.trainStep([{ x: xs, y: ys }]);
       const r2 = t2.trainStep([

@@ -13,15 +13,15 @@ import { maskTokens, mlmLoss } from '../../objectives/mlm.js';
 import { Rng } from '../../runtime/rng.js';
 import type { TrainStepContext } from '../trainer.js';
 
-export const PAD = 0;
-export const CLS = 1;
-export const SEP = 2;
-export const MASK = 3;
+const PAD = 0;
+const CLS = 1;
+const SEP = 2;
+const MASK = 3;
 const COLORS = [4, 5, 6, 7];
 const SHAPES = [8, 9, 10, 11];
 const FILLERS = [12, 13, 14, 15];
-export const VOCAB = 16;
-export const SEQ = 7;
+const VOCAB = 16;
+const SEQ = 7;
 const IMAGE_DIM = 12;
 
 export interface ToyBatch {
@@ -194,7 +194,17 @@ export class ToyAlbef extends Module {
       const textAll = tf.concat([tf.transpose(textFeatM), this.queues.get('text_queue')], 1);
       const idsAll = [...batch.imageIds, ...this.queues.get('idx_queue').dataSync()];
       const soft = itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, this.temp);
-      const itc = itcLoss({ imageFeat, textFeat, temp: this.temp, imageFeatAll: imageAll, textFeatAll: textAll, imageIds: batch.imageIds, imageIdsAll: idsAll, softTargets: soft, alpha: ctx.alpha });
+      const itc = itcLoss({
+        imageFeat,
+        textFeat,
+        temp: this.temp,
+        imageFeatAll: imageAll,
+        textFeatAll: textAll,
+        imageIds: batch.imageIds,
+        imageIdsAll: idsAll,
+        softTargets: soft,
+        alpha: ctx.alpha,
+      });
 
       const negatives = sampleItmNegatives({ simI2t: itc.simI2t, simT2i: itc.simT2i, rng: ctx.rng.fork('itm'), imageIds: batch.imageIds });
       const pairs = itmPairs(negatives);

@@ -6,7 +6,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isVlError, VlError } from '../../errors.js';
+import { isVlError, type VlError } from '../../errors.js';
 import { Linear } from '../../nn/layers.js';
 import { Module } from '../../nn/module.js';
 import { combineLosses } from '../../objectives/losses.js';
