@@ -179,7 +179,8 @@ export class Albef extends Module {
 
   constructor(config: AlbefConfig, rng = new Rng(0), options: AlbefPretrainOptions = {}) {
     super();
-    ensureRuntime();
+    // Not awaited (a constructor cannot): starts the default runtime when the application chose none.
+    void ensureRuntime();
     this.config = config;
     this.options = options;
     const { albef_config: a, bert_config: b, vision_config: v } = config;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VlError, VlErrorCode } from '../../errors.js';
 import { readCheckpoint } from '../checkpoint-file.js';
-import { PickleObject, PyDict, unpickle } from '../pickle.js';
+import { PickleObject, type PyDict, unpickle } from '../pickle.js';
 import { readTorchCheckpoint } from '../torch-checkpoint.js';
 import { findTorchGlobal, TorchStorageRef, TorchStorageType } from '../torch-pickle.js';
 import { bytesSource, readZipDirectory, readZipEntry } from '../zip.js';
