@@ -69,7 +69,7 @@ export function blipConfig(dir: string): BlipConfigJson {
   return readJson(new URL(`${dir}/config.json`, FIXTURES)) as unknown as BlipConfigJson;
 }
 
-function blipVision(cfg: BlipConfigJson['vision_config'], rng: Rng): VisionTransformer {
+export function blipVision(cfg: BlipConfigJson['vision_config'], rng: Rng): VisionTransformer {
   return new VisionTransformer(
     {
       imageSize: cfg.image_size,

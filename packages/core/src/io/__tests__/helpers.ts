@@ -7,7 +7,7 @@ import { expect } from 'vitest';
 import { VlError, type VlErrorCode } from '../../errors.js';
 
 /** `<repo>/fixtures`, found from this file (src/io/__tests__ → five levels up). */
-const FIXTURES_DIR = fileURLToPath(new URL('../../../../../fixtures/', import.meta.url));
+export const FIXTURES_DIR = fileURLToPath(new URL('../../../../../fixtures/', import.meta.url));
 
 export const FIXTURE_CHECKPOINTS = {
   blipCaptioning: join(FIXTURES_DIR, 'blip-hf/blip-captioning-seed0'),
