@@ -29,6 +29,8 @@ export interface OpenTorchOptions {
   maxPickleBytes?: number;
   /** Check CRC-32 of every entry read (default true). */
   verifyCrc?: boolean;
+  /** A native CRC-32 (the node entry passes zlib's); default: the portable one. */
+  crc32?: (bytes: Uint8Array) => number;
 }
 
 function archiveError(source: ByteSource, entry: string | undefined, message: string, hint?: string): VlError {
@@ -245,6 +247,11 @@ export function materializeTensor(archive: TorchArchive, name: string, t: TorchT
   const size = ELEMENT_SIZE[dtype];
   const bytes = gather(storageBytes, size, t.offset, t.shape, t.stride, count);
   if (archive.byteorder === 'big' && size > 1) swapBytes(bytes, size);
+  if ((dtype === 'F32' || dtype === 'I32') && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) {
+    // gather returned fresh memory of exactly this tensor: use it as the tensor's data instead of copying again.
+    const data = dtype === 'F32' ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer);
+    return { dtype: dtype === 'F32' ? 'float32' : 'int32', shape: [...t.shape], data, fileDtype: dtype };
+  }
   try {
     return decodeTensor(
       name,
@@ -299,7 +306,7 @@ export function placeholderList(placeholders: Map<string, number>): string[] {
 
 /** Reads the state dict of a torch.save zip from any ByteSource; see readCheckpoint for files and folders. */
 export async function readTorchCheckpoint(source: ByteSource, options: ReadTorchOptions = {}): Promise<CheckpointTensors> {
-  const zip = await readZipDirectory(source);
+  const zip = await readZipDirectory(source, { crc32: options.crc32 });
   const archive = await openTorchArchive(zip, options);
   const location: StateDictLocation = locateStateDict(archive.root, options, `${source.name}: ${archive.prefix}data.pkl`);
   const tensors = await materializeStateDict(archive, location, options);

@@ -37,6 +37,13 @@ export interface ZipDirectory {
   entries: Map<string, ZipEntry>;
   /** Where the central directory starts: every entry's data ends before it. */
   directoryOffset: number;
+  /** The CRC-32 used to check entries (a native one where the runtime has it). */
+  crc32: (bytes: Uint8Array) => number;
+}
+
+export interface ZipOptions {
+  /** A faster CRC-32 than the portable one (Node's zlib.crc32); must return an unsigned 32-bit value. */
+  crc32?: (bytes: Uint8Array) => number;
 }
 
 /** Deflate can shrink data at most about 1032:1; a larger declared ratio is a lie (or a bomb). */
@@ -161,7 +168,7 @@ function applyZip64Extra(extra: Uint8Array, entry: ZipEntry, fail: (m: string) =
 }
 
 /** Reads and checks the central directory. Names must be unique; every entry must lie inside the file. */
-export async function readZipDirectory(source: ByteSource): Promise<ZipDirectory> {
+export async function readZipDirectory(source: ByteSource, options: ZipOptions = {}): Promise<ZipDirectory> {
   if (source.size < EOCD_SIZE) {
     throw zipError('CHECKPOINT_INVALID', source, undefined, `file is ${source.size} bytes, too short to be a zip archive (truncated?)`);
   }
@@ -207,7 +214,7 @@ export async function readZipDirectory(source: ByteSource): Promise<ZipDirectory
     entries.set(name, entry);
     at = end;
   }
-  return { source, entries, directoryOffset: where.offset };
+  return { source, entries, directoryOffset: where.offset, crc32: options.crc32 ?? crc32 };
 }
 
 /** Where an entry's data starts: after its local header, whose name and extra lengths may differ from the central ones. */
@@ -283,7 +290,7 @@ export async function readZipEntry(zip: ZipDirectory, entry: ZipEntry, options: 
       'save the checkpoint again with torch.save, which stores entries uncompressed'
     );
   }
-  if (options.verifyCrc !== false && crc32(bytes) !== entry.crc32) {
+  if (options.verifyCrc !== false && zip.crc32(bytes) >>> 0 !== entry.crc32) {
     throw zipError('CHECKPOINT_INVALID', source, entry.name, "CRC-32 mismatch: the entry's bytes are damaged");
   }
   return bytes;

@@ -8,7 +8,8 @@ import { readCheckpoint } from '../checkpoint-file.js';
 import { PickleObject, type PyDict, unpickle } from '../pickle.js';
 import { readTorchCheckpoint } from '../torch-checkpoint.js';
 import { findTorchGlobal, TorchStorageRef, TorchStorageType } from '../torch-pickle.js';
-import { bytesSource, readZipDirectory, readZipEntry } from '../zip.js';
+import { crc32 as zlibCrc32 } from 'node:zlib';
+import { bytesSource, crc32, readZipDirectory, readZipEntry } from '../zip.js';
 import { catchVlErrorAsync, FIXTURES_DIR, makeTempDir } from './helpers.js';
 import { buildZip, f32Bytes, PickleWriter, stateDictPickle, torchZip, TORCH_FIXTURES, type ZipInput } from './torch-helpers.js';
 
@@ -300,6 +301,11 @@ describe('sharded indexes', () => {
 });
 
 describe('zip entries read back as written', () => {
+  it('the portable CRC-32 agrees with zlib', () => {
+    const bytes = Uint8Array.from({ length: 100_003 }, (_, i) => (i * 2654435761) >>> 24);
+    for (const b of [new Uint8Array(0), bytes.subarray(0, 1), bytes]) expect(crc32(b)).toBe(zlibCrc32(b) >>> 0);
+  });
+
   it('stored and deflated entries round-trip through the reader', async () => {
     const data = Uint8Array.from({ length: 5000 }, (_, i) => (i * 31) & 0xff);
     const zip = await readZipDirectory(
