@@ -1,7 +1,7 @@
 // Where a checkpoint keeps its state dict: bare, or under `model` (BLIP, BEiT-3, ALBEF), `state_dict`
 // (Lightning, keys prefixed by the module attribute), `module` (DeepSpeed) — found, overridable, reported. Browser-safe.
 import { VlError } from '../errors.js';
-import { describe, PyDict, type PyValue } from './pickle.js';
+import { describe, PickleObject, PyDict, type PyValue } from './pickle.js';
 import { TorchTensorRef } from './torch-pickle.js';
 
 export interface StateDictOptions {
@@ -94,9 +94,12 @@ export function locateStateDict(root: PyValue, options: StateDictOptions, subjec
         `no state dict found: the top level is ${describe(root)}${rootDict ? ` with keys ${keysText(rootDict)}` : ''}`,
         {
           subject,
-          hint: `a state dict is a dict of tensors, bare or under one of ${STATE_DICT_KEYS.join(
-            ', '
-          )}; name the key that holds it (key option / --key)`,
+          hint:
+            root instanceof PickleObject
+              ? 'the file holds a pickled Python object (e.g. torch.save(model)), not a state dict; ' +
+                'in Python: torch.save(torch.load(path, weights_only=False).state_dict(), "model.pth")'
+              : `a state dict is a dict of tensors, bare or under one of ${STATE_DICT_KEYS.join(', ')}; ` +
+                'name the key that holds it (key option / --key)',
         }
       );
     }

@@ -199,6 +199,7 @@ describe('hostile pickles', () => {
     const pkl = new PickleWriter().global('evil', 'Loader').mark().str('x').tuple().reduce().stop();
     const err = await fails(withPickle(pkl), 'CHECKPOINT_INVALID');
     expect(err.message).toContain('no state dict found: the top level is a placeholder evil.Loader');
+    expect(err.hint).toContain('pickled Python object');
   });
 
   it('deep nesting fails or is handled without recursion', async () => {
