@@ -40,7 +40,7 @@ export async function findCheckpointFile(dir: string): Promise<string> {
     {
       subject: dir,
       hint: `pass the file itself, or use one of the names ${CHECKPOINT_FILE_NAMES.join(', ')}`,
-    }
+    },
   );
 }
 
@@ -70,7 +70,7 @@ export async function readCheckpoint(path: string, options: ReadCheckpointOption
       {
         subject: file,
         hint: 'leave the key out for safetensors files',
-      }
+      },
     );
   }
   const shard = await openSafetensorsShard(file);

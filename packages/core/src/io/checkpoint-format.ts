@@ -40,7 +40,7 @@ export function unsupportedFormatError(subject: string, format: SniffedFormat): 
       return new VlError(
         'CHECKPOINT_UNSUPPORTED',
         'this is the legacy torch.save format (PyTorch < 1.6, or _use_new_zipfile_serialization=False): a bare pickle stream, not a zip',
-        { subject, hint: CONVERT_HINT }
+        { subject, hint: CONVERT_HINT },
       );
     case 'torch-legacy-tar':
       return new VlError('CHECKPOINT_UNSUPPORTED', 'this is the tar-based torch.save format of PyTorch ≤ 0.3', {

@@ -18,7 +18,15 @@ export {
 } from './safetensors.js';
 export { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from './safetensors-file.js';
 export { formatSchemaIssues, parseJsonText, readJsonFile, validateConfig, writeJsonFile } from './json-file.js';
-export { formatJsonPath, JsonParseError, jsonPathJoin, parseJsonStrict, type JsonObject, type JsonValue, type StrictJsonOptions } from './json-strict.js';
+export {
+  formatJsonPath,
+  JsonParseError,
+  jsonPathJoin,
+  parseJsonStrict,
+  type JsonObject,
+  type JsonValue,
+  type StrictJsonOptions,
+} from './json-strict.js';
 export {
   bytesSource,
   crc32,

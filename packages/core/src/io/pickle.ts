@@ -24,7 +24,10 @@ export class PySet {
 
 /** A global that is not on the allow-list: it can be stored, listed and compared, never called. */
 export class PickleGlobal {
-  constructor(readonly module: string, readonly name: string) {}
+  constructor(
+    readonly module: string,
+    readonly name: string,
+  ) {}
   get qualifiedName(): string {
     return `${this.module}.${this.name}`;
   }
@@ -38,12 +41,19 @@ export class PickleObject {
   state: PyValue | undefined = undefined;
   readonly listItems: PyValue[] = [];
   readonly dictItems = new Map<PyValue, PyValue>();
-  constructor(readonly global: PickleGlobal, readonly args: readonly PyValue[], readonly kwargs: PyValue | undefined = undefined) {}
+  constructor(
+    readonly global: PickleGlobal,
+    readonly args: readonly PyValue[],
+    readonly kwargs: PyValue | undefined = undefined,
+  ) {}
 }
 
 /** An allow-listed global: a JS function that builds a value from plain arguments and runs nothing else. */
 export class PickleCallable {
-  constructor(readonly qualifiedName: string, readonly call: (args: readonly PyValue[]) => PyValue) {}
+  constructor(
+    readonly qualifiedName: string,
+    readonly call: (args: readonly PyValue[]) => PyValue,
+  ) {}
 }
 
 /** Values the caller's hooks create (tensors, storages); the interpreter only moves them around. */
@@ -258,7 +268,11 @@ class Unpickler {
   private readonly maxLongBytes: number;
   private opStart = 0;
 
-  constructor(private readonly bytes: Uint8Array, private readonly hooks: UnpickleHooks, private readonly options: UnpickleOptions) {
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly hooks: UnpickleHooks,
+    private readonly options: UnpickleOptions,
+  ) {
     this.maxMarkDepth = options.maxMarkDepth ?? 256;
     this.maxLongBytes = options.maxLongBytes ?? 4096;
   }
@@ -266,7 +280,7 @@ class Unpickler {
   fail(
     message: string,
     code: 'CHECKPOINT_INVALID' | 'CHECKPOINT_UNSAFE' | 'CHECKPOINT_UNSUPPORTED' = 'CHECKPOINT_INVALID',
-    hint = MARK_HINT
+    hint = MARK_HINT,
   ): never {
     throw new VlError(code, `pickle byte ${this.opStart}: ${message}`, { subject: this.options.subject, hint });
   }
@@ -352,7 +366,7 @@ class Unpickler {
       this.fail(
         `refers to ${module}.${name}, which can run code; nothing was run`,
         'CHECKPOINT_UNSAFE',
-        'do not use this file: it tries to run code when loaded. Get the checkpoint from its original source'
+        'do not use this file: it tries to run code when loaded. Get the checkpoint from its original source',
       );
     }
     const allowed = this.hooks.findGlobal(module, name);

@@ -55,7 +55,7 @@ export async function readShardIndex(path: string): Promise<ShardIndex> {
         {
           subject: path,
           hint: 'shards must sit next to the index; a path in weight_map is refused',
-        }
+        },
       );
     }
     weightMap.set(name, file);

@@ -100,7 +100,7 @@ export function locateStateDict(root: PyValue, options: StateDictOptions, subjec
                 'in Python: torch.save(torch.load(path, weights_only=False).state_dict(), "model.pth")'
               : `a state dict is a dict of tensors, bare or under one of ${STATE_DICT_KEYS.join(', ')}; ` +
                 'name the key that holds it (key option / --key)',
-        }
+        },
       );
     }
     container = found === '' ? '(root)' : found;

@@ -54,7 +54,7 @@ function findRecordPrefix(zip: ZipDirectory): string {
       {
         subject: zip.source.name,
         hint: "in Python: m = torch.jit.load(path); torch.save(m.state_dict(), 'model.pth')",
-      }
+      },
     );
   }
   return prefix;
@@ -101,7 +101,7 @@ export async function openTorchArchive(zip: ZipDirectory, options: OpenTorchOpti
         throw new VlError(
           'CHECKPOINT_INVALID',
           `storage ${key} is declared twice, as ${seen.type.name}×${seen.numel} and ${type.name}×${numel}`,
-          { subject }
+          { subject },
         );
       }
       return seen;
@@ -142,7 +142,7 @@ function gather(
   offset: number,
   shape: readonly number[],
   stride: readonly number[],
-  count: number
+  count: number,
 ): Uint8Array {
   const rank = shape.length;
   let contiguous = true;
@@ -190,7 +190,7 @@ function checkView(t: TorchTensorRef, fail: (m: string) => never): number {
     fail(
       `shape ${shapeText}, stride [${t.stride.join(',')}] and offset ${t.offset} reach element ${last}, outside its storage of ${
         t.storage.numel
-      }`
+      }`,
     );
   }
   if (count > BigInt(t.storage.numel) && count > BigInt(TORCH_MAX_BROADCAST_ELEMENTS)) {
@@ -219,7 +219,7 @@ export function storageReader(archive: TorchArchive, options: OpenTorchOptions =
       throw archiveError(
         zip.source,
         name,
-        `the entry is ${entry.size} bytes, ${rel} the ${bytes} bytes of ${storage.type.name}×${storage.numel} the pickle declares`
+        `the entry is ${entry.size} bytes, ${rel} the ${bytes} bytes of ${storage.type.name}×${storage.numel} the pickle declares`,
       );
     }
     return readZipEntry(zip, entry, { maxBytes: bytes, verifyCrc: options.verifyCrc });
@@ -240,7 +240,7 @@ export function materializeTensor(archive: TorchArchive, name: string, t: TorchT
       {
         subject: `${archive.zip.source.name}: ${entryName}`,
         hint: 'convert it in PyTorch first (e.g. t.float() for complex or quantized tensors), or leave it out of the state dict',
-      }
+      },
     );
   }
   const count = checkView(t, fail);
@@ -257,7 +257,7 @@ export function materializeTensor(archive: TorchArchive, name: string, t: TorchT
       name,
       { dtype, shape: [...t.shape], dataOffsets: [0, bytes.length] },
       bytes,
-      `${archive.zip.source.name}: ${entryName}`
+      `${archive.zip.source.name}: ${entryName}`,
     );
   } catch (cause) {
     if (cause instanceof VlError)
@@ -328,7 +328,7 @@ export async function readTorchCheckpoint(source: ByteSource, options: ReadTorch
 export async function materializeStateDict(
   archive: TorchArchive,
   location: StateDictLocation,
-  options: ReadTorchOptions = {}
+  options: ReadTorchOptions = {},
 ): Promise<Map<string, HostTensor>> {
   const byStorage = new Map<string, Array<[string, TorchTensorRef]>>();
   for (const [name, ref] of location.tensors) {

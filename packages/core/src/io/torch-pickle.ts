@@ -9,13 +9,21 @@ import type { SafetensorsDtype } from './safetensors.js';
 /** A storage class global (`torch.FloatStorage`…); `dtype` is undefined for kinds this reader cannot decode. */
 export class TorchStorageType implements PickleOpaque {
   readonly pickleOpaque = 'a torch storage class';
-  constructor(readonly name: string, readonly dtype: SafetensorsDtype | undefined) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: SafetensorsDtype | undefined,
+  ) {}
 }
 
 /** A storage named by a persistent id: its bytes are the zip entry `data/<key>`, read only when needed. */
 export class TorchStorageRef implements PickleOpaque {
   readonly pickleOpaque = 'a torch storage';
-  constructor(readonly key: string, readonly type: TorchStorageType, readonly numel: number, readonly location: string) {}
+  constructor(
+    readonly key: string,
+    readonly type: TorchStorageType,
+    readonly numel: number,
+    readonly location: string,
+  ) {}
 }
 
 /** A tensor as `_rebuild_tensor_v2` describes it: a strided view of a storage. */
@@ -25,7 +33,7 @@ export class TorchTensorRef implements PickleOpaque {
     readonly storage: TorchStorageRef,
     readonly offset: number,
     readonly shape: readonly number[],
-    readonly stride: readonly number[]
+    readonly stride: readonly number[],
   ) {}
 }
 
@@ -159,7 +167,7 @@ const ALLOWED: ReadonlyMap<string, PyValue> = new Map<string, PyValue>([
     'builtins.frozenset',
     new PickleCallable(
       'builtins.frozenset',
-      (a) => new PySet(a[0] instanceof PyTuple ? [...a[0].items] : Array.isArray(a[0]) ? [...a[0]] : [])
+      (a) => new PySet(a[0] instanceof PyTuple ? [...a[0].items] : Array.isArray(a[0]) ? [...a[0]] : []),
     ),
   ],
   ['_codecs.encode', new PickleCallable('_codecs.encode', codecsEncode)],

@@ -59,7 +59,7 @@ export function zipError(
   entry: string | undefined,
   message: string,
   hint?: string,
-  cause?: unknown
+  cause?: unknown,
 ): VlError {
   const subject = entry === undefined ? source.name : `${source.name}: ${entry}`;
   return new VlError(code, message, {
@@ -101,7 +101,7 @@ async function findEndRecord(source: ByteSource): Promise<{ tail: Uint8Array; ta
     'CHECKPOINT_INVALID',
     source,
     undefined,
-    `no zip end-of-central-directory record in the last ${tailLength} bytes (the file is truncated or is not a zip)`
+    `no zip end-of-central-directory record in the last ${tailLength} bytes (the file is truncated or is not a zip)`,
   );
 }
 
@@ -146,7 +146,7 @@ async function locateDirectory(source: ByteSource): Promise<DirectoryLocation> {
 
 /** Applies a zip64 extra field (id 1) to the 32-bit fields that hold their 0xFFFF… markers. */
 function applyZip64Extra(extra: Uint8Array, entry: ZipEntry, fail: (m: string) => never): void {
-  for (let at = 0; at + 4 <= extra.length; ) {
+  for (let at = 0; at + 4 <= extra.length;) {
     const id = u16(extra, at);
     const len = u16(extra, at + 2);
     const body = at + 4;
@@ -208,7 +208,7 @@ export async function readZipDirectory(source: ByteSource, options: ZipOptions =
         source,
         name,
         `the entry's data (local header at ${entry.localHeaderOffset}, ${entry.compressedSize} bytes) ` +
-          'overlaps the central directory or runs past the file'
+          'overlaps the central directory or runs past the file',
       );
     }
     entries.set(name, entry);
@@ -230,7 +230,7 @@ async function dataStart(source: ByteSource, entry: ZipEntry, directoryEnd: numb
       'CHECKPOINT_INVALID',
       source,
       entry.name,
-      `the entry's data [${start}, ${start + entry.compressedSize}) runs past the file's data (truncated?)`
+      `the entry's data [${start}, ${start + entry.compressedSize}) runs past the file's data (truncated?)`,
     );
   }
   const localName = new TextDecoder().decode(await source.read(entry.localHeaderOffset + LFH_SIZE, nameLength));
@@ -239,7 +239,7 @@ async function dataStart(source: ByteSource, entry: ZipEntry, directoryEnd: numb
       'CHECKPOINT_INVALID',
       source,
       entry.name,
-      `the local header names ${JSON.stringify(localName)}, not the central directory's name`
+      `the local header names ${JSON.stringify(localName)}, not the central directory's name`,
     );
   }
   return start;
@@ -264,7 +264,7 @@ export async function readZipEntry(zip: ZipDirectory, entry: ZipEntry, options: 
       'CHECKPOINT_INVALID',
       source,
       entry.name,
-      `the entry is ${entry.size} bytes, over the ${options.maxBytes}-byte limit for it`
+      `the entry is ${entry.size} bytes, over the ${options.maxBytes}-byte limit for it`,
     );
   }
   const start = await dataStart(source, entry, zip.directoryOffset);
@@ -275,7 +275,7 @@ export async function readZipEntry(zip: ZipDirectory, entry: ZipEntry, options: 
         'CHECKPOINT_INVALID',
         source,
         entry.name,
-        `a stored entry has compressed size ${entry.compressedSize} but size ${entry.size}`
+        `a stored entry has compressed size ${entry.compressedSize} but size ${entry.size}`,
       );
     }
     bytes = await source.read(start, entry.size);
@@ -287,7 +287,7 @@ export async function readZipEntry(zip: ZipDirectory, entry: ZipEntry, options: 
       source,
       entry.name,
       `compression method ${entry.method} is not supported (only stored and deflate)`,
-      'save the checkpoint again with torch.save, which stores entries uncompressed'
+      'save the checkpoint again with torch.save, which stores entries uncompressed',
     );
   }
   if (options.verifyCrc !== false && zip.crc32(bytes) >>> 0 !== entry.crc32) {
@@ -305,7 +305,7 @@ export async function readStoredRange(zip: ZipDirectory, entry: ZipEntry, offset
       'CHECKPOINT_INVALID',
       source,
       entry.name,
-      `bytes [${offset}, ${offset + length}) are outside the entry's ${entry.size} bytes`
+      `bytes [${offset}, ${offset + length}) are outside the entry's ${entry.size} bytes`,
     );
   }
   const start = await dataStart(source, entry, zip.directoryOffset);
@@ -320,7 +320,7 @@ async function inflateEntry(source: ByteSource, entry: ZipEntry, start: number):
       'CHECKPOINT_INVALID',
       source,
       entry.name,
-      `declares ${entry.size} bytes from ${entry.compressedSize} compressed bytes, more than deflate can produce (a zip bomb?)`
+      `declares ${entry.size} bytes from ${entry.compressedSize} compressed bytes, more than deflate can produce (a zip bomb?)`,
     );
   }
   if (typeof DecompressionStream === 'undefined') {
@@ -329,7 +329,7 @@ async function inflateEntry(source: ByteSource, entry: ZipEntry, start: number):
       source,
       entry.name,
       'the entry is deflated and this runtime has no DecompressionStream',
-      'use Node 18+ or a current browser'
+      'use Node 18+ or a current browser',
     );
   }
   const out = new Uint8Array(entry.size);
@@ -354,7 +354,7 @@ async function inflateEntry(source: ByteSource, entry: ZipEntry, start: number):
           'CHECKPOINT_INVALID',
           source,
           entry.name,
-          `inflates past its declared ${entry.size} bytes (a zip bomb?); stopped there`
+          `inflates past its declared ${entry.size} bytes (a zip bomb?); stopped there`,
         );
       }
       out.set(value, written);

@@ -78,7 +78,7 @@ describe('damaged archives', () => {
   it('a missing storage entry names the entry', async () => {
     const err = await fails(
       archive((e) => e.filter((x) => x.name !== 'archive/data/1')),
-      'CHECKPOINT_INVALID'
+      'CHECKPOINT_INVALID',
     );
     expect(err.subject).toBe('bad.pth: archive/data/1');
     expect(err.message).toContain('storage 1 is referenced by the pickle');
@@ -131,7 +131,7 @@ describe('damaged archives', () => {
     const big = new Uint8Array(new BigInt64Array([1n, 1n << 40n]).buffer);
     const err = await fails(
       torchZip(stateDictPickle({ ids: { key: '0', numel: 2, shape: [2], storageType: 'LongStorage' } }), { '0': big }),
-      'CHECKPOINT_INVALID'
+      'CHECKPOINT_INVALID',
     );
     expect(err.subject).toBe('bad.pth: archive/data/0');
     expect(err.message).toContain('"ids"');
@@ -251,7 +251,7 @@ describe('zip bombs', () => {
 
   it('a deflated storage that inflates past its declared size stops there', async () => {
     const bytes = archive((e) =>
-      e.map((x) => (x.name === 'archive/data/0' ? { name: x.name, data: bomb, deflate: true, declaredSize: 16 } : x))
+      e.map((x) => (x.name === 'archive/data/0' ? { name: x.name, data: bomb, deflate: true, declaredSize: 16 } : x)),
     );
     const err = await fails(bytes, 'CHECKPOINT_INVALID');
     expect(err.subject).toBe('bad.pth: archive/data/0');
@@ -266,7 +266,7 @@ describe('zip bombs', () => {
     const big = archive((e) => e.map((x) => (x.name === 'archive/data.pkl' ? { name: x.name, data: bomb, deflate: true } : x)));
     const capped = await catchVlErrorAsync(
       () => readTorchCheckpoint(bytesSource(big, 'bad.pth'), { maxPickleBytes: 1 << 20 }),
-      'CHECKPOINT_INVALID'
+      'CHECKPOINT_INVALID',
     );
     expect(capped.message).toContain('over the 1048576-byte limit');
   });
@@ -314,8 +314,8 @@ describe('zip entries read back as written', () => {
         buildZip([
           { name: 's', data },
           { name: 'd', data, deflate: true },
-        ])
-      )
+        ]),
+      ),
     );
     for (const name of ['s', 'd']) {
       const got = await readZipEntry(zip, zip.entries.get(name)!, { maxBytes: 1 << 20 });

@@ -75,7 +75,7 @@ describe('generated torch.save files', () => {
     expect([...kept.tensors.keys()].every((k) => k.startsWith('model.'))).toBe(true);
     const err = await catchVlErrorAsync(
       () => readCheckpoint(join(TORCH_FIXTURES, 'lightning.ckpt'), { key: 'hyper_parameters' }),
-      'CHECKPOINT_INVALID'
+      'CHECKPOINT_INVALID',
     );
     expect(err.message).toContain('"hyper_parameters" holds a placeholder argparse.Namespace');
   });
@@ -100,7 +100,7 @@ describe('generated torch.save files', () => {
     const keep = [...zip.entries.values()].filter((e) => !/\/data\/([4-9]|\d\d)$/.test(e.name));
     expect(keep.length).toBeLessThan(zip.entries.size);
     const pruned = buildZip(
-      await Promise.all(keep.map(async (e) => ({ name: e.name, data: await readZipEntry(zip, e, { maxBytes: 1 << 20 }) })))
+      await Promise.all(keep.map(async (e) => ({ name: e.name, data: await readZipEntry(zip, e, { maxBytes: 1 << 20 }) }))),
     );
     const { tensors } = await readTorchCheckpoint(bytesSource(pruned, 'pruned.pth'));
     for (const [name, t] of full.tensors) expect(sameBytes(tensors.get(name)!.data, t.data), name).toBe(true);

@@ -52,7 +52,7 @@ async function loadBase(name: string): Promise<Base> {
   const bytes = new Uint8Array(await readFile(join(TORCH_FIXTURES, name)));
   const zip = await readZipDirectory(bytesSource(bytes));
   const entries = await Promise.all(
-    [...zip.entries.values()].map(async (e) => ({ name: e.name, data: await readZipEntry(zip, e, { maxBytes: 1 << 20 }) }))
+    [...zip.entries.values()].map(async (e) => ({ name: e.name, data: await readZipEntry(zip, e, { maxBytes: 1 << 20 }) })),
   );
   return { name, bytes, entries };
 }
@@ -113,14 +113,14 @@ function mutate(base: Base, rng: Rng): { bytes: Uint8Array; kind: string; verify
       data.set(e.data.subarray(0, Math.min(n, e.data.length)));
       return withEntries(
         base.entries.map((x, j) => (j === i ? { ...x, data } : x)),
-        'resize entry'
+        'resize entry',
       );
     }
     case 7: {
       const i = rng.int(base.entries.length);
       return withEntries(
         base.entries.filter((_, j) => j !== i),
-        'drop entry'
+        'drop entry',
       );
     }
     default: {
@@ -134,7 +134,7 @@ function mutate(base: Base, rng: Rng): { bytes: Uint8Array; kind: string; verify
       ]);
       return withEntries(
         base.entries.map((x, j) => (j === i ? { ...x, name: to } : x)),
-        'rename entry'
+        'rename entry',
       );
     }
   }
