@@ -121,6 +121,16 @@ describe('generated torch.save files', () => {
     }
   });
 
+  it('reads the Hugging Face BLIP fixture saved as pytorch_model.bin bit-identically to its model.safetensors', async () => {
+    const bin = await readCheckpoint(join(TORCH_FIXTURES, 'blip-hf-captioning.bin'));
+    const st = await readSafetensorsFile(join(FIXTURES_DIR, 'blip-hf/blip-captioning-seed0/model.safetensors'));
+    expect(bin.tensors.size).toBe(st.tensors.size);
+    for (const [name, want] of st.tensors) {
+      expect(bin.tensors.get(name)?.shape, name).toEqual(want.shape);
+      expect(sameBytes(bin.tensors.get(name)!.data, want.data), name).toBe(true);
+    }
+  });
+
   it('refuses the legacy (pre-1.6) format, naming it and how to convert', async () => {
     const err = await catchVlErrorAsync(() => readCheckpoint(join(TORCH_FIXTURES, 'legacy.pth')), 'CHECKPOINT_UNSUPPORTED');
     expect(err.message).toContain('legacy torch.save format');
