@@ -11,6 +11,7 @@ export type VlErrorCode =
   | 'CONFIG_INVALID'
   | 'SHAPE_MISMATCH'
   | 'INVALID_ARGUMENT'
+  | 'ROUTE_INVALID'
   | 'DATA_INVALID'
   | 'IMAGE_INVALID'
   | 'NON_FINITE_LOSS'

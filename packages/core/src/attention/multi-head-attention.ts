@@ -20,7 +20,7 @@ import { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
 import type { AttentionCache } from './kv-cache.js';
 import { BERT_MASK_VALUE, causalAllowed } from './masks.js';
-import { Multiway, TORCHSCALE_MULTIWAY_NAMES, type MultiwayNames, type Route } from './routing.js';
+import { type ExpertNaming, Multiway, type Route } from '../blocks/multiway.js';
 
 export type QkvLayout = 'separate' | 'fused' | 'in_proj';
 /** 'qv': no key bias (BEiT/VLMo register `q_bias` and `v_bias` and use zeros for k). */
@@ -75,8 +75,11 @@ export interface MultiHeadAttentionConfig {
   outBias?: boolean;
   /** Sub-LN epsilon: adds a LayerNorm on the merged heads before the output projection (BEiT-3). */
   innerNormEps?: number | null;
-  /** Projections (and inner norm) duplicated per modality, torchscale style. Only for layout 'separate'. */
-  multiway?: boolean | MultiwayNames;
+  /**
+   * One copy of q/k/v/out and the inner norm per expert, torchscale style (BEiT-3); every forward then
+   * needs a route. Only for layout 'separate'.
+   */
+  multiway?: ExpertNaming;
   /** Dropout on attention probabilities (HF `attention_probs_dropout_prob`). Default 0. */
   attentionDropout?: number;
   names?: Partial<AttentionNames>;
@@ -97,7 +100,7 @@ export interface AttentionForwardOptions {
   maskValue?: number;
   /** Self cache: appends this step. Cross cache: computed on first use, then reused (context ignored). */
   cache?: AttentionCache | null;
-  /** Modality routing for multiway projections. */
+  /** Which expert each token uses; required when the projections are multiway, ignored otherwise. */
   route?: Route;
   rng?: Rng;
   outputAttentions?: boolean;
@@ -110,7 +113,7 @@ export type AttentionOutput = {
   attentions?: tf.Tensor;
 };
 
-type Projector = (x: tf.Tensor, route: Route) => tf.Tensor;
+type Projector = (x: tf.Tensor, route: Route | undefined) => tf.Tensor;
 
 export class MultiHeadAttention extends Module {
   readonly hiddenSize: number;
@@ -127,6 +130,8 @@ export class MultiHeadAttention extends Module {
   private readonly toOut: Projector | null;
   private readonly innerNorm: Projector | null;
   private readonly dropout: Dropout;
+  /** Projections have experts: forwards need a route over x's tokens. */
+  private readonly multiway: boolean;
 
   constructor(config: MultiHeadAttentionConfig, rng: Rng) {
     super();
@@ -144,20 +149,18 @@ export class MultiHeadAttention extends Module {
     const names = { ...DEFAULT_NAMES, ...config.names };
     const bias = config.qkvBias ?? 'full';
     const init = config.init ?? bertInit;
-    const multiwayNames = config.multiway === true ? TORCHSCALE_MULTIWAY_NAMES : config.multiway || null;
-    if (multiwayNames && this.layout !== 'separate') {
+    const experts = config.multiway ?? null;
+    this.multiway = experts !== null;
+    if (experts && this.layout !== 'separate') {
       throw new VlError('CONFIG_INVALID', 'multiway attention needs the separate q/k/v layout (torchscale)', {
         subject: 'MultiHeadAttention',
       });
     }
 
-    // A projection is a Linear, or a Multiway pair of them routed per token.
+    // A projection is a Linear, or one Linear per expert with tokens routed among them.
     const makeLinear = (name: string, inF: number, outF: number, withBias: boolean): Projector => {
-      if (multiwayNames) {
-        const mw = this.registerModule(
-          name,
-          new Multiway(() => new Linear(inF, outF, rng, { bias: withBias, init }), multiwayNames),
-        );
+      if (experts) {
+        const mw = Multiway.place(this, name, experts, () => new Linear(inF, outF, rng, { bias: withBias, init }));
         return (x, route) => mw.forward(x, route, (l, p) => l.forward(p));
       }
       const lin = this.registerModule(name, new Linear(inF, outF, rng, { bias: withBias, init }));
@@ -222,8 +225,8 @@ export class MultiHeadAttention extends Module {
     this.innerNorm = null;
     if (config.innerNormEps != null) {
       const eps = config.innerNormEps;
-      if (multiwayNames) {
-        const mw = this.registerModule(names.innerNorm, new Multiway(() => new LayerNorm(d, eps), multiwayNames));
+      if (experts) {
+        const mw = Multiway.place(this, names.innerNorm, experts, () => new LayerNorm(d, eps));
         this.innerNorm = (x, route) => mw.forward(x, route, (n, p) => n.forward(p));
       } else {
         const ln = this.registerModule(names.innerNorm, new LayerNorm(d, eps));
@@ -251,9 +254,15 @@ export class MultiHeadAttention extends Module {
         subject: 'MultiHeadAttention.forward',
       });
     }
-    const route: Route = options.route ?? 'vision';
+    const route = options.route;
     const cache = options.cache ?? null;
     const context = options.context ?? null;
+    if (this.multiway && context) {
+      throw new VlError('INVALID_ARGUMENT', 'multiway attention is self-attention only: a route names the tokens of x', {
+        subject: 'MultiHeadAttention.forward',
+        hint: 'use shared projections for cross-attention',
+      });
+    }
     if (cache && (cache.kind === 'self' ? context !== null : context === null && !cache.filled)) {
       throw new VlError('INVALID_ARGUMENT', `a ${cache.kind}-attention cache was passed to ${context ? 'cross' : 'self'}-attention`, {
         subject: 'MultiHeadAttention.forward',

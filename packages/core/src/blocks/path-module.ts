@@ -21,38 +21,43 @@ function splitPath(path: string): [string[], string] {
   return [parts, last];
 }
 
-export abstract class PathModule extends Module {
-  /** The container at `segments` below this module, created when absent. */
-  protected containerAt(segments: readonly string[]): Container | null {
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- a cursor that walks down from this module
-    let node: Module = this;
-    for (const seg of segments) {
-      const existing = node.namedChildren().find(([n]) => n === seg)?.[1];
-      node = existing ?? node.registerModule(seg, new Container());
-    }
-    if (node === this) return null;
-    if (!(node instanceof Container)) throw new Error(`'${segments.join('.')}' is a ${node.constructor.name}, not a container`);
-    return node;
+/** The container at `segments` below `owner`, created when absent; null for no segments. */
+function containerAt(owner: Module, segments: readonly string[]): Container | null {
+  let node: Module = owner;
+  for (const seg of segments) {
+    const existing = node.namedChildren().find(([n]) => n === seg)?.[1];
+    node = existing ?? node.registerModule(seg, new Container());
   }
+  if (node === owner) return null;
+  if (!(node instanceof Container)) throw new Error(`'${segments.join('.')}' is a ${node.constructor.name}, not a container`);
+  return node;
+}
 
+/**
+ * Registers `module` under `owner` at a dotted path ('encoder.layer_norm.A'), creating containers
+ * on the way; for modules that are not PathModules themselves (attention's multiway projections).
+ */
+export function placeModuleAt<T extends Module>(owner: Module, path: string, module: T): T {
+  const [parents, name] = splitPath(path);
+  return (containerAt(owner, parents) ?? owner).registerModule(name, module);
+}
+
+export abstract class PathModule extends Module {
   /** Registers a parameter at a dotted path; takes ownership of `value`. */
   protected placeParameter(path: string, value: tf.Tensor): tf.Variable {
     const [parents, name] = splitPath(path);
-    const c = this.containerAt(parents);
+    const c = containerAt(this, parents);
     return c ? c.addParameter(name, value) : this.registerParameter(name, value);
   }
 
   /** Registers a child module at a dotted path. */
   protected placeModule<T extends Module>(path: string, module: T): T {
-    const [parents, name] = splitPath(path);
-    const c = this.containerAt(parents);
-    return (c ?? this).registerModule(name, module);
+    return placeModuleAt(this, path, module);
   }
 
   /** Registers a list of modules at a dotted path ('encoder.layers' → encoder.layers.0.…). */
   protected placeModuleList<T extends Module>(path: string, modules: readonly T[]): ModuleList<T> {
     const [parents, name] = splitPath(path);
-    const c = this.containerAt(parents);
-    return (c ?? this).registerModuleList(name, modules);
+    return (containerAt(this, parents) ?? this).registerModuleList(name, modules);
   }
 }

@@ -1,7 +1,8 @@
 // Pre-LN transformer layer: x + drop_path(γ₁·attn(norm1(x))), then x + drop_path(γ₂·mlp(norm2(x))).
 // One class for BLIP vision (HF `BlipEncoderLayer`), timm `Block`, BEiT/VLMo blocks with layer
 // scale, torchscale `EncoderLayer` (sub-LN) and open_clip `ResidualAttentionBlock`, including its
-// cross-attention form (`ln_1_kv`), chosen by flags and names rather than copies.
+// cross-attention form (`ln_1_kv`), chosen by flags and names rather than copies. With `experts`, the
+// chosen parts get one copy per Multiway expert (VLMo, BEiT-3; see multiway.ts and multiway-layer.ts).
 //
 // Parameter names (BLIP vision preset; see the presets below for the others):
 //   layer_norm1.{weight,bias}, self_attn.qkv.{weight [3D, D], bias [3D]},
@@ -20,9 +21,12 @@ import {
 } from '../attention/multi-head-attention.js';
 import type { Activation } from '../nn/layers.js';
 import { LayerNorm } from '../nn/layers.js';
+import { VlError } from '../errors.js';
+import type { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
 import { DropPath } from './drop-path.js';
 import { FeedForward, type FeedForwardNames, OPEN_CLIP_MLP_NAMES } from './feed-forward.js';
+import { type ExpertNaming, Multiway, type Route } from './multiway.js';
 import { PathModule } from './path-module.js';
 
 export interface TransformerLayerNames {
@@ -90,6 +94,15 @@ export const TORCHSCALE_LAYER_NAMES: TransformerLayerNames = {
   mlpNames: {},
 };
 
+/** The parts of a layer that can have Multiway experts ('attention': its q/k/v/out projections and inner norm). */
+export type LayerPart = 'norm1' | 'attention' | 'norm2' | 'mlp';
+
+export interface LayerExperts {
+  naming: ExpertNaming;
+  /** The parts with one copy per expert; the others are shared by every token. */
+  parts: readonly LayerPart[];
+}
+
 export interface TransformerLayerConfig {
   hiddenSize: number;
   numHeads: number;
@@ -113,6 +126,8 @@ export interface TransformerLayerConfig {
   dropPath?: number;
   attentionDropout?: number;
   names?: Partial<TransformerLayerNames>;
+  /** Multiway experts for some parts; every forward then needs a `route`. */
+  experts?: LayerExperts;
 }
 
 export interface TransformerLayerForward {
@@ -122,6 +137,8 @@ export interface TransformerLayerForward {
   /** Keys/values source for attentionKind 'cross' [B, S, kvSize]. */
   context?: tf.Tensor | null;
   cache?: AttentionCache | null;
+  /** Which expert each token uses; required when the layer has experts, ignored otherwise. */
+  route?: Route;
   rng?: Rng;
   outputAttentions?: boolean;
 }
@@ -136,16 +153,30 @@ export function layerScale(x: tf.Tensor, gamma: tf.Tensor | null): tf.Tensor {
   return gamma ? tf.mul(x, gamma) : x;
 }
 
+/** One module for every token, or the experts of a Multiway part. */
+export type LayerPartModule<T extends Module> = T | Multiway<T>;
+
+function applyPart<T extends Module>(
+  part: LayerPartModule<T>,
+  x: tf.Tensor,
+  route: Route | undefined,
+  apply: (m: T, part: tf.Tensor) => tf.Tensor,
+): tf.Tensor {
+  return part instanceof Multiway ? part.forward(x, route, apply) : apply(part, x);
+}
+
 export class TransformerLayer extends PathModule {
-  readonly norm1: LayerNorm;
+  readonly norm1: LayerPartModule<LayerNorm>;
   readonly attn: MultiHeadAttention;
   readonly normKv: LayerNorm | null;
-  readonly norm2: LayerNorm;
-  readonly mlp: FeedForward;
+  readonly norm2: LayerPartModule<LayerNorm>;
+  readonly mlp: LayerPartModule<FeedForward>;
   readonly gamma1: tf.Variable | null;
   readonly gamma2: tf.Variable | null;
   readonly dropPath: DropPath;
   readonly attentionKind: 'self' | 'cross';
+  /** Names of the Multiway experts routes may use; empty without experts. */
+  readonly expertNames: readonly string[];
 
   constructor(config: TransformerLayerConfig, rng: Rng) {
     super();
@@ -155,7 +186,18 @@ export class TransformerLayer extends PathModule {
     const sub = config.subLn ? eps : null;
     this.attentionKind = config.attentionKind ?? 'self';
     const kvSize = this.attentionKind === 'cross' ? (config.kvSize ?? d) : d;
-    this.norm1 = this.placeModule(names.norm1, new LayerNorm(d, eps));
+    const experts = config.experts;
+    this.expertNames = experts ? experts.naming.experts.map((e) => e.name) : [];
+    if (experts?.parts.includes('attention') && this.attentionKind === 'cross') {
+      throw new VlError('CONFIG_INVALID', 'Multiway attention is self-attention only', {
+        subject: 'TransformerLayer',
+        hint: "leave 'attention' out of experts.parts for a cross-attention layer",
+      });
+    }
+    // A part with experts gets one copy per expert, placed under the checkpoint's expert names.
+    const place = <T extends Module>(part: LayerPart, path: string, make: () => T): LayerPartModule<T> =>
+      experts?.parts.includes(part) ? Multiway.place(this, path, experts.naming, make) : this.placeModule(path, make());
+    this.norm1 = place('norm1', names.norm1, () => new LayerNorm(d, eps));
     this.normKv = this.attentionKind === 'cross' ? this.placeModule(names.normKv, new LayerNorm(kvSize, eps)) : null;
     this.attn = this.placeModule(
       names.attn,
@@ -167,40 +209,54 @@ export class TransformerLayer extends PathModule {
           layout: config.qkvLayout ?? 'fused',
           qkvBias: config.qkvBias,
           innerNormEps: sub,
+          multiway: experts?.parts.includes('attention') ? experts.naming : undefined,
           attentionDropout: config.attentionDropout,
           names: names.attention,
         },
         rng,
       ),
     );
-    this.norm2 = this.placeModule(names.norm2, new LayerNorm(d, eps));
-    this.mlp = this.placeModule(
-      names.mlp,
-      new FeedForward(
-        { dim: d, hiddenDim: config.intermediateSize, activation: config.activation, innerNormEps: sub, names: names.mlpNames },
-        rng,
-      ),
-    );
+    this.norm2 = place('norm2', names.norm2, () => new LayerNorm(d, eps));
+    const mlpConfig = {
+      dim: d,
+      hiddenDim: config.intermediateSize,
+      activation: config.activation,
+      innerNormEps: sub,
+      names: names.mlpNames,
+    };
+    this.mlp = place('mlp', names.mlp, () => new FeedForward(mlpConfig, rng));
     const ls = config.layerScaleInit;
     this.gamma1 = ls != null ? this.placeParameter(names.gamma1, tf.fill([d], ls)) : null;
     this.gamma2 = ls != null ? this.placeParameter(names.gamma2, tf.fill([d], ls)) : null;
     this.dropPath = this.registerModule('drop_path', new DropPath(config.dropPath ?? 0));
   }
 
-  /** x: [B, T, D] → [B, T, D]. */
+  /** x: [B, T, D] → [B, T, D]. Parts with experts send each token where `options.route` says. */
   forward(x: tf.Tensor, options: TransformerLayerForward = {}): TransformerLayerOutput {
+    const { route, rng } = options;
+    if (route == null && this.expertNames.length > 0) {
+      throw new VlError('ROUTE_INVALID', `no route given: this layer sends every token to one of ${this.expertNames.join(', ')}`, {
+        subject: 'TransformerLayer.forward',
+        hint: 'pass route: an expert name, or segments [{ expert, length }, …] that cover the sequence',
+      });
+    }
     return tf.tidy(() => {
       const context = this.normKv && options.context ? this.normKv.forward(options.context) : null;
-      const a = this.attn.forward(this.norm1.forward(x), {
-        context,
-        mask: options.mask,
-        causal: options.causal,
-        cache: options.cache,
-        rng: options.rng,
-        outputAttentions: options.outputAttentions,
-      });
+      const a = this.attn.forward(
+        applyPart(this.norm1, x, route, (n, p) => n.forward(p)),
+        {
+          context,
+          mask: options.mask,
+          causal: options.causal,
+          cache: options.cache,
+          route,
+          rng,
+          outputAttentions: options.outputAttentions,
+        },
+      );
       let h = tf.add(x, this.dropPath.forward(layerScale(a.output, this.gamma1), options.rng));
-      const m = this.mlp.forward(this.norm2.forward(h), options.rng);
+      const normed = applyPart(this.norm2, h, route, (n, p) => n.forward(p));
+      const m = applyPart(this.mlp, normed, route, (f, p) => f.forward(p, rng));
       h = tf.add(h, this.dropPath.forward(layerScale(m, this.gamma2), options.rng));
       return a.attentions ? { hidden: h, attentions: a.attentions } : { hidden: h };
     });

@@ -7,7 +7,6 @@ import { Rng } from '../../runtime/rng.js';
 import { AttentionCache, KVCache } from '../kv-cache.js';
 import { BERT_MASK_VALUE, causalMask, extendedAttentionMask, FLOAT32_MIN, paddingMask } from '../masks.js';
 import { BERT_ATTENTION_NAMES, MultiHeadAttention } from '../multi-head-attention.js';
-import { applyRouted } from '../routing.js';
 import { expectNoLeak, gradCheck, maxAbsDiff, probe, randomTensor } from './helpers.js';
 
 beforeAll(async () => {
@@ -224,14 +223,5 @@ describe('MultiHeadAttention', () => {
     const step = tf.slice(x, [0, 0, 0], [2, 1, D]);
     expectNoLeak(() => attn.forward(step, { cache, causal: true }));
     cache.dispose();
-  });
-
-  it('routes split sequences to experts in order', () => {
-    const x = tf.tensor3d([[[1], [2], [3]]]);
-    const y = applyRouted(x, { split: 1 }, { vision: (p) => tf.mul(p, 10), language: (p) => tf.neg(p) });
-    expect(Array.from(y.dataSync())).toEqual([10, -2, -3]);
-    const z = applyRouted(x, { split: 2, first: 'language' }, { vision: (p) => tf.mul(p, 10), language: (p) => tf.neg(p) });
-    expect(Array.from(z.dataSync())).toEqual([-1, -2, 30]);
-    expect(() => applyRouted(x, { split: 4 }, { vision: (p) => p, language: (p) => p })).toThrow(/outside/);
   });
 });

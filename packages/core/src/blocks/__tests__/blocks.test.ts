@@ -11,6 +11,7 @@ import { Rng } from '../../runtime/rng.js';
 import { AttentionPooler } from '../attention-pooler.js';
 import { BertLayer } from '../bert-layer.js';
 import { DropPath, dropPathSchedule } from '../drop-path.js';
+import { VLMO_FUSION_EXPERTS } from '../multiway.js';
 import { BEIT3_LAYER_PRESET, MultiwayLayer, VLMO_LAYER_PRESET } from '../multiway-layer.js';
 import {
   OPEN_CLIP_LAYER_NAMES,
@@ -162,7 +163,7 @@ describe('MultiwayLayer', () => {
   const base = { hiddenSize: D, numHeads: 2, intermediateSize: 16 };
 
   it('VLMo names: shared attention, mlp_imag/mlp_text, mlp_vl only with the VL expert', () => {
-    const layer = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, vlExpert: true }, new Rng(0));
+    const layer = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     const k = keys(layer);
     for (const key of ['norm1.weight', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'gamma_1', 'gamma_2']) expect(k).toContain(key);
     for (const e of ['imag', 'text', 'vl']) {
@@ -174,11 +175,11 @@ describe('MultiwayLayer', () => {
   });
 
   it('fed one modality, equals the plain layer with that expert (VLMo)', () => {
-    const mw = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, vlExpert: true }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     randomize(mw, 1);
     const x = randomTensor([2, 5, D], new Rng(2));
     const mask = paddingMask(tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]));
-    for (const [route, suffix] of [['vision', 'imag'], ['language', 'text']] as const) {
+    for (const [route, suffix] of [['image', 'imag'], ['text', 'text'], ['vl', 'vl']] as const) {
       const plain = new TransformerLayer({ ...base, names: TIMM_VIT_LAYER_NAMES, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(5));
       loadExpert(plain, mw, (k) => {
         const m = /^(norm2|mlp)_(imag|text|vl)(\..*)$/.exec(k);
@@ -188,13 +189,6 @@ describe('MultiwayLayer', () => {
       const got = mw.forward(x, { route, mask }).hidden;
       expect(maxAbsDiff(got, plain.forward(x, { mask }).hidden)).toBeLessThan(1e-5);
     }
-    // A split route in a layer with a VL expert sends every token to mlp_vl.
-    const vl = new TransformerLayer({ ...base, names: TIMM_VIT_LAYER_NAMES, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(5));
-    loadExpert(vl, mw, (k) => {
-      const m = /^(norm2|mlp)_(imag|text|vl)(\..*)$/.exec(k);
-      return !m ? k : m[2] === 'vl' ? `${m[1]}${m[3]}` : null;
-    });
-    expect(maxAbsDiff(mw.forward(x, { route: { split: 2, first: 'language' } }).hidden, vl.forward(x).hidden)).toBeLessThan(1e-5);
   });
 
   it('a split route gives each part its own expert', () => {
@@ -203,16 +197,16 @@ describe('MultiwayLayer', () => {
     const x = randomTensor([1, 5, D], new Rng(4));
     // Attention is shared, so per position the split output equals the output of the route its
     // token belongs to: the FFN is the only per-token difference.
-    const split = mw.forward(x, { route: { split: 2 } }).hidden;
-    const allVision = mw.forward(x, { route: 'vision' }).hidden;
-    const allLanguage = mw.forward(x, { route: 'language' }).hidden;
+    const split = mw.forward(x, { route: [{ expert: 'image', length: 2 }, { expert: 'text', length: 3 }] }).hidden;
+    const allVision = mw.forward(x, { route: 'image' }).hidden;
+    const allLanguage = mw.forward(x, { route: 'text' }).hidden;
     expect(maxAbsDiff(tf.slice(split, [0, 0, 0], [1, 2, D]), tf.slice(allVision, [0, 0, 0], [1, 2, D]))).toBeLessThan(1e-6);
     expect(maxAbsDiff(tf.slice(split, [0, 2, 0], [1, 3, D]), tf.slice(allLanguage, [0, 2, 0], [1, 3, D]))).toBeLessThan(1e-6);
     expect(maxAbsDiff(allVision, allLanguage)).toBeGreaterThan(1e-3);
   });
 
   it('BEiT-3 mode: attention projections and norms multiway too; one modality equals the plain torchscale layer', () => {
-    const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET, layerNormEps: 1e-5 }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     const k = keys(mw);
     for (const key of [
       'self_attn_layer_norm.A.weight', 'self_attn_layer_norm.B.bias', 'self_attn.q_proj.A.weight', 'self_attn.k_proj.B.bias',
@@ -221,7 +215,7 @@ describe('MultiwayLayer', () => {
     ]) expect(k).toContain(key);
     randomize(mw, 6);
     const x = randomTensor([2, 4, D], new Rng(7));
-    for (const [route, tag] of [['vision', 'A'], ['language', 'B']] as const) {
+    for (const [route, tag] of [['image', 'A'], ['text', 'B']] as const) {
       const plain = new TransformerLayer(
         { ...base, names: TORCHSCALE_LAYER_NAMES, qkvLayout: 'separate', subLn: true, layerNormEps: 1e-5 },
         new Rng(8),
@@ -239,18 +233,22 @@ describe('MultiwayLayer', () => {
     const p = probe([1, 4, D], 3);
     const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET }, new Rng(0));
     randomize(vlmo, 10);
-    gradCheck(() => p(vlmo.forward(x, { route: { split: 2 } }).hidden), { x, ...params(vlmo) }, { samples: 2 });
-    const beit3 = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET, layerNormEps: 1e-5 }, new Rng(0));
+    const textFirst = [{ expert: 'text', length: 2 }, { expert: 'image', length: 2 }];
+    gradCheck(() => p(vlmo.forward(x, { route: textFirst }).hidden), { x, ...params(vlmo) }, { samples: 2 });
+    const beit3 = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     randomize(beit3, 11);
-    gradCheck(() => p(beit3.forward(x, { route: { split: 1 } }).hidden), { x, ...params(beit3) }, { samples: 1 });
+    const imageFirst = [{ expert: 'image', length: 1 }, { expert: 'text', length: 3 }];
+    gradCheck(() => p(beit3.forward(x, { route: imageFirst }).hidden), { x, ...params(beit3) }, { samples: 1 });
   });
 
   it('does not leak', () => {
     const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     const x = randomTensor([2, 4, D], new Rng(1));
-    expectNoLeak(() => mw.forward(x, { route: { split: 3 }, outputAttentions: true }));
-    const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, vlExpert: true }, new Rng(0));
-    expectNoLeak(() => vlmo.forward(x, { route: { split: 1 } }));
+    const route = [{ expert: 'image', length: 3 }, { expert: 'text', length: 1 }];
+    expectNoLeak(() => mw.forward(x, { route, outputAttentions: true }));
+    const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    expectNoLeak(() => vlmo.forward(x, { route: 'vl' }));
+    expectNoLeak(() => vlmo.forward(x, { route: [{ expert: 'text', length: 1 }, { expert: 'image', length: 3 }] }));
   });
 });
 
