@@ -1,16 +1,19 @@
 // Multiway experts: routes by hand, typed errors for missing or bad routes (wrapper, layer, attention),
 // N = 3 experts, gradients only where tokens went, finite differences, checkpoint keys of both presets
-// against the official fixtures' key lists, no leaks.
+// against the official fixtures (key lists and strict loads of their layers), no leaks.
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
 import { expectNoLeak, gradCheck, probe, randomTensor } from '../../attention/__tests__/helpers.js';
 import { MultiHeadAttention, TORCHSCALE_ATTENTION_NAMES } from '../../attention/multi-head-attention.js';
 import { isVlError } from '../../errors.js';
+import { FIXTURES_DIR } from '../../io/__tests__/helpers.js';
+import { readSafetensorsFile } from '../../io/safetensors-file.js';
 import { Linear } from '../../nn/layers.js';
 import type { Module } from '../../nn/module.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import { Multiway, type Route, TORCHSCALE_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
+import { Multiway, type Route, TORCHSCALE_EXPERTS, VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
 import { BEIT3_LAYER_PRESET, MultiwayLayer, VLMO_LAYER_PRESET } from '../multiway-layer.js';
 import { Container } from '../path-module.js';
 import { TransformerLayer } from '../transformer-layer.js';
@@ -171,6 +174,32 @@ describe('Multiway layers built from TransformerLayer', () => {
     // Within each multiway part, A comes before B as in torchscale.
     for (const key of keys.filter((k) => k.includes('.A.'))) {
       expect(keys.indexOf(key)).toBeLessThan(keys.indexOf(key.replace('.A.', '.B.')));
+    }
+  });
+
+  it('loads every layer of the official VLMo and BEiT-3 fixture checkpoints strictly', async () => {
+    /** Strict load of the keys under `prefix`: throws on any missing, extra or mis-shaped key. */
+    const loadLayer = async (dir: string, prefix: string, layer: TransformerLayer) => {
+      const { tensors } = await readSafetensorsFile(join(FIXTURES_DIR, dir, 'model.safetensors'));
+      const dict = new Map<string, tf.Tensor>();
+      for (const [k, v] of tensors) if (k.startsWith(prefix)) dict.set(k.slice(prefix.length), tf.tensor(v.data, v.shape));
+      const report = layer.loadStateDict(dict);
+      tf.dispose([...dict.values()]);
+      layer.dispose();
+      return report.loaded;
+    };
+    // vlmo-seed0: D 32, 4 heads, mlp 64, depth 4, vlffn_start_layer_index 2; plus: D 30, 3 heads, no layer scale.
+    const base = { hiddenSize: 32, numHeads: 4, intermediateSize: 64, ...VLMO_LAYER_PRESET };
+    for (const i of [0, 1, 2, 3]) {
+      const layer = new MultiwayLayer({ ...base, experts: i >= 2 ? VLMO_FUSION_EXPERTS : VLMO_EXPERTS }, new Rng(0));
+      expect(await loadLayer('vlmo-official/vlmo-seed0', `transformer.blocks.${i}.`, layer)).toBe(i >= 2 ? 27 : 21);
+    }
+    const plus = new MultiwayLayer({ ...base, hiddenSize: 30, numHeads: 3, intermediateSize: 60, layerScaleInit: null }, new Rng(0));
+    expect(await loadLayer('vlmo-official/vlmo-plus-seed4', 'transformer.blocks.0.', plus)).toBe(19);
+    // BEiT-3 tiny: D 32, 4 heads, ffn 80, in every fine-tuned model of the release.
+    for (const task of ['retrieval', 'captioning', 'vqa', 'classification', 'nlvr2']) {
+      const layer = new MultiwayLayer({ hiddenSize: 32, numHeads: 4, intermediateSize: 80, ...BEIT3_LAYER_PRESET }, new Rng(0));
+      expect(await loadLayer(`beit3-official/beit3-${task}-seed0`, 'beit3.encoder.layers.0.', layer)).toBe(40);
     }
   });
 
