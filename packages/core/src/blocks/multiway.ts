@@ -87,9 +87,7 @@ export class Multiway<T extends Module> {
 
   /** Makes one copy per expert with `make` and registers each under `owner` at `expertPath(base, …)`. */
   static place<T extends Module>(owner: Module, base: string, naming: ExpertNaming, make: (expert: string) => T): Multiway<T> {
-    const made = naming.experts.map(
-      (e) => [e.name, placeModuleAt(owner, expertPath(base, naming, e), make(e.name))] as const,
-    );
+    const made = naming.experts.map((e) => [e.name, placeModuleAt(owner, expertPath(base, naming, e), make(e.name))] as const);
     return new Multiway(base, made);
   }
 
@@ -107,8 +105,15 @@ export class Multiway<T extends Module> {
     const runs = this.resolve(route, x);
     if (runs.length === 1) return apply(this.expert(runs[0]!.expert), x);
     return tf.tidy(() => {
-      const parts = tf.split(x, runs.map((r) => r.length), 1);
-      return tf.concat(runs.map((r, i) => apply(this.expert(r.expert), parts[i]!)), 1);
+      const parts = tf.split(
+        x,
+        runs.map((r) => r.length),
+        1,
+      );
+      return tf.concat(
+        runs.map((r, i) => apply(this.expert(r.expert), parts[i]!)),
+        1,
+      );
     });
   }
 

@@ -72,12 +72,20 @@ describe('Multiway (N named experts)', () => {
     const { owner, mw } = scalarExperts();
     expect(mw.names).toEqual(['text', 'image', 'vl']);
     expect([...owner.stateDict().keys()]).toEqual([
-      'mlp_text.weight', 'mlp_text.bias', 'mlp_imag.weight', 'mlp_imag.bias', 'mlp_vl.weight', 'mlp_vl.bias',
+      'mlp_text.weight',
+      'mlp_text.bias',
+      'mlp_imag.weight',
+      'mlp_imag.bias',
+      'mlp_vl.weight',
+      'mlp_vl.bias',
     ]);
     const ts = new Container();
     Multiway.place(ts, 'encoder.layer_norm', TORCHSCALE_EXPERTS, () => new Linear(2, 2, new Rng(0)));
     expect([...ts.stateDict().keys()]).toEqual([
-      'encoder.layer_norm.A.weight', 'encoder.layer_norm.A.bias', 'encoder.layer_norm.B.weight', 'encoder.layer_norm.B.bias',
+      'encoder.layer_norm.A.weight',
+      'encoder.layer_norm.A.bias',
+      'encoder.layer_norm.B.weight',
+      'encoder.layer_norm.B.bias',
     ]);
   });
 
@@ -87,7 +95,11 @@ describe('Multiway (N named experts)', () => {
     expect(run(mw, x, 'text')).toEqual([-1, -2, -3, -4]);
     expect(run(mw, x, 'vl')).toEqual([10, 20, 30, 40]);
     // [text | image image | vl]: −1, 2·2+1, 2·3+1, 10·4.
-    const three = [{ expert: 'text', length: 1 }, { expert: 'image', length: 2 }, { expert: 'vl', length: 1 }];
+    const three = [
+      { expert: 'text', length: 1 },
+      { expert: 'image', length: 2 },
+      { expert: 'vl', length: 1 },
+    ];
     expect(run(mw, x, three)).toEqual([-1, 5, 7, 40]);
     // Empty segments are skipped; an expert may come back later in the sequence.
     const back = [
@@ -97,7 +109,12 @@ describe('Multiway (N named experts)', () => {
       { expert: 'image', length: 1 },
     ];
     expect(run(mw, x, back)).toEqual([3, -2, -3, 9]);
-    expect(run(mw, x, [{ expert: 'vl', length: 0 }, { expert: 'image', length: 4 }])).toEqual([3, 5, 7, 9]);
+    expect(
+      run(mw, x, [
+        { expert: 'vl', length: 0 },
+        { expert: 'image', length: 4 },
+      ]),
+    ).toEqual([3, 5, 7, 9]);
   });
 
   it('a missing, unknown or ill-fitting route is a typed error, not a default', () => {
@@ -106,10 +123,27 @@ describe('Multiway (N named experts)', () => {
     expectRouteError(() => run(mw, x, undefined), /no route given.*text, image, vl/);
     expectRouteError(() => run(mw, x, 'vision'), /unknown expert "vision": this module has text, image, vl/);
     expectRouteError(() => run(mw, x, [{ expert: 'A', length: 4 }]), /unknown expert "A"/);
-    const short = [{ expert: 'text', length: 1 }, { expert: 'image', length: 2 }];
+    const short = [
+      { expert: 'text', length: 1 },
+      { expert: 'image', length: 2 },
+    ];
     expectRouteError(() => run(mw, x, short), /covers 3 tokens but the sequence has 4/);
-    expectRouteError(() => run(mw, x, [{ expert: 'text', length: 5 }, { expert: 'image', length: -1 }]), /length -1/);
-    expectRouteError(() => run(mw, x, [{ expert: 'text', length: 1.5 }, { expert: 'image', length: 2.5 }]), /length 1.5/);
+    expectRouteError(
+      () =>
+        run(mw, x, [
+          { expert: 'text', length: 5 },
+          { expert: 'image', length: -1 },
+        ]),
+      /length -1/,
+    );
+    expectRouteError(
+      () =>
+        run(mw, x, [
+          { expert: 'text', length: 1.5 },
+          { expert: 'image', length: 2.5 },
+        ]),
+      /length 1.5/,
+    );
     expectRouteError(() => run(mw, x, { split: 2 } as unknown as Route), /expert name or an array of segments/);
     // torchscale has no third expert.
     const ts = Multiway.place(new Container(), 'ffn', TORCHSCALE_EXPERTS, () => new Linear(1, 1, new Rng(0)));
@@ -122,7 +156,11 @@ describe('Multiway (N named experts)', () => {
     const mw = Multiway.place(owner, 'proj', VLMO_FUSION_EXPERTS, () => new Linear(3, 2, new Rng(1)));
     randomize(owner, 2);
     const xv = tf.variable(randomTensor([2, 5, 3], new Rng(3)));
-    const route = [{ expert: 'vl', length: 2 }, { expert: 'text', length: 1 }, { expert: 'image', length: 2 }];
+    const route = [
+      { expert: 'vl', length: 2 },
+      { expert: 'text', length: 1 },
+      { expert: 'image', length: 2 },
+    ];
     const p = probe([2, 5, 2], 4);
     const f = () => p(tf.tanh(mw.forward(xv, route, (l, part) => l.forward(part))));
     const result = gradCheck(f, { x: xv, ...Object.fromEntries(owner.namedParameters()) }, { samples: 3 });
@@ -132,7 +170,16 @@ describe('Multiway (N named experts)', () => {
   it('does not leak', () => {
     const { mw } = scalarExperts();
     const x = seq();
-    expectNoLeak(() => mw.forward(x, [{ expert: 'text', length: 3 }, { expert: 'vl', length: 1 }], (l, p) => l.forward(p)));
+    expectNoLeak(() =>
+      mw.forward(
+        x,
+        [
+          { expert: 'text', length: 3 },
+          { expert: 'vl', length: 1 },
+        ],
+        (l, p) => l.forward(p),
+      ),
+    );
     expectNoLeak(() => mw.forward(x, 'image', (l, p) => l.forward(p)));
   });
 });
@@ -140,10 +187,27 @@ describe('Multiway (N named experts)', () => {
 describe('Multiway layers built from TransformerLayer', () => {
   it('VLMo keys equal the official Block, in its state_dict order (vlmo-seed0 blocks.0)', () => {
     const official = [
-      'gamma_1', 'gamma_2', 'norm1.weight', 'norm1.bias', 'attn.q_bias', 'attn.v_bias', 'attn.qkv.weight', 'attn.proj.weight',
-      'attn.proj.bias', 'norm2_text.weight', 'norm2_text.bias', 'norm2_imag.weight', 'norm2_imag.bias', 'mlp_text.fc1.weight',
-      'mlp_text.fc1.bias', 'mlp_text.fc2.weight', 'mlp_text.fc2.bias', 'mlp_imag.fc1.weight', 'mlp_imag.fc1.bias',
-      'mlp_imag.fc2.weight', 'mlp_imag.fc2.bias',
+      'gamma_1',
+      'gamma_2',
+      'norm1.weight',
+      'norm1.bias',
+      'attn.q_bias',
+      'attn.v_bias',
+      'attn.qkv.weight',
+      'attn.proj.weight',
+      'attn.proj.bias',
+      'norm2_text.weight',
+      'norm2_text.bias',
+      'norm2_imag.weight',
+      'norm2_imag.bias',
+      'mlp_text.fc1.weight',
+      'mlp_text.fc1.bias',
+      'mlp_text.fc2.weight',
+      'mlp_text.fc2.bias',
+      'mlp_imag.fc1.weight',
+      'mlp_imag.fc1.bias',
+      'mlp_imag.fc2.weight',
+      'mlp_imag.fc2.bias',
     ];
     expect([...new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET }, new Rng(0)).stateDict().keys()]).toEqual(official);
     // A layer from vlffn_start_layer_index on (blocks.3) adds the VL expert. VLMo registers mlp_vl before
@@ -158,16 +222,46 @@ describe('Multiway layers built from TransformerLayer', () => {
 
   it('BEiT-3 keys equal the official torchscale EncoderLayer (beit3-retrieval-seed0 layers.1)', () => {
     const official = [
-      'self_attn.k_proj.A.weight', 'self_attn.k_proj.A.bias', 'self_attn.k_proj.B.weight', 'self_attn.k_proj.B.bias',
-      'self_attn.v_proj.A.weight', 'self_attn.v_proj.A.bias', 'self_attn.v_proj.B.weight', 'self_attn.v_proj.B.bias',
-      'self_attn.q_proj.A.weight', 'self_attn.q_proj.A.bias', 'self_attn.q_proj.B.weight', 'self_attn.q_proj.B.bias',
-      'self_attn.out_proj.A.weight', 'self_attn.out_proj.A.bias', 'self_attn.out_proj.B.weight', 'self_attn.out_proj.B.bias',
-      'self_attn.inner_attn_ln.A.weight', 'self_attn.inner_attn_ln.A.bias', 'self_attn.inner_attn_ln.B.weight',
-      'self_attn.inner_attn_ln.B.bias', 'self_attn_layer_norm.A.weight', 'self_attn_layer_norm.A.bias',
-      'self_attn_layer_norm.B.weight', 'self_attn_layer_norm.B.bias', 'ffn.A.fc1.weight', 'ffn.A.fc1.bias', 'ffn.A.fc2.weight',
-      'ffn.A.fc2.bias', 'ffn.A.ffn_layernorm.weight', 'ffn.A.ffn_layernorm.bias', 'ffn.B.fc1.weight', 'ffn.B.fc1.bias',
-      'ffn.B.fc2.weight', 'ffn.B.fc2.bias', 'ffn.B.ffn_layernorm.weight', 'ffn.B.ffn_layernorm.bias', 'final_layer_norm.A.weight',
-      'final_layer_norm.A.bias', 'final_layer_norm.B.weight', 'final_layer_norm.B.bias',
+      'self_attn.k_proj.A.weight',
+      'self_attn.k_proj.A.bias',
+      'self_attn.k_proj.B.weight',
+      'self_attn.k_proj.B.bias',
+      'self_attn.v_proj.A.weight',
+      'self_attn.v_proj.A.bias',
+      'self_attn.v_proj.B.weight',
+      'self_attn.v_proj.B.bias',
+      'self_attn.q_proj.A.weight',
+      'self_attn.q_proj.A.bias',
+      'self_attn.q_proj.B.weight',
+      'self_attn.q_proj.B.bias',
+      'self_attn.out_proj.A.weight',
+      'self_attn.out_proj.A.bias',
+      'self_attn.out_proj.B.weight',
+      'self_attn.out_proj.B.bias',
+      'self_attn.inner_attn_ln.A.weight',
+      'self_attn.inner_attn_ln.A.bias',
+      'self_attn.inner_attn_ln.B.weight',
+      'self_attn.inner_attn_ln.B.bias',
+      'self_attn_layer_norm.A.weight',
+      'self_attn_layer_norm.A.bias',
+      'self_attn_layer_norm.B.weight',
+      'self_attn_layer_norm.B.bias',
+      'ffn.A.fc1.weight',
+      'ffn.A.fc1.bias',
+      'ffn.A.fc2.weight',
+      'ffn.A.fc2.bias',
+      'ffn.A.ffn_layernorm.weight',
+      'ffn.A.ffn_layernorm.bias',
+      'ffn.B.fc1.weight',
+      'ffn.B.fc1.bias',
+      'ffn.B.fc2.weight',
+      'ffn.B.fc2.bias',
+      'ffn.B.ffn_layernorm.weight',
+      'ffn.B.ffn_layernorm.bias',
+      'final_layer_norm.A.weight',
+      'final_layer_norm.A.bias',
+      'final_layer_norm.B.weight',
+      'final_layer_norm.B.bias',
     ];
     const keys = [...new MultiwayLayer({ ...layerSizes, ...BEIT3_LAYER_PRESET }, new Rng(0)).stateDict().keys()];
     expect([...keys].sort()).toEqual([...official].sort());
@@ -227,16 +321,29 @@ describe('Multiway layers built from TransformerLayer', () => {
     const params = layer.namedParameters();
     const reached = (route: Route) => {
       const p = probe([2, 5, D], 7);
-      const { value, grads } = tf.variableGrads(() => p(layer.forward(x, { route }).hidden), params.map(([, v]) => v));
+      const { value, grads } = tf.variableGrads(
+        () => p(layer.forward(x, { route }).hidden),
+        params.map(([, v]) => v),
+      );
       const names = params
         .filter(([, v]) => grads[v.name] && tf.tidy(() => tf.max(tf.abs(grads[v.name]!)).dataSync()[0]!) > 0)
         .map(([n]) => n);
       tf.dispose([value, ...Object.values(grads)]);
       return new Set(names.map((n) => /^(norm2|mlp)_(\w+)\./.exec(n)?.[2] ?? 'shared'));
     };
-    expect(reached([{ expert: 'text', length: 2 }, { expert: 'image', length: 3 }])).toEqual(new Set(['shared', 'text', 'imag']));
+    expect(
+      reached([
+        { expert: 'text', length: 2 },
+        { expert: 'image', length: 3 },
+      ]),
+    ).toEqual(new Set(['shared', 'text', 'imag']));
     expect(reached('vl')).toEqual(new Set(['shared', 'vl']));
-    expect(reached([{ expert: 'image', length: 5 }, { expert: 'vl', length: 0 }])).toEqual(new Set(['shared', 'imag']));
+    expect(
+      reached([
+        { expert: 'image', length: 5 },
+        { expert: 'vl', length: 0 },
+      ]),
+    ).toEqual(new Set(['shared', 'imag']));
   });
 
   it('BEiT-3: a split route equals each part run through its own expert, attention joint over all tokens', () => {
@@ -244,7 +351,12 @@ describe('Multiway layers built from TransformerLayer', () => {
     randomize(layer, 8);
     const x = randomTensor([2, 5, D], new Rng(9));
     const nv = 3;
-    const split = layer.forward(x, { route: [{ expert: 'image', length: nv }, { expert: 'text', length: 5 - nv }] }).hidden;
+    const split = layer.forward(x, {
+      route: [
+        { expert: 'image', length: nv },
+        { expert: 'text', length: 5 - nv },
+      ],
+    }).hidden;
     // By hand from the parts: norm1 and q/k/v per expert on their rows, one joint softmax, then the rest per expert.
     const byHand = tf.tidy(() => {
       const sd = layer.stateDict();
@@ -278,9 +390,11 @@ describe('Multiway layers built from TransformerLayer', () => {
   it('does not leak', () => {
     const layer = new MultiwayLayer({ ...layerSizes, ...BEIT3_LAYER_PRESET }, new Rng(0));
     const x = randomTensor([2, 4, D], new Rng(1));
-    const route = [{ expert: 'image', length: 1 }, { expert: 'text', length: 3 }];
+    const route = [
+      { expert: 'image', length: 1 },
+      { expert: 'text', length: 3 },
+    ];
     expectNoLeak(() => layer.forward(x, { route, outputAttentions: true }));
     expectNoLeak(() => layer.forward(x, { route: 'text' }));
   });
 });
-
