@@ -15,7 +15,11 @@ export type VlErrorCode =
   | 'DATA_INVALID'
   | 'IMAGE_INVALID'
   | 'NON_FINITE_LOSS'
-  | 'IMAGE_TOO_LARGE';
+  | 'IMAGE_TOO_LARGE'
+  | 'OUTPUT_LOCKED'
+  | 'OUTPUT_CONFLICT'
+  | 'RESUME_MISMATCH'
+  | 'WRITE_FAILED';
 
 export interface VlErrorDetails {
   /** The file, record or key the error is about. */

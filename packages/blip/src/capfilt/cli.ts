@@ -1,6 +1,17 @@
-// Entry of `blip capfilt …` from the executable: runs the command, turns usage errors into exit code 2.
+// Entry of `blip capfilt …` from the executable: runs the command; usage errors and refusals before
+// the run starts (invalid options, a locked or conflicting --out, a journal of another run) exit 2.
+import { isVlError } from '@vl/core';
 import { type Io, processIo, UsageError } from '../program.js';
 import { CAPFILT_HELP, capfiltCommand } from './command.js';
+
+/** Error codes that mean "refused before doing anything": exit 2, like a usage error. */
+export const REFUSAL_CODES = ['INVALID_ARGUMENT', 'CONFIG_INVALID', 'OUTPUT_LOCKED', 'OUTPUT_CONFLICT', 'RESUME_MISMATCH'] as const;
+
+/** The exit code for an error thrown by a CapFilt command: 2 for refusals, 1 otherwise. */
+export function capfiltExitCode(err: unknown): number {
+  if (err instanceof UsageError) return 2;
+  return REFUSAL_CODES.some((c) => isVlError(err, c)) ? 2 : 1;
+}
 
 export async function runCapfiltCli(argv: string[], io: Io = processIo): Promise<number> {
   try {
@@ -8,6 +19,10 @@ export async function runCapfiltCli(argv: string[], io: Io = processIo): Promise
   } catch (err) {
     if (err instanceof UsageError) {
       io.err(`blip capfilt: ${err.message}\n\n${CAPFILT_HELP}`);
+      return 2;
+    }
+    if (capfiltExitCode(err) === 2) {
+      io.err(`blip capfilt: ${(err as Error).message}`);
       return 2;
     }
     throw err;

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { open, readFile, truncate } from 'node:fs/promises';
 import { readByteLines } from '@vl/core';
+import type { RunIdentity } from './identity.js';
 
 /** What happened to one input record. */
 export type RecordStatus = 'kept' | 'replaced' | 'dropped' | 'failed';
@@ -35,9 +36,13 @@ export interface RecordResult {
 
 export interface JournalHeader {
   kind: 'capfilt-journal';
-  version: 1;
-  /** Hash of every option that changes results; a resume with other options is refused. */
+  /** 2: identity (options, data files, checkpoints) and the source record count are recorded. */
+  version: 2;
+  /** Hash of `identity`; a resume by another run is refused. */
   fingerprint: string;
+  identity: RunIdentity;
+  /** Records in the whole input, as the first pass counted them. */
+  sourceRecords: number;
   threshold: number;
   /** Input format, image root and list file name, for writing (and merging) the outputs. */
   format: string;

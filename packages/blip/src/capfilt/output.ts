@@ -2,14 +2,13 @@
 // format (JSONL, CSV, COCO Karpathy JSON; WebDataset input is written as JSONL), records.jsonl (one
 // line per input record), report.json / report.md, score histograms and a sample grid (PNG via SVG).
 // Nothing depends on timing or batching, so reruns, resumes and merged shards give identical bytes.
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { createWriteStream } from 'node:fs';
-import { open, readFile, rename } from 'node:fs/promises';
-import { finished } from 'node:stream/promises';
-import * as tar from 'tar-stream';
-import { inputItems, type InputItem } from './pipeline.js';
+import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { writeFileAtomic } from '@vl/core';
+import * as tar from 'tar-stream';
+import { VlError, type WriteChunk, writeFileAtomic } from '@vl/core';
+import { inputItems, type InputItem } from './pipeline.js';
 import sharp from 'sharp';
 import type { JournalHeader, RecordResult, RecordStatus } from './journal.js';
 
@@ -44,8 +43,115 @@ export function datasetFileName(header: Pick<JournalHeader, 'format' | 'dataName
   return header.dataName;
 }
 
-/** Writes everything from `results` (ordered by input position). Returns the report. */
-export async function writeOutputs(results: AsyncIterable<RecordResult>, header: Pick<JournalHeader, 'format' | 'dataName' | 'root' | 'threshold' | 'data'>, out: string): Promise<CapfiltReport> {
+/** Written last, removed first: the outputs in the folder are complete exactly when it exists. */
+export const DONE_FILE = 'capfilt.done.json';
+
+/** An output being written under a temp name in the output folder; `commit` renames the set into place. */
+class PendingFile {
+  private constructor(
+    readonly name: string,
+    readonly path: string,
+    readonly tmp: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  size = 0;
+
+  static async open(out: string, name: string): Promise<PendingFile> {
+    const path = join(out, name);
+    const tmp = join(out, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+    const handle = await named(name, tmp, () => open(tmp, 'wx'));
+    return new PendingFile(name, path, tmp, handle);
+  }
+
+  /** Opens `name` and lets `fill` stream into it; closed (fsync'd) when fill resolves. */
+  static async write(out: string, name: string, fill: (write: WriteChunk) => Promise<void>): Promise<PendingFile> {
+    const f = await PendingFile.open(out, name);
+    try {
+      await fill((c) => f.write(c));
+      await f.close();
+    } catch (err) {
+      await f.discard();
+      throw err;
+    }
+    return f;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    await named(this.name, this.tmp, async () => {
+      let n = 0;
+      while (n < chunk.length) n += (await this.handle.write(chunk, n, chunk.length - n)).bytesWritten;
+    });
+    this.size += chunk.length;
+  }
+
+  async close(): Promise<void> {
+    await named(this.name, this.tmp, async () => {
+      await this.handle.sync();
+      await this.handle.close();
+    });
+  }
+
+  async discard(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+    await rm(this.tmp, { force: true });
+  }
+}
+
+/** Runs a file operation; a failure becomes WRITE_FAILED naming the output (ENOSPC names no file by itself). */
+async function named<T>(name: string, path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (err instanceof VlError) throw err;
+    const code = (err as { code?: string }).code;
+    throw new VlError('WRITE_FAILED', `cannot write ${name}${code ? ` (${code})` : ''}: ${(err as Error).message}`, {
+      subject: path,
+      hint: `${code === 'ENOSPC' ? 'free disk space' : 'fix the folder'}, then rerun the same command (it resumes)`,
+      cause: err,
+    });
+  }
+}
+
+/**
+ * Renames every pending file into place, then writes the DONE_FILE marker. When a rename fails, the
+ * outputs renamed so far are removed again, so the folder holds the whole set or none of it.
+ */
+async function commit(out: string, files: readonly PendingFile[]): Promise<void> {
+  const done: PendingFile[] = [];
+  try {
+    for (const f of files) {
+      await named(f.name, f.path, () => rename(f.tmp, f.path));
+      done.push(f);
+    }
+  } catch (err) {
+    for (const f of done) await rm(f.path, { force: true }).catch(() => undefined);
+    for (const f of files) if (!done.includes(f)) await rm(f.tmp, { force: true }).catch(() => undefined);
+    throw err;
+  }
+  const marker = { complete: true, files: Object.fromEntries(files.map((f) => [f.name, f.size])) };
+  const markerPath = join(out, DONE_FILE);
+  await named(DONE_FILE, markerPath, () => writeFileAtomic(markerPath, (w) => w(enc(`${JSON.stringify(marker, null, 2)}\n`))));
+}
+
+/** Whether `dir` holds a complete set of CapFilt outputs. */
+export function outputsComplete(dir: string): boolean {
+  return existsSync(join(dir, DONE_FILE));
+}
+
+const finite = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+
+/**
+ * Writes everything from `results` (ordered by input position). Returns the report. `expected` is
+ * the number of records the source holds for this run (the first pass's count): the report is
+ * balanced only when records.jsonl has exactly that many and every one has one status.
+ */
+export async function writeOutputs(
+  results: AsyncIterable<RecordResult>,
+  header: Pick<JournalHeader, 'format' | 'dataName' | 'root' | 'threshold' | 'data'>,
+  out: string,
+  expected: number,
+): Promise<CapfiltReport> {
   const report: CapfiltReport = {
     input: 0,
     threshold: header.threshold,
@@ -63,81 +169,86 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
   const samples: RecordResult[] = [];
   const bin = (s: number) => Math.min(BINS - 1, Math.max(0, Math.floor(s * BINS)));
   const format = header.format;
-  const datasetPath = join(out, datasetFileName(header));
+  const datasetName = datasetFileName(header);
   let lastIndex = -1;
-  // records.jsonl goes through its own temp file, renamed once the dataset is written.
-  const recordsTmp = join(out, '.records.jsonl.tmp');
-  const records = await open(recordsTmp, 'w');
-  const recordsWrite = async (c: Uint8Array) => {
-    let n = 0;
-    while (n < c.length) n += (await records.write(c, n, c.length - n)).bytesWritten;
-  };
-  const tarOut = format === 'webdataset' ? await TarWriter.open(datasetPath, header.data) : null;
-  const fill = async (write: (c: Uint8Array) => Promise<void>) => {
-    let first = true;
-    if (format === 'csv') await write(enc('image,caption\n'));
-    if (format === 'coco-karpathy') await write(enc('{"images":[\n'));
-    for await (const r of results) {
-      if (r.index <= lastIndex) throw new Error(`record ${r.index} (${r.key}) out of order or duplicated`);
-      lastIndex = r.index;
-      report.input++;
-      report.counts[r.status]++;
-      await recordsWrite(enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`));
-      if (r.status === 'failed') {
-        const reason = r.reason ?? 'unknown';
-        report.failed[reason] = (report.failed[reason] ?? 0) + 1;
-        if (report.failures.filter((f) => f.reason === reason).length < EXAMPLES_PER_REASON) report.failures.push({ key: r.key, reason, detail: r.detail ?? '' });
-        continue;
+  await rm(join(out, DONE_FILE), { force: true });
+  const pending: PendingFile[] = [];
+  try {
+    const records = await PendingFile.open(out, 'records.jsonl');
+    pending.push(records);
+    const tarOut = format === 'webdataset' ? await TarWriter.open(out, datasetName, header.data) : null;
+    const fill = async (write: (c: Uint8Array) => Promise<void>) => {
+      let first = true;
+      if (format === 'csv') await write(enc('image,caption\n'));
+      if (format === 'coco-karpathy') await write(enc('{"images":[\n'));
+      for await (const r of results) {
+        if (r.index <= lastIndex) throw new Error(`record ${r.index} (${r.key}) out of order or duplicated`);
+        lastIndex = r.index;
+        report.input++;
+        report.counts[r.status]++;
+        await records.write(enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`));
+        if (r.status === 'failed') {
+          const reason = r.reason ?? 'unknown';
+          report.failed[reason] = (report.failed[reason] ?? 0) + 1;
+          if (report.failures.filter((f) => f.reason === reason).length < EXAMPLES_PER_REASON) report.failures.push({ key: r.key, reason, detail: r.detail ?? '' });
+          continue;
+        }
+        for (const c of r.original ?? []) {
+          report.captions.original++;
+          if (c.kept) report.captions.originalKept++;
+          else report.captions.originalRemoved++;
+          const h = report.histograms.original[c.kept ? 'kept' : 'removed'];
+          if (finite(c.score)) h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
+        }
+        for (const c of r.synthetic ?? []) {
+          report.captions.synthetic++;
+          if (c.kept) report.captions.syntheticKept++;
+          const h = report.histograms.synthetic[c.kept ? 'kept' : 'removed'];
+          if (finite(c.score)) h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
+        }
+        if (samples.length < SAMPLES) samples.push(r);
+        if (r.status === 'dropped') continue;
+        const captions = [...(r.original ?? []), ...(r.synthetic ?? [])].filter((c) => c.kept).map((c) => c.text);
+        report.captions.written += captions.length;
+        const image = r.image ?? '';
+        if (tarOut) {
+          await tarOut.add(r, captions);
+        } else if (format === 'csv') {
+          for (const c of captions) await write(enc(`${csvField(image)},${csvField(c)}\n`));
+        } else if (format === 'coco-karpathy') {
+          const dir = posix.dirname(image);
+          const entry = { ...(r.meta ?? {}), ...(dir !== '.' ? { filepath: dir } : {}), filename: posix.basename(image), sentences: captions.map((raw) => ({ raw, tokens: tokens(raw) })) };
+          await write(enc(`${first ? '' : ',\n'}${JSON.stringify(entry)}`));
+          first = false;
+        } else {
+          await write(enc(`${JSON.stringify({ ...(r.meta ?? {}), image, captions })}\n`));
+        }
       }
-      for (const c of r.original ?? []) {
-        report.captions.original++;
-        if (c.kept) report.captions.originalKept++;
-        else report.captions.originalRemoved++;
-        const h = report.histograms.original[c.kept ? 'kept' : 'removed'];
-        h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
-      }
-      for (const c of r.synthetic ?? []) {
-        report.captions.synthetic++;
-        if (c.kept) report.captions.syntheticKept++;
-        const h = report.histograms.synthetic[c.kept ? 'kept' : 'removed'];
-        h[bin(c.score)] = (h[bin(c.score)] ?? 0) + 1;
-      }
-      if (samples.length < SAMPLES) samples.push(r);
-      if (r.status === 'dropped') continue;
-      const captions = [...(r.original ?? []), ...(r.synthetic ?? [])].filter((c) => c.kept).map((c) => c.text);
-      report.captions.written += captions.length;
-      const image = r.image ?? '';
-      if (tarOut) {
-        await tarOut.add(r, captions);
-      } else if (format === 'csv') {
-        for (const c of captions) await write(enc(`${csvField(image)},${csvField(c)}\n`));
-      } else if (format === 'coco-karpathy') {
-        const dir = posix.dirname(image);
-        const entry = { ...(r.meta ?? {}), ...(dir !== '.' ? { filepath: dir } : {}), filename: posix.basename(image), sentences: captions.map((raw) => ({ raw, tokens: tokens(raw) })) };
-        await write(enc(`${first ? '' : ',\n'}${JSON.stringify(entry)}`));
-        first = false;
-      } else {
-        await write(enc(`${JSON.stringify({ ...(r.meta ?? {}), image, captions })}\n`));
-      }
+      if (format === 'coco-karpathy') await write(enc(`${first ? '' : '\n'}]}\n`));
+    };
+    if (tarOut) {
+      pending.push(tarOut.file);
+      await fill(async () => {});
+      await tarOut.finish();
+    } else {
+      pending.push(await PendingFile.write(out, datasetName, fill));
     }
-    if (format === 'coco-karpathy') await write(enc(`${first ? '' : '\n'}]}\n`));
-  };
-  await (tarOut ? fill(async () => {}) : writeFileAtomic(datasetPath, fill)).catch(async (err: unknown) => {
     await records.close();
+    const c = report.counts;
+    report.balanced = report.input === expected && report.input === c.kept + c.replaced + c.dropped + c.failed;
+    pending.push(await PendingFile.write(out, 'report.json', (w) => w(enc(`${JSON.stringify(report, null, 2)}\n`))));
+    pending.push(await PendingFile.write(out, 'report.md', (w) => w(enc(reportMarkdown(report, datasetName)))));
+    const hist = await sharp(Buffer.from(histogramSvg(report))).png({ compressionLevel: 9 }).toBuffer();
+    pending.push(await PendingFile.write(out, 'histograms.png', (w) => w(hist)));
+    const grid = await renderSampleGrid(samples, header.root);
+    pending.push(await PendingFile.write(out, 'samples.png', (w) => w(grid)));
+  } catch (err) {
+    for (const f of pending) await f.discard();
     throw err;
-  });
-  await records.sync();
-  await records.close();
-  if (tarOut) await tarOut.finish();
-  await rename(recordsTmp, join(out, 'records.jsonl'));
-  const c = report.counts;
-  report.balanced = report.input === c.kept + c.replaced + c.dropped + c.failed;
-  await writeFileAtomic(join(out, 'report.json'), async (w) => w(enc(`${JSON.stringify(report, null, 2)}\n`)));
-  await writeFileAtomic(join(out, 'report.md'), async (w) => w(enc(reportMarkdown(report, datasetFileName(header)))));
-  const hist = await sharp(Buffer.from(histogramSvg(report))).png({ compressionLevel: 9 }).toBuffer();
-  await writeFileAtomic(join(out, 'histograms.png'), async (w) => w(hist));
-  const grid = await sharp(Buffer.from(await sampleGridSvg(samples, header.root))).png({ compressionLevel: 9 }).toBuffer();
-  await writeFileAtomic(join(out, 'samples.png'), async (w) => w(grid));
+  }
+  // The dataset first and records.jsonl next, as before; the marker after all of them.
+  const order = [datasetName, 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png'];
+  await commit(out, order.map((n) => pending.find((f) => f.name === n) as PendingFile));
   return report;
 }
 
@@ -147,19 +258,20 @@ export async function writeOutputs(results: AsyncIterable<RecordResult>, header:
  */
 class TarWriter {
   private constructor(
-    private readonly path: string,
-    private readonly tmp: string,
+    readonly file: PendingFile,
     private readonly pack: tar.Pack,
     private readonly done: Promise<void>,
     private readonly input: AsyncGenerator<InputItem>,
   ) {}
 
-  static async open(path: string, data: readonly string[]): Promise<TarWriter> {
-    const tmp = join(path, '..', `.${posix.basename(path)}.tmp`);
+  static async open(out: string, name: string, data: readonly string[]): Promise<TarWriter> {
+    const file = await PendingFile.open(out, name);
     const pack = tar.pack();
-    const ws = createWriteStream(tmp);
-    pack.pipe(ws);
-    return new TarWriter(path, tmp, pack, finished(ws), inputItems(data, undefined));
+    const done = (async () => {
+      for await (const chunk of pack as AsyncIterable<Buffer>) await file.write(chunk);
+    })();
+    done.catch(() => undefined);
+    return new TarWriter(file, pack, done, inputItems(data, undefined));
   }
 
   private entry(name: string, bytes: Uint8Array): Promise<void> {
@@ -189,10 +301,7 @@ class TarWriter {
   async finish(): Promise<void> {
     this.pack.finalize();
     await this.done;
-    const h = await open(this.tmp, 'r+');
-    await h.sync();
-    await h.close();
-    await rename(this.tmp, this.path);
+    await this.file.close();
   }
 }
 
@@ -225,14 +334,22 @@ export function reportMarkdown(r: CapfiltReport, dataset: string): string {
   const reasons = Object.entries(r.failed).sort(([a], [b]) => a.localeCompare(b));
   if (reasons.length) {
     lines.push('| failed: reason | count |', '|---|---:|', ...reasons.map(([k, v]) => `| ${k} | ${v} |`), '', 'Examples:', '');
-    for (const f of r.failures) lines.push(`- \`${f.key}\` ${f.reason}: ${f.detail.replace(/\n/g, ' ')}`);
+    for (const f of r.failures) lines.push(`- \`${printable(f.key)}\` ${f.reason}: ${printable(f.detail.replace(/\n/g, ' '))}`);
     lines.push('');
   }
   lines.push('![score histograms](histograms.png)', '', '![samples: original vs kept captions](samples.png)', '');
   return lines.join('\n');
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+/** Control characters (C0 but tab, DEL, C1), lone surrogates and non-characters, which XML and terminals cannot show. */
+const UNPRINTABLE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\uFFFE\uFFFF]|[\uD800-\uDFFF]/gu;
+
+/** Makes text safe to show: every unprintable character becomes its `\uXXXX` escape. */
+export function printable(s: string): string {
+  return s.replace(UNPRINTABLE, (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`);
+}
+
+const esc = (s: string) => printable(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 function histogramSvg(r: CapfiltReport): string {
   const W = 420;
@@ -269,6 +386,20 @@ function histogramSvg(r: CapfiltReport): string {
 
 const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp' };
 
+const score2 = (x: unknown) => (finite(x) ? x.toFixed(2) : String(x));
+
+/** The sample grid as PNG; when drawing fails it says so in the picture instead of losing the run. */
+async function renderSampleGrid(samples: readonly RecordResult[], root: string): Promise<Buffer> {
+  try {
+    return await sharp(Buffer.from(await sampleGridSvg(samples, root))).png({ compressionLevel: 9 }).toBuffer();
+  } catch (err) {
+    const msg = esc(clip((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '', 120));
+    const text = `<text x="10" y="30" font-family="sans-serif" font-size="14">sample grid could not be drawn: ${msg}</text>`;
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="60"><rect width="100%" height="100%" fill="white"/>${text}</svg>`;
+    return sharp(Buffer.from(svg)).png({ compressionLevel: 9 }).toBuffer();
+  }
+}
+
 function clip(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
 }
@@ -294,12 +425,12 @@ async function sampleGridSvg(samples: readonly RecordResult[], root: string): Pr
     let ly = y + 40;
     for (const c of r.original ?? []) {
       if (ly > y + rowH - 6) break;
-      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#2e7d32' : '#c62828'}">${esc(clip(`${c.kept ? '✓' : '✗'} original ${c.score.toFixed(2)}: ${c.text}`, 120))}</text>`);
+      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#2e7d32' : '#c62828'}">${esc(clip(`${c.kept ? '✓' : '✗'} original ${score2(c.score)}: ${c.text}`, 120))}</text>`);
       ly += 16;
     }
     for (const c of r.synthetic ?? []) {
       if (ly > y + rowH - 6) break;
-      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#1565c0' : '#9e9e9e'}">${esc(clip(`${c.kept ? '✓' : '✗'} synthetic ${c.score.toFixed(2)}: ${c.text}`, 120))}</text>`);
+      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#1565c0' : '#9e9e9e'}">${esc(clip(`${c.kept ? '✓' : '✗'} synthetic ${score2(c.score)}: ${c.text}`, 120))}</text>`);
       ly += 16;
     }
     rows.push(img, ...lines, `<line x1="0" y1="${y + rowH}" x2="${W}" y2="${y + rowH}" stroke="#eee"/>`);

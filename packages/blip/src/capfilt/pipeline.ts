@@ -2,13 +2,15 @@
 // filter scores original and synthetic captions with its ITM head, and captions under a threshold
 // go. Streams the input in fixed batches, journals each finished batch (journal.ts) so a killed run
 // resumes exactly, and assigns records to shards by their position in the input.
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, readDataset, Rng } from '@vl/core';
+import {
+  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, isVlError, readDataset, Rng, VlError,
+} from '@vl/core';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
+import { diffIdentity, fingerprintOf, type RunIdentity } from './identity.js';
 import { type JournalHeader, JournalWriter, type RecordResult, type ScoredCaption, scanJournal } from './journal.js';
 
 export interface CapfiltOptions {
@@ -114,8 +116,27 @@ async function loadImage(item: InputItem, root: string, models: Models): Promise
     const filterPixels = fs === cs ? capPixels : await preprocessBlipImage(bytes, fs);
     return { item, rel, capPixels, filterPixels };
   } catch (err) {
-    return { index: item.index, key: item.key, status: 'failed', reason: 'corrupt_image', detail: (err as Error).message.split('\n')[0], image: rel, meta: rec.meta };
+    const reason = isVlError(err, 'IMAGE_TOO_LARGE') ? 'image_too_large' : 'corrupt_image';
+    return { index: item.index, key: item.key, status: 'failed', reason, detail: firstLine(err), image: rel, meta: rec.meta };
   }
+}
+
+/** Scoring pads texts to this many tokens ([CLS]/[ENC] and [SEP] included). */
+export const FILTER_TEXT_LENGTH = 35;
+
+/** Longest caption prefix the filter tokenizes: bounded work per caption whatever its length. */
+export const MAX_SCORED_CHARS = 4096;
+
+/**
+ * The part of a caption the filter sees: at most MAX_SCORED_CHARS characters, then cut after the
+ * `maxTokens`-th word (every word makes at least one token, so the tokens kept are the same).
+ */
+export function scoringText(text: string, maxTokens: number): string {
+  const head = text.length > MAX_SCORED_CHARS ? text.slice(0, MAX_SCORED_CHARS) : text;
+  const word = /\S+/g;
+  let n = 0;
+  for (let m = word.exec(head); m !== null; m = word.exec(head)) if (++n >= maxTokens) return head.slice(0, m.index + m[0].length);
+  return head;
 }
 
 export interface Scoring {
@@ -148,13 +169,7 @@ async function synthesize(models: Models, pixels: Float32Array, index: number, s
  * ITC cosine mapped to [0, 1]. Texts are padded to a fixed length so a pair's score does not depend
  * on what else is in the batch.
  */
-export async function scorePairs(
-  filter: BlipForImageTextRetrieval,
-  pixels: readonly Float32Array[],
-  pairs: readonly { image: number; text: string }[],
-  itc: boolean,
-  maxLength = 35,
-): Promise<number[]> {
+export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: readonly Float32Array[], pairs: readonly { image: number; text: string }[], itc: boolean, maxLength = FILTER_TEXT_LENGTH): Promise<number[]> {
   if (pairs.length === 0) return [];
   const tok = filter.tokenizer;
   if (!tok) throw new Error('the filter checkpoint has no tokenizer (vocab.txt / tokenizer.json)');
@@ -189,20 +204,54 @@ export async function scorePairs(
   return v;
 }
 
-/** Captions and scores one batch; every item comes back as exactly one result, in order. */
-export async function processBatch(
-  items: readonly InputItem[],
-  root: string,
+const failed = (item: InputItem, reason: string, detail: string, extra: Partial<RecordResult> = {}): RecordResult => ({
+  index: item.index,
+  key: item.key,
+  status: 'failed',
+  reason,
+  detail,
+  ...extra,
+});
+
+const firstLine = (err: unknown) => (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+
+/** Scores pairs in one forward; when that throws, record by record so only the records at fault fail. */
+async function scoreRecords(
   models: Models,
-  s: Scoring,
-  threshold: number,
-): Promise<RecordResult[]> {
+  loaded: readonly Loaded[],
+  texts: readonly string[][],
+  itc: boolean,
+): Promise<(number[] | Error)[]> {
+  const pairs = loaded.flatMap((_, i) => (texts[i] ?? []).map((text) => ({ image: i, text })));
+  try {
+    const all = await scorePairs(models.filter, loaded.map((l) => l.filterPixels), pairs, itc);
+    let k = 0;
+    return loaded.map((_, i) => (texts[i] ?? []).map(() => all[k++] as number));
+  } catch {
+    const out: (number[] | Error)[] = [];
+    for (const [i, l] of loaded.entries()) {
+      try {
+        out.push(await scorePairs(models.filter, [l.filterPixels], (texts[i] ?? []).map((text) => ({ image: 0, text })), itc));
+      } catch (err) {
+        out.push(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return out;
+  }
+}
+
+/**
+ * Captions and scores one batch; every item comes back as exactly one result, in order. An error
+ * while handling one record (its image, its synthetic captions, its scores) fails that record only;
+ * a non-finite score fails it as `non_finite_score`, never as a decision.
+ */
+export async function processBatch(items: readonly InputItem[], root: string, models: Models, s: Scoring, threshold: number): Promise<RecordResult[]> {
   const results: (RecordResult | null)[] = [];
   const loaded: Loaded[] = [];
   const slot: number[] = [];
   for (const item of items) {
     if (item.failure || !item.record) {
-      results.push({ index: item.index, key: item.key, status: 'failed', reason: item.failure?.reason ?? 'malformed_record', detail: item.failure?.detail ?? '' });
+      results.push(failed(item, item.failure?.reason ?? 'malformed_record', item.failure?.detail ?? ''));
       continue;
     }
     const l = await loadImage(item, root, models);
@@ -214,50 +263,63 @@ export async function processBatch(
     results.push(null);
     loaded.push(l);
   }
-  const synthetic: string[][] = [];
-  for (const l of loaded) synthetic.push(await synthesize(models, l.capPixels, l.item.index, s));
-  const pairs: { image: number; text: string }[] = [];
-  loaded.forEach((l, i) => {
-    for (const t of l.item.record?.captions ?? []) pairs.push({ image: i, text: t });
-    for (const t of synthetic[i] ?? []) pairs.push({ image: i, text: t });
+  const synthetic: (string[] | Error)[] = [];
+  for (const l of loaded) {
+    try {
+      synthetic.push(await synthesize(models, l.capPixels, l.item.index, s));
+    } catch (err) {
+      synthetic.push(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+  const texts = loaded.map((l, i) => {
+    const syn = synthetic[i] ?? [];
+    return syn instanceof Error ? [] : [...(l.item.record?.captions ?? []).map((c) => scoringText(c, FILTER_TEXT_LENGTH)), ...syn];
   });
-  const scores = await scorePairs(models.filter, loaded.map((l) => l.filterPixels), pairs, s.itc);
-  let k = 0;
+  const scores = await scoreRecords(models, loaded, texts, s.itc);
   loaded.forEach((l, i) => {
     const rec = l.item.record as CaptionRecord;
+    const extra = { image: l.rel, meta: rec.meta };
+    const syn = synthetic[i] as string[] | Error;
+    const sc = scores[i] as number[] | Error;
+    if (syn instanceof Error) {
+      results[slot[i] as number] = failed(l.item, 'caption_error', `captioner: ${firstLine(syn)}`, extra);
+      return;
+    }
+    if (sc instanceof Error) {
+      results[slot[i] as number] = failed(l.item, 'score_error', `filter: ${firstLine(sc)}`, extra);
+      return;
+    }
+    const bad = sc.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) {
+      const which = bad < rec.captions.length ? `original caption ${bad}` : `synthetic caption ${bad - rec.captions.length}`;
+      results[slot[i] as number] = failed(l.item, 'non_finite_score', `filter score ${sc[bad]} for ${which}: check the filter weights`, extra);
+      return;
+    }
+    let k = 0;
     const take = (text: string): ScoredCaption => {
-      const score = round6(scores[k++] as number);
+      const score = round6(sc[k++] as number);
       return { text, score, kept: score >= threshold };
     };
     const original = rec.captions.map(take);
-    const syn = (synthetic[i] ?? []).map(take);
+    const synth = syn.map(take);
     const anyOrig = original.some((c) => c.kept);
-    const anySyn = syn.some((c) => c.kept);
+    const anySyn = synth.some((c) => c.kept);
     const status = anyOrig ? 'kept' : anySyn ? 'replaced' : 'dropped';
     results[slot[i] as number] = {
       index: l.item.index,
       key: l.item.key,
       status,
       ...(status === 'dropped' ? { reason: 'below_threshold', detail: `no caption scored ≥ ${threshold}` } : {}),
-      image: l.rel,
-      meta: rec.meta,
+      ...extra,
       original,
-      synthetic: syn,
+      synthetic: synth,
     };
   });
   return results as RecordResult[];
 }
 
 /** The score threshold whose keep-rate on the first `sample` records' original captions is `keepRate`. */
-export async function calibrateThreshold(o: {
-  data: string | readonly string[];
-  root: string;
-  models: Models;
-  scoring: Scoring;
-  keepRate: number;
-  sample: number;
-  batchSize: number;
-}): Promise<number> {
+export async function calibrateThreshold(o: { data: string | readonly string[]; root: string; models: Models; scoring: Scoring; keepRate: number; sample: number; batchSize: number }): Promise<number> {
   const scores: number[] = [];
   let batch: InputItem[] = [];
   const flush = async () => {
@@ -277,26 +339,31 @@ export async function calibrateThreshold(o: {
   return scores[k] as number;
 }
 
-export function fingerprint(o: CapfiltOptions, format: string): string {
-  const pick = {
-    data: o.data,
-    images: o.images ?? null,
-    captioner: resolve(o.captioner),
-    filter: resolve(o.filter),
-    numCaptions: o.numCaptions ?? 1,
-    topP: o.topP ?? 0.9,
-    beam: o.beam ?? null,
-    threshold: o.threshold ?? null,
-    keepRate: o.keepRate ?? null,
-    calibrateOn: o.calibrateOn ?? null,
-    itc: Boolean(o.itc),
-    batchSize: o.batchSize ?? 8,
-    shard: o.shard ?? null,
-    seed: o.seed ?? 0,
-    maxLength: o.maxLength ?? 30,
-    format,
+/** The options that change results, as the journal records them (identity.ts adds data and models). */
+export function resultOptions(o: CapfiltOptions, format: string): Record<string, unknown> {
+  return {
+    numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam ?? null, threshold: o.threshold ?? null, keepRate: o.keepRate ?? null,
+    calibrateOn: o.calibrateOn ?? null, itc: Boolean(o.itc), batchSize: o.batchSize ?? 8, shard: o.shard ?? null, seed: o.seed ?? 0,
+    maxLength: o.maxLength ?? 30, format,
   };
-  return createHash('sha256').update(JSON.stringify(pick)).digest('hex').slice(0, 16);
+}
+
+/** The input files, braces expanded, in order. */
+export function dataFiles(data: string | readonly string[]): string[] {
+  return (typeof data === 'string' ? [data] : [...data]).flatMap(expandBraces);
+}
+
+/** Refuses to resume a journal another run (other options, data or models) wrote (RESUME_MISMATCH). */
+export function assertResumable(header: JournalHeader | null, identity: RunIdentity, journalPath: string): void {
+  if (!header) return;
+  const fp = fingerprintOf(identity);
+  if (header.version === 2 && header.fingerprint === fp) return;
+  const changes = header.version === 2 && header.identity ? diffIdentity(header.identity, identity) : ['it comes from an older CapFilt'];
+  const what = changes.join('; ') || `fingerprint ${header.fingerprint} → ${fp}`;
+  throw new VlError('RESUME_MISMATCH', `${journalPath} was written by another run (other options, data or models): ${what}`, {
+    subject: journalPath,
+    hint: 'rerun with the same inputs and options, or use another --out (or delete the journal to start over)',
+  });
 }
 
 export const JOURNAL = 'journal.jsonl';
@@ -314,42 +381,44 @@ export interface RunState {
   processed: number;
 }
 
+export interface RunInputs {
+  /** Options, data and models of this run (resume and merge compare them). */
+  identity: RunIdentity;
+  /** Records in the whole input, counted by the first pass (the report's balance is checked against it). */
+  sourceRecords: number;
+}
+
 /** The pass over the data: resumes from the journal, journals each batch. Outputs are written by output.ts. */
-export async function runCapfilt(o: CapfiltOptions, models: Models): Promise<RunState> {
+export async function runCapfilt(o: CapfiltOptions & RunInputs, models: Models): Promise<RunState> {
   const format = formatOf(o.data);
-  const firstFile = (typeof o.data === 'string' ? [o.data] : [...o.data]).flatMap(expandBraces)[0] as string;
+  const files = dataFiles(o.data);
+  const firstFile = files[0] as string;
   const root = resolve(o.images ?? join(firstFile, '..'));
   await mkdir(o.out, { recursive: true });
   await removeStaleTemps(o.out);
   const journalPath = join(o.out, JOURNAL);
-  const fp = fingerprint(o, format);
+  const fp = fingerprintOf(o.identity);
   const state = await scanJournal(journalPath);
-  if (state.header && state.header.fingerprint !== fp) {
-    throw new Error(`${journalPath} was written with other options (fingerprint ${state.header.fingerprint}, now ${fp}); use the same command, or another --out`);
-  }
+  assertResumable(state.header, o.identity, journalPath);
   const batchSize = o.batchSize ?? 8;
-  const scoring: Scoring = {
-    numCaptions: o.numCaptions ?? 1,
-    topP: o.topP ?? 0.9,
-    beam: o.beam,
-    itc: Boolean(o.itc),
-    seed: o.seed ?? 0,
-    maxLength: o.maxLength ?? 30,
-  };
+  const scoring: Scoring = { numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam, itc: Boolean(o.itc), seed: o.seed ?? 0, maxLength: o.maxLength ?? 30 };
   let threshold: number;
   if (state.header) threshold = state.header.threshold;
-  else if (o.keepRate !== undefined)
-    threshold = await calibrateThreshold({
-      data: o.data,
-      root,
-      models,
-      scoring,
-      keepRate: o.keepRate,
-      sample: o.calibrateOn ?? 256,
-      batchSize,
-    });
+  else if (o.keepRate !== undefined) threshold = await calibrateThreshold({ data: o.data, root, models, scoring, keepRate: o.keepRate, sample: o.calibrateOn ?? 256, batchSize });
   else threshold = o.threshold ?? 0.5;
-  const header: JournalHeader = state.header ?? { kind: 'capfilt-journal', version: 1, fingerprint: fp, threshold, format, root, dataName: basename(firstFile), data: (typeof o.data === 'string' ? [o.data] : [...o.data]).flatMap(expandBraces).map((f) => resolve(f)), shard: o.shard ?? null };
+  const header: JournalHeader = state.header ?? {
+    kind: 'capfilt-journal',
+    version: 2,
+    fingerprint: fp,
+    identity: o.identity,
+    sourceRecords: o.sourceRecords,
+    threshold,
+    format,
+    root,
+    dataName: basename(firstFile),
+    data: files.map((f) => resolve(f)),
+    shard: o.shard ?? null,
+  };
   const writer = await JournalWriter.open(journalPath, state.validBytes);
   try {
     if (!state.header) await writer.append(header);
@@ -374,4 +443,10 @@ export async function runCapfilt(o: CapfiltOptions, models: Models): Promise<Run
   } finally {
     await writer.close();
   }
+}
+
+/** Records a shard (or the whole run) owns out of `sourceRecords` input records. */
+export function shardRecords(sourceRecords: number, shard: { index: number; count: number } | null | undefined): number {
+  if (!shard) return sourceRecords;
+  return sourceRecords > shard.index ? Math.ceil((sourceRecords - shard.index) / shard.count) : 0;
 }

@@ -73,7 +73,9 @@ describe('blip capfilt', () => {
 
   it('refuses to resume with other options', async () => {
     const errs: string[] = [];
-    await expect(runCapfiltCli([...base(join(dir, 'a')), '--batch-size', '4', '--quiet', '--backend', 'cpu'], { out: () => {}, err: (l) => errs.push(l) })).rejects.toThrow(/other options/);
+    const quietIo = { out: () => {}, err: (l: string) => errs.push(l) };
+    expect(await runCapfiltCli([...base(join(dir, 'a')), '--batch-size', '4', '--quiet', '--backend', 'cpu'], quietIo)).toBe(2);
+    expect(errs.join('\n')).toMatch(/another run \(other options, data or models\): option batchSize 3 → 4/);
   });
 
   it('writes CSV and COCO input back in their formats', async () => {

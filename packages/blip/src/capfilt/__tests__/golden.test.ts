@@ -13,7 +13,7 @@
 //   depend on the host CPU or the thread count, while accel's kernels follow the CPU's vector width. The
 //   pure-JS cpu backend would do too, but takes 3-4× longer.
 // - Compared byte for byte: train.jsonl, records.jsonl, report.json, report.md, histograms.png, samples.png,
-//   journal.jsonl and stdout. Run-dependent parts only are normalised: the journal's header holds absolute
+//   capfilt.done.json, journal.jsonl and stdout. Run-dependent parts only are normalised: the journal's header holds absolute
 //   paths (`root`, `data`) and a `fingerprint` hashed from absolute paths, so it is compared without them;
 //   stdout's `wrote DIR` line names the temporary folder. stderr (timings) is not compared.
 // Regenerate (only when an output change is intended, and say so in the commit): UPDATE_GOLDEN=1 npx vitest run
@@ -28,12 +28,14 @@ import { BertTokenizer, initRuntime, Rng, writeSynthDataset } from '@vl/core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';
+import type { RunIdentity } from '../identity.js';
 
 const GOLDEN = fileURLToPath(new URL('./golden/', import.meta.url));
 const BLIP_CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const RECORDS = 100;
-const OUTPUTS = ['train.jsonl', 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png', 'journal.jsonl', 'stdout.txt'];
+const OUTPUTS = ['train.jsonl', 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png', 'capfilt.done.json',
+  'journal.jsonl', 'stdout.txt'];
 
 let dir: string;
 let data: string;
@@ -64,12 +66,17 @@ async function makeModels(): Promise<void> {
   filter.dispose();
 }
 
-/** The journal with its header's absolute paths and path-derived fingerprint taken out. */
+/**
+ * The journal with its header's absolute paths and path-derived fingerprint taken out; of the run's
+ * identity (issue 14) the options, data content hashes and checkpoint file hashes stay.
+ */
 function normaliseJournal(text: string): string {
   const [header, ...rest] = text.split('\n');
   const p = (JSON.parse(header as string) as { p: Record<string, unknown> }).p;
-  const { fingerprint: _f, root: _r, data: _d, ...kept } = p;
-  return [JSON.stringify({ header: kept }), ...rest].join('\n');
+  const { fingerprint: _f, root: _r, data: _d, identity, ...kept } = p as { identity: RunIdentity } & Record<string, unknown>;
+  const data = identity.data.map((d) => ({ size: d.size, sha256: d.sha256 }));
+  const id = { options: identity.options, data, captioner: identity.captioner.files, filter: identity.filter.files };
+  return [JSON.stringify({ header: { ...kept, identity: id } }), ...rest].join('\n');
 }
 
 /** Runs a capfilt command line (`argv` before the flags) and returns every output, normalised. */
