@@ -1,7 +1,7 @@
 // `blip capfilt …` and `blip capfilt merge …`: argument parsing, progress with ETA on stderr, and a
 // summary on stdout. The pipeline is in pipeline.ts, the outputs in output.ts.
 import { mkdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { VlError } from '@vl/core';
 import { backendOpt, type Io, num, type Parsed, parse, startRuntime, str, UsageError } from '../program.js';
@@ -108,6 +108,14 @@ export async function capfiltCommand(argv: string[], io: Io): Promise<number> {
 export async function runCapfiltJob(opts: CapfiltOptions, io: Io, quiet = false): Promise<number> {
   const files = dataFiles(opts.data);
   const root = resolve(opts.images ?? dirname(files[0] as string));
+  const names = files.map((f) => basename(f));
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) {
+    throw new VlError('INVALID_ARGUMENT', `two inputs are named ${twice}: their record keys (and cleaned.tar keys) would collide`, {
+      subject: '--data',
+      hint: 'rename one of them',
+    });
+  }
   await checkOutSeparate(opts.out, files, root);
   await mkdir(opts.out, { recursive: true });
   const lock = await acquireOutLock(opts.out);

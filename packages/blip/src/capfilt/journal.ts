@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { open, readFile, truncate } from 'node:fs/promises';
 import { readByteLines } from '@vl/core';
 import type { RunIdentity } from './identity.js';
+import { writeNamed } from './write-named.js';
 
 /** What happened to one input record. */
 export type RecordStatus = 'kept' | 'replaced' | 'dropped' | 'failed';
@@ -32,6 +33,8 @@ export interface RecordResult {
   meta?: Record<string, unknown>;
   original?: ScoredCaption[];
   synthetic?: ScoredCaption[];
+  /** Reasons of original captions removed before scoring (e.g. non_utf8_caption); the others went on. */
+  removedCaptions?: string[];
 }
 
 export interface JournalHeader {
@@ -145,20 +148,25 @@ export async function* journalRecords(path: string): AsyncGenerator<RecordResult
 
 /** Appends lines and fsyncs after each one. */
 export class JournalWriter {
-  private constructor(private readonly handle: Awaited<ReturnType<typeof open>>) {}
+  private constructor(
+    private readonly handle: Awaited<ReturnType<typeof open>>,
+    private readonly path: string,
+  ) {}
 
   /** Opens for appending after cutting the file to its valid prefix. */
   static async open(path: string, validBytes: number): Promise<JournalWriter> {
     if (existsSync(path)) await truncate(path, validBytes);
     const handle = await open(path, 'a');
-    return new JournalWriter(handle);
+    return new JournalWriter(handle, path);
   }
 
   async append(payload: unknown): Promise<void> {
     const buf = Buffer.from(journalLine(payload), 'utf8');
-    let written = 0;
-    while (written < buf.length) written += (await this.handle.write(buf, written, buf.length - written)).bytesWritten;
-    await this.handle.sync();
+    await writeNamed('journal.jsonl', this.path, async () => {
+      let written = 0;
+      while (written < buf.length) written += (await this.handle.write(buf, written, buf.length - written)).bytesWritten;
+      await this.handle.sync();
+    });
   }
 
   async close(): Promise<void> {

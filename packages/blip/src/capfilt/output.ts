@@ -4,11 +4,12 @@
 // Nothing depends on timing or batching, so reruns, resumes and merged shards give identical bytes.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { type FileHandle, open, readFile, rename, rm } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import * as tar from 'tar-stream';
-import { VlError, type WriteChunk, writeFileAtomic } from '@vl/core';
+import { readImageFile, type WriteChunk, writeFileAtomic } from '@vl/core';
 import { inputItems, type InputItem } from './pipeline.js';
+import { writeNamed } from './write-named.js';
 import sharp from 'sharp';
 import type { JournalHeader, RecordResult, RecordStatus } from './journal.js';
 
@@ -24,8 +25,10 @@ export interface CapfiltReport {
   captions: { original: number; originalKept: number; originalRemoved: number; synthetic: number; syntheticKept: number; written: number };
   histograms: { bins: number; original: { kept: number[]; removed: number[] }; synthetic: { kept: number[]; removed: number[] } };
   failures: { key: string; reason: string; detail: string }[];
-  /** input = kept + replaced + dropped + failed. */
+  /** input = kept + replaced + dropped + failed = the records the source holds for this run. */
   balanced: boolean;
+  /** Original captions removed before scoring, per reason (only when there were any). */
+  removedCaptions?: Record<string, number>;
 }
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
@@ -60,7 +63,7 @@ class PendingFile {
   static async open(out: string, name: string): Promise<PendingFile> {
     const path = join(out, name);
     const tmp = join(out, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-    const handle = await named(name, tmp, () => open(tmp, 'wx'));
+    const handle = await writeNamed(name, tmp, () => open(tmp, 'wx'));
     return new PendingFile(name, path, tmp, handle);
   }
 
@@ -78,7 +81,7 @@ class PendingFile {
   }
 
   async write(chunk: Uint8Array): Promise<void> {
-    await named(this.name, this.tmp, async () => {
+    await writeNamed(this.name, this.tmp, async () => {
       let n = 0;
       while (n < chunk.length) n += (await this.handle.write(chunk, n, chunk.length - n)).bytesWritten;
     });
@@ -86,7 +89,7 @@ class PendingFile {
   }
 
   async close(): Promise<void> {
-    await named(this.name, this.tmp, async () => {
+    await writeNamed(this.name, this.tmp, async () => {
       await this.handle.sync();
       await this.handle.close();
     });
@@ -98,40 +101,29 @@ class PendingFile {
   }
 }
 
-/** Runs a file operation; a failure becomes WRITE_FAILED naming the output (ENOSPC names no file by itself). */
-async function named<T>(name: string, path: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (err) {
-    if (err instanceof VlError) throw err;
-    const code = (err as { code?: string }).code;
-    throw new VlError('WRITE_FAILED', `cannot write ${name}${code ? ` (${code})` : ''}: ${(err as Error).message}`, {
-      subject: path,
-      hint: `${code === 'ENOSPC' ? 'free disk space' : 'fix the folder'}, then rerun the same command (it resumes)`,
-      cause: err,
-    });
-  }
-}
-
 /**
- * Renames every pending file into place, then writes the DONE_FILE marker. When a rename fails, the
- * outputs renamed so far are removed again, so the folder holds the whole set or none of it.
+ * Renames every pending file into place, then writes the DONE_FILE marker. When a rename fails,
+ * every output of the set is removed, so the folder holds the whole set or none of it.
  */
 async function commit(out: string, files: readonly PendingFile[]): Promise<void> {
   const done: PendingFile[] = [];
   try {
     for (const f of files) {
-      await named(f.name, f.path, () => rename(f.tmp, f.path));
+      await writeNamed(f.name, f.path, () => rename(f.tmp, f.path));
       done.push(f);
     }
   } catch (err) {
-    for (const f of done) await rm(f.path, { force: true }).catch(() => undefined);
-    for (const f of files) if (!done.includes(f)) await rm(f.tmp, { force: true }).catch(() => undefined);
+    // The set is incomplete: none of it stays, neither the new files renamed so far nor the old
+    // ones they were to replace (the marker is already gone).
+    for (const f of files) {
+      await rm(f.path, { force: true }).catch(() => undefined);
+      await rm(f.tmp, { force: true }).catch(() => undefined);
+    }
     throw err;
   }
   const marker = { complete: true, files: Object.fromEntries(files.map((f) => [f.name, f.size])) };
   const markerPath = join(out, DONE_FILE);
-  await named(DONE_FILE, markerPath, () => writeFileAtomic(markerPath, (w) => w(enc(`${JSON.stringify(marker, null, 2)}\n`))));
+  await writeNamed(DONE_FILE, markerPath, () => writeFileAtomic(markerPath, (w) => w(enc(`${JSON.stringify(marker, null, 2)}\n`))));
 }
 
 /** Whether `dir` holds a complete set of CapFilt outputs. */
@@ -173,6 +165,7 @@ export async function writeOutputs(
   let lastIndex = -1;
   await rm(join(out, DONE_FILE), { force: true });
   const pending: PendingFile[] = [];
+  const removedCaptions: Record<string, number> = {};
   try {
     const records = await PendingFile.open(out, 'records.jsonl');
     pending.push(records);
@@ -187,6 +180,7 @@ export async function writeOutputs(
         report.input++;
         report.counts[r.status]++;
         await records.write(enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`));
+        for (const reason of r.removedCaptions ?? []) removedCaptions[reason] = (removedCaptions[reason] ?? 0) + 1;
         if (r.status === 'failed') {
           const reason = r.reason ?? 'unknown';
           report.failed[reason] = (report.failed[reason] ?? 0) + 1;
@@ -236,6 +230,7 @@ export async function writeOutputs(
     await records.close();
     const c = report.counts;
     report.balanced = report.input === expected && report.input === c.kept + c.replaced + c.dropped + c.failed;
+    if (Object.keys(removedCaptions).length) report.removedCaptions = removedCaptions;
     pending.push(await PendingFile.write(out, 'report.json', (w) => w(enc(`${JSON.stringify(report, null, 2)}\n`))));
     pending.push(await PendingFile.write(out, 'report.md', (w) => w(enc(reportMarkdown(report, datasetName)))));
     const hist = await sharp(Buffer.from(histogramSvg(report))).png({ compressionLevel: 9 }).toBuffer();
@@ -250,6 +245,12 @@ export async function writeOutputs(
   const order = [datasetName, 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png'];
   await commit(out, order.map((n) => pending.find((f) => f.name === n) as PendingFile));
   return report;
+}
+
+/** `shard-0000.tar:000123` → `shard-0000`: the folder a sample's members get in cleaned.tar. */
+export function cleanedKeyPrefix(recordKey: string): string {
+  const shard = recordKey.slice(0, recordKey.indexOf(':'));
+  return shard.replace(/\.tar$/i, '');
 }
 
 /**
@@ -292,7 +293,9 @@ class TarWriter {
     }
     const rec = item.record;
     if (!rec || rec.image.kind !== 'bytes') throw new Error(`record ${r.index} (${r.key}) is not a WebDataset sample any more: the shards changed since the run`);
-    const name = rec.image.name;
+    // Keys are prefixed by the input shard's name (`shard-0000/000123`): two shards numbered from
+    // 000000 stay apart, and a key appears once in cleaned.tar.
+    const name = `${cleanedKeyPrefix(rec.key)}/${rec.image.name}`;
     const dot = name.lastIndexOf('.');
     await this.entry(name, rec.image.bytes);
     await this.entry(`${name.slice(0, dot)}.json`, enc(JSON.stringify({ ...(r.meta ?? {}), captions })));
@@ -329,6 +332,7 @@ export function reportMarkdown(r: CapfiltReport, dataset: string): string {
     `| synthetic | ${r.captions.synthetic} |`,
     `| synthetic kept | ${r.captions.syntheticKept} (${pct(r.captions.syntheticKept, r.captions.synthetic)}) |`,
     `| written | ${r.captions.written} |`,
+    ...Object.entries(r.removedCaptions ?? {}).map(([k, v]) => `| original removed before scoring: ${k} | ${v} |`),
     '',
   ];
   const reasons = Object.entries(r.failed).sort(([a], [b]) => a.localeCompare(b));
@@ -414,8 +418,9 @@ async function sampleGridSvg(samples: readonly RecordResult[], root: string): Pr
     let img = `<rect x="8" y="${y + 8}" width="94" height="94" fill="#ddd"/>`;
     if (path && existsSync(path)) {
       try {
-        // Re-encoded to a 94×94 PNG so any input format (and odd sizes) embeds the same way.
-        const png = await sharp(await readFile(path)).resize(94, 94, { fit: 'fill' }).png().toBuffer();
+        // Read as the run read it (inside the root, regular files only, size cap), then re-encoded
+        // to a 94×94 PNG so any input format (and odd sizes) embeds the same way.
+        const png = await sharp(await readImageFile(path, { root })).resize(94, 94, { fit: 'fill' }).png().toBuffer();
         img = `<image x="8" y="${y + 8}" width="94" height="94" href="data:${MIME['.png']};base64,${png.toString('base64')}"/>`;
       } catch {
         // keep the grey box: the sample grid is a picture, not a check

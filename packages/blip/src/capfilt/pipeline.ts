@@ -2,11 +2,12 @@
 // filter scores original and synthetic captions with its ITM head, and captions under a threshold
 // go. Streams the input in fixed batches, journals each finished batch (journal.ts) so a killed run
 // resumes exactly, and assigns records to shards by their position in the input.
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, isVlError, readDataset, Rng, VlError,
+  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, ImageFileError, isVlError, readDataset, readImageFile, Rng,
+  VlError,
 } from '@vl/core';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
@@ -44,6 +45,8 @@ export interface InputItem {
   index: number;
   key: string;
   record?: CaptionRecord;
+  /** Reasons of captions the reader removed from this record (it goes on with the others). */
+  removedCaptions?: string[];
   failure?: { reason: DropReason | string; detail: string };
 }
 
@@ -56,16 +59,24 @@ export function formatOf(data: string | readonly string[]): DatasetFormat {
 /** Every input record in order, bad ones included (as failures), each numbered. */
 export async function* inputItems(data: string | readonly string[], imageRoot: string | undefined): AsyncGenerator<InputItem> {
   const drops: { reason: DropReason; subject: string; detail: string }[] = [];
+  const captionDrops = new Map<string, string[]>();
   class Capture extends DataReport {
     override drop(reason: DropReason, subject: string, detail: string): void {
       super.drop(reason, subject, detail);
       drops.push({ reason, subject, detail });
     }
+
+    override dropCaption(reason: DropReason, subject?: string): void {
+      super.dropCaption(reason, subject);
+      if (subject !== undefined) captionDrops.set(subject, [...(captionDrops.get(subject) ?? []), reason]);
+    }
   }
   let index = 0;
   for await (const rec of readDataset({ path: data, imageRoot }, new Capture())) {
     for (const d of drops.splice(0)) yield { index: index++, key: d.subject, failure: { reason: d.reason, detail: d.detail } };
-    yield { index: index++, key: rec.key, record: rec };
+    const removed = captionDrops.get(rec.key);
+    captionDrops.clear();
+    yield { index: index++, key: rec.key, record: rec, ...(removed ? { removedCaptions: removed } : {}) };
   }
   for (const d of drops.splice(0)) yield { index: index++, key: d.subject, failure: { reason: d.reason, detail: d.detail } };
 }
@@ -105,9 +116,10 @@ async function loadImage(item: InputItem, root: string, models: Models): Promise
   const rel = rec.image.kind === 'path' ? relative(root, rec.image.path).split('\\').join('/') : rec.image.name;
   let bytes: Uint8Array;
   try {
-    bytes = rec.image.kind === 'path' ? await readFile(rec.image.path) : rec.image.bytes;
+    bytes = rec.image.kind === 'path' ? await readImageFile(rec.image.path, { root: rec.image.root }) : rec.image.bytes;
   } catch (err) {
-    return { index: item.index, key: item.key, status: 'failed', reason: 'missing_image', detail: (err as Error).message, image: rel, meta: rec.meta };
+    const reason = err instanceof ImageFileError ? err.reason : 'missing_image';
+    return { index: item.index, key: item.key, status: 'failed', reason, detail: firstLine(err), image: rel, meta: rec.meta };
   }
   try {
     const cs = models.captioner.config.vision_config.image_size;
@@ -313,6 +325,7 @@ export async function processBatch(items: readonly InputItem[], root: string, mo
       ...extra,
       original,
       synthetic: synth,
+      ...(l.item.removedCaptions ? { removedCaptions: l.item.removedCaptions } : {}),
     };
   });
   return results as RecordResult[];

@@ -1,10 +1,10 @@
 // From records to training batches: a seeded shuffle buffer, concurrent image loading in input
 // order, caption choice (first / random / all), tokenisation with padding, and NCHW tensors.
-import { readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError, isVlError } from '../errors.js';
 import { Rng } from '../runtime/rng.js';
 import { type ImageTransformOptions, preprocessImage } from './image.js';
+import { ImageFileError, readImageFile } from './image-file.js';
 import { type CaptionRecord, DataReport } from './records.js';
 import { type DatasetSpec, readDataset } from './readers.js';
 import type { BertTokenizer, PaddingMode } from './tokenizer.js';
@@ -59,10 +59,10 @@ async function loadOne(rec: CaptionRecord, options: ImageLoadOptions): Promise<I
     bytes = rec.image.bytes;
   } else {
     try {
-      bytes = await readFile(rec.image.path);
+      bytes = await readImageFile(rec.image.path, { root: rec.image.root });
     } catch (err) {
-      const code = (err as { code?: string }).code ?? 'EIO';
-      options.report.drop('missing_image', rec.key, `${code}: ${rec.image.path}`);
+      if (!(err instanceof ImageFileError)) throw err;
+      options.report.drop(err.reason, rec.key, err.message);
       return null;
     }
   }

@@ -4,7 +4,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { parse as parseCsv } from 'csv-parse';
 import * as tar from 'tar-stream';
 import { VlError } from '../errors.js';
 import { type CaptionRecord, DataReport, type DropReason } from './records.js';
@@ -34,11 +33,103 @@ const IMAGE_EXTS = new Set(['jpg', 'jpeg', 'png', 'webp']);
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const utf8Lossy = new TextDecoder('utf-8');
 
+/** JSON nested deeper than this (arrays/objects) is a malformed record, not a stack overflow. */
+export const MAX_JSON_DEPTH = 64;
+/** A JSONL line longer than this is a malformed record (read past without being held). */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024;
+/** A CSV field longer than this is a malformed row. */
+export const MAX_CSV_FIELD_BYTES = 1024 * 1024;
+/** A WebDataset member larger than this is not read into memory; its sample fails. */
+export const MAX_TAR_MEMBER_BYTES = 64 * 1024 * 1024;
+
 function decodeUtf8(bytes: Uint8Array): string | null {
   try {
     return utf8.decode(bytes);
   } catch {
     return null;
+  }
+}
+
+const isCont = (b: number | undefined) => b !== undefined && (b & 0xc0) === 0x80;
+
+/**
+ * UTF-8 → string where each byte of an invalid sequence becomes the lone surrogate U+DC80+byte
+ * (Python's surrogateescape): valid text decodes as usual and only the strings that held bad bytes
+ * are ill-formed, so one latin-1 caption can be told apart from the rest of its line.
+ */
+export function decodeUtf8Escaped(bytes: Uint8Array): { text: string; valid: boolean } {
+  const fast = decodeUtf8(bytes);
+  if (fast !== null) return { text: fast, valid: true };
+  const parts: string[] = [];
+  let units: number[] = [];
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i] as number;
+    const b1 = bytes[i + 1];
+    let cp = -1;
+    let len = 1;
+    if (b < 0x80) cp = b;
+    else if (b >= 0xc2 && b <= 0xdf && isCont(b1)) [cp, len] = [((b & 0x1f) << 6) | ((b1 as number) & 0x3f), 2];
+    else if (b >= 0xe0 && b <= 0xef && isCont(b1) && isCont(bytes[i + 2])) {
+      const lo = b === 0xe0 ? 0xa0 : 0x80;
+      const hi = b === 0xed ? 0x9f : 0xbf;
+      if ((b1 as number) >= lo && (b1 as number) <= hi) [cp, len] = [((b & 0x0f) << 12) | (((b1 as number) & 0x3f) << 6) | ((bytes[i + 2] as number) & 0x3f), 3];
+    } else if (b >= 0xf0 && b <= 0xf4 && isCont(b1) && isCont(bytes[i + 2]) && isCont(bytes[i + 3])) {
+      const lo = b === 0xf0 ? 0x90 : 0x80;
+      const hi = b === 0xf4 ? 0x8f : 0xbf;
+      if ((b1 as number) >= lo && (b1 as number) <= hi) {
+        cp = ((b & 0x07) << 18) | (((b1 as number) & 0x3f) << 12) | (((bytes[i + 2] as number) & 0x3f) << 6) | ((bytes[i + 3] as number) & 0x3f);
+        len = 4;
+      }
+    }
+    if (cp < 0) units.push(0xdc00 + b);
+    else if (cp > 0xffff) units.push(0xd800 + ((cp - 0x10000) >> 10), 0xdc00 + ((cp - 0x10000) & 0x3ff));
+    else units.push(cp);
+    i += cp < 0 ? 1 : len;
+    if (units.length >= 8192) {
+      parts.push(String.fromCharCode(...units));
+      units = [];
+    }
+  }
+  parts.push(String.fromCharCode(...units));
+  return { text: parts.join(''), valid: false };
+}
+
+/** A string with a lone surrogate cannot be written as UTF-8 (a bad byte, or a `\udc80` escape). */
+const ILL_FORMED = /[\uD800-\uDFFF]/u;
+const illFormed = (s: string) => ILL_FORMED.test(s);
+
+/** Whether any string (or key) inside a parsed JSON value is ill-formed. */
+function anyIllFormed(v: unknown): boolean {
+  if (typeof v === 'string') return illFormed(v);
+  if (Array.isArray(v)) return v.some(anyIllFormed);
+  if (typeof v === 'object' && v !== null) return Object.entries(v).some(([k, x]) => illFormed(k) || anyIllFormed(x));
+  return false;
+}
+
+/** Whether JSON text nests arrays/objects deeper than `limit` (checked before JSON.parse). */
+export function jsonTooDeep(text: string, limit = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** JSON.parse with a depth limit: a malformed record instead of a stack overflow later on. */
+function parseJsonRecord(text: string, what: string, errorPrefix = 'invalid JSON'): unknown {
+  if (jsonTooDeep(text)) throw new BadRecord('malformed_record', `${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new BadRecord('malformed_record', `${errorPrefix}: ${(err as Error).message}`);
   }
 }
 
@@ -51,8 +142,11 @@ class BadRecord extends Error {
   }
 }
 
-/** Captions from a field value: a string or a list of strings; empty ones are removed (and counted). */
-function captionsFrom(value: unknown, report: DataReport): string[] {
+/**
+ * Captions from a field value: a string or a list of strings. Empty captions and captions that are
+ * not valid UTF-8 are removed one by one (counted per reason); the record fails only when none is left.
+ */
+function captionsFrom(value: unknown, report: DataReport, key: string): string[] {
   const list = typeof value === 'string' ? [value] : value;
   if (!Array.isArray(list)) throw new BadRecord('malformed_record', `caption is ${typeof value}, expected a string or a list of strings`);
   const out: string[] = [];
@@ -61,15 +155,15 @@ function captionsFrom(value: unknown, report: DataReport): string[] {
     // COCO-style sentence objects carry the text in `raw`.
     const text = typeof c === 'object' && c !== null && typeof (c as { raw?: unknown }).raw === 'string' ? (c as { raw: string }).raw : c;
     if (typeof text !== 'string') throw new BadRecord('malformed_record', `caption entry is ${typeof text}, expected a string`);
-    if (text.includes('\uFFFD')) nonUtf8++;
+    if (illFormed(text)) nonUtf8++;
     else if (text.trim() !== '') out.push(text.trim());
-    else if (list.length > 1) report.dropCaption('empty_caption');
+    else if (list.length > 1) report.dropCaption('empty_caption', key);
   }
   if (out.length === 0) {
     if (nonUtf8 > 0) throw new BadRecord('non_utf8_caption', 'caption is not valid UTF-8');
     throw new BadRecord('empty_caption', list.length === 0 ? 'no captions' : 'caption is empty');
   }
-  for (let i = 0; i < nonUtf8; i++) report.dropCaption('non_utf8_caption');
+  for (let i = 0; i < nonUtf8; i++) report.dropCaption('non_utf8_caption', key);
   return out;
 }
 
@@ -106,12 +200,17 @@ function recordFromObject(
   if (imgField === undefined) throw new BadRecord('missing_image', `no image field (${spec.imageField ?? IMAGE_FIELDS.join('/')})`);
   const imgValue = o[imgField];
   if (typeof imgValue !== 'string' || imgValue === '') throw new BadRecord('malformed_record', `image field '${imgField}' is not a non-empty string`);
-  const captions = captionsFrom(o[capField], report);
+  if (illFormed(imgValue)) throw new BadRecord('malformed_record', `image field '${imgField}' is not valid UTF-8`);
+  const captions = captionsFrom(o[capField], report, key);
   const path = resolveUnder(root, imgValue, spec.allowOutsideRoot ?? false);
   const meta = { ...o };
   delete meta[capField];
   delete meta[imgField];
-  return { key, image: { kind: 'path', path }, captions, meta };
+  return { key, image: imageAt(path, root, spec), captions, meta };
+}
+
+function imageAt(path: string, root: string, spec: DatasetSpec): CaptionRecord['image'] {
+  return spec.allowOutsideRoot ? { kind: 'path', path } : { kind: 'path', path, root };
 }
 
 /** A record-level problem, or a bug/IO failure that must surface instead of being counted as data. */
@@ -123,54 +222,62 @@ function asBad(err: unknown): BadRecord {
 // ---------------------------------------------------------------------------------------------
 // JSONL
 
-/** Lines of a file as bytes (UTF-8 is checked per line, so one bad line does not poison the rest). */
-export async function* readByteLines(path: string): AsyncGenerator<{ line: number; bytes: Uint8Array }> {
-  let carry: Buffer | null = null;
+/**
+ * Lines of a file as bytes (UTF-8 is checked per line, so one bad line does not poison the rest).
+ * A line's pieces are joined once, when its newline arrives, so a long line costs linear time. With
+ * `maxBytes`, a longer line is not held in memory: it comes back empty with `tooLong` set.
+ */
+export async function* readByteLines(path: string, maxBytes = Infinity): AsyncGenerator<{ line: number; bytes: Uint8Array; tooLong?: boolean }> {
+  let parts: Buffer[] = [];
+  let held = 0;
   let line = 0;
+  let skipping = false;
+  const join = (last: Buffer): Uint8Array => {
+    const bytes = parts.length ? Buffer.concat([...parts, last]) : last;
+    return bytes.length > 0 && bytes[bytes.length - 1] === 0x0d ? bytes.subarray(0, -1) : bytes;
+  };
   for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
-    const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
     let start = 0;
-    let nl = buf.indexOf(0x0a, start);
-    while (nl !== -1) {
-      const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
-      yield { line: ++line, bytes: buf.subarray(start, end) };
+    for (let nl = chunk.indexOf(0x0a); nl !== -1; nl = chunk.indexOf(0x0a, start)) {
+      if (skipping || held + (nl - start) > maxBytes) yield { line: ++line, bytes: new Uint8Array(0), tooLong: true };
+      else yield { line: ++line, bytes: join(chunk.subarray(start, nl)) };
+      parts = [];
+      held = 0;
+      skipping = false;
       start = nl + 1;
-      nl = buf.indexOf(0x0a, start);
     }
-    carry = start < buf.length ? Buffer.from(buf.subarray(start)) : null;
+    if (start < chunk.length && !skipping) {
+      parts.push(chunk.subarray(start));
+      held += chunk.length - start;
+      if (held > maxBytes) {
+        parts = [];
+        held = 0;
+        skipping = true;
+      }
+    }
   }
-  if (carry && carry.length > 0) yield { line: line + 1, bytes: carry.at(-1) === 0x0d ? carry.subarray(0, -1) : carry };
+  if (skipping) yield { line: ++line, bytes: new Uint8Array(0), tooLong: true };
+  else if (held > 0) yield { line: ++line, bytes: join(Buffer.alloc(0)) };
 }
 
 async function* readJsonl(spec: DatasetSpec, file: string, report: DataReport): AsyncGenerator<CaptionRecord> {
   const root = resolve(spec.imageRoot ?? dirname(file));
   const name = basename(file);
-  for await (const { line, bytes } of readByteLines(file)) {
+  for await (const { line, bytes, tooLong } of readByteLines(file, MAX_LINE_BYTES)) {
     let b = bytes;
     if (line === 1 && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) b = b.subarray(3);
     // Blank lines separate nothing and hold nothing: they are not records.
-    if (b.every((x) => x === 0x20 || x === 0x09)) continue;
+    if (!tooLong && b.every((x) => x === 0x20 || x === 0x09)) continue;
     report.read();
     const key = `${name}:${line}`;
     try {
-      let text = decodeUtf8(b);
-      let lossy = false;
-      if (text === null) {
-        // Parse the lossy decode to tell a bad caption (the usual case: latin-1 text pasted into a
-        // UTF-8 file) from a line that is broken anyway.
-        text = utf8Lossy.decode(b);
-        lossy = true;
-      }
-      let obj: unknown;
-      try {
-        obj = JSON.parse(text);
-      } catch (err) {
-        throw new BadRecord('malformed_record', `invalid JSON: ${(err as Error).message}`);
-      }
+      if (tooLong) throw new BadRecord('malformed_record', `line is longer than ${MAX_LINE_BYTES} bytes`);
+      // Invalid bytes become lone surrogates: a caption holding them is removed on its own, while
+      // bad bytes anywhere else (keys, image path, other fields) make the line malformed.
+      const { text, valid } = decodeUtf8Escaped(b);
+      const obj = parseJsonRecord(text, 'line');
       const rec = recordFromObject(obj, spec, root, report, key);
-      if (lossy && !rec.captions.some((c) => c.includes('\uFFFD'))) {
-        throw new BadRecord('malformed_record', 'line is not valid UTF-8 (outside the captions)');
-      }
+      if (!valid && anyIllFormed(rec.meta)) throw new BadRecord('malformed_record', 'line is not valid UTF-8 (outside the captions)');
       yield rec;
     } catch (err) {
       const bad = asBad(err);
@@ -182,39 +289,166 @@ async function* readJsonl(spec: DatasetSpec, file: string, report: DataReport): 
 // ---------------------------------------------------------------------------------------------
 // CSV
 
+type CsvRow = { line: number; fields: Buffer[]; error?: undefined } | { line: number; fields?: undefined; error: string };
+
+/** A growable byte buffer for one CSV field. */
+class FieldBytes {
+  private buf = Buffer.alloc(256);
+  length = 0;
+
+  push(b: number): void {
+    if (this.length === this.buf.length) {
+      const next = Buffer.alloc(this.buf.length * 2);
+      this.buf.copy(next);
+      this.buf = next;
+    }
+    this.buf[this.length++] = b;
+  }
+
+  /** Drops a trailing CR (the CR of a CRLF line end). */
+  trimCr(): void {
+    if (this.length > 0 && this.buf[this.length - 1] === 0x0d) this.length--;
+  }
+
+  take(): Buffer {
+    const out = Buffer.from(this.buf.subarray(0, this.length));
+    this.length = 0;
+    return out;
+  }
+}
+
+/**
+ * CSV rows as bytes, read the way spreadsheets write them (RFC 4180: quoted fields may hold the
+ * delimiter, newlines and doubled quotes; a UTF-8 BOM is skipped; empty lines are not rows). A
+ * malformed row (a character after a closing quote, a field over MAX_CSV_FIELD_BYTES, a quote never
+ * closed) comes back as one error at the line it starts on, and reading goes on after it: from the
+ * next line, or for an unclosed quote from the line after the one the row started on.
+ */
+export async function* readCsvRows(file: string, delimiter = 0x2c): AsyncGenerator<CsvRow> {
+  const QUOTE = 0x22, NL = 0x0a, CR = 0x0d;
+  let startOffset = 0;
+  let startLine = 1;
+  for (;;) {
+    let line = startLine;
+    let rowLine = startLine;
+    // Byte offset just after the first newline inside the current row (where to resume after an unclosed quote).
+    let rowNextLine = -1;
+    let state: 'start' | 'plain' | 'quoted' | 'quote' | 'skip' = 'start';
+    let fields: Buffer[] = [];
+    let error = '';
+    const field = new FieldBytes();
+    let offset = startOffset;
+    let restart = -1;
+    const rows: CsvRow[] = [];
+    const endRow = () => {
+      fields.push(field.take());
+      // A line with nothing on it is not a row.
+      if (!(fields.length === 1 && (fields[0] as Buffer).length === 0)) rows.push({ line: rowLine, fields });
+      fields = [];
+    };
+    const fail = (msg: string): 'skip' => {
+      error = msg;
+      field.length = 0;
+      fields = [];
+      return 'skip';
+    };
+    for await (const chunk of createReadStream(file, { start: startOffset }) as AsyncIterable<Buffer>) {
+      let i = 0;
+      if (offset === 0 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
+        i = 3;
+        offset = 3;
+      }
+      for (; i < chunk.length; i++, offset++) {
+        const c = chunk[i] as number;
+        if (state === 'quoted') {
+          if (c === QUOTE) state = 'quote';
+          else {
+            if (c === NL) {
+              line++;
+              if (rowNextLine < 0) rowNextLine = offset + 1;
+            }
+            field.push(c);
+            if (field.length > MAX_CSV_FIELD_BYTES) {
+              const msg = `quoted field longer than ${MAX_CSV_FIELD_BYTES} bytes (a quote never closed?)`;
+              if (rowNextLine < 0) {
+                state = fail(msg);
+                continue;
+              }
+              restart = rowNextLine;
+              rows.push({ line: rowLine, error: msg });
+              break;
+            }
+          }
+          continue;
+        }
+        if (c === NL) {
+          if (state === 'skip') rows.push({ line: rowLine, error });
+          else {
+            if (state === 'plain') field.trimCr();
+            endRow();
+          }
+          state = 'start';
+          line++;
+          rowLine = line;
+          rowNextLine = -1;
+          continue;
+        }
+        if (state === 'skip') continue;
+        if (state === 'quote') {
+          if (c === QUOTE) {
+            field.push(QUOTE);
+            state = 'quoted';
+          } else if (c === delimiter) {
+            fields.push(field.take());
+            state = 'start';
+          } else if (c !== CR) {
+            state = fail(`character '${String.fromCharCode(c)}' after a closing quote`);
+          }
+          continue;
+        }
+        if (state === 'start' && c === QUOTE) {
+          state = 'quoted';
+          continue;
+        }
+        if (c === delimiter) {
+          fields.push(field.take());
+          state = 'start';
+          continue;
+        }
+        field.push(c);
+        state = 'plain';
+        if (field.length > MAX_CSV_FIELD_BYTES) state = fail(`field longer than ${MAX_CSV_FIELD_BYTES} bytes`);
+      }
+      yield* rows.splice(0);
+      if (restart >= 0) break;
+    }
+    if (restart < 0 && state === 'quoted') {
+      yield { line: rowLine, error: 'quote never closed' };
+      restart = rowNextLine;
+    } else if (restart < 0) {
+      if (state === 'skip') yield { line: rowLine, error };
+      else if (state !== 'start' || fields.length > 0) {
+        if (state === 'plain') field.trimCr();
+        endRow();
+        yield* rows.splice(0);
+      }
+    }
+    if (restart < 0) return;
+    startOffset = restart;
+    startLine = rowLine + 1;
+  }
+}
+
 async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): AsyncGenerator<CaptionRecord> {
   const root = resolve(spec.imageRoot ?? dirname(file));
   const name = basename(file);
-  const skipped: string[] = [];
-  // encoding null: fields arrive as bytes, so each caption's UTF-8 is checked on its own. Rows
-  // with an unclosed quote or the wrong number of fields are skipped by csv-parse and counted.
-  const parser = createReadStream(file).pipe(
-    parseCsv({
-      encoding: null,
-      bom: true,
-      skip_empty_lines: true,
-      skip_records_with_error: true,
-      info: true,
-      on_skip: (err) => {
-        const line = (err as { lines?: number } | undefined)?.lines;
-        skipped.push(`${line !== undefined ? `line ${line}: ` : ''}${err ? err.message : 'unparseable row'}`);
-        return undefined;
-      },
-    }),
-  );
   let header: string[] | null = null;
   let imgCol = -1;
   let capCol = -1;
-  const flushSkipped = () => {
-    for (const msg of skipped.splice(0)) {
-      report.read();
-      report.drop('malformed_record', `${name}`, msg);
-    }
-  };
-  for await (const { record, info } of parser as AsyncIterable<{ record: Buffer[]; info: { lines: number } }>) {
-    flushSkipped();
+  for await (const row of readCsvRows(file, file.toLowerCase().endsWith('.tsv') ? 0x09 : 0x2c)) {
     if (header === null) {
-      header = record.map((f) => utf8Lossy.decode(f).trim());
+      if (row.error !== undefined) throw new VlError('DATA_INVALID', `CSV header (line ${row.line}): ${row.error}`, { subject: file });
+      header = row.fields.map((f) => utf8Lossy.decode(f).trim());
       imgCol = spec.imageField !== undefined ? header.indexOf(spec.imageField) : header.findIndex((h) => IMAGE_FIELDS.includes(h));
       capCol = spec.captionField !== undefined ? header.indexOf(spec.captionField) : header.findIndex((h) => CAPTION_FIELDS.includes(h));
       if (imgCol < 0 || capCol < 0) {
@@ -226,10 +460,12 @@ async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): As
       continue;
     }
     report.read();
-    const key = `${name}:${info.lines}`;
+    const key = `${name}:${row.line}`;
     try {
-      const capBytes = record[capCol] as Buffer;
-      const caption = decodeUtf8(capBytes);
+      if (row.error !== undefined) throw new BadRecord('malformed_record', `line ${row.line}: ${row.error}`);
+      const record = row.fields;
+      if (record.length !== header.length) throw new BadRecord('malformed_record', `line ${row.line}: ${record.length} fields, the header has ${header.length}`);
+      const caption = decodeUtf8(record[capCol] as Buffer);
       if (caption === null) throw new BadRecord('non_utf8_caption', 'caption is not valid UTF-8');
       if (caption.trim() === '') throw new BadRecord('empty_caption', 'caption is empty');
       const img = decodeUtf8(record[imgCol] as Buffer);
@@ -239,13 +475,12 @@ async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): As
       header.forEach((h, i) => {
         if (i !== imgCol && i !== capCol) meta[h] = utf8Lossy.decode(record[i] as Buffer);
       });
-      yield { key, image: { kind: 'path', path }, captions: [caption.trim()], meta };
+      yield { key, image: imageAt(path, root, spec), captions: [caption.trim()], meta };
     } catch (err) {
       const bad = asBad(err);
       report.drop(bad.reason, key, bad.message);
     }
   }
-  flushSkipped();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -342,13 +577,8 @@ async function* readCocoKarpathy(spec: DatasetSpec, file: string, report: DataRe
     report.read();
     const key = `${name}#${index}`;
     try {
-      const text = decodeUtf8(bytes);
-      let obj: unknown;
-      try {
-        obj = JSON.parse(text ?? utf8Lossy.decode(bytes));
-      } catch (err) {
-        throw new BadRecord('malformed_record', `invalid JSON: ${(err as Error).message}`);
-      }
+      const { text, valid } = decodeUtf8Escaped(bytes);
+      const obj = parseJsonRecord(text, 'entry');
       if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new BadRecord('malformed_record', 'image entry is not an object');
       const o = obj as Record<string, unknown>;
       if (splits && !splits.has(String(o.split))) {
@@ -357,12 +587,12 @@ async function* readCocoKarpathy(spec: DatasetSpec, file: string, report: DataRe
       }
       if (typeof o.filename !== 'string' || o.filename === '') throw new BadRecord('missing_image', 'entry has no filename');
       if (!Array.isArray(o.sentences)) throw new BadRecord('missing_caption', 'entry has no sentences');
-      const captions = captionsFrom(o.sentences, report);
-      if (text === null && !captions.some((c) => c.includes('\uFFFD'))) throw new BadRecord('malformed_record', 'entry is not valid UTF-8');
+      const captions = captionsFrom(o.sentences, report, key);
+      const { sentences: _s, filename: _f, filepath: _p, ...meta } = o;
+      if (!valid && anyIllFormed([o.filename, o.filepath, meta])) throw new BadRecord('malformed_record', 'entry is not valid UTF-8 (outside the captions)');
       const rel = typeof o.filepath === 'string' && o.filepath !== '' ? `${o.filepath}/${o.filename}` : o.filename;
       const path = resolveUnder(root, rel, spec.allowOutsideRoot ?? false);
-      const { sentences: _s, filename: _f, filepath: _p, ...meta } = o;
-      yield { key, image: { kind: 'path', path }, captions, meta };
+      yield { key, image: imageAt(path, root, spec), captions, meta };
     } catch (err) {
       const bad = asBad(err);
       report.drop(bad.reason, key, bad.message);
@@ -409,38 +639,46 @@ interface WdsSample {
   key: string;
   files: Map<string, Uint8Array>;
   unsafe: string | null;
+  /** A member over MAX_TAR_MEMBER_BYTES (not read). */
+  tooLarge: { name: string; size: number; image: boolean } | null;
+  /** Another sample of this shard already had this key. */
+  duplicate: boolean;
 }
 
 function sampleToRecord(s: WdsSample, shard: string, report: DataReport): CaptionRecord {
+  const key = `${shard}:${s.key}`;
   if (s.unsafe !== null) throw new BadRecord('unsafe_path', `tar entry '${s.unsafe}' escapes the shard root`);
+  if (s.duplicate) throw new BadRecord('duplicate_key', `key '${s.key}' was already used by an earlier sample of ${shard} (this one is skipped)`);
+  if (s.tooLarge !== null) {
+    const { name, size, image } = s.tooLarge;
+    throw new BadRecord(image ? 'image_too_large' : 'malformed_record', `tar member '${name}' is ${size} bytes, over the limit of ${MAX_TAR_MEMBER_BYTES}`);
+  }
   const imgExt = [...s.files.keys()].find((e) => IMAGE_EXTS.has(e));
   let captions: string[] | null = null;
   let meta: Record<string, unknown> = {};
   const txt = s.files.get('txt');
   const json = s.files.get('json');
   if (json !== undefined) {
-    const text = decodeUtf8(json);
-    if (text === null) throw new BadRecord('non_utf8_caption', '.json is not valid UTF-8');
-    let obj: unknown;
-    try {
-      obj = JSON.parse(text);
-    } catch (err) {
-      throw new BadRecord('malformed_record', `.json: ${(err as Error).message}`);
-    }
+    const { text, valid } = decodeUtf8Escaped(json);
+    const obj = parseJsonRecord(text, '.json', '.json');
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new BadRecord('malformed_record', '.json is not an object');
     const o = obj as Record<string, unknown>;
     const field = CAPTION_FIELDS.find((f) => f in o);
-    if (field !== undefined && txt === undefined) captions = captionsFrom(o[field], report);
+    if (field !== undefined && txt === undefined) captions = captionsFrom(o[field], report, key);
+    const rest = field !== undefined && txt === undefined ? Object.fromEntries(Object.entries(o).filter(([k]) => k !== field)) : o;
+    if (!valid && anyIllFormed(rest)) {
+      throw new BadRecord(txt === undefined && field !== undefined ? 'malformed_record' : 'non_utf8_caption', '.json is not valid UTF-8 (outside the captions)');
+    }
     meta = o;
   }
   if (txt !== undefined) {
     const text = decodeUtf8(txt);
     if (text === null) throw new BadRecord('non_utf8_caption', '.txt is not valid UTF-8');
-    captions = captionsFrom(text, report);
+    captions = captionsFrom(text, report, key);
   }
   if (captions === null) throw new BadRecord('missing_caption', `sample has no .txt (or .json caption): ${[...s.files.keys()].join(', ')}`);
   if (imgExt === undefined) throw new BadRecord('missing_image', `sample has no image (${[...IMAGE_EXTS].join('/')}): ${[...s.files.keys()].join(', ')}`);
-  return { key: `${shard}:${s.key}`, image: { kind: 'bytes', bytes: s.files.get(imgExt) as Uint8Array, name: `${s.key}.${imgExt}` }, captions, meta };
+  return { key, image: { kind: 'bytes', bytes: s.files.get(imgExt) as Uint8Array, name: `${s.key}.${imgExt}` }, captions, meta };
 }
 
 async function* readWebDatasetShard(file: string, report: DataReport): AsyncGenerator<CaptionRecord> {
@@ -450,9 +688,14 @@ async function* readWebDatasetShard(file: string, report: DataReport): AsyncGene
   source.on('error', (err) => extract.destroy(err));
   source.pipe(extract);
   let current: WdsSample | null = null;
+  // Keys of this shard's samples so far: a repeated key is a duplicate_key failure (WebDataset
+  // readers would merge or shadow such samples).
+  const seen = new Set<string>();
   const finish = function* (s: WdsSample | null): Generator<CaptionRecord> {
     if (s === null) return;
     report.read();
+    if (seen.has(s.key)) s.duplicate = true;
+    seen.add(s.key);
     try {
       yield sampleToRecord(s, shard, report);
     } catch (err) {
@@ -469,18 +712,28 @@ async function* readWebDatasetShard(file: string, report: DataReport): AsyncGene
       }
       const split = splitWdsName(name.replace(/^\.\//, ''));
       const key = split?.key ?? name;
+      const ext = split?.ext ?? '';
       // A new key closes the previous sample before this entry's body is read, so a shard cut
-      // inside this entry still delivers the sample before it.
-      if (current === null || current.key !== key) {
+      // inside this entry still delivers the sample before it. The same key with a member it
+      // already has starts another sample (with a duplicate key) instead of overwriting it.
+      if (current === null || current.key !== key || current.files.has(ext) || current.tooLarge?.name === name) {
         yield* finish(current);
-        current = { key, files: new Map(), unsafe: null };
+        current = { key, files: new Map(), unsafe: null, tooLarge: null, duplicate: false };
+      }
+      if (unsafeTarPath(name)) current.unsafe = name;
+      const size = entry.header.size ?? 0;
+      if (size > MAX_TAR_MEMBER_BYTES) {
+        // Not held in memory: skipped through, and the sample fails.
+        for await (const _chunk of entry) void _chunk;
+        current.tooLarge = { name, size, image: IMAGE_EXTS.has(ext) };
+        current.files.set(ext, new Uint8Array(0));
+        continue;
       }
       const parts: Buffer[] = [];
       for await (const chunk of entry) parts.push(chunk as Buffer);
-      if (unsafeTarPath(name)) current.unsafe = name;
       // An entry without an extension cannot be a field of a sample; keep it under '' so the
       // sample reports what it had.
-      current.files.set(split?.ext ?? '', Buffer.concat(parts));
+      current.files.set(ext, Buffer.concat(parts));
     }
   } catch (err) {
     // Truncated or garbled shard: what was read so far stands; the unfinished sample and the rest

@@ -1,8 +1,12 @@
 // Caption records as readers yield them, and the report that accounts for every input record:
 // each one ends kept, filtered (another split) or dropped with a reason, and the counts add up.
 
-/** Where a record's image is: a file (JSONL/CSV/COCO) or bytes already read (WebDataset). */
-export type ImageRef = { kind: 'path'; path: string } | { kind: 'bytes'; bytes: Uint8Array; name: string };
+/**
+ * Where a record's image is: a file (JSONL/CSV/COCO) or bytes already read (WebDataset). `root`:
+ * the dataset root the file must stay inside once symlinks are resolved (absent when the reader was
+ * told to allow paths outside it).
+ */
+export type ImageRef = { kind: 'path'; path: string; root?: string } | { kind: 'bytes'; bytes: Uint8Array; name: string };
 
 export interface CaptionRecord {
   /** Where the record came from: `file:line`, `file#index` or `shard.tar:key`. */
@@ -25,6 +29,9 @@ export const DROP_REASONS = [
   'unsafe_path', // an image path or tar entry that escapes the dataset root
   'corrupt_shard', // a tar shard that cannot be read to its end (counted once per shard)
   'incomplete_batch', // left over when dropLast is set
+  'not_a_file', // the image path is a FIFO, device or folder, not a regular file
+  'read_timeout', // reading the image file took longer than the timeout
+  'duplicate_key', // a WebDataset sample whose key an earlier sample of the same shard already used
 ] as const;
 
 export type DropReason = (typeof DROP_REASONS)[number];
@@ -79,7 +86,8 @@ export class DataReport {
     if (this.examples.filter((e) => e.reason === reason).length < this.examplesPerReason) this.examples.push({ reason, subject, detail });
   }
 
-  dropCaption(reason: DropReason): void {
+  /** A caption was removed from a record that goes on with its other captions (`subject`: the record's key). */
+  dropCaption(reason: DropReason, _subject?: string): void {
     this.captionsDropped[reason] = (this.captionsDropped[reason] ?? 0) + 1;
   }
 

@@ -119,7 +119,7 @@ describe('blip capfilt', () => {
     // The cleaned shard reads back with core's WebDataset reader: images and every kept caption.
     const back: { key: string; captions: string[]; bytes: number }[] = [];
     for await (const r of readDataset({ path: join(w, 'cleaned.tar') })) back.push({ key: r.key, captions: r.captions, bytes: r.image.kind === 'bytes' ? r.image.bytes.length : 0 });
-    expect(back.map((b) => b.key)).toEqual(recs.map((r) => `cleaned.tar:${r.id}`));
+    expect(back.map((b) => b.key)).toEqual(recs.map((r) => `cleaned.tar:shard-0000/${r.id}`));
     expect(back[0]!.captions[0]).toBe(recs[0]!.captions[0]);
     expect(back[0]!.captions.length).toBeGreaterThan(1); // + the synthetic captions (threshold 0)
     expect(back[0]!.bytes).toBe(readFileSync(join(fx.data, recs[0]!.image)).length);

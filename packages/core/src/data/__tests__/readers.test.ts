@@ -78,18 +78,19 @@ describe('readers on fixtures with every bad-record kind', () => {
     expect(report.format()).toMatch(/^input 16, kept 3, dropped 13 \(malformed_record 3, /);
   });
 
-  it('CSV: 9 rows, 2 kept; an unclosed quote swallows the rest of the file as one record', async () => {
+  it('CSV: 10 rows, 3 kept; an unclosed quote costs its own row only, reading goes on at the next line', async () => {
     const { keys, captions, report } = await runAll({ path: join(fixtures, 'bad.csv') });
-    expect(keys).toHaveLength(2);
-    expect(captions).toEqual([['a red square'], ['a blue square, small']]);
-    expectCounts(report, 9, 2, {
-      malformed_record: 2,
+    expect(keys).toEqual(['bad.csv:2', 'bad.csv:3', 'bad.csv:11']);
+    expect(captions).toEqual([['a red square'], ['a blue square, small'], ['swallowed']]);
+    expectCounts(report, 10, 3, {
+      malformed_record: 2, // too many fields (line 6), quote never closed (line 10)
       non_utf8_caption: 1,
       empty_caption: 1,
       unsafe_path: 1,
       corrupt_image: 1,
       missing_image: 1,
     });
+    expect(report.examples.filter((e) => e.reason === 'malformed_record').map((e) => e.subject)).toEqual(['bad.csv:6', 'bad.csv:10']);
   });
 
   it('COCO Karpathy: 8 entries, split filter, tricky strings; only the top-level "images" array', async () => {
