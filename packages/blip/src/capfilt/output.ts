@@ -399,7 +399,8 @@ async function renderSampleGrid(samples: readonly RecordResult[], root: string):
   } catch (err) {
     const msg = esc(clip((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '', 120));
     const text = `<text x="10" y="30" font-family="sans-serif" font-size="14">sample grid could not be drawn: ${msg}</text>`;
-    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="60"><rect width="100%" height="100%" fill="white"/>${text}</svg>`;
+    const page = '<svg xmlns="http://www.w3.org/2000/svg" width="900" height="60"><rect width="100%" height="100%" fill="white"/>';
+    const svg = `${page}${text}</svg>`;
     return sharp(Buffer.from(svg)).png({ compressionLevel: 9 }).toBuffer();
   }
 }

@@ -6,8 +6,8 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, ImageFileError, isVlError, readDataset, readImageFile, Rng,
-  VlError,
+  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, ImageFileError, isVlError,
+  readDataset, readImageFile, Rng, VlError,
 } from '@vl/core';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
@@ -304,7 +304,8 @@ export async function processBatch(items: readonly InputItem[], root: string, mo
     const bad = sc.findIndex((x) => !Number.isFinite(x));
     if (bad >= 0) {
       const which = bad < rec.captions.length ? `original caption ${bad}` : `synthetic caption ${bad - rec.captions.length}`;
-      results[slot[i] as number] = failed(l.item, 'non_finite_score', `filter score ${sc[bad]} for ${which}: check the filter weights`, extra);
+      const detail = `filter score ${sc[bad]} for ${which}: check the filter weights`;
+      results[slot[i] as number] = failed(l.item, 'non_finite_score', detail, extra);
       return;
     }
     let k = 0;
@@ -355,9 +356,9 @@ export async function calibrateThreshold(o: { data: string | readonly string[]; 
 /** The options that change results, as the journal records them (identity.ts adds data and models). */
 export function resultOptions(o: CapfiltOptions, format: string): Record<string, unknown> {
   return {
-    numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam ?? null, threshold: o.threshold ?? null, keepRate: o.keepRate ?? null,
-    calibrateOn: o.calibrateOn ?? null, itc: Boolean(o.itc), batchSize: o.batchSize ?? 8, shard: o.shard ?? null, seed: o.seed ?? 0,
-    maxLength: o.maxLength ?? 30, format,
+    numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam ?? null, threshold: o.threshold ?? null,
+    keepRate: o.keepRate ?? null, calibrateOn: o.calibrateOn ?? null, itc: Boolean(o.itc), batchSize: o.batchSize ?? 8,
+    shard: o.shard ?? null, seed: o.seed ?? 0, maxLength: o.maxLength ?? 30, format,
   };
 }
 

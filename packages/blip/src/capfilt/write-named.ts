@@ -15,4 +15,3 @@ export async function writeNamed<T>(name: string, path: string, op: () => Promis
     });
   }
 }
-

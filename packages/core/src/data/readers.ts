@@ -72,12 +72,16 @@ export function decodeUtf8Escaped(bytes: Uint8Array): { text: string; valid: boo
     else if (b >= 0xe0 && b <= 0xef && isCont(b1) && isCont(bytes[i + 2])) {
       const lo = b === 0xe0 ? 0xa0 : 0x80;
       const hi = b === 0xed ? 0x9f : 0xbf;
-      if ((b1 as number) >= lo && (b1 as number) <= hi) [cp, len] = [((b & 0x0f) << 12) | (((b1 as number) & 0x3f) << 6) | ((bytes[i + 2] as number) & 0x3f), 3];
+      if ((b1 as number) >= lo && (b1 as number) <= hi) {
+        cp = ((b & 0x0f) << 12) | (((b1 as number) & 0x3f) << 6) | ((bytes[i + 2] as number) & 0x3f);
+        len = 3;
+      }
     } else if (b >= 0xf0 && b <= 0xf4 && isCont(b1) && isCont(bytes[i + 2]) && isCont(bytes[i + 3])) {
       const lo = b === 0xf0 ? 0x90 : 0x80;
       const hi = b === 0xf4 ? 0x8f : 0xbf;
       if ((b1 as number) >= lo && (b1 as number) <= hi) {
-        cp = ((b & 0x07) << 18) | (((b1 as number) & 0x3f) << 12) | (((bytes[i + 2] as number) & 0x3f) << 6) | ((bytes[i + 3] as number) & 0x3f);
+        const [c2, c3] = [(bytes[i + 2] as number) & 0x3f, (bytes[i + 3] as number) & 0x3f];
+        cp = ((b & 0x07) << 18) | (((b1 as number) & 0x3f) << 12) | (c2 << 6) | c3;
         len = 4;
       }
     }
@@ -227,7 +231,10 @@ function asBad(err: unknown): BadRecord {
  * A line's pieces are joined once, when its newline arrives, so a long line costs linear time. With
  * `maxBytes`, a longer line is not held in memory: it comes back empty with `tooLong` set.
  */
-export async function* readByteLines(path: string, maxBytes = Infinity): AsyncGenerator<{ line: number; bytes: Uint8Array; tooLong?: boolean }> {
+export async function* readByteLines(
+  path: string,
+  maxBytes = Infinity,
+): AsyncGenerator<{ line: number; bytes: Uint8Array; tooLong?: boolean }> {
   let parts: Buffer[] = [];
   let held = 0;
   let line = 0;
@@ -464,7 +471,9 @@ async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): As
     try {
       if (row.error !== undefined) throw new BadRecord('malformed_record', `line ${row.line}: ${row.error}`);
       const record = row.fields;
-      if (record.length !== header.length) throw new BadRecord('malformed_record', `line ${row.line}: ${record.length} fields, the header has ${header.length}`);
+      if (record.length !== header.length) {
+        throw new BadRecord('malformed_record', `line ${row.line}: ${record.length} fields, the header has ${header.length}`);
+      }
       const caption = decodeUtf8(record[capCol] as Buffer);
       if (caption === null) throw new BadRecord('non_utf8_caption', 'caption is not valid UTF-8');
       if (caption.trim() === '') throw new BadRecord('empty_caption', 'caption is empty');
@@ -589,7 +598,9 @@ async function* readCocoKarpathy(spec: DatasetSpec, file: string, report: DataRe
       if (!Array.isArray(o.sentences)) throw new BadRecord('missing_caption', 'entry has no sentences');
       const captions = captionsFrom(o.sentences, report, key);
       const { sentences: _s, filename: _f, filepath: _p, ...meta } = o;
-      if (!valid && anyIllFormed([o.filename, o.filepath, meta])) throw new BadRecord('malformed_record', 'entry is not valid UTF-8 (outside the captions)');
+      if (!valid && anyIllFormed([o.filename, o.filepath, meta])) {
+        throw new BadRecord('malformed_record', 'entry is not valid UTF-8 (outside the captions)');
+      }
       const rel = typeof o.filepath === 'string' && o.filepath !== '' ? `${o.filepath}/${o.filename}` : o.filename;
       const path = resolveUnder(root, rel, spec.allowOutsideRoot ?? false);
       yield { key, image: imageAt(path, root, spec), captions, meta };
@@ -648,10 +659,11 @@ interface WdsSample {
 function sampleToRecord(s: WdsSample, shard: string, report: DataReport): CaptionRecord {
   const key = `${shard}:${s.key}`;
   if (s.unsafe !== null) throw new BadRecord('unsafe_path', `tar entry '${s.unsafe}' escapes the shard root`);
-  if (s.duplicate) throw new BadRecord('duplicate_key', `key '${s.key}' was already used by an earlier sample of ${shard} (this one is skipped)`);
+  if (s.duplicate) throw new BadRecord('duplicate_key', `key '${s.key}' was already used by an earlier sample of ${shard}`);
   if (s.tooLarge !== null) {
     const { name, size, image } = s.tooLarge;
-    throw new BadRecord(image ? 'image_too_large' : 'malformed_record', `tar member '${name}' is ${size} bytes, over the limit of ${MAX_TAR_MEMBER_BYTES}`);
+    const detail = `tar member '${name}' is ${size} bytes, over the limit of ${MAX_TAR_MEMBER_BYTES}`;
+    throw new BadRecord(image ? 'image_too_large' : 'malformed_record', detail);
   }
   const imgExt = [...s.files.keys()].find((e) => IMAGE_EXTS.has(e));
   let captions: string[] | null = null;
@@ -667,7 +679,8 @@ function sampleToRecord(s: WdsSample, shard: string, report: DataReport): Captio
     if (field !== undefined && txt === undefined) captions = captionsFrom(o[field], report, key);
     const rest = field !== undefined && txt === undefined ? Object.fromEntries(Object.entries(o).filter(([k]) => k !== field)) : o;
     if (!valid && anyIllFormed(rest)) {
-      throw new BadRecord(txt === undefined && field !== undefined ? 'malformed_record' : 'non_utf8_caption', '.json is not valid UTF-8 (outside the captions)');
+      const reason = txt === undefined && field !== undefined ? 'malformed_record' : 'non_utf8_caption';
+      throw new BadRecord(reason, '.json is not valid UTF-8 (outside the captions)');
     }
     meta = o;
   }

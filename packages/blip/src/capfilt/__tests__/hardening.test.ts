@@ -1,7 +1,19 @@
 // CapFilt under hostile but realistic use (issue 14): two runs on one --out, counts checked against
 // the source, --out over the input, resume refused when data or models changed, NaN scores.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -213,10 +225,14 @@ describe('capfilt: poison records end as one failed record or one removed captio
         Buffer.from(`{"image": "${img}", "captions": ["good", "caf`),
         Buffer.from([0xe9]),
         Buffer.from(`"]}\n${rec({ caption: 'a real \uFFFD replacement character' })}\n`),
-        Buffer.from(`${JSON.stringify({ image: 'leak.png', caption: 'leak' })}\n${JSON.stringify({ image: 'zero.png', caption: 'zero' })}\n`),
-        Buffer.from(`${JSON.stringify({ image: 'fifo.png', caption: 'fifo' })}\n${JSON.stringify({ image: 'bomb.png', caption: 'bomb' })}\n`),
+        Buffer.from(
+          `${JSON.stringify({ image: 'leak.png', caption: 'leak' })}\n${JSON.stringify({ image: 'zero.png', caption: 'zero' })}\n`
+        ),
+        Buffer.from(
+          `${JSON.stringify({ image: 'fifo.png', caption: 'fifo' })}\n${JSON.stringify({ image: 'bomb.png', caption: 'bomb' })}\n`
+        ),
         Buffer.from(`${rec({ caption: huge })}\n${good.join('\n')}\n`),
-      ]),
+      ])
     );
     const seen: number[] = [];
     const spy = vi.spyOn(BertTokenizer.prototype, 'encodeBatch').mockImplementation(function (this: BertTokenizer, texts, opts) {
@@ -237,7 +253,11 @@ describe('capfilt: poison records end as one failed record or one removed captio
     expect(rep.failed).toEqual({ malformed_record: 2, unsafe_path: 2, not_a_file: 1, image_too_large: 1 });
     expect(rep.removedCaptions).toEqual({ non_utf8_caption: 1 });
     expect(rep.input).toBe(13);
-    const status = Object.fromEntries(lines(join(out, 'records.jsonl')).map((l) => JSON.parse(l) as { key: string; status: string; reason?: string }).map((x) => [x.key, x.reason ?? x.status]));
+    const status = Object.fromEntries(
+      lines(join(out, 'records.jsonl'))
+        .map((l) => JSON.parse(l) as { key: string; status: string; reason?: string })
+        .map((x) => [x.key, x.reason ?? x.status])
+    );
     expect(status['poison.jsonl:1']).not.toBe('failed'); // the control characters were scored and drawn
     expect(status['poison.jsonl:4']).not.toBe('failed'); // the latin-1 caption went, "good" stayed
     expect(status['poison.jsonl:5']).not.toBe('failed'); // U+FFFD is a character like any other
@@ -256,7 +276,9 @@ describe('capfilt: poison records end as one failed record or one removed captio
 
 describe('capfilt: WebDataset keys, options, outputs (issue 14 items 10, 12)', () => {
   it('two shards numbered from 000000 give a cleaned.tar whose samples read back apart; a repeated key fails (item 10)', async () => {
-    const recs = lines(fx.train).slice(0, 3).map((l) => JSON.parse(l) as { image: string; captions: string[] });
+    const recs = lines(fx.train)
+      .slice(0, 3)
+      .map((l) => JSON.parse(l) as { image: string; captions: string[] });
     const png = (i: number) => readFileSync(join(fx.data, (recs[i] as { image: string }).image));
     const shards: string[] = [];
     for (const s of ['a', 'b']) {
@@ -321,11 +343,14 @@ describe('capfilt: WebDataset keys, options, outputs (issue 14 items 10, 12)', (
     rmSync(join(out, 'histograms.png'));
     mkdirSync(join(out, 'histograms.png', 'blocker'), { recursive: true });
     await expect(cli(base(out))).rejects.toThrow(/WRITE_FAILED.*cannot write histograms\.png/);
-    for (const f of ['train.jsonl', 'records.jsonl', 'report.json', 'report.md', 'samples.png', DONE_FILE]) expect(existsSync(join(out, f)), f).toBe(false);
+    for (const f of ['train.jsonl', 'records.jsonl', 'report.json', 'report.md', 'samples.png', DONE_FILE])
+      expect(existsSync(join(out, f)), f).toBe(false);
     expect(readdirSync(out).filter((f) => f.endsWith('.tmp') || f === LOCK_FILE)).toEqual([]);
     rmSync(join(out, 'histograms.png'), { recursive: true });
     expect((await cli(base(out))).code).toBe(0);
     expect(existsSync(join(out, DONE_FILE))).toBe(true);
-    await expect(writeNamed('report.json', '/dev/full', () => writeFile('/dev/full', 'x'))).rejects.toThrow(/WRITE_FAILED \[\/dev\/full\]: cannot write report\.json \(ENOSPC\)/);
+    await expect(writeNamed('report.json', '/dev/full', () => writeFile('/dev/full', 'x'))).rejects.toThrow(
+      /WRITE_FAILED \[\/dev\/full\]: cannot write report\.json \(ENOSPC\)/
+    );
   });
 });

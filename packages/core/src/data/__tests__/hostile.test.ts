@@ -34,7 +34,14 @@ const nonZero = (report: DataReport) => Object.fromEntries(Object.entries(report
 describe('CSV as spreadsheets write it', () => {
   it('a stray character after a closing quote is one malformed row with its line; the rest goes on', async () => {
     const f = join(dir, 'stray.csv');
-    const rows = ['image,caption', 'images/ok1.png,one', 'images/ok1.png,"a ""bad"" quote"x', 'images/ok1.png,three', 'images/ok1.png,"four, quoted"', 'images/ok1.png,five'];
+    const rows = [
+      'image,caption',
+      'images/ok1.png,one',
+      'images/ok1.png,"a ""bad"" quote"x',
+      'images/ok1.png,three',
+      'images/ok1.png,"four, quoted"',
+      'images/ok1.png,five',
+    ];
     writeFileSync(f, `${rows.join('\n')}\n`);
     const { recs, report } = await read(f);
     expect(recs.map((r) => [r.key, r.captions[0]])).toEqual([
@@ -45,12 +52,21 @@ describe('CSV as spreadsheets write it', () => {
     ]);
     expect(report.summary().input).toBe(5);
     expect(nonZero(report)).toEqual({ malformed_record: 1 });
-    expect(report.examples[0]).toMatchObject({ subject: 'stray.csv:3', detail: expect.stringMatching(/^line 3: character 'x' after a closing quote/) });
+    expect(report.examples[0]).toMatchObject({
+      subject: 'stray.csv:3',
+      detail: expect.stringMatching(/^line 3: character 'x' after a closing quote/),
+    });
   });
 
   it('a UTF-8 BOM (Excel "CSV UTF-8") is skipped; CRLF lines, quoted newlines and doubled quotes read back', async () => {
     const f = join(dir, 'bom.csv');
-    writeFileSync(f, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('image,caption\r\nimages/ok1.png,"two\r\nlines ""q"""\r\nimages/ok1.png,last\r\n')]));
+    writeFileSync(
+      f,
+      Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.from('image,caption\r\nimages/ok1.png,"two\r\nlines ""q"""\r\nimages/ok1.png,last\r\n'),
+      ])
+    );
     const { recs, report } = await read(f);
     expect(recs.map((r) => [r.key, r.captions[0]])).toEqual([
       ['bom.csv:2', 'two\r\nlines "q"'],
@@ -63,7 +79,8 @@ describe('CSV as spreadsheets write it', () => {
     const f = join(dir, 'order.csv');
     writeFileSync(f, 'image,caption\nimages/ok1.png,a,extra\nimages/ok1.png,b\nimages/ok1.png,"never closed\nimages/ok1.png,d\n');
     const rows = [];
-    for await (const r of readCsvRows(f)) rows.push(r.error !== undefined ? `${r.line}: error` : `${r.line}: ${r.fields.map(String).join('|')}`);
+    for await (const r of readCsvRows(f))
+      rows.push(r.error !== undefined ? `${r.line}: error` : `${r.line}: ${r.fields.map(String).join('|')}`);
     expect(rows).toEqual(['1: image|caption', '2: images/ok1.png|a|extra', '3: images/ok1.png|b', '4: error', '5: images/ok1.png|d']);
     const { recs, report } = await read(f);
     expect(recs.map((r) => r.key)).toEqual(['order.csv:3', 'order.csv:5']);
@@ -78,7 +95,11 @@ describe('JSON and UTF-8', () => {
     writeFileSync(f, `{"image": "images/ok1.png", "caption": "a", "extra": ${deep}}\n{"image": "images/ok1.png", "caption": "b"}\n`);
     const { recs, report } = await read(f);
     expect(recs.map((r) => r.captions)).toEqual([['b']]);
-    expect(report.examples[0]).toMatchObject({ reason: 'malformed_record', subject: 'deep.jsonl:1', detail: expect.stringMatching(/deeper than 64/) });
+    expect(report.examples[0]).toMatchObject({
+      reason: 'malformed_record',
+      subject: 'deep.jsonl:1',
+      detail: expect.stringMatching(/deeper than 64/),
+    });
     expect(jsonTooDeep('{"a": "[[[[[[[[", "b": [[1]]}', 3)).toBe(false);
     expect(jsonTooDeep('[[[1]]]', 2)).toBe(true);
   });
@@ -94,12 +115,14 @@ describe('JSON and UTF-8', () => {
         Buffer.from('{"image": "images/ok1.png", "caption": "fine", "tag": "'),
         Buffer.from([0xff]),
         Buffer.from('"}\n'),
-      ]),
+      ])
     );
     const { recs, report } = await read(f);
     expect(recs.map((r) => r.captions)).toEqual([['good one', 'good two'], ['replacement \uFFFD char']]);
     expect(report.summary().captionsDropped).toEqual({ non_utf8_caption: 1 });
-    expect(report.examples).toEqual([{ reason: 'malformed_record', subject: 'latin1.jsonl:3', detail: 'line is not valid UTF-8 (outside the captions)' }]);
+    expect(report.examples).toEqual([
+      { reason: 'malformed_record', subject: 'latin1.jsonl:3', detail: 'line is not valid UTF-8 (outside the captions)' },
+    ]);
     const bad = decodeUtf8Escaped(Buffer.from([0x61, 0xc3, 0x28, 0xf0, 0x9f, 0x98, 0x80]));
     expect(bad).toEqual({ text: 'a\uDCC3(\u{1F600}', valid: false });
   });
@@ -147,7 +170,7 @@ describe('WebDataset keys', () => {
         ['b.png', png],
         ['b.txt', 'b'],
         ['a.txt', 'third a'],
-      ]),
+      ])
     );
     const { recs, report } = await read(f);
     expect(recs.map((r) => [r.key, r.captions[0]])).toEqual([
@@ -171,7 +194,7 @@ describe('image files, not paths', () => {
     const reason = (p: string, o = {}) =>
       readImageFile(join(root, p), { root, ...o }).then(
         () => 'read',
-        (e: unknown) => (e instanceof ImageFileError ? e.reason : String(e)),
+        (e: unknown) => (e instanceof ImageFileError ? e.reason : String(e))
       );
     expect(await reason('ok.png')).toBe('read');
     expect(await reason('leak.png')).toBe('unsafe_path');
@@ -180,12 +203,17 @@ describe('image files, not paths', () => {
     expect(await reason('fifo.png')).toBe('not_a_file');
     expect(await reason('ok.png', { maxBytes: 10 })).toBe('image_too_large');
     expect(await reason('none.png')).toBe('missing_image');
-    await expect(withTimeout(new Promise(() => {}), 20, () => new ImageFileError('read_timeout', 'slow'))).rejects.toMatchObject({ reason: 'read_timeout' });
+    await expect(withTimeout(new Promise(() => {}), 20, () => new ImageFileError('read_timeout', 'slow'))).rejects.toMatchObject({
+      reason: 'read_timeout',
+    });
   });
 
   it('the loader fails a record whose image symlink leaves the root as unsafe_path', async () => {
     const list = join(dir, 'root', 'list.jsonl');
-    writeFileSync(list, '{"image": "leak.png", "caption": "leak"}\n{"image": "fifo.png", "caption": "fifo"}\n{"image": "ok.png", "caption": "ok"}\n');
+    writeFileSync(
+      list,
+      '{"image": "leak.png", "caption": "leak"}\n{"image": "fifo.png", "caption": "fifo"}\n{"image": "ok.png", "caption": "ok"}\n'
+    );
     const { createDataLoader } = await import('../loader.js');
     const { BertTokenizer } = await import('../tokenizer.js');
     const { bertBaseUncasedVocab } = await import('./bert-vocab.js');
