@@ -161,7 +161,7 @@ export async function runCapfiltJob(opts: CapfiltOptions, io: Io, quiet = false)
 /** Exit code 3 (and why) when records.jsonl does not hold exactly the source's records; else 0. */
 function unbalanced(io: Io, report: CapfiltReport, expected: number): number {
   if (report.balanced) return 0;
-  io.err(`capfilt: counts do not add up: records.jsonl has ${report.input} records, the source ${expected} (report.json: balanced false)`);
+  io.err(`capfilt: counts do not add up: records.jsonl has ${report.input} records, the source has ${expected} (balanced: false)`);
   return 3;
 }
 
