@@ -10,7 +10,16 @@ import { type JournalHeader, journalRecords, type RecordResult, scanJournal } fr
 import { acquireOutLock } from './lock.js';
 import { type CapfiltReport, DONE_FILE, outputsComplete, writeOutputs } from './output.js';
 import {
-  assertResumable, type CapfiltOptions, dataFiles, formatOf, inputItems, inShard, JOURNAL, loadModels, resultOptions, runCapfilt,
+  assertResumable,
+  type CapfiltOptions,
+  dataFiles,
+  formatOf,
+  inputItems,
+  inShard,
+  JOURNAL,
+  loadModels,
+  resultOptions,
+  runCapfilt,
 } from './pipeline.js';
 import { checkModelsForOptions, validateCapfiltOptions } from './validate.js';
 
@@ -27,7 +36,14 @@ export const CAPFILT_HELP = `usage: blip capfilt --data FILE|SHARDS --out DIR --
 
 function progressBar(quiet: boolean) {
   if (quiet) return { update: (_d: number, _t: number) => {}, stop: () => {} };
-  const b = new SingleBar({ format: 'capfilt [{bar}] {value}/{total} records | {percentage}% | ETA {eta_formatted}', stream: process.stderr, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 5000, hideCursor: Boolean(process.stderr.isTTY), etaBuffer: 50 });
+  const b = new SingleBar({
+    format: 'capfilt [{bar}] {value}/{total} records | {percentage}% | ETA {eta_formatted}',
+    stream: process.stderr,
+    noTTYOutput: !process.stderr.isTTY,
+    notTTYSchedule: 5000,
+    hideCursor: Boolean(process.stderr.isTTY),
+    etaBuffer: 50,
+  });
   let started = false;
   return {
     update(done: number, total: number) {
@@ -42,7 +58,9 @@ function progressBar(quiet: boolean) {
 function summary(io: Io, r: CapfiltReport, out: string): void {
   const c = r.counts;
   io.out(`${r.input} records: kept ${c.kept}, replaced ${c.replaced}, dropped ${c.dropped}, failed ${c.failed} (threshold ${r.threshold})`);
-  io.out(`captions: original ${r.captions.originalKept}/${r.captions.original} kept, synthetic ${r.captions.syntheticKept}/${r.captions.synthetic} kept, ${r.captions.written} written`);
+  io.out(
+    `captions: original ${r.captions.originalKept}/${r.captions.original} kept, synthetic ${r.captions.syntheticKept}/${r.captions.synthetic} kept, ${r.captions.written} written`,
+  );
   io.out(`wrote ${out}`);
 }
 
@@ -86,14 +104,28 @@ export async function capfiltCommand(argv: string[], io: Io): Promise<number> {
   const p = parse(
     argv,
     {
-      data: { type: 'string', multiple: true }, images: { type: 'string' }, out: { type: 'string' }, captioner: { type: 'string' }, filter: { type: 'string' },
-      'num-captions': { type: 'string' }, 'top-p': { type: 'string' }, beam: { type: 'string' }, threshold: { type: 'string' }, 'keep-rate': { type: 'string' },
-      'calibrate-on': { type: 'string' }, itc: { type: 'boolean' }, 'batch-size': { type: 'string' }, shard: { type: 'string' }, seed: { type: 'string' },
-      'max-length': { type: 'string' }, quiet: { type: 'boolean' }, ...backendOpt,
+      data: { type: 'string', multiple: true },
+      images: { type: 'string' },
+      out: { type: 'string' },
+      captioner: { type: 'string' },
+      filter: { type: 'string' },
+      'num-captions': { type: 'string' },
+      'top-p': { type: 'string' },
+      beam: { type: 'string' },
+      threshold: { type: 'string' },
+      'keep-rate': { type: 'string' },
+      'calibrate-on': { type: 'string' },
+      itc: { type: 'boolean' },
+      'batch-size': { type: 'string' },
+      shard: { type: 'string' },
+      seed: { type: 'string' },
+      'max-length': { type: 'string' },
+      quiet: { type: 'boolean' },
+      ...backendOpt,
     },
     true,
   );
-  if (p.values.help) return io.out(CAPFILT_HELP), 0;
+  if (p.values.help) return (io.out(CAPFILT_HELP), 0);
   const opts = capfiltOptionsFrom(p);
   validateCapfiltOptions(opts);
   await startRuntime(p);
@@ -182,7 +214,7 @@ async function* mergeByIndex(sources: AsyncGenerator<RecordResult>[]): AsyncGene
 
 async function mergeCommand(argv: string[], io: Io): Promise<number> {
   const p = parse(argv, { out: { type: 'string' } }, true);
-  if (p.values.help) return io.out(CAPFILT_HELP), 0;
+  if (p.values.help) return (io.out(CAPFILT_HELP), 0);
   const out = str(p, 'out', true) as string;
   const dirs = p.positionals;
   if (dirs.length === 0) throw new UsageError('give the shard output folders');
@@ -213,7 +245,10 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     if (seen.has(idx)) throw new UsageError(`shard ${idx}/${count} given twice`);
     seen.add(idx);
   }
-  if (seen.size !== count) throw new UsageError(`have ${seen.size} of ${count} shards (missing ${[...Array(count).keys()].filter((i) => !seen.has(i)).join(', ')})`);
+  if (seen.size !== count)
+    throw new UsageError(
+      `have ${seen.size} of ${count} shards (missing ${[...Array(count).keys()].filter((i) => !seen.has(i)).join(', ')})`,
+    );
   await mkdir(out, { recursive: true });
   const lock = await acquireOutLock(out);
   try {

@@ -38,7 +38,11 @@ function csvField(s: string): string {
 }
 
 function tokens(s: string): string[] {
-  return s.toLowerCase().replace(/[^\p{L}\p{N}\s]/gu, ' ').split(/\s+/).filter(Boolean);
+  return s
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s]/gu, ' ')
+    .split(/\s+/)
+    .filter(Boolean);
 }
 
 export function datasetFileName(header: Pick<JournalHeader, 'format' | 'dataName'>): string {
@@ -179,12 +183,15 @@ export async function writeOutputs(
         lastIndex = r.index;
         report.input++;
         report.counts[r.status]++;
-        await records.write(enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`));
+        await records.write(
+          enc(`${JSON.stringify({ index: r.index, key: r.key, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })}\n`),
+        );
         for (const reason of r.removedCaptions ?? []) removedCaptions[reason] = (removedCaptions[reason] ?? 0) + 1;
         if (r.status === 'failed') {
           const reason = r.reason ?? 'unknown';
           report.failed[reason] = (report.failed[reason] ?? 0) + 1;
-          if (report.failures.filter((f) => f.reason === reason).length < EXAMPLES_PER_REASON) report.failures.push({ key: r.key, reason, detail: r.detail ?? '' });
+          if (report.failures.filter((f) => f.reason === reason).length < EXAMPLES_PER_REASON)
+            report.failures.push({ key: r.key, reason, detail: r.detail ?? '' });
           continue;
         }
         for (const c of r.original ?? []) {
@@ -211,7 +218,12 @@ export async function writeOutputs(
           for (const c of captions) await write(enc(`${csvField(image)},${csvField(c)}\n`));
         } else if (format === 'coco-karpathy') {
           const dir = posix.dirname(image);
-          const entry = { ...(r.meta ?? {}), ...(dir !== '.' ? { filepath: dir } : {}), filename: posix.basename(image), sentences: captions.map((raw) => ({ raw, tokens: tokens(raw) })) };
+          const entry = {
+            ...(r.meta ?? {}),
+            ...(dir !== '.' ? { filepath: dir } : {}),
+            filename: posix.basename(image),
+            sentences: captions.map((raw) => ({ raw, tokens: tokens(raw) })),
+          };
           await write(enc(`${first ? '' : ',\n'}${JSON.stringify(entry)}`));
           first = false;
         } else {
@@ -233,7 +245,9 @@ export async function writeOutputs(
     if (Object.keys(removedCaptions).length) report.removedCaptions = removedCaptions;
     pending.push(await PendingFile.write(out, 'report.json', (w) => w(enc(`${JSON.stringify(report, null, 2)}\n`))));
     pending.push(await PendingFile.write(out, 'report.md', (w) => w(enc(reportMarkdown(report, datasetName)))));
-    const hist = await sharp(Buffer.from(histogramSvg(report))).png({ compressionLevel: 9 }).toBuffer();
+    const hist = await sharp(Buffer.from(histogramSvg(report)))
+      .png({ compressionLevel: 9 })
+      .toBuffer();
     pending.push(await PendingFile.write(out, 'histograms.png', (w) => w(hist)));
     const grid = await renderSampleGrid(samples, header.root);
     pending.push(await PendingFile.write(out, 'samples.png', (w) => w(grid)));
@@ -243,7 +257,10 @@ export async function writeOutputs(
   }
   // The dataset first and records.jsonl next, as before; the marker after all of them.
   const order = [datasetName, 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png'];
-  await commit(out, order.map((n) => pending.find((f) => f.name === n) as PendingFile));
+  await commit(
+    out,
+    order.map((n) => pending.find((f) => f.name === n) as PendingFile),
+  );
   return report;
 }
 
@@ -292,7 +309,8 @@ class TarWriter {
       }
     }
     const rec = item.record;
-    if (!rec || rec.image.kind !== 'bytes') throw new Error(`record ${r.index} (${r.key}) is not a WebDataset sample any more: the shards changed since the run`);
+    if (!rec || rec.image.kind !== 'bytes')
+      throw new Error(`record ${r.index} (${r.key}) is not a WebDataset sample any more: the shards changed since the run`);
     // Keys are prefixed by the input shard's name (`shard-0000/000123`): two shards numbered from
     // 000000 stay apart, and a key appears once in cleaned.tar.
     const name = `${cleanedKeyPrefix(rec.key)}/${rec.image.name}`;
@@ -346,6 +364,7 @@ export function reportMarkdown(r: CapfiltReport, dataset: string): string {
 }
 
 /** Control characters (C0 but tab, DEL, C1), lone surrogates and non-characters, which XML and terminals cannot show. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNPRINTABLE = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F\uFFFE\uFFFF]|[\uD800-\uDFFF]/gu;
 
 /** Makes text safe to show: every unprintable character becomes its `\uXXXX` escape. */
@@ -371,8 +390,14 @@ function histogramSvg(r: CapfiltReport): string {
       const hr = (removed / max) * ph;
       const x = x0 + 40 + i * bw;
       const base = 40 + ph;
-      if (removed) parts.push(`<rect x="${x.toFixed(1)}" y="${(base - hr).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hr.toFixed(1)}" fill="#d9534f"/>`);
-      if (kept) parts.push(`<rect x="${x.toFixed(1)}" y="${(base - hr - hk).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hk.toFixed(1)}" fill="#5cb85c"/>`);
+      if (removed)
+        parts.push(
+          `<rect x="${x.toFixed(1)}" y="${(base - hr).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hr.toFixed(1)}" fill="#d9534f"/>`,
+        );
+      if (kept)
+        parts.push(
+          `<rect x="${x.toFixed(1)}" y="${(base - hr - hk).toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${hk.toFixed(1)}" fill="#5cb85c"/>`,
+        );
     }
     const tx = x0 + 40 + r.threshold * pw;
     parts.push(
@@ -395,7 +420,9 @@ const score2 = (x: unknown) => (finite(x) ? x.toFixed(2) : String(x));
 /** The sample grid as PNG; when drawing fails it says so in the picture instead of losing the run. */
 async function renderSampleGrid(samples: readonly RecordResult[], root: string): Promise<Buffer> {
   try {
-    return await sharp(Buffer.from(await sampleGridSvg(samples, root))).png({ compressionLevel: 9 }).toBuffer();
+    return await sharp(Buffer.from(await sampleGridSvg(samples, root)))
+      .png({ compressionLevel: 9 })
+      .toBuffer();
   } catch (err) {
     const msg = esc(clip((err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '', 120));
     const text = `<text x="10" y="30" font-family="sans-serif" font-size="14">sample grid could not be drawn: ${msg}</text>`;
@@ -421,22 +448,31 @@ async function sampleGridSvg(samples: readonly RecordResult[], root: string): Pr
       try {
         // Read as the run read it (inside the root, regular files only, size cap), then re-encoded
         // to a 94×94 PNG so any input format (and odd sizes) embeds the same way.
-        const png = await sharp(await readImageFile(path, { root })).resize(94, 94, { fit: 'fill' }).png().toBuffer();
+        const png = await sharp(await readImageFile(path, { root }))
+          .resize(94, 94, { fit: 'fill' })
+          .png()
+          .toBuffer();
         img = `<image x="8" y="${y + 8}" width="94" height="94" href="data:${MIME['.png']};base64,${png.toString('base64')}"/>`;
       } catch {
         // keep the grey box: the sample grid is a picture, not a check
       }
     }
-    const lines = [`<text x="112" y="${y + 22}" font-family="sans-serif" font-size="13" font-weight="bold">${esc(clip(`${r.key} — ${r.status}`, 100))}</text>`];
+    const lines = [
+      `<text x="112" y="${y + 22}" font-family="sans-serif" font-size="13" font-weight="bold">${esc(clip(`${r.key} — ${r.status}`, 100))}</text>`,
+    ];
     let ly = y + 40;
     for (const c of r.original ?? []) {
       if (ly > y + rowH - 6) break;
-      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#2e7d32' : '#c62828'}">${esc(clip(`${c.kept ? '✓' : '✗'} original ${score2(c.score)}: ${c.text}`, 120))}</text>`);
+      lines.push(
+        `<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#2e7d32' : '#c62828'}">${esc(clip(`${c.kept ? '✓' : '✗'} original ${score2(c.score)}: ${c.text}`, 120))}</text>`,
+      );
       ly += 16;
     }
     for (const c of r.synthetic ?? []) {
       if (ly > y + rowH - 6) break;
-      lines.push(`<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#1565c0' : '#9e9e9e'}">${esc(clip(`${c.kept ? '✓' : '✗'} synthetic ${score2(c.score)}: ${c.text}`, 120))}</text>`);
+      lines.push(
+        `<text x="112" y="${ly}" font-family="sans-serif" font-size="12" fill="${c.kept ? '#1565c0' : '#9e9e9e'}">${esc(clip(`${c.kept ? '✓' : '✗'} synthetic ${score2(c.score)}: ${c.text}`, 120))}</text>`,
+      );
       ly += 16;
     }
     rows.push(img, ...lines, `<line x1="0" y1="${y + rowH}" x2="${W}" y2="${y + rowH}" stroke="#eee"/>`);

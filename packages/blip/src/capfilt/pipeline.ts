@@ -6,8 +6,18 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  type CaptionRecord, DataReport, type DatasetFormat, type DropReason, detectFormat, expandBraces, ImageFileError, isVlError,
-  readDataset, readImageFile, Rng, VlError,
+  type CaptionRecord,
+  DataReport,
+  type DatasetFormat,
+  type DropReason,
+  detectFormat,
+  expandBraces,
+  ImageFileError,
+  isVlError,
+  readDataset,
+  readImageFile,
+  Rng,
+  VlError,
 } from '@vl/core';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
@@ -168,7 +178,14 @@ async function synthesize(models: Models, pixels: Float32Array, index: number, s
   try {
     const opts = s.beam
       ? { numBeams: s.beam, numReturnSequences: Math.min(s.numCaptions, s.beam), maxLength: s.maxLength }
-      : { doSample: true, topP: s.topP, topK: 0, numReturnSequences: s.numCaptions, maxLength: s.maxLength, rng: new Rng(s.seed).fork(`record-${index}`) };
+      : {
+          doSample: true,
+          topP: s.topP,
+          topK: 0,
+          numReturnSequences: s.numCaptions,
+          maxLength: s.maxLength,
+          rng: new Rng(s.seed).fork(`record-${index}`),
+        };
     const caps = await models.captioner.caption(t, opts);
     return [...new Set(caps.map((c) => c.trim()).filter((c) => c !== ''))];
   } finally {
@@ -181,7 +198,13 @@ async function synthesize(models: Models, pixels: Float32Array, index: number, s
  * ITC cosine mapped to [0, 1]. Texts are padded to a fixed length so a pair's score does not depend
  * on what else is in the batch.
  */
-export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: readonly Float32Array[], pairs: readonly { image: number; text: string }[], itc: boolean, maxLength = FILTER_TEXT_LENGTH): Promise<number[]> {
+export async function scorePairs(
+  filter: BlipForImageTextRetrieval,
+  pixels: readonly Float32Array[],
+  pairs: readonly { image: number; text: string }[],
+  itc: boolean,
+  maxLength = FILTER_TEXT_LENGTH,
+): Promise<number[]> {
   if (pairs.length === 0) return [];
   const tok = filter.tokenizer;
   if (!tok) throw new Error('the filter checkpoint has no tokenizer (vocab.txt / tokenizer.json)');
@@ -196,7 +219,10 @@ export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: read
   const out = tf.tidy(() => {
     const px = tf.tensor4d(flat, [pixels.length, 3, size, size]);
     const image = filter.vision_model.forward(px).last_hidden_state; // [I, S, D]
-    const rows = tf.tensor1d(pairs.map((p) => p.image), 'int32');
+    const rows = tf.tensor1d(
+      pairs.map((p) => p.image),
+      'int32',
+    );
     const pairImage = tf.gather(image, rows); // [P, S, D]
     const ids = tf.tensor2d(itmEnc.inputIds, [n, itmEnc.seqLen], 'int32');
     const mask = tf.tensor2d(itmEnc.attentionMask, [n, itmEnc.seqLen], 'int32');
@@ -207,7 +233,10 @@ export async function scorePairs(filter: BlipForImageTextRetrieval, pixels: read
     const imageFeat = tf.gather(filter.getImageFeatures(px), rows); // [P, E]
     void s;
     void d;
-    const textFeat = filter.getTextFeatures(tf.tensor2d(itcEnc.inputIds, [n, itcEnc.seqLen], 'int32'), tf.tensor2d(itcEnc.attentionMask, [n, itcEnc.seqLen], 'int32'));
+    const textFeat = filter.getTextFeatures(
+      tf.tensor2d(itcEnc.inputIds, [n, itcEnc.seqLen], 'int32'),
+      tf.tensor2d(itcEnc.attentionMask, [n, itcEnc.seqLen], 'int32'),
+    );
     const cos = tf.sum(tf.mul(imageFeat, textFeat), -1);
     return tf.div(tf.add(prob, tf.div(tf.add(cos, 1), 2)), 2);
   });
@@ -236,14 +265,26 @@ async function scoreRecords(
 ): Promise<(number[] | Error)[]> {
   const pairs = loaded.flatMap((_, i) => (texts[i] ?? []).map((text) => ({ image: i, text })));
   try {
-    const all = await scorePairs(models.filter, loaded.map((l) => l.filterPixels), pairs, itc);
+    const all = await scorePairs(
+      models.filter,
+      loaded.map((l) => l.filterPixels),
+      pairs,
+      itc,
+    );
     let k = 0;
     return loaded.map((_, i) => (texts[i] ?? []).map(() => all[k++] as number));
   } catch {
     const out: (number[] | Error)[] = [];
     for (const [i, l] of loaded.entries()) {
       try {
-        out.push(await scorePairs(models.filter, [l.filterPixels], (texts[i] ?? []).map((text) => ({ image: 0, text })), itc));
+        out.push(
+          await scorePairs(
+            models.filter,
+            [l.filterPixels],
+            (texts[i] ?? []).map((text) => ({ image: 0, text })),
+            itc,
+          ),
+        );
       } catch (err) {
         out.push(err instanceof Error ? err : new Error(String(err)));
       }
@@ -257,7 +298,13 @@ async function scoreRecords(
  * while handling one record (its image, its synthetic captions, its scores) fails that record only;
  * a non-finite score fails it as `non_finite_score`, never as a decision.
  */
-export async function processBatch(items: readonly InputItem[], root: string, models: Models, s: Scoring, threshold: number): Promise<RecordResult[]> {
+export async function processBatch(
+  items: readonly InputItem[],
+  root: string,
+  models: Models,
+  s: Scoring,
+  threshold: number,
+): Promise<RecordResult[]> {
   const results: (RecordResult | null)[] = [];
   const loaded: Loaded[] = [];
   const slot: number[] = [];
@@ -333,7 +380,15 @@ export async function processBatch(items: readonly InputItem[], root: string, mo
 }
 
 /** The score threshold whose keep-rate on the first `sample` records' original captions is `keepRate`. */
-export async function calibrateThreshold(o: { data: string | readonly string[]; root: string; models: Models; scoring: Scoring; keepRate: number; sample: number; batchSize: number }): Promise<number> {
+export async function calibrateThreshold(o: {
+  data: string | readonly string[];
+  root: string;
+  models: Models;
+  scoring: Scoring;
+  keepRate: number;
+  sample: number;
+  batchSize: number;
+}): Promise<number> {
   const scores: number[] = [];
   let batch: InputItem[] = [];
   const flush = async () => {
@@ -356,9 +411,18 @@ export async function calibrateThreshold(o: { data: string | readonly string[]; 
 /** The options that change results, as the journal records them (identity.ts adds data and models). */
 export function resultOptions(o: CapfiltOptions, format: string): Record<string, unknown> {
   return {
-    numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam ?? null, threshold: o.threshold ?? null,
-    keepRate: o.keepRate ?? null, calibrateOn: o.calibrateOn ?? null, itc: Boolean(o.itc), batchSize: o.batchSize ?? 8,
-    shard: o.shard ?? null, seed: o.seed ?? 0, maxLength: o.maxLength ?? 30, format,
+    numCaptions: o.numCaptions ?? 1,
+    topP: o.topP ?? 0.9,
+    beam: o.beam ?? null,
+    threshold: o.threshold ?? null,
+    keepRate: o.keepRate ?? null,
+    calibrateOn: o.calibrateOn ?? null,
+    itc: Boolean(o.itc),
+    batchSize: o.batchSize ?? 8,
+    shard: o.shard ?? null,
+    seed: o.seed ?? 0,
+    maxLength: o.maxLength ?? 30,
+    format,
   };
 }
 
@@ -415,10 +479,26 @@ export async function runCapfilt(o: CapfiltOptions & RunInputs, models: Models):
   const state = await scanJournal(journalPath);
   assertResumable(state.header, o.identity, journalPath);
   const batchSize = o.batchSize ?? 8;
-  const scoring: Scoring = { numCaptions: o.numCaptions ?? 1, topP: o.topP ?? 0.9, beam: o.beam, itc: Boolean(o.itc), seed: o.seed ?? 0, maxLength: o.maxLength ?? 30 };
+  const scoring: Scoring = {
+    numCaptions: o.numCaptions ?? 1,
+    topP: o.topP ?? 0.9,
+    beam: o.beam,
+    itc: Boolean(o.itc),
+    seed: o.seed ?? 0,
+    maxLength: o.maxLength ?? 30,
+  };
   let threshold: number;
   if (state.header) threshold = state.header.threshold;
-  else if (o.keepRate !== undefined) threshold = await calibrateThreshold({ data: o.data, root, models, scoring, keepRate: o.keepRate, sample: o.calibrateOn ?? 256, batchSize });
+  else if (o.keepRate !== undefined)
+    threshold = await calibrateThreshold({
+      data: o.data,
+      root,
+      models,
+      scoring,
+      keepRate: o.keepRate,
+      sample: o.calibrateOn ?? 256,
+      batchSize,
+    });
   else threshold = o.threshold ?? 0.5;
   const header: JournalHeader = state.header ?? {
     kind: 'capfilt-journal',

@@ -57,7 +57,7 @@ interface Checked {
 /** The options and each model's tokenizer against its config, before the first batch (CONFIG_INVALID). */
 export function checkModelsForOptions(
   o: CapfiltOptions,
-  models: { captioner: BlipForConditionalGeneration; filter: BlipForImageTextRetrieval }
+  models: { captioner: BlipForConditionalGeneration; filter: BlipForImageTextRetrieval },
 ): void {
   const checks: Checked[] = [
     { role: 'captioner', model: models.captioner, textLength: o.maxLength ?? 30 },
@@ -73,7 +73,7 @@ export function checkModelsForOptions(
         {
           subject: dir,
           hint: role === 'captioner' ? `use --max-length ≤ ${text.max_position_embeddings}` : 'the filter is too small for CapFilt',
-        }
+        },
       );
     }
     const tok = model.tokenizer;
@@ -85,7 +85,7 @@ export function checkModelsForOptions(
         {
           subject: dir,
           hint: 'vocab.txt does not belong to this checkpoint; use the vocab it was trained with',
-        }
+        },
       );
     }
   }

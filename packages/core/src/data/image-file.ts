@@ -12,7 +12,10 @@ export const DEFAULT_IMAGE_READ_TIMEOUT_MS = 30_000;
 
 /** Why an image file could not be read, as a record drop reason. */
 export class ImageFileError extends Error {
-  constructor(readonly reason: DropReason, message: string) {
+  constructor(
+    readonly reason: DropReason,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -66,7 +69,7 @@ export async function readImageFile(path: string, options: ImageFileOptions = {}
     if (!st.isFile())
       throw new ImageFileError(
         'not_a_file',
-        `${path} is not a regular file (${st.isFIFO() ? 'FIFO' : st.isDirectory() ? 'folder' : 'device or socket'})`
+        `${path} is not a regular file (${st.isFIFO() ? 'FIFO' : st.isDirectory() ? 'folder' : 'device or socket'})`,
       );
     if (st.size > maxBytes) throw new ImageFileError('image_too_large', `${path} is ${st.size} bytes, over the limit of ${maxBytes}`);
     const bytes = new Uint8Array(st.size);

@@ -69,7 +69,8 @@ async function loadOne(rec: CaptionRecord, options: ImageLoadOptions): Promise<I
   try {
     const rng = options.rng ? options.rng.fork(rec.key) : undefined;
     const pixels = await preprocessImage(bytes, { ...options.transform, rng, subject: rec.key });
-    const [height, width] = typeof options.transform.size === 'number' ? [options.transform.size, options.transform.size] : options.transform.size;
+    const [height, width] =
+      typeof options.transform.size === 'number' ? [options.transform.size, options.transform.size] : options.transform.size;
     return { key: rec.key, pixels, height, width, captions: rec.captions, meta: rec.meta };
   } catch (err) {
     if (isVlError(err, 'IMAGE_TOO_LARGE')) options.report.drop('image_too_large', rec.key, err.message);

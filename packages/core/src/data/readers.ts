@@ -62,7 +62,7 @@ export function decodeUtf8Escaped(bytes: Uint8Array): { text: string; valid: boo
   if (fast !== null) return { text: fast, valid: true };
   const parts: string[] = [];
   let units: number[] = [];
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i] as number;
     const b1 = bytes[i + 1];
     let cp = -1;
@@ -189,13 +189,7 @@ function resolveUnder(root: string, p: string, allowOutside: boolean): string {
 }
 
 /** A JSON object (JSONL line, WebDataset .json, COCO entry) → captions + image path + the rest. */
-function recordFromObject(
-  obj: unknown,
-  spec: DatasetSpec,
-  root: string,
-  report: DataReport,
-  key: string,
-): CaptionRecord {
+function recordFromObject(obj: unknown, spec: DatasetSpec, root: string, report: DataReport, key: string): CaptionRecord {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new BadRecord('malformed_record', 'line is not a JSON object');
   const o = obj as Record<string, unknown>;
   const capField = firstField(o, spec.captionField, CAPTION_FIELDS);
@@ -203,7 +197,8 @@ function recordFromObject(
   const imgField = firstField(o, spec.imageField, IMAGE_FIELDS);
   if (imgField === undefined) throw new BadRecord('missing_image', `no image field (${spec.imageField ?? IMAGE_FIELDS.join('/')})`);
   const imgValue = o[imgField];
-  if (typeof imgValue !== 'string' || imgValue === '') throw new BadRecord('malformed_record', `image field '${imgField}' is not a non-empty string`);
+  if (typeof imgValue !== 'string' || imgValue === '')
+    throw new BadRecord('malformed_record', `image field '${imgField}' is not a non-empty string`);
   if (illFormed(imgValue)) throw new BadRecord('malformed_record', `image field '${imgField}' is not valid UTF-8`);
   const captions = captionsFrom(o[capField], report, key);
   const path = resolveUnder(root, imgValue, spec.allowOutsideRoot ?? false);
@@ -263,8 +258,8 @@ export async function* readByteLines(
       }
     }
   }
-  if (skipping) yield { line: ++line, bytes: new Uint8Array(0), tooLong: true };
-  else if (held > 0) yield { line: ++line, bytes: join(Buffer.alloc(0)) };
+  if (skipping) yield { line: line + 1, bytes: new Uint8Array(0), tooLong: true };
+  else if (held > 0) yield { line: line + 1, bytes: join(Buffer.alloc(0)) };
 }
 
 async function* readJsonl(spec: DatasetSpec, file: string, report: DataReport): AsyncGenerator<CaptionRecord> {
@@ -332,7 +327,9 @@ class FieldBytes {
  * next line, or for an unclosed quote from the line after the one the row started on.
  */
 export async function* readCsvRows(file: string, delimiter = 0x2c): AsyncGenerator<CsvRow> {
-  const QUOTE = 0x22, NL = 0x0a, CR = 0x0d;
+  const QUOTE = 0x22,
+    NL = 0x0a,
+    CR = 0x0d;
   let startOffset = 0;
   let startLine = 1;
   for (;;) {
@@ -502,7 +499,14 @@ async function* readCsv(spec: DatasetSpec, file: string, report: DataReport): As
  * elements are cut at depth 2 and parsed one at a time.
  */
 export async function* streamJsonArrayElements(path: string, key: string): AsyncGenerator<{ index: number; bytes: Uint8Array }> {
-  const QUOTE = 0x22, BSLASH = 0x5c, LBRACE = 0x7b, RBRACE = 0x7d, LBRACK = 0x5b, RBRACK = 0x5d, COMMA = 0x2c, COLON = 0x3a;
+  const QUOTE = 0x22,
+    BSLASH = 0x5c,
+    LBRACE = 0x7b,
+    RBRACE = 0x7d,
+    LBRACK = 0x5b,
+    RBRACK = 0x5d,
+    COMMA = 0x2c,
+    COLON = 0x3a;
   const isWs = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
   let depth = 0;
   let inString = false;
@@ -574,7 +578,11 @@ export async function* streamJsonArrayElements(path: string, key: string): Async
     if (strParts) strParts.push(Buffer.from(chunk.subarray(strStart)));
     if (capturing) elemParts.push(Buffer.from(chunk.subarray(elemStart)));
   }
-  if (!found) throw new VlError('DATA_INVALID', `no top-level "${key}" array`, { subject: path, hint: 'expected the Karpathy split format (dataset_coco.json)' });
+  if (!found)
+    throw new VlError('DATA_INVALID', `no top-level "${key}" array`, {
+      subject: path,
+      hint: 'expected the Karpathy split format (dataset_coco.json)',
+    });
   if (depth !== 0 || inString) throw new VlError('DATA_INVALID', 'JSON ends early (truncated file?)', { subject: path });
 }
 
@@ -588,7 +596,8 @@ async function* readCocoKarpathy(spec: DatasetSpec, file: string, report: DataRe
     try {
       const { text, valid } = decodeUtf8Escaped(bytes);
       const obj = parseJsonRecord(text, 'entry');
-      if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new BadRecord('malformed_record', 'image entry is not an object');
+      if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+        throw new BadRecord('malformed_record', 'image entry is not an object');
       const o = obj as Record<string, unknown>;
       if (splits && !splits.has(String(o.split))) {
         report.filter();
@@ -690,7 +699,8 @@ function sampleToRecord(s: WdsSample, shard: string, report: DataReport): Captio
     captions = captionsFrom(text, report, key);
   }
   if (captions === null) throw new BadRecord('missing_caption', `sample has no .txt (or .json caption): ${[...s.files.keys()].join(', ')}`);
-  if (imgExt === undefined) throw new BadRecord('missing_image', `sample has no image (${[...IMAGE_EXTS].join('/')}): ${[...s.files.keys()].join(', ')}`);
+  if (imgExt === undefined)
+    throw new BadRecord('missing_image', `sample has no image (${[...IMAGE_EXTS].join('/')}): ${[...s.files.keys()].join(', ')}`);
   return { key, image: { kind: 'bytes', bytes: s.files.get(imgExt) as Uint8Array, name: `${s.key}.${imgExt}` }, captions, meta };
 }
 
@@ -752,7 +762,11 @@ async function* readWebDatasetShard(file: string, report: DataReport): AsyncGene
     // Truncated or garbled shard: what was read so far stands; the unfinished sample and the rest
     // of the shard count as one dropped record.
     report.read();
-    report.drop('corrupt_shard', shard, `${err instanceof Error ? err.message : String(err)}${current ? ` (in sample ${current.key})` : ''}`);
+    report.drop(
+      'corrupt_shard',
+      shard,
+      `${err instanceof Error ? err.message : String(err)}${current ? ` (in sample ${current.key})` : ''}`,
+    );
     return;
   } finally {
     // Also on an early `break` by the consumer: close the file.

@@ -23,7 +23,20 @@ const run = async (args: string[]) => {
   const code = await runCapfiltCli([...args, '--quiet', '--backend', 'cpu'], io);
   expect(code).toBe(0);
 };
-const base = (out: string, data = fx.train) => ['--data', data, '--out', out, '--captioner', fx.captioner, '--filter', fx.filter, '--num-captions', '2', '--seed', '7'];
+const base = (out: string, data = fx.train) => [
+  '--data',
+  data,
+  '--out',
+  out,
+  '--captioner',
+  fx.captioner,
+  '--filter',
+  fx.filter,
+  '--num-captions',
+  '2',
+  '--seed',
+  '7',
+];
 const OUTPUTS = ['report.json', 'report.md', 'records.jsonl', 'histograms.png', 'samples.png'];
 const read = (d: string, f: string) => readFileSync(join(d, f));
 
@@ -48,18 +61,33 @@ describe('blip capfilt', () => {
     tensors = tf.memory().numTensors;
     await run([...base(b), '--batch-size', '5']);
     expect(tf.memory().numTensors - tensors).toBe(loadLeak);
-    const report = JSON.parse(read(a, 'report.json').toString()) as { input: number; counts: Record<string, number>; failed: Record<string, number>; balanced: boolean };
-    const inputLines = readFileSync(fx.train, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
+    const report = JSON.parse(read(a, 'report.json').toString()) as {
+      input: number;
+      counts: Record<string, number>;
+      failed: Record<string, number>;
+      balanced: boolean;
+    };
+    const inputLines = readFileSync(fx.train, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '').length;
     expect(report.input).toBe(inputLines);
     expect(report.balanced).toBe(true);
     expect(report.failed).toEqual({ missing_image: 1, corrupt_image: 1, malformed_record: 1, non_utf8_caption: 1, unsafe_path: 1 });
-    const records = read(a, 'records.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l) as { index: number; status: string; reason?: string });
+    const records = read(a, 'records.jsonl')
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { index: number; status: string; reason?: string });
     expect(records.map((r) => r.index)).toEqual([...Array(inputLines).keys()]);
     expect(records.filter((r) => r.status === 'dropped').every((r) => r.reason === 'below_threshold')).toBe(true);
     expect(report.counts.kept! + report.counts.replaced! + report.counts.dropped!).toBeGreaterThan(0);
     for (const f of [...OUTPUTS, 'train.jsonl']) expect(read(b, f).equals(read(a, f)), f).toBe(true);
     // The cleaned JSONL has only captions that passed, and no record that was dropped or failed.
-    const cleaned = read(a, 'train.jsonl').toString().trim().split('\n').map((l) => JSON.parse(l) as { image: string; captions: string[] });
+    const cleaned = read(a, 'train.jsonl')
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { image: string; captions: string[] });
     expect(cleaned.length).toBe(report.counts.kept! + report.counts.replaced!);
     expect(cleaned.every((c) => c.captions.length > 0 && c.image.startsWith('images/'))).toBe(true);
   });
@@ -79,11 +107,25 @@ describe('blip capfilt', () => {
   });
 
   it('writes CSV and COCO input back in their formats', async () => {
-    const recs = readFileSync(fx.train, 'utf8').split('\n').slice(0, 6).map((l) => JSON.parse(l) as { image: string; captions: string[]; split: string; id: string });
+    const recs = readFileSync(fx.train, 'utf8')
+      .split('\n')
+      .slice(0, 6)
+      .map((l) => JSON.parse(l) as { image: string; captions: string[]; split: string; id: string });
     const csv = join(fx.data, 'small.csv');
     writeFileSync(csv, `image,caption\n${recs.map((r) => `${r.image},"${r.captions[0]}"`).join('\n')}\nimages/nope.png,"a caption"\n`);
     const coco = join(fx.data, 'small.json');
-    writeFileSync(coco, JSON.stringify({ images: recs.map((r) => ({ filepath: 'images/train', filename: r.image.split('/').pop(), split: 'train', cocoid: Number(r.id), sentences: r.captions.map((raw) => ({ raw })) })) }));
+    writeFileSync(
+      coco,
+      JSON.stringify({
+        images: recs.map((r) => ({
+          filepath: 'images/train',
+          filename: r.image.split('/').pop(),
+          split: 'train',
+          cocoid: Number(r.id),
+          sentences: r.captions.map((raw) => ({ raw })),
+        })),
+      }),
+    );
     const c = join(dir, 'csv');
     await run([...base(c, csv), '--threshold', '0']);
     const csvOut = read(c, 'small.csv').toString().trim().split('\n');
@@ -93,14 +135,19 @@ describe('blip capfilt', () => {
     expect(csvOut.slice(1, 7).some((l) => l.includes(recs[0]!.captions[0]!))).toBe(true);
     const k = join(dir, 'coco');
     await run([...base(k, coco), '--threshold', '0', '--num-captions', '0']);
-    const cocoOut = JSON.parse(read(k, 'small.json').toString()) as { images: { filename: string; filepath: string; cocoid: number; sentences: { raw: string }[] }[] };
+    const cocoOut = JSON.parse(read(k, 'small.json').toString()) as {
+      images: { filename: string; filepath: string; cocoid: number; sentences: { raw: string }[] }[];
+    };
     expect(cocoOut.images.map((i) => i.cocoid)).toEqual(recs.map((r) => Number(r.id)));
     expect(cocoOut.images[0]!.sentences.map((s) => s.raw)).toEqual(recs[0]!.captions);
     expect(cocoOut.images[0]!.filepath).toBe('images/train');
   });
 
   it('reads WebDataset shards and writes a cleaned shard', async () => {
-    const recs = readFileSync(fx.train, 'utf8').split('\n').slice(0, 4).map((l) => JSON.parse(l) as { image: string; captions: string[]; id: string });
+    const recs = readFileSync(fx.train, 'utf8')
+      .split('\n')
+      .slice(0, 4)
+      .map((l) => JSON.parse(l) as { image: string; captions: string[]; id: string });
     const staging = join(dir, 'wds');
     mkdirSync(staging, { recursive: true });
     for (const r of recs) {
@@ -118,7 +165,8 @@ describe('blip capfilt', () => {
     expect(report.failed).toEqual({ corrupt_image: 1 });
     // The cleaned shard reads back with core's WebDataset reader: images and every kept caption.
     const back: { key: string; captions: string[]; bytes: number }[] = [];
-    for await (const r of readDataset({ path: join(w, 'cleaned.tar') })) back.push({ key: r.key, captions: r.captions, bytes: r.image.kind === 'bytes' ? r.image.bytes.length : 0 });
+    for await (const r of readDataset({ path: join(w, 'cleaned.tar') }))
+      back.push({ key: r.key, captions: r.captions, bytes: r.image.kind === 'bytes' ? r.image.bytes.length : 0 });
     expect(back.map((b) => b.key)).toEqual(recs.map((r) => `cleaned.tar:shard-0000/${r.id}`));
     expect(back[0]!.captions[0]).toBe(recs[0]!.captions[0]);
     expect(back[0]!.captions.length).toBeGreaterThan(1); // + the synthetic captions (threshold 0)
@@ -164,7 +212,9 @@ describe('blip capfilt', () => {
     expect((await readdir(merged)).includes('journal.jsonl')).toBe(false);
     // A missing shard is refused.
     const errs: string[] = [];
-    expect(await runCapfiltCli(['merge', '--out', join(dir, 'm2'), ...shards.slice(1)], { out: () => {}, err: (l) => errs.push(l) })).toBe(2);
+    expect(await runCapfiltCli(['merge', '--out', join(dir, 'm2'), ...shards.slice(1)], { out: () => {}, err: (l) => errs.push(l) })).toBe(
+      2,
+    );
     expect(errs.join('\n')).toMatch(/missing/);
   });
 });
@@ -172,7 +222,16 @@ describe('blip capfilt', () => {
 describe('capfilt journal', () => {
   it('validates each line and ignores a torn or corrupt tail', async () => {
     const p = join(dir, 'j.jsonl');
-    const header = { kind: 'capfilt-journal', version: 1, fingerprint: 'x', threshold: 0.5, format: 'jsonl', root: '/', dataName: 'a', shard: null };
+    const header = {
+      kind: 'capfilt-journal',
+      version: 1,
+      fingerprint: 'x',
+      threshold: 0.5,
+      format: 'jsonl',
+      root: '/',
+      dataName: 'a',
+      shard: null,
+    };
     writeFileSync(p, journalLine(header) + journalLine({ batch: 0, records: [] }) + journalLine({ batch: 1, records: [] }));
     expect((await scanJournal(p)).batches).toBe(2);
     const full = readFileSync(p);

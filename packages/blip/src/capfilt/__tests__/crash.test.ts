@@ -20,7 +20,26 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const args = (out: string) => ['capfilt', '--data', fx.train, '--out', out, '--captioner', fx.captioner, '--filter', fx.filter, '--num-captions', '2', '--batch-size', '2', '--seed', '3', '--backend', 'cpu', '--quiet'];
+const args = (out: string) => [
+  'capfilt',
+  '--data',
+  fx.train,
+  '--out',
+  out,
+  '--captioner',
+  fx.captioner,
+  '--filter',
+  fx.filter,
+  '--num-captions',
+  '2',
+  '--batch-size',
+  '2',
+  '--seed',
+  '3',
+  '--backend',
+  'cpu',
+  '--quiet',
+];
 
 /** Runs the CLI; with `killAfterMs` SIGKILLs it then. Resolves with the exit code (null when killed) and the wall time. */
 function runCli(out: string, killAfterMs?: number): Promise<{ code: number | null; ms: number; stderr: string }> {
@@ -60,9 +79,15 @@ it('resumes after SIGKILL at random moments with output identical to an uninterr
   const last = await runCli(crashed);
   expect(last.code, `${last.stderr} (kills at ${kills.join(', ')} ms)`).toBe(0);
   expect(killed, `kills at ${kills.join(', ')} ms`).toBeGreaterThan(0);
-  for (const f of OUTPUTS) expect(readFileSync(join(crashed, f)).equals(readFileSync(join(clean, f))), `${f} (kills at ${kills.join(', ')} ms)`).toBe(true);
-  const inputs = readFileSync(fx.train, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
-  const indexes = readFileSync(join(crashed, 'records.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { index: number }).index);
+  for (const f of OUTPUTS)
+    expect(readFileSync(join(crashed, f)).equals(readFileSync(join(clean, f))), `${f} (kills at ${kills.join(', ')} ms)`).toBe(true);
+  const inputs = readFileSync(fx.train, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '').length;
+  const indexes = readFileSync(join(crashed, 'records.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => (JSON.parse(l) as { index: number }).index);
   expect(indexes).toEqual([...Array(inputs).keys()]);
   expect(readdirSync(crashed).filter((f) => f.endsWith('.tmp') || f === 'capfilt.lock')).toEqual([]);
 }, 240_000);

@@ -29,13 +29,19 @@ export async function makeFixture(dir: string, o: { images?: number; bad?: boole
   const train = join(data, 'train.jsonl');
   if (o.bad) {
     await writeFile(join(data, 'images', 'corrupt.png'), 'not a png at all');
-    await appendFile(train, [
-      '{"image": "images/missing.png", "captions": ["a red circle"]}',
-      '{"image": "images/corrupt.png", "captions": ["a blue square"]}',
-      '{"image": "images/train/x.png", "captions": [',
-      '',
-    ].join('\n'));
-    await appendFile(train, Buffer.concat([Buffer.from('{"image": "images/corrupt.png", "captions": ["caf'), Buffer.from([0xe9, 0xff]), Buffer.from('"]}\n')]));
+    await appendFile(
+      train,
+      [
+        '{"image": "images/missing.png", "captions": ["a red circle"]}',
+        '{"image": "images/corrupt.png", "captions": ["a blue square"]}',
+        '{"image": "images/train/x.png", "captions": [',
+        '',
+      ].join('\n'),
+    );
+    await appendFile(
+      train,
+      Buffer.concat([Buffer.from('{"image": "images/corrupt.png", "captions": ["caf'), Buffer.from([0xe9, 0xff]), Buffer.from('"]}\n')]),
+    );
     await appendFile(train, '{"image": "../outside.png", "captions": ["escape"]}\n');
   }
   const tok = await BertTokenizer.fromFile(join(data, 'vocab.txt'), { blipTokens: true });

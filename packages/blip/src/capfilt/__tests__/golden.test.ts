@@ -34,8 +34,17 @@ const GOLDEN = fileURLToPath(new URL('./golden/', import.meta.url));
 const BLIP_CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const RECORDS = 100;
-const OUTPUTS = ['train.jsonl', 'records.jsonl', 'report.json', 'report.md', 'histograms.png', 'samples.png', 'capfilt.done.json',
-  'journal.jsonl', 'stdout.txt'];
+const OUTPUTS = [
+  'train.jsonl',
+  'records.jsonl',
+  'report.json',
+  'report.md',
+  'histograms.png',
+  'samples.png',
+  'capfilt.done.json',
+  'journal.jsonl',
+  'stdout.txt',
+];
 
 let dir: string;
 let data: string;
@@ -81,8 +90,30 @@ function normaliseJournal(text: string): string {
 
 /** Runs a capfilt command line (`argv` before the flags) and returns every output, normalised. */
 function runCapfilt(command: string[], out: string): Map<string, Buffer> {
-  const args = ['--data', join(data, 'train.jsonl'), '--out', out, '--captioner', join(GOLDEN, 'captioner'), '--filter', join(GOLDEN, 'filter'),
-    '--num-captions', '1', '--itc', '--keep-rate', '0.7', '--calibrate-on', '200', '--batch-size', '16', '--seed', '0', '--quiet', '--backend', 'wasm'];
+  const args = [
+    '--data',
+    join(data, 'train.jsonl'),
+    '--out',
+    out,
+    '--captioner',
+    join(GOLDEN, 'captioner'),
+    '--filter',
+    join(GOLDEN, 'filter'),
+    '--num-captions',
+    '1',
+    '--itc',
+    '--keep-rate',
+    '0.7',
+    '--calibrate-on',
+    '200',
+    '--batch-size',
+    '16',
+    '--seed',
+    '0',
+    '--quiet',
+    '--backend',
+    'wasm',
+  ];
   const r = spawnSync(process.execPath, [...command, ...args], { encoding: 'utf8', env: { ...process.env, VL_ACCEL: '0' } });
   expect(r.status, r.stderr).toBe(0);
   const files = new Map<string, Buffer>();

@@ -93,7 +93,7 @@ describe('capfilt: one writer, counts from the source, inputs safe (issue 14 ite
     const [a, b] = await Promise.all([cli(base(out)), cli(base(out))]);
     expect([a.code, b.code].sort()).toEqual([0, 2]);
     expect((a.code === 2 ? a : b).err).toMatch(
-      new RegExp(`another CapFilt run writes to this folder \\(pid ${process.pid} on ${hostname()}`)
+      new RegExp(`another CapFilt run writes to this folder \\(pid ${process.pid} on ${hostname()}`),
     );
     expect(lines(join(out, 'records.jsonl'))).toHaveLength(inputs);
     expect(report(out).balanced).toBe(true);
@@ -226,13 +226,13 @@ describe('capfilt: poison records end as one failed record or one removed captio
         Buffer.from([0xe9]),
         Buffer.from(`"]}\n${rec({ caption: 'a real \uFFFD replacement character' })}\n`),
         Buffer.from(
-          `${JSON.stringify({ image: 'leak.png', caption: 'leak' })}\n${JSON.stringify({ image: 'zero.png', caption: 'zero' })}\n`
+          `${JSON.stringify({ image: 'leak.png', caption: 'leak' })}\n${JSON.stringify({ image: 'zero.png', caption: 'zero' })}\n`,
         ),
         Buffer.from(
-          `${JSON.stringify({ image: 'fifo.png', caption: 'fifo' })}\n${JSON.stringify({ image: 'bomb.png', caption: 'bomb' })}\n`
+          `${JSON.stringify({ image: 'fifo.png', caption: 'fifo' })}\n${JSON.stringify({ image: 'bomb.png', caption: 'bomb' })}\n`,
         ),
         Buffer.from(`${rec({ caption: huge })}\n${good.join('\n')}\n`),
-      ])
+      ]),
     );
     const seen: number[] = [];
     const spy = vi.spyOn(BertTokenizer.prototype, 'encodeBatch').mockImplementation(function (this: BertTokenizer, texts, opts) {
@@ -256,7 +256,7 @@ describe('capfilt: poison records end as one failed record or one removed captio
     const status = Object.fromEntries(
       lines(join(out, 'records.jsonl'))
         .map((l) => JSON.parse(l) as { key: string; status: string; reason?: string })
-        .map((x) => [x.key, x.reason ?? x.status])
+        .map((x) => [x.key, x.reason ?? x.status]),
     );
     expect(status['poison.jsonl:1']).not.toBe('failed'); // the control characters were scored and drawn
     expect(status['poison.jsonl:4']).not.toBe('failed'); // the latin-1 caption went, "good" stayed
@@ -269,6 +269,7 @@ describe('capfilt: poison records end as one failed record or one removed captio
     expect(Math.max(...seen)).toBeLessThanOrEqual(MAX_SCORED_CHARS);
     expect(seconds).toBeLessThan(60);
     const md = readFileSync(join(out, 'report.md'), 'utf8');
+    // eslint-disable-next-line no-control-regex -- the test is that report.md holds none of them
     expect(md).not.toMatch(/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/);
     expect((await sharp(join(out, 'samples.png')).metadata()).height).toBe(7 * 110); // the 7 records that were scored
   }, 120_000);
@@ -350,7 +351,7 @@ describe('capfilt: WebDataset keys, options, outputs (issue 14 items 10, 12)', (
     expect((await cli(base(out))).code).toBe(0);
     expect(existsSync(join(out, DONE_FILE))).toBe(true);
     await expect(writeNamed('report.json', '/dev/full', () => writeFile('/dev/full', 'x'))).rejects.toThrow(
-      /WRITE_FAILED \[\/dev\/full\]: cannot write report\.json \(ENOSPC\)/
+      /WRITE_FAILED \[\/dev\/full\]: cannot write report\.json \(ENOSPC\)/,
     );
   });
 });

@@ -65,7 +65,7 @@ describe('CSV as spreadsheets write it', () => {
       Buffer.concat([
         Buffer.from([0xef, 0xbb, 0xbf]),
         Buffer.from('image,caption\r\nimages/ok1.png,"two\r\nlines ""q"""\r\nimages/ok1.png,last\r\n'),
-      ])
+      ]),
     );
     const { recs, report } = await read(f);
     expect(recs.map((r) => [r.key, r.captions[0]])).toEqual([
@@ -115,7 +115,7 @@ describe('JSON and UTF-8', () => {
         Buffer.from('{"image": "images/ok1.png", "caption": "fine", "tag": "'),
         Buffer.from([0xff]),
         Buffer.from('"}\n'),
-      ])
+      ]),
     );
     const { recs, report } = await read(f);
     expect(recs.map((r) => r.captions)).toEqual([['good one', 'good two'], ['replacement \uFFFD char']]);
@@ -170,7 +170,7 @@ describe('WebDataset keys', () => {
         ['b.png', png],
         ['b.txt', 'b'],
         ['a.txt', 'third a'],
-      ])
+      ]),
     );
     const { recs, report } = await read(f);
     expect(recs.map((r) => [r.key, r.captions[0]])).toEqual([
@@ -194,7 +194,7 @@ describe('image files, not paths', () => {
     const reason = (p: string, o = {}) =>
       readImageFile(join(root, p), { root, ...o }).then(
         () => 'read',
-        (e: unknown) => (e instanceof ImageFileError ? e.reason : String(e))
+        (e: unknown) => (e instanceof ImageFileError ? e.reason : String(e)),
       );
     expect(await reason('ok.png')).toBe('read');
     expect(await reason('leak.png')).toBe('unsafe_path');
@@ -212,7 +212,7 @@ describe('image files, not paths', () => {
     const list = join(dir, 'root', 'list.jsonl');
     writeFileSync(
       list,
-      '{"image": "leak.png", "caption": "leak"}\n{"image": "fifo.png", "caption": "fifo"}\n{"image": "ok.png", "caption": "ok"}\n'
+      '{"image": "leak.png", "caption": "leak"}\n{"image": "fifo.png", "caption": "fifo"}\n{"image": "ok.png", "caption": "ok"}\n',
     );
     const { createDataLoader } = await import('../loader.js');
     const { BertTokenizer } = await import('../tokenizer.js');

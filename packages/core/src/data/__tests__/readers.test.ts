@@ -159,7 +159,9 @@ describe('streaming', () => {
       filepath: 'x',
       filename: `${i}.jpg`,
       split: i % 3 ? 'train' : 'val',
-      sentences: Array.from({ length: 1 + rng.int(4) }, (_, k) => ({ raw: `caption ${i}.${k} "q" [b] {c} é中 \\ ${'w'.repeat(rng.int(200))}` })),
+      sentences: Array.from({ length: 1 + rng.int(4) }, (_, k) => ({
+        raw: `caption ${i}.${k} "q" [b] {c} é中 \\ ${'w'.repeat(rng.int(200))}`,
+      })),
     }));
     const big = join(dir, 'coco.json');
     writeFileSync(big, JSON.stringify({ info: { images: [] }, images, licenses: [1, 2] }));
@@ -168,10 +170,18 @@ describe('streaming', () => {
     elements.forEach((e, i) => expect(JSON.parse(Buffer.from(e.bytes).toString('utf8'))).toEqual(images[i]));
     const scalars = join(dir, 'scalars.json');
     writeFileSync(scalars, '{"images": [1, "two, three", null , {"a": [4]}]}');
-    expect((await collect(streamJsonArrayElements(scalars, 'images'))).map((e) => JSON.parse(Buffer.from(e.bytes).toString()))).toEqual([1, 'two, three', null, { a: [4] }]);
+    expect((await collect(streamJsonArrayElements(scalars, 'images'))).map((e) => JSON.parse(Buffer.from(e.bytes).toString()))).toEqual([
+      1,
+      'two, three',
+      null,
+      { a: [4] },
+    ]);
 
     const jsonl = join(dir, 'big.jsonl');
-    writeFileSync(jsonl, images.map((im) => JSON.stringify({ image: `x/${im.filename}`, captions: im.sentences.map((s) => s.raw) })).join('\n'));
+    writeFileSync(
+      jsonl,
+      images.map((im) => JSON.stringify({ image: `x/${im.filename}`, captions: im.sentences.map((s) => s.raw) })).join('\n'),
+    );
     const report = new DataReport();
     const recs = await collect(readDataset({ path: jsonl, imageRoot: dir }, report));
     expect(recs).toHaveLength(1500);
@@ -285,7 +295,10 @@ describe('shuffle and batches', () => {
     expect(new Set(a.keys).size).toBe(32);
     expect(a.keys).not.toEqual([...a.keys].sort());
     expectCounts(a.report, 40, 32, { incomplete_batch: 8 });
-    const lines = readFileSync(join(dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { captions: string[] });
+    const lines = readFileSync(join(dir, 'train.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { captions: string[] });
     for (let i = 0; i < a.keys.length; i++) {
       const line = Number(a.keys[i]!.split(':')[1]) - 1;
       expect(lines[line]!.captions).toContain(a.caps[i]);
