@@ -8,10 +8,10 @@
 //   `<enc>.cls.predictions.decoder.weight` (= `<enc>.bert.embeddings.word_embeddings.weight`) and
 //   `<enc>.cls.predictions.decoder.bias` (= `<enc>.cls.predictions.bias`) are checked and dropped
 //   on load, and written back on save, for enc in text_encoder, text_encoder_m.
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, readJsonFile, readSafetensorsFile, type StateValue, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
+import { type HostTensor, readCheckpoint, readJsonFile, type StateValue, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
 import { type AlbefConfig, validateAlbefConfig } from './config.js';
 import { Albef, type AlbefPretrainOptions } from './model.js';
 
@@ -96,16 +96,20 @@ export async function readAlbefConfig(dir: string): Promise<AlbefConfig> {
 }
 
 /**
- * Builds the model from `dir/config.json` and loads `dir/model.safetensors` under official keys,
+ * Builds the model from `config.json` and loads the weights of `dir` under official keys: a folder's
+ * model.safetensors or ALBEF.pth, or a weights file next to config.json (any format core reads),
  * strictly: a missing, extra or mis-shaped key is an error that lists them all.
  */
 export async function loadAlbef(dir: string, options: { pretrain?: AlbefPretrainOptions } = {}): Promise<Albef> {
-  const config = await readAlbefConfig(dir);
-  const path = join(dir, 'model.safetensors');
-  const file = await readSafetensorsFile(path);
+  const info = await stat(dir).catch(() => null);
+  const folder = info?.isFile() ? dirname(dir) : dir;
+  const config = await readAlbefConfig(folder);
+  // Any format core reads: model.safetensors, or the released ALBEF.pth ({"model": …}, found automatically).
+  const { tensors, report } = await readCheckpoint(dir);
+  const source = report.files.join(', ');
   const model = new Albef(config, undefined, options.pretrain);
   try {
-    model.loadStateDict(fromOfficialStateDict(file.tensors, path), { source: path });
+    model.loadStateDict(fromOfficialStateDict(tensors, source), { source });
   } catch (err) {
     model.dispose();
     throw err;

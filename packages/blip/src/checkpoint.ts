@@ -1,12 +1,22 @@
-// Hugging Face checkpoint folders: `config.json` + `model.safetensors` (+ tokenizer files), read and
+// Hugging Face checkpoint folders: `config.json` + weights (`model.safetensors`, a sharded index or
+// `pytorch_model.bin`) (+ tokenizer files), read and
 // written with the exact key names of transformers' BLIP. Known differences between files and our
 // tree are handled here: the tied `text_decoder.cls.predictions.decoder.bias` (same tensor as
 // `cls.predictions.bias`, absent from files; dropped if a file has it) and `*.embeddings.position_ids`
 // (a buffer newer transformers versions no longer save; kept at 0…P-1 when absent).
-import { copyFile, mkdir } from 'node:fs/promises';
+import { copyFile, mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { type LoadReport, type Module, readJsonFile, readSafetensorsFile, stateDictToHost, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
+import { dirname, join } from 'node:path';
+import {
+  type LoadReport,
+  type Module,
+  readCheckpoint,
+  readJsonFile,
+  stateDictToHost,
+  VlError,
+  writeJsonFile,
+  writeSafetensorsFile,
+} from '@vl/core';
 import { type BlipConfig, parseBlipConfig } from './config.js';
 import { TOKENIZER_FILES } from './processor.js';
 
@@ -16,26 +26,28 @@ export const TIED_KEYS: Readonly<Record<string, string>> = {
 
 const OPTIONAL_BUFFER = /(^|\.)embeddings\.position_ids$/;
 
+/** The folder of a checkpoint path: the path itself, or the folder of a weights file (where config.json sits). */
+export async function checkpointFolder(path: string): Promise<string> {
+  const info = await stat(path).catch(() => null);
+  return info?.isFile() ? dirname(path) : path;
+}
+
 export async function readBlipConfig(dir: string): Promise<BlipConfig> {
-  const path = join(dir, 'config.json');
+  const path = join(await checkpointFolder(dir), 'config.json');
   if (!existsSync(path)) {
     throw new VlError('CONFIG_INVALID', 'no config.json', { subject: dir, hint: 'a Hugging Face checkpoint folder holds config.json and model.safetensors' });
   }
   return parseBlipConfig(await readJsonFile(path), path);
 }
 
-/** Loads `model.safetensors` into the model, strictly (every missing, extra or mis-shaped key is listed). */
-export async function loadBlipWeights(model: Module, dir: string): Promise<LoadReport> {
-  const path = join(dir, 'model.safetensors');
-  if (!existsSync(path)) {
-    throw new VlError('SAFETENSORS_INVALID', 'no model.safetensors', {
-      subject: dir,
-      hint: 'convert pytorch_model.bin to safetensors first (transformers: model.save_pretrained(dir, safe_serialization=True))',
-    });
-  }
-  const { tensors } = await readSafetensorsFile(path);
+/**
+ * Loads the weights of a checkpoint folder or file in any format core reads (model.safetensors, a sharded
+ * index, pytorch_model.bin / .pth), strictly: every missing, extra or mis-shaped key is listed.
+ */
+export async function loadBlipWeights(model: Module, path: string): Promise<LoadReport> {
+  const { tensors, report } = await readCheckpoint(path);
   for (const tied of Object.keys(TIED_KEYS)) tensors.delete(tied);
-  return model.loadStateDict(tensors, { source: path, allowMissing: (k) => OPTIONAL_BUFFER.test(k) });
+  return model.loadStateDict(tensors, { source: report.files.join(', '), allowMissing: (k) => OPTIONAL_BUFFER.test(k) });
 }
 
 /** Writes config.json (HF keys, architectures set) and model.safetensors; copies tokenizer files from `tokenizerDir`. */

@@ -22,7 +22,7 @@ import {
   type VisionTransformerOutput,
 } from '@vl/core';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
-import { loadBlipWeights, readBlipConfig, saveBlipFolder } from './checkpoint.js';
+import { checkpointFolder, loadBlipWeights, readBlipConfig, saveBlipFolder } from './checkpoint.js';
 import { textDecoderStep } from './decoder-step.js';
 import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
 
@@ -45,8 +45,9 @@ async function loadPretrained<M extends Module & { tokenizer: BertTokenizer | nu
     if (options.tokenizer !== undefined) {
       model.tokenizer = options.tokenizer;
     } else {
-      model.tokenizer = await loadTokenizerFrom(dir);
-      if (model.tokenizer) model.tokenizerDir = dir;
+      const folder = await checkpointFolder(dir);
+      model.tokenizer = await loadTokenizerFrom(folder);
+      if (model.tokenizer) model.tokenizerDir = folder;
     }
   } catch (err) {
     model.dispose();

@@ -31,8 +31,8 @@ import {
   MomentumEncoder,
   objectiveEnabled,
   type ObjectivesConfig,
+  readCheckpoint,
   readJsonFile,
-  readSafetensorsFile,
   Rng,
   sampleItmNegatives,
   type TextTransformer,
@@ -40,7 +40,6 @@ import {
   VlError,
   validateConfig,
 } from '@vl/core';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { saveBlipFolder } from './checkpoint.js';
@@ -406,9 +405,9 @@ export class BlipForPretraining extends Module {
     const { blip_pretraining: opts, enc_token_id: enc, ...rest } = raw;
     const model = new BlipForPretraining(parseBlipConfig(rest, join(dir, 'config.json')), parsePretrainingOptions(opts), new Rng(0), typeof enc === 'number' ? enc : null);
     try {
-      const path = join(dir, 'model.safetensors');
-      if (!existsSync(path)) throw new VlError('SAFETENSORS_INVALID', 'no model.safetensors', { subject: dir });
-      model.loadStateDict((await readSafetensorsFile(path)).tensors, { source: path });
+      // Any format core reads: model.safetensors, a sharded index, pytorch_model.bin / .pth.
+      const { tensors, report } = await readCheckpoint(dir);
+      model.loadStateDict(tensors, { source: report.files.join(', ') });
       model.tokenizer = await loadTokenizerFrom(dir);
       if (model.tokenizer) model.tokenizerDir = dir;
     } catch (err) {
