@@ -17,6 +17,7 @@ export {
   type SafetensorsTensors,
 } from './safetensors.js';
 export { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from './safetensors-file.js';
+export { camelizeKeys, camelKey, OPAQUE_CONFIG_KEYS, snakeKey, snakifyKeys, type ConfigCaseOptions } from './config-case.js';
 export { formatSchemaIssues, parseJsonText, readJsonFile, validateConfig, writeJsonFile } from './json-file.js';
 export {
   formatJsonPath,

@@ -14,14 +14,15 @@ interface SchemaIssue {
 }
 
 /** One line per issue: `$.text_config.hidden_size: Invalid input: expected number, received string`. */
-export function formatSchemaIssues(issues: readonly SchemaIssue[]): string {
+export function formatSchemaIssues(issues: readonly SchemaIssue[], keyName: (key: string) => string = (k) => k): string {
   return issues
     .map((issue) => {
+      const path = formatJsonPath(issue.path.map((p) => (typeof p === 'string' ? keyName(p) : p)));
       // zod reports unknown keys on the parent object; name each key so the path is exact.
       if (issue.keys && issue.keys.length > 0) {
-        return issue.keys.map((k) => `${jsonPathJoin(formatJsonPath(issue.path), k)}: ${issue.message}`).join('\n');
+        return issue.keys.map((k) => `${jsonPathJoin(path, keyName(k))}: ${issue.message}`).join('\n');
       }
-      return `${formatJsonPath(issue.path)}: ${issue.message}`;
+      return `${path}: ${issue.message}`;
     })
     .join('\n');
 }
@@ -29,12 +30,13 @@ export function formatSchemaIssues(issues: readonly SchemaIssue[]): string {
 /**
  * Validates a parsed value with a zod schema; on failure throws CONFIG_INVALID listing every bad
  * field by JSON path. Returns the schema's output (defaults filled in, unknown keys as the schema says).
+ * `keyName` spells path keys as the file does (snakeKey for a config.json camelized on reading).
  */
-export function validateConfig<T>(value: unknown, schema: z.ZodType<T>, subject: string): T {
+export function validateConfig<T>(value: unknown, schema: z.ZodType<T>, subject: string, keyName?: (key: string) => string): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues as readonly SchemaIssue[];
-  throw new VlError('CONFIG_INVALID', `${issues.length} invalid field${issues.length === 1 ? '' : 's'}:\n${formatSchemaIssues(issues)}`, {
+  throw new VlError('CONFIG_INVALID', `${issues.length} invalid field${issues.length === 1 ? '' : 's'}:\n${formatSchemaIssues(issues, keyName)}`, {
     subject,
     hint: 'fix the fields listed (paths are JSON paths into the file)',
     cause: result.error,
