@@ -12,7 +12,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
 import { type HostTensor, readCheckpoint, readJsonFile, type StateValue, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
-import { type AlbefConfig, validateAlbefConfig } from './config.js';
+import { type AlbefConfig, albefConfigFromJson, albefConfigToJson } from './config.js';
 import { Albef, type AlbefPretrainOptions } from './model.js';
 
 /** Renamed keys: [ours, official]. */
@@ -92,7 +92,7 @@ export function toOfficialStateDict(model: Albef): Map<string, HostTensor> {
 /** Reads `dir/config.json` (validated). */
 export async function readAlbefConfig(dir: string): Promise<AlbefConfig> {
   const path = join(dir, 'config.json');
-  return validateAlbefConfig(await readJsonFile(path), path);
+  return albefConfigFromJson(await readJsonFile(path), path);
 }
 
 /**
@@ -120,7 +120,7 @@ export async function loadAlbef(dir: string, options: { pretrain?: AlbefPretrain
 /** Writes `dir/config.json` and `dir/model.safetensors` under official keys. */
 export async function saveAlbef(model: Albef, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeJsonFile(join(dir, 'config.json'), model.config);
+  await writeJsonFile(join(dir, 'config.json'), albefConfigToJson(model.config));
   await writeSafetensorsFile(join(dir, 'model.safetensors'), toOfficialStateDict(model));
 }
 

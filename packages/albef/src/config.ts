@@ -2,22 +2,22 @@
 // `configs/Pretrain.yaml` → `albef_config`, `configs/config_bert.json` → `bert_config`, the ViT
 // arguments hard-coded in `models/model_pretrain.py` → `vision_config`) with presets `tiny` and
 // `base`, and a validator for `config.json` files.
-import { VlError } from '@vl/core';
+import { camelizeKeys, snakeKey, snakifyKeys, VlError } from '@vl/core';
 
 /** Pretraining hyper-parameters (`configs/Pretrain.yaml` and `ALBEF.__init__`). */
 export interface AlbefSection {
   /** Input resolution; Pretrain.yaml 256. */
-  image_res: number;
+  imageRes: number;
   /** ViT width, the fusion layers' cross-attention key/value size; 768 for ViT-B/16. */
-  vision_width: number;
+  visionWidth: number;
   /** Joint ITC embedding size after vision_proj / text_proj; 256 in the paper. */
-  embed_dim: number;
+  embedDim: number;
   /** Initial contrastive temperature; learned, clamped to [0.001, 0.5]. */
   temp: number;
   /** Share of text tokens selected for MLM; BERT's 0.15. */
-  mlm_probability: number;
+  mlmProbability: number;
   /** Momentum features kept for ITC; 65,536 in the paper. */
-  queue_size: number;
+  queueSize: number;
   /** EMA decay of the momentum twins; 0.995. */
   momentum: number;
   /** Momentum-distillation weight; 0.4, ramped over the first epoch. */
@@ -26,34 +26,34 @@ export interface AlbefSection {
 
 /** The BERT config (`config_bert.json`) with ALBEF's two additions. */
 export interface AlbefBertConfig {
-  vocab_size: number;
-  hidden_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  intermediate_size: number;
-  max_position_embeddings: number;
+  vocabSize: number;
+  hiddenSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  intermediateSize: number;
+  maxPositionEmbeddings: number;
   /** 2 for bert-base-uncased. */
-  type_vocab_size: number;
-  layer_norm_eps: number;
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  pad_token_id: number;
+  typeVocabSize: number;
+  layerNormEps: number;
+  hiddenDropoutProb: number;
+  attentionProbsDropoutProb: number;
+  padTokenId: number;
   /** First layer with cross-attention: layers [0, fusion_layer) are the text encoder, the rest fuse. ALBEF 6. */
-  fusion_layer: number;
+  fusionLayer: number;
   /** Width of the image features the fusion layers attend to (= vision width). */
-  encoder_width: number;
+  encoderWidth: number;
 }
 
 /** timm-style ViT arguments (`models/vit.py` `VisionTransformer`). */
 export interface AlbefVisionConfig {
-  img_size: number;
-  patch_size: number;
-  embed_dim: number;
+  imgSize: number;
+  patchSize: number;
+  embedDim: number;
   depth: number;
-  num_heads: number;
-  mlp_ratio: number;
+  numHeads: number;
+  mlpRatio: number;
   /** Stochastic depth at the last block; ALBEF pretraining 0. */
-  drop_path_rate: number;
+  dropPathRate: number;
 }
 
 /** Special token ids (bert-base-uncased: pad 0, unk 100, cls 101, sep 102, mask 103). */
@@ -66,74 +66,74 @@ export interface AlbefTokens {
 }
 
 export interface AlbefConfig {
-  model_type: 'albef';
-  albef_config: AlbefSection;
-  bert_config: AlbefBertConfig;
-  vision_config: AlbefVisionConfig;
+  modelType: 'albef';
+  albefConfig: AlbefSection;
+  bertConfig: AlbefBertConfig;
+  visionConfig: AlbefVisionConfig;
   tokens: AlbefTokens;
 }
 
 /** The paper's model: ViT-B/16 at 256 px, BERT-base split 6 + 6, 256-d ITC, 65,536-item queue. */
 export const ALBEF_BASE: AlbefConfig = {
-  model_type: 'albef',
-  albef_config: {
-    image_res: 256,
-    vision_width: 768,
-    embed_dim: 256,
+  modelType: 'albef',
+  albefConfig: {
+    imageRes: 256,
+    visionWidth: 768,
+    embedDim: 256,
     temp: 0.07,
-    mlm_probability: 0.15,
-    queue_size: 65536,
+    mlmProbability: 0.15,
+    queueSize: 65536,
     momentum: 0.995,
     alpha: 0.4,
   },
-  bert_config: {
-    vocab_size: 30522,
-    hidden_size: 768,
-    num_hidden_layers: 12,
-    num_attention_heads: 12,
-    intermediate_size: 3072,
-    max_position_embeddings: 512,
-    type_vocab_size: 2,
-    layer_norm_eps: 1e-12,
-    hidden_dropout_prob: 0.1,
-    attention_probs_dropout_prob: 0.1,
-    pad_token_id: 0,
-    fusion_layer: 6,
-    encoder_width: 768,
+  bertConfig: {
+    vocabSize: 30522,
+    hiddenSize: 768,
+    numHiddenLayers: 12,
+    numAttentionHeads: 12,
+    intermediateSize: 3072,
+    maxPositionEmbeddings: 512,
+    typeVocabSize: 2,
+    layerNormEps: 1e-12,
+    hiddenDropoutProb: 0.1,
+    attentionProbsDropoutProb: 0.1,
+    padTokenId: 0,
+    fusionLayer: 6,
+    encoderWidth: 768,
   },
-  vision_config: { img_size: 256, patch_size: 16, embed_dim: 768, depth: 12, num_heads: 12, mlp_ratio: 4, drop_path_rate: 0 },
+  visionConfig: { imgSize: 256, patchSize: 16, embedDim: 768, depth: 12, numHeads: 12, mlpRatio: 4, dropPathRate: 0 },
   tokens: { pad: 0, unk: 100, cls: 101, sep: 102, mask: 103 },
 };
 
 /** The reference fixture's sizes (fixtures/albef-official): 32 px images, width 32, 2 + 2 text/fusion layers. */
 export const ALBEF_TINY: AlbefConfig = {
-  model_type: 'albef',
-  albef_config: {
-    image_res: 32,
-    vision_width: 32,
-    embed_dim: 16,
+  modelType: 'albef',
+  albefConfig: {
+    imageRes: 32,
+    visionWidth: 32,
+    embedDim: 16,
     temp: 0.07,
-    mlm_probability: 0.15,
-    queue_size: 8,
+    mlmProbability: 0.15,
+    queueSize: 8,
     momentum: 0.995,
     alpha: 0.4,
   },
-  bert_config: {
-    vocab_size: 99,
-    hidden_size: 32,
-    num_hidden_layers: 4,
-    num_attention_heads: 4,
-    intermediate_size: 64,
-    max_position_embeddings: 64,
-    type_vocab_size: 2,
-    layer_norm_eps: 1e-12,
-    hidden_dropout_prob: 0.1,
-    attention_probs_dropout_prob: 0.1,
-    pad_token_id: 0,
-    fusion_layer: 2,
-    encoder_width: 32,
+  bertConfig: {
+    vocabSize: 99,
+    hiddenSize: 32,
+    numHiddenLayers: 4,
+    numAttentionHeads: 4,
+    intermediateSize: 64,
+    maxPositionEmbeddings: 64,
+    typeVocabSize: 2,
+    layerNormEps: 1e-12,
+    hiddenDropoutProb: 0.1,
+    attentionProbsDropoutProb: 0.1,
+    padTokenId: 0,
+    fusionLayer: 2,
+    encoderWidth: 32,
   },
-  vision_config: { img_size: 32, patch_size: 8, embed_dim: 32, depth: 2, num_heads: 4, mlp_ratio: 2, drop_path_rate: 0 },
+  visionConfig: { imgSize: 32, patchSize: 8, embedDim: 32, depth: 2, numHeads: 4, mlpRatio: 2, dropPathRate: 0 },
   tokens: { pad: 0, unk: 1, cls: 2, sep: 3, mask: 4 },
 };
 
@@ -143,89 +143,88 @@ export type AlbefPresetName = keyof typeof ALBEF_PRESETS;
 /** A deep copy of a preset with sections overridden field by field. */
 export function albefConfig(
   preset: AlbefPresetName | AlbefConfig = 'tiny',
-  overrides: {
-    albef_config?: Partial<AlbefSection>;
-    bert_config?: Partial<AlbefBertConfig>;
-    vision_config?: Partial<AlbefVisionConfig>;
-    tokens?: Partial<AlbefTokens>;
-  } = {},
+  overrides: { albefConfig?: Partial<AlbefSection>; bertConfig?: Partial<AlbefBertConfig>; visionConfig?: Partial<AlbefVisionConfig>; tokens?: Partial<AlbefTokens> } = {},
 ): AlbefConfig {
   const base = typeof preset === 'string' ? ALBEF_PRESETS[preset] : preset;
   const config: AlbefConfig = {
-    model_type: 'albef',
-    albef_config: { ...base.albef_config, ...overrides.albef_config },
-    bert_config: { ...base.bert_config, ...overrides.bert_config },
-    vision_config: { ...base.vision_config, ...overrides.vision_config },
+    modelType: 'albef',
+    albefConfig: { ...base.albefConfig, ...overrides.albefConfig },
+    bertConfig: { ...base.bertConfig, ...overrides.bertConfig },
+    visionConfig: { ...base.visionConfig, ...overrides.visionConfig },
     tokens: { ...base.tokens, ...overrides.tokens },
   };
   return validateAlbefConfig(config, 'albefConfig');
 }
 
-function section(value: unknown, name: string, subject: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new VlError('CONFIG_INVALID', `'${name}' must be an object`, { subject });
-  }
-  return value as Record<string, unknown>;
-}
-
-function num(obj: Record<string, unknown>, key: string, where: string, subject: string, fallback?: number, integer = false): number {
-  const v = obj[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-    throw new VlError('CONFIG_INVALID', `${where}.${key} must be a${integer ? 'n integer' : ' finite number'}, got ${JSON.stringify(v)}`, {
-      subject,
-    });
-  }
-  return v;
-}
-
 /**
- * Checks a parsed `config.json` (or a built config) and fills fields the reference files leave
- * implicit (`drop_path_rate`, `tokens`, `model_type`). Extra keys (notes in the fixture) are ignored.
+ * Checks a camelCase config (built, or a config.json through albefConfigFromJson) and fills fields
+ * the reference files leave implicit (`dropPathRate`, `tokens`, `modelType`). Extra keys (notes and
+ * timm/BERT fields in the fixture) are kept, so a saved config.json keeps them. `keyName` spells
+ * the keys in messages as the source does (snakeKey for a config.json).
  */
-export function validateAlbefConfig(raw: unknown, subject = 'config.json'): AlbefConfig {
-  const root = section(raw, 'config', subject);
-  const a = section(root.albef_config, 'albef_config', subject);
-  const b = section(root.bert_config, 'bert_config', subject);
-  const v = section(root.vision_config, 'vision_config', subject);
-  const t = root.tokens === undefined ? { ...ALBEF_BASE.tokens } : section(root.tokens, 'tokens', subject);
-  const int = (o: Record<string, unknown>, k: string, w: string, f?: number) => num(o, k, w, subject, f, true);
+export function validateAlbefConfig(raw: unknown, subject = 'AlbefConfig', keyName: (key: string) => string = (k) => k): AlbefConfig {
+  const section = (value: unknown, name: string): Record<string, unknown> => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new VlError('CONFIG_INVALID', `'${keyName(name)}' must be an object`, { subject });
+    }
+    return value as Record<string, unknown>;
+  };
+  const num = (obj: Record<string, unknown>, key: string, where: string, fallback?: number, integer = false): number => {
+    const v = obj[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+      const what = integer ? 'an integer' : 'a finite number';
+      throw new VlError('CONFIG_INVALID', `${keyName(where)}.${keyName(key)} must be ${what}, got ${JSON.stringify(v)}`, { subject });
+    }
+    return v;
+  };
+  const root = section(raw, 'config');
+  const a = section(root.albefConfig, 'albefConfig');
+  const b = section(root.bertConfig, 'bertConfig');
+  const v = section(root.visionConfig, 'visionConfig');
+  const t = root.tokens === undefined ? { ...ALBEF_BASE.tokens } : section(root.tokens, 'tokens');
+  const int = (o: Record<string, unknown>, k: string, w: string, f?: number) => num(o, k, w, f, true);
   const config: AlbefConfig = {
-    model_type: 'albef',
-    albef_config: {
-      image_res: int(a, 'image_res', 'albef_config'),
-      vision_width: int(a, 'vision_width', 'albef_config'),
-      embed_dim: int(a, 'embed_dim', 'albef_config'),
-      temp: num(a, 'temp', 'albef_config', subject, 0.07),
-      mlm_probability: num(a, 'mlm_probability', 'albef_config', subject, 0.15),
-      queue_size: int(a, 'queue_size', 'albef_config'),
-      momentum: num(a, 'momentum', 'albef_config', subject, 0.995),
-      alpha: num(a, 'alpha', 'albef_config', subject, 0.4),
+    ...root,
+    modelType: 'albef',
+    albefConfig: {
+      ...a,
+      imageRes: int(a, 'imageRes', 'albefConfig'),
+      visionWidth: int(a, 'visionWidth', 'albefConfig'),
+      embedDim: int(a, 'embedDim', 'albefConfig'),
+      temp: num(a, 'temp', 'albefConfig', 0.07),
+      mlmProbability: num(a, 'mlmProbability', 'albefConfig', 0.15),
+      queueSize: int(a, 'queueSize', 'albefConfig'),
+      momentum: num(a, 'momentum', 'albefConfig', 0.995),
+      alpha: num(a, 'alpha', 'albefConfig', 0.4),
     },
-    bert_config: {
-      vocab_size: int(b, 'vocab_size', 'bert_config'),
-      hidden_size: int(b, 'hidden_size', 'bert_config'),
-      num_hidden_layers: int(b, 'num_hidden_layers', 'bert_config'),
-      num_attention_heads: int(b, 'num_attention_heads', 'bert_config'),
-      intermediate_size: int(b, 'intermediate_size', 'bert_config'),
-      max_position_embeddings: int(b, 'max_position_embeddings', 'bert_config'),
-      type_vocab_size: int(b, 'type_vocab_size', 'bert_config', 2),
-      layer_norm_eps: num(b, 'layer_norm_eps', 'bert_config', subject, 1e-12),
-      hidden_dropout_prob: num(b, 'hidden_dropout_prob', 'bert_config', subject, 0.1),
-      attention_probs_dropout_prob: num(b, 'attention_probs_dropout_prob', 'bert_config', subject, 0.1),
-      pad_token_id: int(b, 'pad_token_id', 'bert_config', 0),
-      fusion_layer: int(b, 'fusion_layer', 'bert_config'),
-      encoder_width: int(b, 'encoder_width', 'bert_config'),
+    bertConfig: {
+      ...b,
+      vocabSize: int(b, 'vocabSize', 'bertConfig'),
+      hiddenSize: int(b, 'hiddenSize', 'bertConfig'),
+      numHiddenLayers: int(b, 'numHiddenLayers', 'bertConfig'),
+      numAttentionHeads: int(b, 'numAttentionHeads', 'bertConfig'),
+      intermediateSize: int(b, 'intermediateSize', 'bertConfig'),
+      maxPositionEmbeddings: int(b, 'maxPositionEmbeddings', 'bertConfig'),
+      typeVocabSize: int(b, 'typeVocabSize', 'bertConfig', 2),
+      layerNormEps: num(b, 'layerNormEps', 'bertConfig', 1e-12),
+      hiddenDropoutProb: num(b, 'hiddenDropoutProb', 'bertConfig', 0.1),
+      attentionProbsDropoutProb: num(b, 'attentionProbsDropoutProb', 'bertConfig', 0.1),
+      padTokenId: int(b, 'padTokenId', 'bertConfig', 0),
+      fusionLayer: int(b, 'fusionLayer', 'bertConfig'),
+      encoderWidth: int(b, 'encoderWidth', 'bertConfig'),
     },
-    vision_config: {
-      img_size: int(v, 'img_size', 'vision_config'),
-      patch_size: int(v, 'patch_size', 'vision_config'),
-      embed_dim: int(v, 'embed_dim', 'vision_config'),
-      depth: int(v, 'depth', 'vision_config'),
-      num_heads: int(v, 'num_heads', 'vision_config'),
-      mlp_ratio: num(v, 'mlp_ratio', 'vision_config', subject),
-      drop_path_rate: num(v, 'drop_path_rate', 'vision_config', subject, 0),
+    visionConfig: {
+      ...v,
+      imgSize: int(v, 'imgSize', 'visionConfig'),
+      patchSize: int(v, 'patchSize', 'visionConfig'),
+      embedDim: int(v, 'embedDim', 'visionConfig'),
+      depth: int(v, 'depth', 'visionConfig'),
+      numHeads: int(v, 'numHeads', 'visionConfig'),
+      mlpRatio: num(v, 'mlpRatio', 'visionConfig'),
+      dropPathRate: num(v, 'dropPathRate', 'visionConfig', 0),
     },
     tokens: {
+      ...t,
       pad: int(t, 'pad', 'tokens'),
       unk: int(t, 'unk', 'tokens'),
       cls: int(t, 'cls', 'tokens'),
@@ -234,16 +233,26 @@ export function validateAlbefConfig(raw: unknown, subject = 'config.json'): Albe
     },
   };
   const problems: string[] = [];
-  const { bert_config: bc, vision_config: vc, albef_config: ac } = config;
-  if (bc.fusion_layer < 0 || bc.fusion_layer > bc.num_hidden_layers) problems.push(`fusion_layer ${bc.fusion_layer} outside [0, ${bc.num_hidden_layers}]`);
-  if (bc.hidden_size % bc.num_attention_heads !== 0) problems.push(`hidden_size ${bc.hidden_size} not divisible by ${bc.num_attention_heads} heads`);
-  if (vc.embed_dim % vc.num_heads !== 0) problems.push(`vision embed_dim ${vc.embed_dim} not divisible by ${vc.num_heads} heads`);
-  if (vc.img_size % vc.patch_size !== 0) problems.push(`img_size ${vc.img_size} not a multiple of patch_size ${vc.patch_size}`);
-  if (bc.encoder_width !== vc.embed_dim) problems.push(`bert_config.encoder_width ${bc.encoder_width} ≠ vision embed_dim ${vc.embed_dim}`);
-  if (ac.vision_width !== vc.embed_dim) problems.push(`albef_config.vision_width ${ac.vision_width} ≠ vision embed_dim ${vc.embed_dim}`);
-  if (ac.queue_size < 0) problems.push('queue_size must be ≥ 0 (0: in-batch negatives only)');
+  const { bertConfig: bc, visionConfig: vc, albefConfig: ac } = config;
+  if (bc.fusionLayer < 0 || bc.fusionLayer > bc.numHiddenLayers) problems.push(`fusionLayer ${bc.fusionLayer} outside [0, ${bc.numHiddenLayers}]`);
+  if (bc.hiddenSize % bc.numAttentionHeads !== 0) problems.push(`hiddenSize ${bc.hiddenSize} not divisible by ${bc.numAttentionHeads} heads`);
+  if (vc.embedDim % vc.numHeads !== 0) problems.push(`vision embedDim ${vc.embedDim} not divisible by ${vc.numHeads} heads`);
+  if (vc.imgSize % vc.patchSize !== 0) problems.push(`imgSize ${vc.imgSize} not a multiple of patchSize ${vc.patchSize}`);
+  if (bc.encoderWidth !== vc.embedDim) problems.push(`bertConfig.encoderWidth ${bc.encoderWidth} ≠ vision embedDim ${vc.embedDim}`);
+  if (ac.visionWidth !== vc.embedDim) problems.push(`albefConfig.visionWidth ${ac.visionWidth} ≠ vision embedDim ${vc.embedDim}`);
+  if (ac.queueSize < 0) problems.push('queueSize must be ≥ 0 (0: in-batch negatives only)');
   if (!(ac.alpha >= 0 && ac.alpha <= 1)) problems.push(`alpha ${ac.alpha} outside [0, 1]`);
   if (!(ac.momentum >= 0 && ac.momentum <= 1)) problems.push(`momentum ${ac.momentum} outside [0, 1]`);
   if (problems.length) throw new VlError('CONFIG_INVALID', problems.join('; '), { subject });
   return config;
+}
+
+/** A parsed `config.json` (the official snake_case sections) → AlbefConfig; unknown keys are kept. */
+export function albefConfigFromJson(json: unknown, subject = 'config.json'): AlbefConfig {
+  return validateAlbefConfig(camelizeKeys(json, { subject }), subject, snakeKey);
+}
+
+/** AlbefConfig → the `config.json` object in the official snake_case keys (unknown keys restored). */
+export function albefConfigToJson(config: AlbefConfig): Record<string, unknown> {
+  return snakifyKeys(config, { subject: 'AlbefConfig' });
 }

@@ -49,16 +49,16 @@ import type { AlbefBertConfig, AlbefConfig, AlbefVisionConfig } from './config.j
 export function albefVisionEncoder(config: AlbefVisionConfig, rng: Rng): VisionTransformer {
   return new VisionTransformer(
     {
-      imageSize: config.img_size,
-      patchSize: config.patch_size,
-      hiddenSize: config.embed_dim,
+      imageSize: config.imgSize,
+      patchSize: config.patchSize,
+      hiddenSize: config.embedDim,
       numLayers: config.depth,
-      numHeads: config.num_heads,
-      intermediateSize: Math.round(config.embed_dim * config.mlp_ratio),
+      numHeads: config.numHeads,
+      intermediateSize: Math.round(config.embedDim * config.mlpRatio),
       layerNormEps: 1e-6, // vit.py: partial(nn.LayerNorm, eps=1e-6)
       activation: 'gelu', // nn.GELU, exact erf
       qkvLayout: 'fused',
-      dropPathRate: config.drop_path_rate,
+      dropPathRate: config.dropPathRate,
       names: TIMM_VIT_NAMES,
     },
     rng,
@@ -81,8 +81,8 @@ export class AlbefLmHead extends Module {
     rng: Rng,
   ) {
     super();
-    this.transform = this.registerModule('transform', new BertPredictionHeadTransform(config.hidden_size, 'gelu', config.layer_norm_eps, rng));
-    this.bias = this.registerParameter('bias', tf.zeros([config.vocab_size]));
+    this.transform = this.registerModule('transform', new BertPredictionHeadTransform(config.hiddenSize, 'gelu', config.layerNormEps, rng));
+    this.bias = this.registerParameter('bias', tf.zeros([config.vocabSize]));
   }
 
   /** [..., D] → [..., V] */
@@ -100,8 +100,8 @@ export class AlbefTextEncoder extends Module {
     super();
     this.bert = this.registerModule(
       'bert',
-      new TextTransformer({ ...config, hidden_act: 'gelu', encoder_hidden_size: config.encoder_width }, rng, {
-        crossAttentionFrom: config.fusion_layer,
+      new TextTransformer({ ...config, hiddenAct: 'gelu', encoderHiddenSize: config.encoderWidth }, rng, {
+        crossAttentionFrom: config.fusionLayer,
       }),
     );
     const cls = this.registerModule('cls', new Container());
@@ -122,7 +122,7 @@ export interface AlbefPretrainOptions {
   negatives?: NegativeStrategy;
   /** Momentum distillation (ITC soft targets and MLM soft labels from the *_m twins). Default true. */
   distill?: boolean;
-  /** Use the queue's momentum features as extra ITC candidates (needs queue_size > 0). Default true. */
+  /** Use the queue's momentum features as extra ITC candidates (needs albefConfig.queueSize > 0). Default true. */
   useQueue?: boolean;
 }
 
@@ -146,7 +146,7 @@ export interface AlbefBatch {
 
 export interface AlbefStepContext {
   rng: Rng;
-  /** Distillation weight for this step (Trainer ramps it); default albef_config.alpha. */
+  /** Distillation weight for this step (Trainer ramps it); default albefConfig.alpha. */
   alpha?: number;
 }
 
@@ -171,7 +171,7 @@ export class Albef extends Module {
   readonly vision_proj_m: ProjectionHead;
   readonly text_encoder_m: AlbefTextEncoder;
   readonly text_proj_m: ProjectionHead;
-  /** `image_queue`, `text_queue` [embed_dim, queue_size] and `queue_ptr`; null when queue_size is 0. */
+  /** `image_queue`, `text_queue` [embed_dim, queue_size] and `queue_ptr`; null when albefConfig.queueSize is 0. */
   readonly queue: FeatureQueue | null;
   readonly momentum: MomentumEncoder;
   /** The forward's switches; change them between steps for ablations. */
@@ -183,24 +183,24 @@ export class Albef extends Module {
     void ensureRuntime();
     this.config = config;
     this.options = options;
-    const { albef_config: a, bert_config: b, vision_config: v } = config;
+    const { albefConfig: a, bertConfig: b, visionConfig: v } = config;
     this.visual_encoder = this.registerModule('visual_encoder', albefVisionEncoder(v, rng));
     this.text_encoder = this.registerModule('text_encoder', new AlbefTextEncoder(b, rng));
-    this.vision_proj = this.registerModule('vision_proj', new ProjectionHead(a.vision_width, a.embed_dim, rng));
-    this.text_proj = this.registerModule('text_proj', new ProjectionHead(b.hidden_size, a.embed_dim, rng));
-    this.itm_head = this.registerModule('itm_head', new Linear(b.hidden_size, 2, rng));
+    this.vision_proj = this.registerModule('vision_proj', new ProjectionHead(a.visionWidth, a.embedDim, rng));
+    this.text_proj = this.registerModule('text_proj', new ProjectionHead(b.hiddenSize, a.embedDim, rng));
+    this.itm_head = this.registerModule('itm_head', new Linear(b.hiddenSize, 2, rng));
     this.temp = this.registerParameter('temp', initTemperature(a.temp));
     this.visual_encoder_m = this.registerModule('visual_encoder_m', albefVisionEncoder(v, rng));
-    this.vision_proj_m = this.registerModule('vision_proj_m', new ProjectionHead(a.vision_width, a.embed_dim, rng));
+    this.vision_proj_m = this.registerModule('vision_proj_m', new ProjectionHead(a.visionWidth, a.embedDim, rng));
     this.text_encoder_m = this.registerModule('text_encoder_m', new AlbefTextEncoder(b, rng));
-    this.text_proj_m = this.registerModule('text_proj_m', new ProjectionHead(b.hidden_size, a.embed_dim, rng));
+    this.text_proj_m = this.registerModule('text_proj_m', new ProjectionHead(b.hiddenSize, a.embedDim, rng));
     this.queue =
-      a.queue_size > 0
+      a.queueSize > 0
         ? this.registerModule(
             'queue',
             new FeatureQueue({
-              size: a.queue_size,
-              fields: { image_queue: { dim: a.embed_dim }, text_queue: { dim: a.embed_dim } },
+              size: a.queueSize,
+              fields: { image_queue: { dim: a.embedDim }, text_queue: { dim: a.embedDim } },
               pointerName: 'queue_ptr',
               rng,
             }),
@@ -223,7 +223,7 @@ export class Albef extends Module {
   /** `visual_encoder(image)` → image_embeds [B, 1 + N, D]. */
   encodeImage(pixels: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
     const encoder = options.momentum ? this.visual_encoder_m : this.visual_encoder;
-    return encoder.forward(pixels, { rng: options.rng }).last_hidden_state;
+    return encoder.forward(pixels, { rng: options.rng }).lastHiddenState;
   }
 
   /** normalize(vision_proj(image_embeds[:, 0])) → [B, embed_dim]. */
@@ -234,7 +234,7 @@ export class Albef extends Module {
   /** `text_encoder.bert(ids, mask, mode='text')` → text_embeds [B, T, D] (layers [0, fusion_layer)). */
   encodeText(inputIds: tf.Tensor, attentionMask: tf.Tensor, options: { momentum?: boolean; rng?: Rng } = {}): tf.Tensor {
     const bert = (options.momentum ? this.text_encoder_m : this.text_encoder).bert;
-    return bert.forward({ inputIds, attentionMask, layers: bert.textLayers(), rng: options.rng }).last_hidden_state;
+    return bert.forward({ inputIds, attentionMask, layers: bert.textLayers(), rng: options.rng }).lastHiddenState;
   }
 
   /** normalize(text_proj(text_embeds[:, 0])) → [B, embed_dim]. */
@@ -247,7 +247,7 @@ export class Albef extends Module {
     const bert = this.text_encoder.bert;
     // encoder_attention_mask is all ones in ALBEF: no cross mask.
     return bert.forward({ hiddenStates: textEmbeds, attentionMask, encoderHiddenStates: imageEmbeds, layers: bert.fusionLayers(), rng })
-      .last_hidden_state;
+      .lastHiddenState;
   }
 
   /** itm_head(fused[:, 0]) → [B, 2] (class 1 = match). */
@@ -274,7 +274,7 @@ export class Albef extends Module {
   ): tf.Tensor {
     const enc = options.momentum ? this.text_encoder_m : this.text_encoder;
     return tf.tidy(() => {
-      const h = enc.bert.forward({ inputIds, attentionMask, encoderHiddenStates: imageEmbeds, rng: options.rng }).last_hidden_state;
+      const h = enc.bert.forward({ inputIds, attentionMask, encoderHiddenStates: imageEmbeds, rng: options.rng }).lastHiddenState;
       return enc.lmHead.forward(h);
     });
   }
@@ -289,14 +289,14 @@ export class Albef extends Module {
 
   /** MLM masking of a batch (ALBEF `mask()`: 15%, 80/10/10; CLS, SEP, PAD never masked). */
   maskText(inputIds: Int32Array, attentionMask: Int32Array, rng: Rng): MlmMasked {
-    const { tokens, bert_config: b, albef_config: a } = this.config;
+    const { tokens, bertConfig: b, albefConfig: a } = this.config;
     return maskTokens(inputIds, {
       rng,
-      vocabSize: b.vocab_size,
+      vocabSize: b.vocabSize,
       maskTokenId: tokens.mask,
       specialTokenIds: [tokens.pad, tokens.cls, tokens.sep, tokens.mask],
       attentionMask,
-      probability: a.mlm_probability,
+      probability: a.mlmProbability,
     });
   }
 
@@ -323,7 +323,7 @@ export class Albef extends Module {
     const distill = opts.distill ?? true;
     const useQueue = (opts.useQueue ?? true) && this.queue !== null;
     const negatives: NegativeStrategy = opts.negatives ?? 'hard';
-    const alpha = distill ? (ctx.alpha ?? this.config.albef_config.alpha) : 0;
+    const alpha = distill ? (ctx.alpha ?? this.config.albefConfig.alpha) : 0;
     const b = batch.pixels.shape[0];
     const t = batch.seqLength;
     const metrics: Record<string, number> = { alpha };
@@ -369,7 +369,7 @@ export class Albef extends Module {
         simT2i = itc.simT2i;
         if (doItc) {
           out.itc = itc.loss;
-          metrics.itc_acc = hostItcAccuracy(itc.simI2t, itc.targets);
+          metrics.itcAcc = hostItcAccuracy(itc.simI2t, itc.targets);
         }
       }
       if (doItm && textEmbeds) {
@@ -389,13 +389,13 @@ export class Albef extends Module {
         const logits = this.itmLogitsForPairs(textEmbeds, mask, imageEmbeds, pairs, dropRng?.fork('fusion'));
         const itm = itmLoss(logits, pairs.labels);
         out.itm = itm.loss;
-        metrics.itm_acc = itm.accuracy;
+        metrics.itmAcc = itm.accuracy;
       }
       if (doMlm) {
         const masked = replay.mlm ?? this.maskText(batch.inputIds, batch.attentionMask, ctx.rng.fork('mlm'));
         draws.mlm = masked;
         const mlmIds = tf.tensor2d(masked.inputIds, [b, t], 'int32');
-        const v = this.config.bert_config.vocab_size;
+        const v = this.config.bertConfig.vocabSize;
         const logits = tf.reshape(this.mlmLogits(mlmIds, mask, imageEmbeds, { rng: dropRng?.fork('mlm') }), [-1, v]);
         if (alpha > 0) {
           const imgM = imageEmbedsM ?? this.encodeImage(pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
@@ -414,7 +414,7 @@ export class Albef extends Module {
 
   /** A pretraining step's alpha: ALBEF ramps it linearly over the first epoch. */
   alphaAt(step: number, stepsPerEpoch: number): number {
-    return distillAlpha(step, stepsPerEpoch, this.config.albef_config.alpha);
+    return distillAlpha(step, stepsPerEpoch, this.config.albefConfig.alpha);
   }
 }
 

@@ -119,7 +119,7 @@ export function albefReferenceOutputs(model: Albef, inputs: AlbefReferenceInputs
       if (inputs.mlm_input_ids && inputs.mlm_labels) {
         const mlmIds = toTensor(inputs.mlm_input_ids);
         const labels = Int32Array.from(inputs.mlm_labels.data);
-        const v = model.config.bert_config.vocab_size;
+        const v = model.config.bertConfig.vocabSize;
         const logits = model.mlmLogits(mlmIds, mask, imageEmbeds);
         host('mlm_logits', logits);
         const logitsM = model.mlmLogits(mlmIds, mask, imageEmbedsM, { momentum: true });

@@ -17,7 +17,7 @@ import {
   writeJsonFile,
   writeSafetensorsFile,
 } from '@vl/core';
-import { type BlipConfig, parseBlipConfig } from './config.js';
+import { type BlipConfig, blipConfigFromJson, blipConfigToJson } from './config.js';
 import { TOKENIZER_FILES } from './processor.js';
 
 export const TIED_KEYS: Readonly<Record<string, string>> = {
@@ -37,7 +37,7 @@ export async function readBlipConfig(dir: string): Promise<BlipConfig> {
   if (!existsSync(path)) {
     throw new VlError('CONFIG_INVALID', 'no config.json', { subject: dir, hint: 'a Hugging Face checkpoint folder holds config.json and model.safetensors' });
   }
-  return parseBlipConfig(await readJsonFile(path), path);
+  return blipConfigFromJson(await readJsonFile(path), path);
 }
 
 /**
@@ -50,16 +50,19 @@ export async function loadBlipWeights(model: Module, path: string): Promise<Load
   return model.loadStateDict(tensors, { source: report.files.join(', '), allowMissing: (k) => OPTIONAL_BUFFER.test(k) });
 }
 
-/** Writes config.json (HF keys, architectures set) and model.safetensors; copies tokenizer files from `tokenizerDir`. */
+/**
+ * Writes config.json (HF snake_case keys, architectures set; extra camelCase fields of `config` are
+ * written snake_case too) and model.safetensors; copies tokenizer files from `tokenizerDir`.
+ */
 export async function saveBlipFolder(
   model: Module,
-  config: BlipConfig,
+  config: BlipConfig | Record<string, unknown>,
   dir: string,
   architecture: string,
   tokenizerDir?: string | null,
 ): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeJsonFile(join(dir, 'config.json'), { ...config, architectures: [architecture], model_type: 'blip' });
+  await writeJsonFile(join(dir, 'config.json'), blipConfigToJson({ ...config, architectures: [architecture], modelType: 'blip' }));
   const host = await stateDictToHost(model);
   for (const tied of Object.keys(TIED_KEYS)) delete host[tied];
   await writeSafetensorsFile(join(dir, 'model.safetensors'), host, { format: 'pt' });

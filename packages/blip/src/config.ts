@@ -1,58 +1,59 @@
-// BLIP configuration: the snake_case keys of Hugging Face's `config.json` (transformers v4.30
-// `configuration_blip.py`: BlipConfig with nested vision_config / text_config), zod-validated at
-// the boundary, plus presets `tiny` (tests) and `base` (the paper's ViT-B/16 + BERT-base).
-import { VlError, validateConfig } from '@vl/core';
+// BLIP configuration: Hugging Face's `config.json` (transformers v4.30 `configuration_blip.py`:
+// BlipConfig with nested vision_config / text_config) under camelCase names, translated from and to
+// the file's snake_case at the boundary (blipConfigFromJson / blipConfigToJson), zod-validated, plus
+// presets `tiny` (tests) and `base` (the paper's ViT-B/16 + BERT-base).
+import { camelizeKeys, snakeKey, snakifyKeys, VlError, validateConfig } from '@vl/core';
 import { z } from 'zod';
 
 /** HF `BlipVisionConfig`. Unknown keys (generation defaults HF writes into every sub-config) are kept. */
 export interface BlipVisionConfig {
-  hidden_size: number; // ViT width; 768 for ViT-B
-  intermediate_size: number; // MLP width, 4 × hidden
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  num_channels: number; // RGB
-  image_size: number; // 384 for HF checkpoints (fine-tuned), 224 during pretraining
-  patch_size: number; // 16 for ViT-B/16
-  hidden_act: 'gelu';
-  layer_norm_eps: number; // 1e-5: BLIP's ViT uses torch's LayerNorm default
-  attention_dropout: number;
-  initializer_range: number;
+  hiddenSize: number; // ViT width; 768 for ViT-B
+  intermediateSize: number; // MLP width, 4 × hidden
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  numChannels: number; // RGB
+  imageSize: number; // 384 for HF checkpoints (fine-tuned), 224 during pretraining
+  patchSize: number; // 16 for ViT-B/16
+  hiddenAct: 'gelu';
+  layerNormEps: number; // 1e-5: BLIP's ViT uses torch's LayerNorm default
+  attentionDropout: number;
+  initializerRange: number;
   [key: string]: unknown;
 }
 
 /** HF `BlipTextConfig`. */
 export interface BlipTextConfig {
-  vocab_size: number; // bert-base-uncased 30522 + [DEC] + [ENC]
-  hidden_size: number;
-  encoder_hidden_size: number; // width of the image features cross-attention reads (= vision hidden)
-  intermediate_size: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  max_position_embeddings: number;
-  hidden_act: 'gelu';
-  layer_norm_eps: number; // 1e-12 as BERT
-  hidden_dropout_prob: number;
-  attention_probs_dropout_prob: number;
-  initializer_range: number;
-  bos_token_id: number; // [DEC]: starts every caption
-  pad_token_id: number;
-  eos_token_id: number;
-  sep_token_id: number; // [SEP]: generation stops on it
-  max_length?: number; // HF generation default (20)
+  vocabSize: number; // bert-base-uncased 30522 + [DEC] + [ENC]
+  hiddenSize: number;
+  encoderHiddenSize: number; // width of the image features cross-attention reads (= vision hidden)
+  intermediateSize: number;
+  numHiddenLayers: number;
+  numAttentionHeads: number;
+  maxPositionEmbeddings: number;
+  hiddenAct: 'gelu';
+  layerNormEps: number; // 1e-12 as BERT
+  hiddenDropoutProb: number;
+  attentionProbsDropoutProb: number;
+  initializerRange: number;
+  bosTokenId: number; // [DEC]: starts every caption
+  padTokenId: number;
+  eosTokenId: number;
+  sepTokenId: number; // [SEP]: generation stops on it
+  maxLength?: number; // HF generation default (20)
   [key: string]: unknown;
 }
 
 /** HF `BlipConfig`. */
 export interface BlipConfig {
-  model_type: 'blip';
+  modelType: 'blip';
   architectures?: string[];
-  vision_config: BlipVisionConfig;
-  text_config: BlipTextConfig;
-  projection_dim: number; // BlipModel's CLIP-style projection (unused by captioning/retrieval)
-  image_text_hidden_size: number; // ITC embedding width (256 in the paper)
-  logit_scale_init_value: number;
-  initializer_factor: number;
-  initializer_range: number;
+  visionConfig: BlipVisionConfig;
+  textConfig: BlipTextConfig;
+  projectionDim: number; // BlipModel's CLIP-style projection (unused by captioning/retrieval)
+  imageTextHiddenSize: number; // ITC embedding width (256 in the paper)
+  logitScaleInitValue: number;
+  initializerFactor: number;
+  initializerRange: number;
   [key: string]: unknown;
 }
 
@@ -60,75 +61,88 @@ const int = (min = 1) => z.number().int().min(min);
 
 const visionSchema = z
   .object({
-    hidden_size: int().default(768),
-    intermediate_size: int().default(3072),
-    num_hidden_layers: int(0).default(12),
-    num_attention_heads: int().default(12),
-    num_channels: int().default(3),
-    image_size: int().default(384),
-    patch_size: int().default(16),
-    hidden_act: z.literal('gelu').default('gelu'),
-    layer_norm_eps: z.number().positive().default(1e-5),
-    attention_dropout: z.number().min(0).max(1).default(0),
-    initializer_range: z.number().default(1e-10),
+    hiddenSize: int().default(768),
+    intermediateSize: int().default(3072),
+    numHiddenLayers: int(0).default(12),
+    numAttentionHeads: int().default(12),
+    numChannels: int().default(3),
+    imageSize: int().default(384),
+    patchSize: int().default(16),
+    hiddenAct: z.literal('gelu').default('gelu'),
+    layerNormEps: z.number().positive().default(1e-5),
+    attentionDropout: z.number().min(0).max(1).default(0),
+    initializerRange: z.number().default(1e-10),
   })
   .loose();
 
 const textSchema = z
   .object({
-    vocab_size: int().default(30524),
-    hidden_size: int().default(768),
-    encoder_hidden_size: int().default(768),
-    intermediate_size: int().default(3072),
-    num_hidden_layers: int(0).default(12),
-    num_attention_heads: int().default(8),
-    max_position_embeddings: int().default(512),
-    hidden_act: z.literal('gelu').default('gelu'),
-    layer_norm_eps: z.number().positive().default(1e-12),
-    hidden_dropout_prob: z.number().min(0).max(1).default(0),
-    attention_probs_dropout_prob: z.number().min(0).max(1).default(0),
-    initializer_range: z.number().default(0.02),
-    bos_token_id: int(0).default(30522),
-    pad_token_id: int(0).default(0),
-    eos_token_id: int(0).default(2),
-    sep_token_id: int(0).default(102),
-    max_length: int().optional(),
+    vocabSize: int().default(30524),
+    hiddenSize: int().default(768),
+    encoderHiddenSize: int().default(768),
+    intermediateSize: int().default(3072),
+    numHiddenLayers: int(0).default(12),
+    numAttentionHeads: int().default(8),
+    maxPositionEmbeddings: int().default(512),
+    hiddenAct: z.literal('gelu').default('gelu'),
+    layerNormEps: z.number().positive().default(1e-12),
+    hiddenDropoutProb: z.number().min(0).max(1).default(0),
+    attentionProbsDropoutProb: z.number().min(0).max(1).default(0),
+    initializerRange: z.number().default(0.02),
+    bosTokenId: int(0).default(30522),
+    padTokenId: int(0).default(0),
+    eosTokenId: int(0).default(2),
+    sepTokenId: int(0).default(102),
+    maxLength: int().optional(),
   })
   .loose();
 
 const blipSchema = z
   .object({
-    model_type: z.literal('blip').default('blip'),
+    modelType: z.literal('blip').default('blip'),
     architectures: z.array(z.string()).nullish().transform((v) => v ?? undefined),
-    vision_config: visionSchema.default(() => visionSchema.parse({})),
-    text_config: textSchema.default(() => textSchema.parse({})),
-    projection_dim: int().default(512),
-    image_text_hidden_size: int().default(256),
-    logit_scale_init_value: z.number().default(2.6592),
-    initializer_factor: z.number().default(1),
-    initializer_range: z.number().default(0.02),
+    visionConfig: visionSchema.default(() => visionSchema.parse({})),
+    textConfig: textSchema.default(() => textSchema.parse({})),
+    projectionDim: int().default(512),
+    imageTextHiddenSize: int().default(256),
+    logitScaleInitValue: z.number().default(2.6592),
+    initializerFactor: z.number().default(1),
+    initializerRange: z.number().default(0.02),
   })
   .loose();
 
-/** Validates a parsed `config.json` (or a partial object): defaults are HF's, every bad field is listed. */
-export function parseBlipConfig(value: unknown, subject = 'config.json'): BlipConfig {
-  const cfg = validateConfig(value, blipSchema, subject) as BlipConfig;
+/**
+ * Validates a camelCase config (or a partial object): defaults are HF's, every bad field is listed.
+ * `keyName` spells the listed paths as the source does (snakeKey for a config.json).
+ */
+export function parseBlipConfig(value: unknown, subject = 'BlipConfig', keyName?: (key: string) => string): BlipConfig {
+  const cfg = validateConfig(value, blipSchema, subject, keyName) as BlipConfig;
   checkConsistency(cfg, subject);
   return cfg;
 }
 
+/** A parsed `config.json` (HF snake_case keys) → BlipConfig; unknown keys are kept and come back on save. */
+export function blipConfigFromJson(json: unknown, subject = 'config.json'): BlipConfig {
+  return parseBlipConfig(camelizeKeys(json, { subject }), subject, snakeKey);
+}
+
+/** BlipConfig (plus any extra camelCase fields) → the `config.json` object, in HF's snake_case keys. */
+export function blipConfigToJson(config: BlipConfig | Record<string, unknown>): Record<string, unknown> {
+  return snakifyKeys(config, { subject: 'BlipConfig' });
+}
+
 function checkConsistency(cfg: BlipConfig, subject: string): void {
-  const v = cfg.vision_config;
-  const t = cfg.text_config;
+  const v = cfg.visionConfig;
+  const t = cfg.textConfig;
   const problems: string[] = [];
-  if (v.image_size % v.patch_size !== 0) problems.push(`vision_config.image_size ${v.image_size} is not a multiple of patch_size ${v.patch_size}`);
-  if (v.hidden_size % v.num_attention_heads !== 0) problems.push(`vision_config.hidden_size ${v.hidden_size} is not divisible by ${v.num_attention_heads} heads`);
-  if (t.hidden_size % t.num_attention_heads !== 0) problems.push(`text_config.hidden_size ${t.hidden_size} is not divisible by ${t.num_attention_heads} heads`);
-  if (t.encoder_hidden_size !== v.hidden_size) {
-    problems.push(`text_config.encoder_hidden_size ${t.encoder_hidden_size} differs from vision_config.hidden_size ${v.hidden_size}`);
+  if (v.imageSize % v.patchSize !== 0) problems.push(`visionConfig.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
+  if (v.hiddenSize % v.numAttentionHeads !== 0) problems.push(`visionConfig.hiddenSize ${v.hiddenSize} is not divisible by ${v.numAttentionHeads} heads`);
+  if (t.hiddenSize % t.numAttentionHeads !== 0) problems.push(`textConfig.hiddenSize ${t.hiddenSize} is not divisible by ${t.numAttentionHeads} heads`);
+  if (t.encoderHiddenSize !== v.hiddenSize) {
+    problems.push(`textConfig.encoderHiddenSize ${t.encoderHiddenSize} differs from visionConfig.hiddenSize ${v.hiddenSize}`);
   }
-  for (const k of ['bos_token_id', 'pad_token_id', 'eos_token_id', 'sep_token_id'] as const) {
-    if (t[k] >= t.vocab_size) problems.push(`text_config.${k} ${t[k]} is outside the vocabulary (${t.vocab_size})`);
+  for (const k of ['bosTokenId', 'padTokenId', 'eosTokenId', 'sepTokenId'] as const) {
+    if (t[k] >= t.vocabSize) problems.push(`textConfig.${k} ${t[k]} is outside the vocabulary (${t.vocabSize})`);
   }
   if (problems.length) throw new VlError('CONFIG_INVALID', problems.join('; '), { subject, hint: 'fix the config so the towers fit together' });
 }
@@ -140,61 +154,47 @@ export type BlipPresetName = 'tiny' | 'base';
  * seconds; `base` is the paper's ViT-B/16 (384px, as the released captioning/retrieval checkpoints)
  * with BERT-base (12 heads, as Salesforce's `med_config.json`, not HF's 8-head default).
  */
-export function blipPreset(name: BlipPresetName, overrides: { vocab_size?: number; image_size?: number } = {}): BlipConfig {
+export function blipPreset(name: BlipPresetName, overrides: { vocabSize?: number; imageSize?: number } = {}): BlipConfig {
   if (name === 'tiny') {
     return parseBlipConfig({
-      vision_config: {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        image_size: overrides.image_size ?? 32,
-        patch_size: 8,
+      visionConfig: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: overrides.imageSize ?? 32, patchSize: 8 },
+      textConfig: {
+        vocabSize: overrides.vocabSize ?? 99,
+        hiddenSize: 32,
+        encoderHiddenSize: 32,
+        intermediateSize: 64,
+        numHiddenLayers: 2,
+        numAttentionHeads: 4,
+        maxPositionEmbeddings: 64,
+        bosTokenId: (overrides.vocabSize ?? 99) - 2, // [DEC] sits after the vocabulary, as BLIP's 30522
+        sepTokenId: 3,
+        eosTokenId: 2,
+        padTokenId: 0,
       },
-      text_config: {
-        vocab_size: overrides.vocab_size ?? 99,
-        hidden_size: 32,
-        encoder_hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        max_position_embeddings: 64,
-        bos_token_id: (overrides.vocab_size ?? 99) - 2, // [DEC] sits after the vocabulary, as BLIP's 30522
-        sep_token_id: 3,
-        eos_token_id: 2,
-        pad_token_id: 0,
-      },
-      projection_dim: 16,
-      image_text_hidden_size: 16,
+      projectionDim: 16,
+      imageTextHiddenSize: 16,
       // ≈ 1/√32: BERT's 0.02 suits width 768; at width 32 it shrinks every linear map ~10×.
-      initializer_range: 0.15,
+      initializerRange: 0.15,
     }, 'preset tiny');
   }
   if (name === 'base') {
     return parseBlipConfig({
-      vision_config: {
-        hidden_size: 768,
-        intermediate_size: 3072,
-        num_hidden_layers: 12,
-        num_attention_heads: 12,
-        image_size: overrides.image_size ?? 384,
-        patch_size: 16,
+      visionConfig: { hiddenSize: 768, intermediateSize: 3072, numHiddenLayers: 12, numAttentionHeads: 12, imageSize: overrides.imageSize ?? 384, patchSize: 16 },
+      textConfig: {
+        vocabSize: overrides.vocabSize ?? 30524,
+        hiddenSize: 768,
+        encoderHiddenSize: 768,
+        intermediateSize: 3072,
+        numHiddenLayers: 12,
+        numAttentionHeads: 12,
+        maxPositionEmbeddings: 512,
+        bosTokenId: (overrides.vocabSize ?? 30524) - 2,
+        sepTokenId: 102,
+        eosTokenId: 2,
+        padTokenId: 0,
       },
-      text_config: {
-        vocab_size: overrides.vocab_size ?? 30524,
-        hidden_size: 768,
-        encoder_hidden_size: 768,
-        intermediate_size: 3072,
-        num_hidden_layers: 12,
-        num_attention_heads: 12,
-        max_position_embeddings: 512,
-        bos_token_id: (overrides.vocab_size ?? 30524) - 2,
-        sep_token_id: 102,
-        eos_token_id: 2,
-        pad_token_id: 0,
-      },
-      projection_dim: 512,
-      image_text_hidden_size: 256,
+      projectionDim: 512,
+      imageTextHiddenSize: 256,
     }, 'preset base');
   }
   throw new VlError('INVALID_ARGUMENT', `unknown preset '${String(name)}'`, { hint: "use 'tiny' or 'base'" });
@@ -208,13 +208,6 @@ export function withTokenizerIds(
   const bos = tok.decId ?? tok.clsId;
   return parseBlipConfig({
     ...cfg,
-    text_config: {
-      ...cfg.text_config,
-      vocab_size: tok.vocabSize,
-      pad_token_id: tok.padId,
-      sep_token_id: tok.sepId,
-      bos_token_id: bos,
-      eos_token_id: tok.sepId,
-    },
+    textConfig: { ...cfg.textConfig, vocabSize: tok.vocabSize, padTokenId: tok.padId, sepTokenId: tok.sepId, bosTokenId: bos, eosTokenId: tok.sepId },
   });
 }

@@ -17,7 +17,7 @@ export function textDecoderStep(bert: TextTransformer, head: BertLMPredictionHea
           attentionMask: tf.ones([b, past + t], 'int32'),
           encoderHiddenStates: cache === null ? imageEmbeds : null,
           cache: kv,
-        }).last_hidden_state; // [B, T, D]
+        }).lastHiddenState; // [B, T, D]
         const d = h.shape[2] as number;
         const last = tf.slice(h, [0, t - 1, 0], [b, 1, d]); // [B, 1, D]
         return tf.reshape(head.forward(last), [b, -1]) as tf.Tensor2D; // [B, V]

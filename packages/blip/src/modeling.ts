@@ -60,37 +60,37 @@ async function loadPretrained<M extends Module & { tokenizer: BertTokenizer | nu
 export function blipVisionModel(cfg: BlipVisionConfig, rng: Rng): VisionTransformer {
   return new VisionTransformer(
     {
-      imageSize: cfg.image_size,
-      patchSize: cfg.patch_size,
-      numChannels: cfg.num_channels,
-      hiddenSize: cfg.hidden_size,
-      numLayers: cfg.num_hidden_layers,
-      numHeads: cfg.num_attention_heads,
-      intermediateSize: cfg.intermediate_size,
-      layerNormEps: cfg.layer_norm_eps,
-      attentionDropout: cfg.attention_dropout,
-      pooler: 'cls_norm',
+      imageSize: cfg.imageSize,
+      patchSize: cfg.patchSize,
+      numChannels: cfg.numChannels,
+      hiddenSize: cfg.hiddenSize,
+      numLayers: cfg.numHiddenLayers,
+      numHeads: cfg.numAttentionHeads,
+      intermediateSize: cfg.intermediateSize,
+      layerNormEps: cfg.layerNormEps,
+      attentionDropout: cfg.attentionDropout,
+      pooler: 'clsNorm',
       names: BLIP_VISION_NAMES,
     },
     rng,
   );
 }
 
-/** The keys of text_config the core text transformer reads (BLIP has no token types). */
+/** The fields of textConfig the core text transformer reads (BLIP has no token types). */
 export function textTransformerConfig(cfg: BlipTextConfig): TextTransformerConfig {
   return {
-    vocab_size: cfg.vocab_size,
-    hidden_size: cfg.hidden_size,
-    max_position_embeddings: cfg.max_position_embeddings,
-    type_vocab_size: 0,
-    layer_norm_eps: cfg.layer_norm_eps,
-    hidden_dropout_prob: cfg.hidden_dropout_prob,
-    attention_probs_dropout_prob: cfg.attention_probs_dropout_prob,
-    num_hidden_layers: cfg.num_hidden_layers,
-    num_attention_heads: cfg.num_attention_heads,
-    intermediate_size: cfg.intermediate_size,
-    hidden_act: cfg.hidden_act,
-    encoder_hidden_size: cfg.encoder_hidden_size,
+    vocabSize: cfg.vocabSize,
+    hiddenSize: cfg.hiddenSize,
+    maxPositionEmbeddings: cfg.maxPositionEmbeddings,
+    typeVocabSize: 0,
+    layerNormEps: cfg.layerNormEps,
+    hiddenDropoutProb: cfg.hiddenDropoutProb,
+    attentionProbsDropoutProb: cfg.attentionProbsDropoutProb,
+    numHiddenLayers: cfg.numHiddenLayers,
+    numAttentionHeads: cfg.numAttentionHeads,
+    intermediateSize: cfg.intermediateSize,
+    hiddenAct: cfg.hiddenAct,
+    encoderHiddenSize: cfg.encoderHiddenSize,
   };
 }
 
@@ -108,19 +108,14 @@ export class BlipTextLMHeadModel extends Module {
     super();
     this.bert = this.registerModule('bert', blipTextModel(cfg, rng, { causal: true }));
     const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hidden_size: cfg.hidden_size, vocab_size: cfg.vocab_size, hidden_act: cfg.hidden_act, layer_norm_eps: cfg.layer_norm_eps }, rng));
+    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps }, rng));
   }
 
   /** Teacher-forced logits [B, T, V]. */
   forward(inputs: { inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; encoderHiddenStates: tf.Tensor; rng?: Rng }): tf.Tensor {
     return tf.tidy(() => {
-      const h = this.bert.forward({
-        inputIds: inputs.inputIds,
-        attentionMask: inputs.attentionMask,
-        encoderHiddenStates: inputs.encoderHiddenStates,
-        rng: inputs.rng,
-      });
-      return this.predictions.forward(h.last_hidden_state);
+      const h = this.bert.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: inputs.encoderHiddenStates, rng: inputs.rng });
+      return this.predictions.forward(h.lastHiddenState);
     });
   }
 }
@@ -136,9 +131,9 @@ export interface BlipGenerateOptions extends Omit<GenerateOptions, 'inputIds' | 
 
 export interface ConditionalGenerationOutput {
   /** [B, 1 + N, D] vision last hidden state. */
-  image_embeds: tf.Tensor;
+  imageEmbeds: tf.Tensor;
   /** [B, T, V] teacher-forced next-token logits. */
-  decoder_logits: tf.Tensor;
+  decoderLogits: tf.Tensor;
 }
 
 /** Random initialisation unless loaded: a seeded generator, so two fresh models are identical. */
@@ -189,49 +184,39 @@ export class BlipForConditionalGeneration extends Module {
     super();
     const r = initRng(rng);
     this.config = config;
-    this.vision_model = this.registerModule('vision_model', blipVisionModel(config.vision_config, r));
-    this.text_decoder = this.registerModule('text_decoder', new BlipTextLMHeadModel(config.text_config, r));
-    initBlipWeights(this, config.initializer_range, r);
+    this.vision_model = this.registerModule('vision_model', blipVisionModel(config.visionConfig, r));
+    this.text_decoder = this.registerModule('text_decoder', new BlipTextLMHeadModel(config.textConfig, r));
+    initBlipWeights(this, config.initializerRange, r);
   }
 
-  /** Vision tower: last_hidden_state (= image_embeds) and pooler_output. */
+  /** Vision tower: lastHiddenState (= image embeds) and poolerOutput. */
   visionForward(pixelValues: tf.Tensor, rng?: Rng): VisionTransformerOutput {
     return this.vision_model.forward(pixelValues, { rng });
   }
 
   /** HF `forward(pixel_values, input_ids, attention_mask)`: image embeddings and teacher-forced logits. */
-  forward(inputs: {
-    pixelValues: tf.Tensor;
-    inputIds: tf.Tensor;
-    attentionMask?: tf.Tensor | null;
-    rng?: Rng;
-  }): ConditionalGenerationOutput {
+  forward(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; rng?: Rng }): ConditionalGenerationOutput {
     return tf.tidy(() => {
-      const image = this.vision_model.forward(inputs.pixelValues, { rng: inputs.rng }).last_hidden_state;
-      const logits = this.text_decoder.forward({
-        inputIds: inputs.inputIds,
-        attentionMask: inputs.attentionMask,
-        encoderHiddenStates: image,
-        rng: inputs.rng,
-      });
-      return { image_embeds: image, decoder_logits: logits };
+      const image = this.vision_model.forward(inputs.pixelValues, { rng: inputs.rng }).lastHiddenState;
+      const logits = this.text_decoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image, rng: inputs.rng });
+      return { imageEmbeds: image, decoderLogits: logits };
     });
   }
 
   /** HF `generate(pixel_values, input_ids?)`: stops on [SEP], pads with [PAD]; returns ids with the prompt. */
   async generate(pixelValues: tf.Tensor, options: BlipGenerateOptions = {}): Promise<GenerateOutput> {
-    const t = this.config.text_config;
+    const t = this.config.textConfig;
     const b = pixelValues.shape[0] as number;
-    const prompts = await promptRows(options.inputIds, b, t.bos_token_id);
-    const image = tf.tidy(() => this.vision_model.forward(pixelValues).last_hidden_state);
+    const prompts = await promptRows(options.inputIds, b, t.bosTokenId);
+    const image = tf.tidy(() => this.vision_model.forward(pixelValues).lastHiddenState);
     try {
       const { inputIds: _ignored, ...rest } = options;
       return await generate(textDecoderStep(this.text_decoder.bert, this.text_decoder.predictions, image), {
-        maxLength: t.max_length ?? 20,
+        maxLength: t.maxLength ?? 20,
         ...rest,
         inputIds: prompts,
-        eosTokenId: t.sep_token_id,
-        padTokenId: t.pad_token_id,
+        eosTokenId: t.sepTokenId,
+        padTokenId: t.padTokenId,
       });
     } finally {
       image.dispose();
@@ -246,7 +231,7 @@ export class BlipForConditionalGeneration extends Module {
   async caption(images: ImageInput | readonly ImageInput[], options: CaptionOptions = {}): Promise<string[]> {
     const tok = requireTokenizer(this.tokenizer, 'caption');
     const { prompt = '', ...gen } = options;
-    const pixels = await pixelValuesFrom(images, this.config.vision_config.image_size);
+    const pixels = await pixelValuesFrom(images, this.config.visionConfig.imageSize);
     try {
       const b = pixels.shape[0] as number;
       let inputIds: number[][] | undefined;
@@ -293,23 +278,23 @@ export function requireTokenizer(tok: BertTokenizer | null, what: string): BertT
 
 export interface RetrievalItmOutput {
   /** [B, 2] ITM logits (index 1 = match). */
-  itm_score: tf.Tensor;
+  itmScore: tf.Tensor;
   /** [B, 1 + N, D] */
-  image_embeds: tf.Tensor;
+  imageEmbeds: tf.Tensor;
   /** [B, T, D] text encoder output with cross-attention to the image. */
-  question_embeds: tf.Tensor;
+  questionEmbeds: tf.Tensor;
 }
 
 export interface RetrievalItcOutput {
   /** [B_img, B_txt] cosine similarity of the normalised projections. */
-  itm_score: tf.Tensor;
-  image_embeds: tf.Tensor;
+  itmScore: tf.Tensor;
+  imageEmbeds: tf.Tensor;
   /** [B, T, D] text-only encoder output. */
-  question_embeds: tf.Tensor;
+  questionEmbeds: tf.Tensor;
   /** [B, E] normalised vision_proj(image_embeds[:, 0]). */
-  image_feat: tf.Tensor;
+  imageFeat: tf.Tensor;
   /** [B, E] normalised text_proj(question_embeds[:, 0]). */
-  text_feat: tf.Tensor;
+  textFeat: tf.Tensor;
 }
 
 export interface MatchResult {
@@ -348,14 +333,14 @@ export class BlipForImageTextRetrieval extends Module {
     super();
     const r = initRng(rng);
     this.config = config;
-    const v = config.vision_config;
-    const t = config.text_config;
+    const v = config.visionConfig;
+    const t = config.textConfig;
     this.vision_model = this.registerModule('vision_model', blipVisionModel(v, r));
     this.text_encoder = this.registerModule('text_encoder', blipTextModel(t, r, { causal: false }));
-    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hidden_size, config.image_text_hidden_size, r));
-    this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, config.image_text_hidden_size, r));
-    this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, r));
-    initBlipWeights(this, config.initializer_range, r);
+    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hiddenSize, config.imageTextHiddenSize, r));
+    this.text_proj = this.registerModule('text_proj', new Linear(t.hiddenSize, config.imageTextHiddenSize, r));
+    this.itm_head = this.registerModule('itm_head', new Linear(t.hiddenSize, 2, r));
+    initBlipWeights(this, config.initializerRange, r);
   }
 
   visionForward(pixelValues: tf.Tensor, rng?: Rng): VisionTransformerOutput {
@@ -363,53 +348,33 @@ export class BlipForImageTextRetrieval extends Module {
   }
 
   /** HF forward with `use_itm_head=True`: pairs row b of the images with row b of the texts. */
-  forwardItm(inputs: {
-    pixelValues?: tf.Tensor;
-    imageEmbeds?: tf.Tensor;
-    inputIds: tf.Tensor;
-    attentionMask?: tf.Tensor | null;
-  }): RetrievalItmOutput {
+  forwardItm(inputs: { pixelValues?: tf.Tensor; imageEmbeds?: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItmOutput {
     return tf.tidy(() => {
-      const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).last_hidden_state;
-      const q = this.text_encoder.forward({
-        inputIds: inputs.inputIds,
-        attentionMask: inputs.attentionMask,
-        encoderHiddenStates: image,
-      }).last_hidden_state;
-      return { itm_score: this.itm_head.forward(cls(q)), image_embeds: image, question_embeds: q };
+      const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).lastHiddenState;
+      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image }).lastHiddenState;
+      return { itmScore: this.itm_head.forward(cls(q)), imageEmbeds: image, questionEmbeds: q };
     });
   }
 
   /** HF forward with `use_itm_head=False`: image × text cosine similarity of the ITC features. */
   forwardItc(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItcOutput {
     return tf.tidy(() => {
-      const image = this.vision_model.forward(inputs.pixelValues).last_hidden_state;
-      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).last_hidden_state;
+      const image = this.vision_model.forward(inputs.pixelValues).lastHiddenState;
+      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).lastHiddenState;
       const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
       const textFeat = l2Normalize(this.text_proj.forward(cls(q)));
-      return {
-        itm_score: tf.matMul(imageFeat, textFeat, false, true),
-        image_embeds: image,
-        question_embeds: q,
-        image_feat: imageFeat,
-        text_feat: textFeat,
-      };
+      return { itmScore: tf.matMul(imageFeat, textFeat, false, true), imageEmbeds: image, questionEmbeds: q, imageFeat: imageFeat, textFeat: textFeat };
     });
   }
 
   /** Unit-length image embeddings for retrieval, [B, E]. */
   getImageFeatures(pixelValues: tf.Tensor): tf.Tensor2D {
-    return tf.tidy(
-      () => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).last_hidden_state))) as tf.Tensor2D,
-    );
+    return tf.tidy(() => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).lastHiddenState))) as tf.Tensor2D);
   }
 
   /** Unit-length text embeddings for retrieval, [B, E] (text-only encoder, [CLS] row). */
   getTextFeatures(inputIds: tf.Tensor, attentionMask?: tf.Tensor | null): tf.Tensor2D {
-    return tf.tidy(
-      () =>
-        l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).last_hidden_state))) as tf.Tensor2D,
-    );
+    return tf.tidy(() => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState))) as tf.Tensor2D);
   }
 
   /**
@@ -417,13 +382,9 @@ export class BlipForImageTextRetrieval extends Module {
    * The ITM input starts with [ENC] when the tokenizer has it (Salesforce BLIP's image-grounded
    * encoder); `itmFirstToken: '[CLS]'` reproduces HF's processor output instead.
    */
-  async match(
-    images: ImageInput | readonly ImageInput[],
-    texts: readonly string[],
-    options: { itmFirstToken?: string; maxLength?: number } = {},
-  ): Promise<MatchResult> {
+  async match(images: ImageInput | readonly ImageInput[], texts: readonly string[], options: { itmFirstToken?: string; maxLength?: number } = {}): Promise<MatchResult> {
     const tok = requireTokenizer(this.tokenizer, 'match');
-    const pixels = await pixelValuesFrom(images, this.config.vision_config.image_size);
+    const pixels = await pixelValuesFrom(images, this.config.visionConfig.imageSize);
     const maxLength = options.maxLength ?? 35;
     const first = options.itmFirstToken ?? (tok.encId !== undefined ? '[ENC]' : '[CLS]');
     const itcEnc = tok.encodeBatch(texts, { maxLength });
@@ -432,18 +393,18 @@ export class BlipForImageTextRetrieval extends Module {
     const nT = texts.length;
     try {
       const [itmProbs, itcSim] = tf.tidy(() => {
-        const image = this.vision_model.forward(pixels).last_hidden_state; // [I, S, D]
+        const image = this.vision_model.forward(pixels).lastHiddenState; // [I, S, D]
         const [, s, d] = image.shape as [number, number, number];
-        const ids = tf.tensor2d(itcEnc.inputIds, [nT, itcEnc.seqLen], 'int32');
-        const mask = tf.tensor2d(itcEnc.attentionMask, [nT, itcEnc.seqLen], 'int32');
+        const ids = tf.tensor2d(itcEnc.inputIds, [nT, itcEnc.seqLength], 'int32');
+        const mask = tf.tensor2d(itcEnc.attentionMask, [nT, itcEnc.seqLength], 'int32');
         const textFeat = this.getTextFeatures(ids, mask);
         const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
         const sim = tf.matMul(imageFeat, textFeat, false, true); // [I, T]
         // Every (image, text) pair through the image-grounded encoder: image i repeated T times.
         const pairImage = tf.reshape(tf.tile(tf.expandDims(image, 1), [1, nT, 1, 1]), [nI * nT, s, d]);
-        const itmIds = tf.tile(tf.tensor2d(itmEnc.inputIds, [nT, itmEnc.seqLen], 'int32'), [nI, 1]);
-        const itmMask = tf.tile(tf.tensor2d(itmEnc.attentionMask, [nT, itmEnc.seqLen], 'int32'), [nI, 1]);
-        const logits = this.forwardItm({ imageEmbeds: pairImage, inputIds: itmIds, attentionMask: itmMask }).itm_score; // [I·T, 2]
+        const itmIds = tf.tile(tf.tensor2d(itmEnc.inputIds, [nT, itmEnc.seqLength], 'int32'), [nI, 1]);
+        const itmMask = tf.tile(tf.tensor2d(itmEnc.attentionMask, [nT, itmEnc.seqLength], 'int32'), [nI, 1]);
+        const logits = this.forwardItm({ imageEmbeds: pairImage, inputIds: itmIds, attentionMask: itmMask }).itmScore; // [I·T, 2]
         const probs = tf.reshape(tf.slice(tf.softmax(logits, -1), [0, 1], [nI * nT, 1]), [nI, nT]);
         return [probs, sim];
       });

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BertAttention,
+  camelizeKeys,
   BertLMPredictionHead,
   type BertTokenizer,
   clampTemperature,
@@ -35,8 +36,9 @@ import {
   readJsonFile,
   Rng,
   sampleItmNegatives,
+  snakeKey,
   type TextTransformer,
-  type VisionTransformer,
+  VisionTransformer,
   VlError,
   validateConfig,
 } from '@vl/core';
@@ -52,45 +54,43 @@ export interface BlipPretrainingOptions {
   /** itc / itm / lm: `{ enabled, weight }`; absent = on with weight 1 (BLIP sums the three). */
   objectives: ObjectivesConfig;
   /** Momentum twins + soft ITC targets (ALBEF's distillation, which BLIP keeps for ITC). */
-  momentum_distillation: boolean;
+  momentumDistillation: boolean;
   /** EMA decay of the twins. */
   momentum: number;
-  /** Queue of momentum features as extra ITC negatives; needs momentum_distillation. 57,600 in the paper. */
-  queue_size: number;
-  use_queue: boolean;
+  /** Queue of momentum features as extra ITC negatives; needs momentumDistillation. 57,600 in the paper. */
+  queueSize: number;
+  useQueue: boolean;
   /** ITM negatives: 'hard' ∝ softmax(ITC similarity) (paper), 'random' uniform (ablation). */
   negatives: 'hard' | 'random';
   /** Decoder shares all but self-attention with the encoder (paper); false gives it its own weights. */
-  share_decoder: boolean;
+  shareDecoder: boolean;
   /** Initial ITC temperature (learned, clamped to [0.001, 0.5]). */
   temp: number;
   /** LM label smoothing. */
-  label_smoothing: number;
+  labelSmoothing: number;
 }
 
 const objectiveSchema = z.object({ enabled: z.boolean().optional(), weight: z.number().min(0).optional() }).strict();
 
 export const pretrainingOptionsSchema = z
   .object({
-    objectives: z
-      .object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() })
-      .strict()
-      .default({}),
-    momentum_distillation: z.boolean().default(true),
+    objectives: z.object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() }).strict().default({}),
+    momentumDistillation: z.boolean().default(true),
     momentum: z.number().min(0).max(1).default(0.995),
-    queue_size: z.number().int().positive().default(57600),
-    use_queue: z.boolean().default(true),
+    queueSize: z.number().int().positive().default(57600),
+    useQueue: z.boolean().default(true),
     negatives: z.enum(['hard', 'random']).default('hard'),
-    share_decoder: z.boolean().default(true),
+    shareDecoder: z.boolean().default(true),
     temp: z.number().positive().default(0.07),
-    label_smoothing: z.number().min(0).max(1).default(0.1),
+    labelSmoothing: z.number().min(0).max(1).default(0.1),
   })
   .strict();
 
-export function parsePretrainingOptions(value: unknown, subject = 'blip_pretraining'): BlipPretrainingOptions {
-  const o = validateConfig(value ?? {}, pretrainingOptionsSchema, subject) as BlipPretrainingOptions;
-  if (o.use_queue && !o.momentum_distillation) {
-    throw new VlError('CONFIG_INVALID', 'use_queue needs momentum_distillation (the queue holds momentum features)', { subject, hint: 'set use_queue: false' });
+/** Validates camelCase options; `keyName` spells error paths as the source does (snakeKey inside a config.json). */
+export function parsePretrainingOptions(value: unknown, subject = 'pretraining options', keyName?: (key: string) => string): BlipPretrainingOptions {
+  const o = validateConfig(value ?? {}, pretrainingOptionsSchema, subject, keyName) as BlipPretrainingOptions;
+  if (o.useQueue && !o.momentumDistillation) {
+    throw new VlError('CONFIG_INVALID', 'useQueue needs momentumDistillation (the queue holds momentum features)', { subject, hint: 'set useQueue: false' });
   }
   return o;
 }
@@ -102,7 +102,7 @@ export interface PretrainBatch {
   inputIds: Int32Array;
   attentionMask: Int32Array;
   batchSize: number;
-  seqLen: number;
+  seqLength: number;
   /** Optional image ids: captions of one image are positives of each other in ITC and never ITM negatives. */
   imageIds?: number[];
 }
@@ -133,9 +133,9 @@ export class SharedTextDecoder extends Module {
     super();
     const bert = this.registerModule('bert', new Container());
     const enc = bert.registerModule('encoder', new Container());
-    this.layers = enc.registerModuleList('layer', Array.from({ length: cfg.num_hidden_layers }, () => new DecoderSelfLayer(cfg, rng)));
+    this.layers = enc.registerModuleList('layer', Array.from({ length: cfg.numHiddenLayers }, () => new DecoderSelfLayer(cfg, rng)));
     const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hidden_size: cfg.hidden_size, vocab_size: cfg.vocab_size, hidden_act: cfg.hidden_act, layer_norm_eps: cfg.layer_norm_eps }, rng));
+    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps }, rng));
   }
 
   /** Teacher-forced logits [B, T, V]: causal self-attention (own), cross-attention and FFN (shared). */
@@ -182,9 +182,9 @@ function hostAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
 }
 
 /** Replaces column 0 of host ids [B, T] (BLIP: [ENC] for ITM, [DEC] for LM). */
-function withFirstToken(ids: Int32Array, seqLen: number, token: number): Int32Array {
+function withFirstToken(ids: Int32Array, seqLength: number, token: number): Int32Array {
   const out = Int32Array.from(ids);
-  for (let r = 0; r < out.length; r += seqLen) out[r] = token;
+  for (let r = 0; r < out.length; r += seqLength) out[r] = token;
   return out;
 }
 
@@ -214,25 +214,25 @@ export class BlipForPretraining extends Module {
     this.config = config;
     this.options = parsePretrainingOptions(options);
     this.encTokenId = encTokenId;
-    const v = config.vision_config;
-    const t = config.text_config;
-    const e = config.image_text_hidden_size;
+    const v = config.visionConfig;
+    const t = config.textConfig;
+    const e = config.imageTextHiddenSize;
     this.vision_model = this.registerModule('vision_model', blipVisionModel(v, rng));
     this.text_encoder = this.registerModule('text_encoder', blipTextModel(t, rng, { causal: false }));
     this.text_decoder = this.registerModule(
       'text_decoder',
-      this.options.share_decoder ? new SharedTextDecoder(t, this.text_encoder, rng) : new BlipTextLMHeadModel(t, rng),
+      this.options.shareDecoder ? new SharedTextDecoder(t, this.text_encoder, rng) : new BlipTextLMHeadModel(t, rng),
     );
-    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hidden_size, e, rng));
-    this.text_proj = this.registerModule('text_proj', new Linear(t.hidden_size, e, rng));
-    this.itm_head = this.registerModule('itm_head', new Linear(t.hidden_size, 2, rng));
+    this.vision_proj = this.registerModule('vision_proj', new Linear(v.hiddenSize, e, rng));
+    this.text_proj = this.registerModule('text_proj', new Linear(t.hiddenSize, e, rng));
+    this.itm_head = this.registerModule('itm_head', new Linear(t.hiddenSize, 2, rng));
     this.temp = this.registerParameter('temp', initTemperature(this.options.temp));
-    initBlipWeights(this, config.initializer_range, rng.fork('init-weights'));
-    if (this.options.momentum_distillation) {
+    initBlipWeights(this, config.initializerRange, rng.fork('init-weights'));
+    if (this.options.momentumDistillation) {
       this.vision_model_m = this.registerModule('vision_model_m', blipVisionModel(v, rng));
-      this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hidden_size, e, rng));
+      this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hiddenSize, e, rng));
       this.text_encoder_m = this.registerModule('text_encoder_m', blipTextModel(t, rng, { causal: false }));
-      this.text_proj_m = this.registerModule('text_proj_m', new Linear(t.hidden_size, e, rng));
+      this.text_proj_m = this.registerModule('text_proj_m', new Linear(t.hiddenSize, e, rng));
       this.momentumEncoder = new MomentumEncoder(
         [
           [this.vision_model, this.vision_model_m],
@@ -242,11 +242,11 @@ export class BlipForPretraining extends Module {
         ],
         { momentum: this.options.momentum },
       );
-      if (this.options.use_queue) {
+      if (this.options.useQueue) {
         this.queues = this.registerModule(
           'queues',
           new FeatureQueue({
-            size: this.options.queue_size,
+            size: this.options.queueSize,
             fields: { image_queue: { dim: e }, text_queue: { dim: e }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } },
             rng: rng.fork('queues'),
           }),
@@ -269,20 +269,20 @@ export class BlipForPretraining extends Module {
   forward(batch: PretrainBatch, ctx: { rng: Rng; alpha: number }): ForwardResult {
     const metrics: Record<string, number> = {};
     const b = batch.batchSize;
-    const t = batch.seqLen;
+    const t = batch.seqLength;
     const s = batch.imageSize;
-    const txt = this.config.text_config;
+    const txt = this.config.textConfig;
     const parts = tf.tidy(() => {
       const out: Record<string, tf.Scalar | undefined> = {};
       const pixels = tf.tensor4d(batch.pixels, [b, 3, s, s]);
       const ids = tf.tensor2d(batch.inputIds, [b, t], 'int32');
       const mask = tf.tensor2d(batch.attentionMask, [b, t], 'int32');
-      const image = this.vision_model.forward(pixels, { rng: ctx.rng.fork('vision') }).last_hidden_state; // [B, 1+N, D]
+      const image = this.vision_model.forward(pixels, { rng: ctx.rng.fork('vision') }).lastHiddenState; // [B, 1+N, D]
       let simI2t: tf.Tensor | null = null;
       let simT2i: tf.Tensor | null = null;
       const itmOn = this.enabled('itm');
       if (this.enabled('itc') || (itmOn && this.options.negatives === 'hard')) {
-        const textH = this.text_encoder.forward({ inputIds: ids, attentionMask: mask, rng: ctx.rng.fork('text') }).last_hidden_state;
+        const textH = this.text_encoder.forward({ inputIds: ids, attentionMask: mask, rng: ctx.rng.fork('text') }).lastHiddenState;
         const imageFeat = l2Normalize(this.vision_proj.forward(cls(image))); // [B, E]
         const textFeat = l2Normalize(this.text_proj.forward(cls(textH))); // [B, E]
         let imageAll: tf.Tensor | undefined;
@@ -291,10 +291,8 @@ export class BlipForPretraining extends Module {
         let soft: { i2t: tf.Tensor; t2i: tf.Tensor } | undefined;
         let feats: { imageFeatM: tf.Tensor; textFeatM: tf.Tensor } | null = null;
         if (this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
-          const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).last_hidden_state)));
-          const textFeatM = l2Normalize(
-            this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).last_hidden_state)),
-          );
+          const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).lastHiddenState)));
+          const textFeatM = l2Normalize(this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState)));
           feats = { imageFeatM, textFeatM };
           imageAll = tf.transpose(imageFeatM); // [E, B]
           textAll = tf.transpose(textFeatM);
@@ -320,7 +318,7 @@ export class BlipForPretraining extends Module {
         simT2i = itc.simT2i;
         if (this.enabled('itc')) {
           out.itc = itc.loss;
-          metrics.itc_acc = hostAccuracy(itc.simI2t, itc.targets);
+          metrics.itcAcc = hostAccuracy(itc.simI2t, itc.targets);
         }
         if (this.queues && feats) {
           const idx = batch.imageIds ? tf.tensor1d(batch.imageIds, 'int32') : tf.fill([b], -100, 'int32');
@@ -343,21 +341,21 @@ export class BlipForPretraining extends Module {
           attentionMask: tf.gather(mask, textIdx),
           encoderHiddenStates: tf.gather(image, tf.tensor1d(pairs.imageIndex, 'int32')),
           rng: ctx.rng.fork('itm-encoder'),
-        }).last_hidden_state; // [3B, T, D]
+        }).lastHiddenState; // [3B, T, D]
         const itm = itmLoss(this.itm_head.forward(cls(h)), pairs.labels);
         out.itm = itm.loss;
-        metrics.itm_acc = itm.accuracy;
+        metrics.itmAcc = itm.accuracy;
       }
       if (this.enabled('lm')) {
-        const decIds = withFirstToken(batch.inputIds, t, txt.bos_token_id);
-        const labels = lmLabels(decIds, [b, t], { padTokenId: txt.pad_token_id });
+        const decIds = withFirstToken(batch.inputIds, t, txt.bosTokenId);
+        const labels = lmLabels(decIds, [b, t], { padTokenId: txt.padTokenId });
         const logits = this.text_decoder.forward({
           inputIds: tf.tensor2d(decIds, [b, t], 'int32'),
           attentionMask: mask,
           encoderHiddenStates: image,
           rng: ctx.rng.fork('decoder'),
         });
-        out.lm = lmLoss(logits, labels, { labelSmoothing: this.options.label_smoothing }) as tf.Scalar;
+        out.lm = lmLoss(logits, labels, { labelSmoothing: this.options.labelSmoothing }) as tf.Scalar;
       }
       return out;
     });
@@ -393,17 +391,19 @@ export class BlipForPretraining extends Module {
     return model.eval();
   }
 
-  /** config.json (HF keys + `blip_pretraining`) and model.safetensors with twins, queues and temp. */
+  /** config.json (HF keys + `blip_pretraining`, `enc_token_id`) and model.safetensors with twins, queues and temp. */
   async savePretrained(dir: string): Promise<void> {
-    const config = { ...this.config, blip_pretraining: this.options, enc_token_id: this.encTokenId };
-    await saveBlipFolder(this, config as BlipConfig, dir, 'BlipForPretraining', this.tokenizerDir);
+    const config = { ...this.config, blipPretraining: this.options, encTokenId: this.encTokenId };
+    await saveBlipFolder(this, config, dir, 'BlipForPretraining', this.tokenizerDir);
   }
 
   static async fromPretrained(dir: string): Promise<BlipForPretraining> {
     await ensureRuntime();
-    const raw = (await readJsonFile(join(dir, 'config.json'))) as Record<string, unknown>;
-    const { blip_pretraining: opts, enc_token_id: enc, ...rest } = raw;
-    const model = new BlipForPretraining(parseBlipConfig(rest, join(dir, 'config.json')), parsePretrainingOptions(opts), new Rng(0), typeof enc === 'number' ? enc : null);
+    const path = join(dir, 'config.json');
+    const raw = camelizeKeys<Record<string, unknown>>(await readJsonFile(path), { subject: path });
+    const { blipPretraining: opts, encTokenId: enc, ...rest } = raw;
+    const config = parseBlipConfig(rest, path, snakeKey);
+    const model = new BlipForPretraining(config, parsePretrainingOptions(opts, `${path} blip_pretraining`, snakeKey), new Rng(0), typeof enc === 'number' ? enc : null);
     try {
       // Any format core reads: model.safetensors, a sharded index, pytorch_model.bin / .pth.
       const { tensors, report } = await readCheckpoint(dir);

@@ -55,12 +55,12 @@ export async function pretrainCommand(argv: string[], io: Io): Promise<number> {
   for (const k of ['itc', 'itm', 'lm']) if (p.values[k] !== undefined) objectives[k] = { weight: num(p, k, 1, { min: 0 }) };
   const opts: Record<string, unknown> = { ...fromFile };
   if (Object.keys(objectives).length) opts.objectives = { ...(fromFile.objectives as object | undefined), ...objectives };
-  if (p.values['queue-size'] !== undefined) opts.queue_size = num(p, 'queue-size', 0, { int: true, min: 1 });
+  if (p.values['queue-size'] !== undefined) opts.queueSize = num(p, 'queue-size', 0, { int: true, min: 1 });
   if (p.values.momentum !== undefined) opts.momentum = num(p, 'momentum', 0.995, { min: 0 });
-  if (p.values['no-momentum']) Object.assign(opts, { momentum_distillation: false, use_queue: false });
-  if (p.values['no-queue']) opts.use_queue = false;
+  if (p.values['no-momentum']) Object.assign(opts, { momentumDistillation: false, useQueue: false });
+  if (p.values['no-queue']) opts.useQueue = false;
   if (p.values.negatives !== undefined) opts.negatives = str(p, 'negatives');
-  if (p.values['no-share-decoder']) opts.share_decoder = false;
+  if (p.values['no-share-decoder']) opts.shareDecoder = false;
   const pretraining = validateConfig(opts, pretrainingOptionsSchema, str(p, 'config') ?? 'pretraining options');
   await startRuntime(p);
   const progress = bar('pretrain', Boolean(p.values.quiet));

@@ -84,7 +84,7 @@ async function loadTokenizer(vocab: string): Promise<BertTokenizer> {
 
 /** The model config for a preset on this tokenizer's vocabulary. */
 export function pretrainConfig(preset: BlipPresetName, tok: BertTokenizer, imageSize?: number): BlipConfig {
-  return withTokenizerIds(blipPreset(preset, { vocab_size: tok.vocabSize, image_size: imageSize }), tok);
+  return withTokenizerIds(blipPreset(preset, { vocabSize: tok.vocabSize, imageSize: imageSize }), tok);
 }
 
 /** Counts the batches an epoch gives (records that load, dropLast). */
@@ -98,7 +98,7 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
   const tok = await loadTokenizer(o.vocab);
   const preset = o.preset ?? 'tiny';
   const config = pretrainConfig(preset, tok, o.imageSize);
-  const size = config.vision_config.image_size;
+  const size = config.visionConfig.imageSize;
   const batchSize = o.batchSize ?? 32;
   const seed = o.seed ?? 0;
   const model = new BlipForPretraining(config, o.pretraining ?? {}, new Rng(seed).fork('init'), tok.encId ?? null);
@@ -138,7 +138,7 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
         inputIds: (await b.inputIds.data()) as Int32Array,
         attentionMask: (await b.attentionMask.data()) as Int32Array,
         batchSize: b.keys.length,
-        seqLen: b.inputIds.shape[1],
+        seqLength: b.inputIds.shape[1],
         imageIds: b.keys.map((key, i) => imageIdOf({ key, meta: b.meta[i] ?? {} })),
       };
       b.dispose();
@@ -226,7 +226,7 @@ export async function evaluateBlip(o: EvalOptions): Promise<EvalReport> {
   const tok = ret.tokenizer;
   if (!tok) throw new VlError('INVALID_ARGUMENT', 'the checkpoint has no tokenizer (vocab.txt)', { subject: o.model });
   try {
-    const size = ret.config.vision_config.image_size;
+    const size = ret.config.visionConfig.imageSize;
     const examples = await readExamples(o.data, size);
     const texts: string[] = [];
     const textToImage: number[] = [];
@@ -248,8 +248,8 @@ export async function evaluateBlip(o: EvalOptions): Promise<EvalReport> {
     const textFeats: tf.Tensor[] = [];
     for (let i = 0; i < texts.length; i += bs) {
       const enc = tok.encodeBatch(texts.slice(i, i + bs), { maxLength: 35 });
-      const ids = tf.tensor2d(enc.inputIds, [enc.batchSize, enc.seqLen], 'int32');
-      const mask = tf.tensor2d(enc.attentionMask, [enc.batchSize, enc.seqLen], 'int32');
+      const ids = tf.tensor2d(enc.inputIds, [enc.batchSize, enc.seqLength], 'int32');
+      const mask = tf.tensor2d(enc.attentionMask, [enc.batchSize, enc.seqLength], 'int32');
       textFeats.push(ret.getTextFeatures(ids, mask));
       tf.dispose([ids, mask]);
     }

@@ -74,15 +74,15 @@ async function captioningOutputs(
       const inputIds = toTensor(inputs.input_ids, 'input_ids');
       const mask = inputs.attention_mask ? toTensor(inputs.attention_mask, 'attention_mask') : null;
       const r = model.forward({ pixelValues: pixels, inputIds, attentionMask: mask });
-      out.decoder_logits = await host(r.decoder_logits);
-      out.image_embeds = await host(r.image_embeds);
-      tf.dispose([inputIds, r.decoder_logits, r.image_embeds]);
+      out.decoder_logits = await host(r.decoderLogits);
+      out.image_embeds = await host(r.imageEmbeds);
+      tf.dispose([inputIds, r.decoderLogits, r.imageEmbeds]);
       mask?.dispose();
     }
     if (wanted.has('vision_pooler_output')) {
       const v = model.visionForward(pixels);
-      out.vision_pooler_output = await host(v.pooler_output);
-      tf.dispose([v.last_hidden_state, v.pooler_output]);
+      out.vision_pooler_output = await host(v.poolerOutput);
+      tf.dispose([v.lastHiddenState, v.poolerOutput]);
     }
     const maxLength = gen.maxLength;
     if (wanted.has('greedy_sequences') || wanted.has('greedy_scores')) {
@@ -126,19 +126,19 @@ async function retrievalOutputs(
   const mask = inputs.attention_mask ? toTensor(inputs.attention_mask, 'attention_mask') : null;
   try {
     const itm = model.forwardItm({ pixelValues: pixels, inputIds, attentionMask: mask });
-    out.itm_logits = await host(itm.itm_score);
-    out.image_embeds = await host(itm.image_embeds);
-    out.itm_question_embeds = await host(itm.question_embeds);
-    tf.dispose([itm.itm_score, itm.image_embeds, itm.question_embeds]);
+    out.itm_logits = await host(itm.itmScore);
+    out.image_embeds = await host(itm.imageEmbeds);
+    out.itm_question_embeds = await host(itm.questionEmbeds);
+    tf.dispose([itm.itmScore, itm.imageEmbeds, itm.questionEmbeds]);
     const itc = model.forwardItc({ pixelValues: pixels, inputIds, attentionMask: mask });
-    out.itc_similarity = await host(itc.itm_score);
-    out.itc_question_embeds = await host(itc.question_embeds);
-    out.itc_image_feat = await host(itc.image_feat);
-    out.itc_text_feat = await host(itc.text_feat);
-    tf.dispose([itc.itm_score, itc.image_embeds, itc.question_embeds, itc.image_feat, itc.text_feat]);
+    out.itc_similarity = await host(itc.itmScore);
+    out.itc_question_embeds = await host(itc.questionEmbeds);
+    out.itc_image_feat = await host(itc.imageFeat);
+    out.itc_text_feat = await host(itc.textFeat);
+    tf.dispose([itc.itmScore, itc.imageEmbeds, itc.questionEmbeds, itc.imageFeat, itc.textFeat]);
     const v = model.visionForward(pixels);
-    out.vision_pooler_output = await host(v.pooler_output);
-    tf.dispose([v.last_hidden_state, v.pooler_output]);
+    out.vision_pooler_output = await host(v.poolerOutput);
+    tf.dispose([v.lastHiddenState, v.poolerOutput]);
   } finally {
     tf.dispose([pixels, inputIds]);
     mask?.dispose();

@@ -45,12 +45,12 @@ function run(options: AlbefPretrainOptions, seed = 1, replayFrom?: Albef['forwar
 
 describe('ALBEF config', () => {
   it('presets validate and base matches the paper', () => {
-    expect(ALBEF_BASE.bert_config.fusion_layer).toBe(6);
-    expect(ALBEF_BASE.albef_config.embed_dim).toBe(256);
-    expect(ALBEF_BASE.albef_config.queue_size).toBe(65536);
+    expect(ALBEF_BASE.bertConfig.fusionLayer).toBe(6);
+    expect(ALBEF_BASE.albefConfig.embedDim).toBe(256);
+    expect(ALBEF_BASE.albefConfig.queueSize).toBe(65536);
     expect(validateAlbefConfig(JSON.parse(JSON.stringify(ALBEF_BASE)))).toEqual(ALBEF_BASE);
-    expect(() => albefConfig('tiny', { bert_config: { fusion_layer: 9 } })).toThrow(/fusion_layer/);
-    expect(() => albefConfig('tiny', { bert_config: { encoder_width: 48 } })).toThrow(/encoder_width/);
+    expect(() => albefConfig('tiny', { bertConfig: { fusionLayer: 9 } })).toThrow(/fusionLayer/);
+    expect(() => albefConfig('tiny', { bertConfig: { encoderWidth: 48 } })).toThrow(/encoderWidth/);
   });
 });
 
@@ -141,8 +141,8 @@ describe('ALBEF pretraining forward (tiny)', () => {
     const noQueue = run({ useQueue: false }, 1, withQueue.result);
     expect(noQueue.losses.itc).not.toBeCloseTo(withQueue.losses.itc!, 5);
     expect(noQueue.ptr).toBe(0);
-    const big = new Albef(albefConfig('tiny', { albef_config: { queue_size: 32 } }), new Rng(7));
-    const none = new Albef(albefConfig('tiny', { albef_config: { queue_size: 0 } }), new Rng(7));
+    const big = new Albef(albefConfig('tiny', { albefConfig: { queueSize: 32 } }), new Rng(7));
+    const none = new Albef(albefConfig('tiny', { albefConfig: { queueSize: 0 } }), new Rng(7));
     expect(big.stateDict().get('queue.image_queue')!.shape).toEqual([16, 32]);
     expect(none.queue).toBeNull();
     expect([...none.stateDict().keys()].some((k) => k.startsWith('queue.'))).toBe(false);

@@ -91,18 +91,17 @@ describe('match', () => {
     const encItm = tok?.encodeBatch(texts, { maxLength: 35, firstToken: '[ENC]' });
     if (!enc || !encItm) throw new Error('no tokenizer');
     const pixels = await pixelValuesFrom(images, 32);
-    const ids = tf.tensor2d(enc.inputIds, [3, enc.seqLen], 'int32');
-    const mask = tf.tensor2d(enc.attentionMask, [3, enc.seqLen], 'int32');
+    const ids = tf.tensor2d(enc.inputIds, [3, enc.seqLength], 'int32');
+    const mask = tf.tensor2d(enc.attentionMask, [3, enc.seqLength], 'int32');
     const itc = model.forwardItc({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
-    const sim = (await itc.itm_score.array()) as number[][];
-    for (let i = 0; i < 2; i++)
-      for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
+    const sim = (await itc.itmScore.array()) as number[][];
+    for (let i = 0; i < 2; i++) for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
     const one = model.forwardItm({
       pixelValues: tf.slice(pixels, [1, 0, 0, 0], [1, -1, -1, -1]),
-      inputIds: tf.tensor2d(encItm.inputIds.slice(2 * encItm.seqLen), [1, encItm.seqLen], 'int32'),
-      attentionMask: tf.tensor2d(encItm.attentionMask.slice(2 * encItm.seqLen), [1, encItm.seqLen], 'int32'),
+      inputIds: tf.tensor2d(encItm.inputIds.slice(2 * encItm.seqLength), [1, encItm.seqLength], 'int32'),
+      attentionMask: tf.tensor2d(encItm.attentionMask.slice(2 * encItm.seqLength), [1, encItm.seqLength], 'int32'),
     });
-    const p = tf.softmax(one.itm_score).dataSync()[1] as number;
+    const p = tf.softmax(one.itmScore).dataSync()[1] as number;
     expect(Math.abs((r.itm[1]?.[2] as number) - p)).toBeLessThan(1e-5);
     tf.dispose([pixels, ids, mask, ...Object.values(itc), ...Object.values(one)]);
     expect(await leakedTensors(async () => void (await model.match(images, texts)))).toBe(0);

@@ -1,6 +1,6 @@
 // Config validation and presets, state-dict keys against the reference files, the
 // savePretrained → fromPretrained round trip, cached vs uncached decoding, and leak checks.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -22,52 +22,49 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 describe('config', () => {
   it('reads the fixture config.json with HF keys and keeps unknown keys', async () => {
     const cfg = await readBlipConfig(CAPTIONING);
-    expect(cfg.model_type).toBe('blip');
-    expect(cfg.text_config.sep_token_id).toBe(3);
-    expect(cfg.text_config.bos_token_id).toBe(97);
-    expect(cfg.vision_config.layer_norm_eps).toBe(1e-5);
-    expect(cfg.text_config.top_k).toBe(50); // unknown to us, preserved for savePretrained
+    expect(cfg.modelType).toBe('blip');
+    expect(cfg.textConfig.sepTokenId).toBe(3);
+    expect(cfg.textConfig.bosTokenId).toBe(97);
+    expect(cfg.visionConfig.layerNormEps).toBe(1e-5);
+    expect(cfg.textConfig.topK).toBe(50); // unknown to us, preserved for savePretrained
   });
 
   it('fills HF defaults and lists every invalid field with its JSON path', () => {
     const cfg = parseBlipConfig({});
-    expect(cfg.text_config.vocab_size).toBe(30524);
-    expect(cfg.vision_config.image_size).toBe(384);
+    expect(cfg.textConfig.vocabSize).toBe(30524);
+    expect(cfg.visionConfig.imageSize).toBe(384);
     let err: unknown;
     try {
-      parseBlipConfig({ vision_config: { hidden_size: 'big', patch_size: -1 }, text_config: { num_hidden_layers: 1.5 } });
+      parseBlipConfig({ visionConfig: { hiddenSize: 'big', patchSize: -1 }, textConfig: { numHiddenLayers: 1.5 } });
     } catch (e) {
       err = e;
     }
     expect(isVlError(err, 'CONFIG_INVALID')).toBe(true);
     const msg = (err as Error).message;
-    expect(msg).toContain('vision_config.hidden_size');
-    expect(msg).toContain('vision_config.patch_size');
-    expect(msg).toContain('text_config.num_hidden_layers');
+    expect(msg).toContain('visionConfig.hiddenSize');
+    expect(msg).toContain('visionConfig.patchSize');
+    expect(msg).toContain('textConfig.numHiddenLayers');
+  });
+
+  it('names a bad field of a config.json by its snake_case path in the file', async () => {
+    const bad = join(tmp, 'bad-config');
+    mkdirSync(bad, { recursive: true });
+    writeFileSync(join(bad, 'config.json'), JSON.stringify({ vision_config: { hidden_size: 'big' }, transformers_version: '4.30.0' }));
+    await expect(readBlipConfig(bad)).rejects.toThrow(/\$\.vision_config\.hidden_size/);
   });
 
   it('rejects towers that do not fit together', () => {
-    expect(() => parseBlipConfig({ vision_config: { hidden_size: 32, num_attention_heads: 4 } })).toThrow(/encoder_hidden_size/);
+    expect(() => parseBlipConfig({ visionConfig: { hiddenSize: 32, numAttentionHeads: 4 } })).toThrow(/encoderHiddenSize/);
   });
 
   it('presets: tiny matches the fixture sizes, base is ViT-B/16 at 384px with BERT-base', () => {
     const tiny = blipPreset('tiny');
-    expect(tiny.vision_config.hidden_size).toBe(32);
-    expect(tiny.text_config.bos_token_id).toBe(97);
+    expect(tiny.visionConfig.hiddenSize).toBe(32);
+    expect(tiny.textConfig.bosTokenId).toBe(97);
     const base = blipPreset('base');
-    expect([
-      base.vision_config.hidden_size,
-      base.vision_config.num_hidden_layers,
-      base.vision_config.patch_size,
-      base.vision_config.image_size,
-    ]).toEqual([768, 12, 16, 384]);
-    expect([
-      base.text_config.hidden_size,
-      base.text_config.num_hidden_layers,
-      base.text_config.num_attention_heads,
-      base.text_config.vocab_size,
-    ]).toEqual([768, 12, 12, 30524]);
-    expect(base.image_text_hidden_size).toBe(256);
+    expect([base.visionConfig.hiddenSize, base.visionConfig.numHiddenLayers, base.visionConfig.patchSize, base.visionConfig.imageSize]).toEqual([768, 12, 16, 384]);
+    expect([base.textConfig.hiddenSize, base.textConfig.numHiddenLayers, base.textConfig.numAttentionHeads, base.textConfig.vocabSize]).toEqual([768, 12, 12, 30524]);
+    expect(base.imageTextHiddenSize).toBe(256);
   });
 });
 
@@ -104,9 +101,14 @@ describe('checkpoints', () => {
         expect(s?.fileDtype, k).toBe(t.fileDtype); // position_ids stay I64
         expect(Buffer.from((s?.data as Float32Array).buffer).equals(Buffer.from(t.data.buffer)), k).toBe(true);
       }
+      // The saved config.json keeps every key and value of the original file in HF's snake_case.
+      const fileBefore = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+      const fileAfter = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
+      expect(fileAfter).toMatchObject(fileBefore);
+      expect(Object.keys(fileAfter).filter((k) => /[A-Z]/.test(k))).toEqual([]);
       const cfg = await readBlipConfig(out);
       expect(cfg.architectures?.[0]).toBe(a.constructor.name);
-      expect(cfg.text_config).toEqual(a.config.text_config);
+      expect(cfg.textConfig).toEqual(a.config.textConfig);
       const b = await load(out);
       for (const [k, t] of a.stateDict()) expect(tf.max(tf.abs(tf.sub(t, b.stateDict().get(k) as tf.Tensor))).dataSync()[0], k).toBe(0);
       a.dispose();
@@ -116,7 +118,7 @@ describe('checkpoints', () => {
 
   it('a missing or mis-shaped key is a STATE_DICT_MISMATCH naming it', async () => {
     const cfg = await readBlipConfig(CAPTIONING);
-    const wrong = parseBlipConfig({ ...cfg, text_config: { ...cfg.text_config, vocab_size: 100 } });
+    const wrong = parseBlipConfig({ ...cfg, textConfig: { ...cfg.textConfig, vocabSize: 100 } });
     const model = new BlipForConditionalGeneration(wrong);
     const { loadBlipWeights } = await import('../checkpoint.js');
     await expect(loadBlipWeights(model, CAPTIONING)).rejects.toThrow(/word_embeddings\.weight expected \[100,32\] got \[99,32\]/);
@@ -128,7 +130,7 @@ describe('decoding', () => {
   it('the KV-cached decoder step equals full recomputation (greedy and beam, same ids and scores)', async () => {
     const model = await BlipForConditionalGeneration.fromPretrained(CAPTIONING);
     const pixels = tf.randomNormal([2, 3, 32, 32], 0, 1, 'float32', 7);
-    const image = model.vision_model.forward(pixels).last_hidden_state;
+    const image = model.vision_model.forward(pixels).lastHiddenState;
     const full = fullSequenceDecoder((ids) => model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: image }));
     for (const numBeams of [1, 3]) {
       const opts = { inputIds: [[97], [97]], maxLength: 12, numBeams, eosTokenId: 3, padTokenId: 0, outputScores: true };
@@ -141,13 +143,8 @@ describe('decoding', () => {
       } else {
         for (let item = 0; item < 2; item++) {
           const one = tf.slice(image, [item, 0, 0], [1, -1, -1]);
-          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), {
-            ...opts,
-            inputIds: [[97]],
-          });
-          const ref = fullSequenceDecoder((ids) =>
-            model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }),
-          );
+          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), { ...opts, inputIds: [[97]] });
+          const ref = fullSequenceDecoder((ids) => model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }));
           const b = await generate(ref, { ...opts, inputIds: [[97]] });
           expect(a.sequences).toEqual(b.sequences);
           expect(Math.abs((a.scores?.[0] as number) - (b.scores?.[0] as number))).toBeLessThan(1e-4);
@@ -169,7 +166,7 @@ describe('decoding', () => {
       await cap.generate(pixels, { maxLength: 8, numBeams: 3 });
       await cap.generate(pixels, { maxLength: 8, inputIds: ids as tf.Tensor2D });
       const f = cap.forward({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
-      tf.dispose([f.decoder_logits, f.image_embeds]);
+      tf.dispose([f.decoderLogits, f.imageEmbeds]);
       const itm = ret.forwardItm({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
       const itc = ret.forwardItc({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
       tf.dispose([...Object.values(itm), ...Object.values(itc)]);

@@ -16,13 +16,13 @@ function batch(): PretrainBatch {
     inputIds: Int32Array.from({ length: b * t }, (_, i) => (i % t === 0 ? 4 : i % t === t - 1 ? 3 : 10 + ((i * 7) % 50))),
     attentionMask: new Int32Array(b * t).fill(1),
     batchSize: b,
-    seqLen: t,
+    seqLength: t,
   };
 }
 
 async function firstLosses(backend: 'cpu' | 'wasm'): Promise<Record<string, number>> {
   await initRuntime({ backend });
-  const m = new BlipForPretraining(blipPreset('tiny'), { queue_size: 8 }, new Rng(0), 98);
+  const m = new BlipForPretraining(blipPreset('tiny'), { queueSize: 8 }, new Rng(0), 98);
   const out = m.forward(batch(), { rng: new Rng(1), alpha: 0.4 });
   const losses = Object.fromEntries(Object.entries(out.losses).map(([k, v]) => [k, v.dataSync()[0] as number]));
   tf.dispose([out.loss, ...Object.values(out.losses)]);
@@ -35,14 +35,8 @@ describe('BlipForPretraining on wasm', () => {
     const cpu = await firstLosses('cpu');
     const wasm = await firstLosses('wasm');
     for (const k of ['itc', 'itm', 'lm']) expect(Math.abs((wasm[k] as number) - (cpu[k] as number)), k).toBeLessThan(1e-3);
-    const m = new BlipForPretraining(blipPreset('tiny'), { queue_size: 8 }, new Rng(0), 98);
-    const trainer = new Trainer<PretrainBatch>({
-      model: m,
-      forward: (b, ctx) => m.forward(b, ctx),
-      afterStep: () => m.afterStep(),
-      stepsPerEpoch: 2,
-      optimizer: { lr: 1e-3 },
-    });
+    const m = new BlipForPretraining(blipPreset('tiny'), { queueSize: 8 }, new Rng(0), 98);
+    const trainer = new Trainer<PretrainBatch>({ model: m, forward: (b, ctx) => m.forward(b, ctx), afterStep: () => m.afterStep(), stepsPerEpoch: 2, optimizer: { lr: 1e-3 } });
     const data = batch();
     trainer.trainStep([data]);
     const before = tf.memory().numTensors;

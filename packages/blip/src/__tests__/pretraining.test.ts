@@ -33,12 +33,12 @@ function batch(b = 6, seed = 1): PretrainBatch {
       attentionMask[r * t + c] = c < len ? 1 : 0;
     }
   }
-  return { pixels, imageSize: 32, inputIds, attentionMask, batchSize: b, seqLen: t };
+  return { pixels, imageSize: 32, inputIds, attentionMask, batchSize: b, seqLength: t };
 }
 
 describe('BlipForPretraining', () => {
   it('registers the decoder\'s own self-attention and LM head only; twins and queues under _m / queues.*', () => {
-    const m = new BlipForPretraining(cfg, { queue_size: 12 }, new Rng(0), ENC);
+    const m = new BlipForPretraining(cfg, { queueSize: 12 }, new Rng(0), ENC);
     const keys = [...m.stateDict().keys()];
     const dec = keys.filter((k) => k.startsWith('text_decoder.'));
     expect(dec.every((k) => /^text_decoder\.(bert\.encoder\.layer\.\d+\.attention\.|cls\.predictions\.)/.test(k))).toBe(true);
@@ -49,37 +49,37 @@ describe('BlipForPretraining', () => {
     expect(keys).toContain('queues.queue_ptr');
     expect(keys).toContain('temp');
     m.dispose();
-    const plain = new BlipForPretraining(cfg, { momentum_distillation: false, use_queue: false, share_decoder: false });
+    const plain = new BlipForPretraining(cfg, { momentumDistillation: false, useQueue: false, shareDecoder: false });
     const pk = [...plain.stateDict().keys()];
     expect(pk.some((k) => k.includes('_m.') || k.startsWith('queues.'))).toBe(false);
     expect(pk).toContain('text_decoder.bert.embeddings.word_embeddings.weight');
     plain.dispose();
-    expect(() => new BlipForPretraining(cfg, { momentum_distillation: false })).toThrow(/use_queue needs momentum_distillation/);
+    expect(() => new BlipForPretraining(cfg, { momentumDistillation: false })).toThrow(/useQueue needs momentumDistillation/);
   });
 
   it('the shared decoder computes what the exported BlipForConditionalGeneration computes', () => {
-    const m = new BlipForPretraining(cfg, { queue_size: 12 }, new Rng(3), ENC);
+    const m = new BlipForPretraining(cfg, { queueSize: 12 }, new Rng(3), ENC);
     m.eval();
     const cap = m.toConditionalGeneration();
     const bt = batch(3);
     const pixels = tf.tensor4d(bt.pixels, [3, 3, 32, 32]);
     const ids = tf.tensor2d(bt.inputIds, [3, 7], 'int32');
     const mask = tf.tensor2d(bt.attentionMask, [3, 7], 'int32');
-    const image = m.vision_model.forward(pixels).last_hidden_state;
+    const image = m.vision_model.forward(pixels).lastHiddenState;
     const ours = m.text_decoder.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
     const theirs = cap.forward({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
-    expect(tf.max(tf.abs(tf.sub(ours, theirs.decoder_logits))).dataSync()[0]).toBeLessThan(1e-6);
+    expect(tf.max(tf.abs(tf.sub(ours, theirs.decoderLogits))).dataSync()[0]).toBeLessThan(1e-6);
     const ret = m.toRetrieval();
     const feat = ret.getTextFeatures(ids, mask);
     expect(feat.shape).toEqual([3, 16]);
-    tf.dispose([pixels, ids, mask, image, ours, theirs.decoder_logits, theirs.image_embeds, feat]);
+    tf.dispose([pixels, ids, mask, image, ours, theirs.decoderLogits, theirs.imageEmbeds, feat]);
     cap.dispose();
     ret.dispose();
     m.dispose();
   });
 
   it('all three losses fall on a fixed batch with the core Trainer; no tensors leak per step', async () => {
-    const m = new BlipForPretraining(cfg, { queue_size: 12 }, new Rng(0), ENC);
+    const m = new BlipForPretraining(cfg, { queueSize: 12 }, new Rng(0), ENC);
     const trainer = new Trainer<PretrainBatch>({
       model: m,
       forward: (bt, ctx) => m.forward(bt, ctx),
@@ -107,9 +107,9 @@ describe('BlipForPretraining', () => {
     for (const [opts, expected] of [
       [{ objectives: { itm: { enabled: false } } }, ['itc', 'lm']],
       [{ objectives: { itc: { enabled: false }, lm: { weight: 0 } }, negatives: 'random' as const }, ['itm']],
-      [{ momentum_distillation: false, use_queue: false, share_decoder: false }, ['itc', 'itm', 'lm']],
+      [{ momentumDistillation: false, useQueue: false, shareDecoder: false }, ['itc', 'itm', 'lm']],
     ] as const) {
-      const m = new BlipForPretraining(cfg, { queue_size: 12, ...opts }, new Rng(0), ENC);
+      const m = new BlipForPretraining(cfg, { queueSize: 12, ...opts }, new Rng(0), ENC);
       const out = m.forward(batch(4), { rng: new Rng(1), alpha: 0.4 });
       expect(Object.keys(out.losses).sort()).toEqual([...expected]);
       tf.dispose([out.loss, ...Object.values(out.losses)]);
@@ -118,7 +118,7 @@ describe('BlipForPretraining', () => {
   });
 
   it('savePretrained → fromPretrained restores weights, twins, queues and options exactly', async () => {
-    const m = new BlipForPretraining(cfg, { queue_size: 12, negatives: 'random' }, new Rng(5), ENC);
+    const m = new BlipForPretraining(cfg, { queueSize: 12, negatives: 'random' }, new Rng(5), ENC);
     const out = m.forward(batch(4), { rng: new Rng(1), alpha: 0.4 }); // moves the queue pointer
     tf.dispose([out.loss, ...Object.values(out.losses)]);
     await m.savePretrained(join(tmp, 'pre'));

@@ -132,8 +132,8 @@ async function loadImage(item: InputItem, root: string, models: Models): Promise
     return { index: item.index, key: item.key, status: 'failed', reason, detail: firstLine(err), image: rel, meta: rec.meta };
   }
   try {
-    const cs = models.captioner.config.vision_config.image_size;
-    const fs = models.filter.config.vision_config.image_size;
+    const cs = models.captioner.config.visionConfig.imageSize;
+    const fs = models.filter.config.visionConfig.imageSize;
     const capPixels = await preprocessBlipImage(bytes, cs);
     const filterPixels = fs === cs ? capPixels : await preprocessBlipImage(bytes, fs);
     return { item, rel, capPixels, filterPixels };
@@ -173,7 +173,7 @@ export interface Scoring {
 /** N synthetic captions for one image; the sampler is seeded by the record's input position. */
 async function synthesize(models: Models, pixels: Float32Array, index: number, s: Scoring): Promise<string[]> {
   if (s.numCaptions === 0) return [];
-  const size = models.captioner.config.vision_config.image_size;
+  const size = models.captioner.config.visionConfig.imageSize;
   const t = tf.tensor4d(pixels, [1, 3, size, size]);
   try {
     const opts = s.beam
@@ -208,7 +208,7 @@ export async function scorePairs(
   if (pairs.length === 0) return [];
   const tok = filter.tokenizer;
   if (!tok) throw new Error('the filter checkpoint has no tokenizer (vocab.txt / tokenizer.json)');
-  const size = filter.config.vision_config.image_size;
+  const size = filter.config.visionConfig.imageSize;
   const texts = pairs.map((p) => p.text);
   const first = tok.encId !== undefined ? '[ENC]' : '[CLS]';
   const itmEnc = tok.encodeBatch(texts, { maxLength, padding: 'max_length', firstToken: first });
@@ -218,15 +218,15 @@ export async function scorePairs(
   pixels.forEach((p, i) => flat.set(p, i * p.length));
   const out = tf.tidy(() => {
     const px = tf.tensor4d(flat, [pixels.length, 3, size, size]);
-    const image = filter.vision_model.forward(px).last_hidden_state; // [I, S, D]
+    const image = filter.vision_model.forward(px).lastHiddenState; // [I, S, D]
     const rows = tf.tensor1d(
       pairs.map((p) => p.image),
       'int32',
     );
     const pairImage = tf.gather(image, rows); // [P, S, D]
-    const ids = tf.tensor2d(itmEnc.inputIds, [n, itmEnc.seqLen], 'int32');
-    const mask = tf.tensor2d(itmEnc.attentionMask, [n, itmEnc.seqLen], 'int32');
-    const logits = filter.forwardItm({ imageEmbeds: pairImage, inputIds: ids, attentionMask: mask }).itm_score; // [P, 2]
+    const ids = tf.tensor2d(itmEnc.inputIds, [n, itmEnc.seqLength], 'int32');
+    const mask = tf.tensor2d(itmEnc.attentionMask, [n, itmEnc.seqLength], 'int32');
+    const logits = filter.forwardItm({ imageEmbeds: pairImage, inputIds: ids, attentionMask: mask }).itmScore; // [P, 2]
     const prob = tf.reshape(tf.slice(tf.softmax(logits, -1), [0, 1], [n, 1]), [n]);
     if (!itcEnc) return prob;
     const [, s, d] = image.shape as [number, number, number];
@@ -234,8 +234,8 @@ export async function scorePairs(
     void s;
     void d;
     const textFeat = filter.getTextFeatures(
-      tf.tensor2d(itcEnc.inputIds, [n, itcEnc.seqLen], 'int32'),
-      tf.tensor2d(itcEnc.attentionMask, [n, itcEnc.seqLen], 'int32'),
+      tf.tensor2d(itcEnc.inputIds, [n, itcEnc.seqLength], 'int32'),
+      tf.tensor2d(itcEnc.attentionMask, [n, itcEnc.seqLength], 'int32'),
     );
     const cos = tf.sum(tf.mul(imageFeat, textFeat), -1);
     return tf.div(tf.add(prob, tf.div(tf.add(cos, 1), 2)), 2);

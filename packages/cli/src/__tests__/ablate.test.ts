@@ -22,7 +22,7 @@ const tinyRaw = {
   data: { images: 40, imageSize: 24, captionsPerImage: 2, evalImages: 4, maxLength: 12 },
   train: { steps: 2, batchSize: 4, warmupSteps: 1 },
   eval: { k: 3 },
-  modelConfig: { preset: 'tiny', albef_config: { queue_size: 8 } },
+  modelConfig: { preset: 'tiny', albefConfig: { queueSize: 8 } },
   variants: [
     { name: 'full' },
     { name: 'full k0', eval: { k: 0 } },

@@ -42,7 +42,7 @@ export const evalSchema = z.strictObject({
   k: int().default(16),
 });
 
-/** Model settings: a preset plus section overrides (ALBEF: albef_config / bert_config / vision_config). */
+/** Model settings: a preset plus section overrides (ALBEF: albefConfig / bertConfig / visionConfig, camelCase as in TypeScript). */
 export const modelSchema = z.strictObject({
   preset: z.enum(['tiny', 'base']).default('tiny'),
   /**
@@ -50,9 +50,9 @@ export const modelSchema = z.strictObject({
    * docs/ablations.md). Absent: the model's own init (BERT's 0.02).
    */
   initStd: z.number().positive().optional(),
-  albef_config: z.record(z.string(), z.number()).default({}),
-  bert_config: z.record(z.string(), z.number()).default({}),
-  vision_config: z.record(z.string(), z.number()).default({}),
+  albefConfig: z.record(z.string(), z.number()).default({}),
+  bertConfig: z.record(z.string(), z.number()).default({}),
+  visionConfig: z.record(z.string(), z.number()).default({}),
 });
 
 export const variantSchema = z.strictObject({
@@ -79,7 +79,7 @@ export const claimSchema = z.strictObject({
 export const ablationSchema = z.strictObject({
   name: z.string().min(1),
   model: z.enum(['albef']).default('albef'),
-  modelConfig: modelSchema.default({ preset: 'tiny', albef_config: {}, bert_config: {}, vision_config: {} }),
+  modelConfig: modelSchema.default({ preset: 'tiny', albefConfig: {}, bertConfig: {}, visionConfig: {} }),
   backend: z.enum(['auto', 'wasm', 'cpu']).default('wasm'),
   seeds: z.array(int()).min(1).default([0, 1, 2]),
   data: dataSchema.default(dataSchema.parse({})),

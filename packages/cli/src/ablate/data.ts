@@ -57,7 +57,7 @@ function captions(records: readonly SynthRecord[], tokenizer: BertTokenizer, max
     });
   });
   const enc = tokenizer.encodeBatch(texts, { maxLength, truncation: true, padding: 'max_length' });
-  return { inputIds: enc.inputIds, attentionMask: enc.attentionMask, seqLength: enc.seqLen, imageOf: Int32Array.from(imageOf), noisy };
+  return { inputIds: enc.inputIds, attentionMask: enc.attentionMask, seqLength: enc.seqLength, imageOf: Int32Array.from(imageOf), noisy };
 }
 
 export function dataKey(spec: DataConfig): string {

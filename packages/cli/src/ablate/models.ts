@@ -38,16 +38,16 @@ export const albefAdapter: AblationModelAdapter = {
   async train(config, variant, seed, data, onStep) {
     const mc = config.modelConfig;
     const modelConfig = albefConfig(mc.preset, {
-      albef_config: { ...mc.albef_config, ...(variant.queueSize !== undefined ? { queue_size: variant.queueSize } : {}) },
-      bert_config: {
-        ...mc.bert_config,
-        vocab_size: data.vocabSize,
-        max_position_embeddings: Math.max(mc.bert_config.max_position_embeddings ?? 0, data.train.captions.seqLength),
+      albefConfig: { ...mc.albefConfig, ...(variant.queueSize !== undefined ? { queueSize: variant.queueSize } : {}) },
+      bertConfig: {
+        ...mc.bertConfig,
+        vocabSize: data.vocabSize,
+        maxPositionEmbeddings: Math.max(mc.bertConfig.maxPositionEmbeddings ?? 0, data.train.captions.seqLength),
       },
-      vision_config: { ...mc.vision_config, img_size: data.train.images.size },
+      visionConfig: { ...mc.visionConfig, imgSize: data.train.images.size },
       tokens: data.tokens,
     });
-    modelConfig.albef_config.image_res = data.train.images.size;
+    modelConfig.albefConfig.imageRes = data.train.images.size;
     const root = new Rng(seed);
     const model = new Albef(modelConfig, root.fork('init'), {
       objectives: variant.objectives,
@@ -68,7 +68,7 @@ export const albefAdapter: AblationModelAdapter = {
       optimizer: { lr: t.lr, weightDecay: t.weightDecay },
       schedule: { kind: 'cosine', lr: t.lr, minLr: t.minLr, totalSteps: t.steps, warmupSteps: t.warmupSteps, warmupInitLr: t.minLr },
       maxGradNorm: t.maxGradNorm,
-      alpha: variant.distill ? modelConfig.albef_config.alpha : 0,
+      alpha: variant.distill ? modelConfig.albefConfig.alpha : 0,
       seed: root.fork('trainer').seed(),
       onProgress: ({ record }) => {
         curve.push({ step: record.step, loss: record.loss, losses: record.losses });

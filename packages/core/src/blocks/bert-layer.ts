@@ -15,19 +15,19 @@ import { activate, type Activation, Dropout, LayerNorm, Linear } from '../nn/lay
 import { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
 
-/** The keys of a BERT / BLIP text `config.json` that a layer reads. */
+/** The fields of a BERT / BLIP text config a layer reads (camelCase of the `config.json` keys: `hiddenSize` ↔ `hidden_size`). */
 export interface BertLayerConfig {
-  hidden_size: number;
-  num_attention_heads: number;
-  intermediate_size: number;
+  hiddenSize: number;
+  numAttentionHeads: number;
+  intermediateSize: number;
   /** Default 'gelu' (exact erf form, as BERT and BLIP). */
-  hidden_act?: Activation;
+  hiddenAct?: Activation;
   /** Default 1e-12 (BERT). */
-  layer_norm_eps?: number;
-  hidden_dropout_prob?: number;
-  attention_probs_dropout_prob?: number;
+  layerNormEps?: number;
+  hiddenDropoutProb?: number;
+  attentionProbsDropoutProb?: number;
   /** Width of the image features cross-attention reads (BLIP `encoder_hidden_size`, ALBEF `encoder_width`). */
-  encoder_hidden_size?: number;
+  encoderHiddenSize?: number;
 }
 
 /** dense → dropout → LayerNorm(h + input): HF `BertSelfOutput` and `BertOutput`. */
@@ -63,17 +63,17 @@ export class BertAttention extends Module {
 
   constructor(config: BertLayerConfig, rng: Rng, options: { kvSize?: number } = {}) {
     super();
-    const d = config.hidden_size;
+    const d = config.hiddenSize;
     this.self = this.registerModule(
       'self',
       new MultiHeadAttention(
         {
           hiddenSize: d,
-          numHeads: config.num_attention_heads,
+          numHeads: config.numAttentionHeads,
           kvSize: options.kvSize ?? d,
           layout: 'separate',
           outProjection: false,
-          attentionDropout: config.attention_probs_dropout_prob ?? 0,
+          attentionDropout: config.attentionProbsDropoutProb ?? 0,
           names: BERT_ATTENTION_NAMES,
         },
         rng,
@@ -81,7 +81,7 @@ export class BertAttention extends Module {
     );
     this.output = this.registerModule(
       'output',
-      new BertResidualOutput(d, d, config.layer_norm_eps ?? 1e-12, config.hidden_dropout_prob ?? 0, rng),
+      new BertResidualOutput(d, d, config.layerNormEps ?? 1e-12, config.hiddenDropoutProb ?? 0, rng),
     );
   }
 
@@ -122,7 +122,7 @@ export class BertIntermediate extends Module {
 export interface BertLayerForward {
   /** Additive self-attention mask [B|1, 1, Tq|1, Tk] (padding and, for decoders, causal). */
   attentionMask?: tf.Tensor | null;
-  /** Image features [B, S, encoder_hidden_size]; cross-attention runs only when given. */
+  /** Image features [B, S, encoderHiddenSize]; cross-attention runs only when given. */
   encoderHiddenStates?: tf.Tensor | null;
   /** Additive cross-attention mask [B|1, 1, 1, S]. */
   encoderAttentionMask?: tf.Tensor | null;
@@ -145,18 +145,18 @@ export class BertLayer extends Module {
 
   constructor(config: BertLayerConfig, rng: Rng, options: { crossAttention?: boolean } = {}) {
     super();
-    const d = config.hidden_size;
+    const d = config.hiddenSize;
     this.attention = this.registerModule('attention', new BertAttention(config, rng));
     this.crossattention = options.crossAttention
-      ? this.registerModule('crossattention', new BertAttention(config, rng, { kvSize: config.encoder_hidden_size ?? d }))
+      ? this.registerModule('crossattention', new BertAttention(config, rng, { kvSize: config.encoderHiddenSize ?? d }))
       : null;
     this.intermediate = this.registerModule(
       'intermediate',
-      new BertIntermediate(d, config.intermediate_size, config.hidden_act ?? 'gelu', rng),
+      new BertIntermediate(d, config.intermediateSize, config.hiddenAct ?? 'gelu', rng),
     );
     this.output = this.registerModule(
       'output',
-      new BertResidualOutput(config.intermediate_size, d, config.layer_norm_eps ?? 1e-12, config.hidden_dropout_prob ?? 0, rng),
+      new BertResidualOutput(config.intermediateSize, d, config.layerNormEps ?? 1e-12, config.hiddenDropoutProb ?? 0, rng),
     );
   }
 

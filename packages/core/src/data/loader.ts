@@ -168,8 +168,8 @@ function collate(examples: ImageTextExample[], options: BatchingOptions): ImageT
     pixels.set(ex.pixels, i * plane);
   });
   const pixelValues = tf.tensor4d(pixels, [examples.length, 3, first.height, first.width], 'float32');
-  const inputIds = tf.tensor2d(enc.inputIds, [texts.length, enc.seqLen], 'int32');
-  const attentionMask = tf.tensor2d(enc.attentionMask, [texts.length, enc.seqLen], 'int32');
+  const inputIds = tf.tensor2d(enc.inputIds, [texts.length, enc.seqLength], 'int32');
+  const attentionMask = tf.tensor2d(enc.attentionMask, [texts.length, enc.seqLength], 'int32');
   return {
     keys: examples.map((e) => e.key),
     pixelValues,

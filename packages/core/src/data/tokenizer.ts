@@ -52,7 +52,7 @@ export interface EncodedBatch {
   /** [batch, seqLen], 1 for real tokens, 0 for padding. */
   attentionMask: Int32Array;
   batchSize: number;
-  seqLen: number;
+  seqLength: number;
   /** Unpadded length of each row. */
   lengths: number[];
 }
@@ -313,7 +313,7 @@ export class BertTokenizer {
       inputIds.set(r.ids, b * seqLen);
       attentionMask.fill(1, b * seqLen, b * seqLen + r.ids.length);
     });
-    return { inputIds, attentionMask, batchSize: texts.length, seqLen, lengths };
+    return { inputIds, attentionMask, batchSize: texts.length, seqLength: seqLen, lengths };
   }
 
   /** Ids → text, WordPiece pieces joined and BERT's tokenisation spaces cleaned up. */

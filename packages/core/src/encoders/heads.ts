@@ -89,17 +89,17 @@ export class BertLMPredictionHead extends Module {
   readonly bias: tf.Variable;
 
   constructor(
-    config: { hidden_size: number; vocab_size: number; hidden_act?: Activation; layer_norm_eps?: number },
+    config: { hiddenSize: number; vocabSize: number; hiddenAct?: Activation; layerNormEps?: number },
     rng: Rng,
   ) {
     super();
-    const d = config.hidden_size;
+    const d = config.hiddenSize;
     this.transform = this.registerModule(
       'transform',
-      new BertPredictionHeadTransform(d, config.hidden_act ?? 'gelu', config.layer_norm_eps ?? 1e-12, rng),
+      new BertPredictionHeadTransform(d, config.hiddenAct ?? 'gelu', config.layerNormEps ?? 1e-12, rng),
     );
-    this.decoder = this.registerModule('decoder', new Linear(d, config.vocab_size, rng, { bias: false }));
-    this.bias = this.registerParameter('bias', tf.zeros([config.vocab_size]));
+    this.decoder = this.registerModule('decoder', new Linear(d, config.vocabSize, rng, { bias: false }));
+    this.bias = this.registerParameter('bias', tf.zeros([config.vocabSize]));
   }
 
   /** [B, T, D] → logits [B, T, V] */

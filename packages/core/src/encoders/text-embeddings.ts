@@ -10,16 +10,16 @@ import { Dropout, Embedding, LayerNorm } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
 
-/** The keys of a BERT / BLIP text `config.json` the embeddings read. */
+/** The fields of a BERT / BLIP text config the embeddings read (camelCase of the `config.json` keys). */
 export interface TextEmbeddingsConfig {
-  vocab_size: number;
-  hidden_size: number;
-  max_position_embeddings: number;
+  vocabSize: number;
+  hiddenSize: number;
+  maxPositionEmbeddings: number;
   /** BERT/ALBEF 2; BLIP has no token types (0 or absent). */
-  type_vocab_size?: number;
+  typeVocabSize?: number;
   /** Default 1e-12 (BERT). */
-  layer_norm_eps?: number;
-  hidden_dropout_prob?: number;
+  layerNormEps?: number;
+  hiddenDropoutProb?: number;
 }
 
 export interface TextEmbeddingsInputs {
@@ -44,14 +44,14 @@ export class BertEmbeddings extends Module {
 
   constructor(config: TextEmbeddingsConfig, rng: Rng) {
     super();
-    const d = config.hidden_size;
-    this.maxPositions = config.max_position_embeddings;
-    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocab_size, d, rng));
+    const d = config.hiddenSize;
+    this.maxPositions = config.maxPositionEmbeddings;
+    this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocabSize, d, rng));
     this.position_embeddings = this.registerModule('position_embeddings', new Embedding(this.maxPositions, d, rng));
-    const types = config.type_vocab_size ?? 0;
+    const types = config.typeVocabSize ?? 0;
     this.token_type_embeddings = types > 0 ? this.registerModule('token_type_embeddings', new Embedding(types, d, rng)) : null;
-    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(d, config.layer_norm_eps ?? 1e-12));
-    this.dropout = this.registerModule('dropout', new Dropout(config.hidden_dropout_prob ?? 0));
+    this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(d, config.layerNormEps ?? 1e-12));
+    this.dropout = this.registerModule('dropout', new Dropout(config.hiddenDropoutProb ?? 0));
     this.registerBuffer('position_ids', tf.tidy(() => tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions])), {
       storedDtype: 'I64',
     });
@@ -64,7 +64,7 @@ export class BertEmbeddings extends Module {
     const [b, t] = source.shape as [number, number];
     const past = inputs.pastLength ?? 0;
     if (past + t > this.maxPositions) {
-      throw new VlError('SHAPE_MISMATCH', `positions ${past}…${past + t - 1} exceed max_position_embeddings ${this.maxPositions}`, {
+      throw new VlError('SHAPE_MISMATCH', `positions ${past}…${past + t - 1} exceed maxPositionEmbeddings ${this.maxPositions}`, {
         subject: 'BertEmbeddings.forward',
         hint: 'truncate the text or lower the generation max length',
       });

@@ -19,7 +19,7 @@ import { BertPooler } from './heads.js';
 import { BertEmbeddings, type TextEmbeddingsConfig } from './text-embeddings.js';
 
 export interface TextTransformerConfig extends BertLayerConfig, TextEmbeddingsConfig {
-  num_hidden_layers: number;
+  numHiddenLayers: number;
 }
 
 export interface TextTransformerOptions {
@@ -47,7 +47,7 @@ export interface TextTransformerInputs {
   tokenTypeIds?: tf.Tensor;
   /** [B, past + T] of 1 (token) / 0 (padding); absent means no padding. */
   attentionMask?: tf.Tensor | null;
-  /** [B, S, encoder_hidden_size] image features for cross-attention. */
+  /** [B, S, encoderHiddenSize] image features for cross-attention. */
   encoderHiddenStates?: tf.Tensor | null;
   /** [B, S] of 1/0 over image tokens; absent means all valid. */
   encoderAttentionMask?: tf.Tensor | null;
@@ -62,15 +62,15 @@ export interface TextTransformerInputs {
 
 export type TextTransformerOutput = {
   /** [B, T, D] */
-  last_hidden_state: tf.Tensor;
+  lastHiddenState: tf.Tensor;
   /** [B, D], with a pooler. */
-  pooler_output?: tf.Tensor;
+  poolerOutput?: tf.Tensor;
   /** Per layer run: [B, H, T, past + T]. */
   attentions?: tf.Tensor[];
   /** Per layer with cross-attention: [B, H, T, S]. */
-  cross_attentions?: tf.Tensor[];
+  crossAttentions?: tf.Tensor[];
   /** Input of the first layer run, then each layer's output. */
-  hidden_states?: tf.Tensor[];
+  hiddenStates?: tf.Tensor[];
 };
 
 export class TextTransformer extends Module {
@@ -86,7 +86,7 @@ export class TextTransformer extends Module {
   constructor(config: TextTransformerConfig, rng: Rng, options: TextTransformerOptions = {}) {
     super();
     this.config = config;
-    const n = config.num_hidden_layers;
+    const n = config.numHiddenLayers;
     this.causal = options.causal ?? false;
     this.crossAttentionFrom = Math.min(options.crossAttentionFrom ?? n, n);
     this.selfMaskValue = options.selfMaskValue ?? BERT_MASK_VALUE;
@@ -96,7 +96,7 @@ export class TextTransformer extends Module {
     this.layer = encoder.setLayers(
       Array.from({ length: n }, (_, i) => new BertLayer(config, rng, { crossAttention: i >= this.crossAttentionFrom })),
     );
-    this.pooler = options.pooler ? this.registerModule('pooler', new BertPooler(config.hidden_size, rng)) : null;
+    this.pooler = options.pooler ? this.registerModule('pooler', new BertPooler(config.hiddenSize, rng)) : null;
   }
 
   /** ALBEF's text encoder: the layers before the first cross-attention layer. */
@@ -170,13 +170,13 @@ export class TextTransformer extends Module {
         if (out.attentions) attentions.push(out.attentions);
         if (out.crossAttentions) crossAttentions.push(out.crossAttentions);
       }
-      const result: TextTransformerOutput = { last_hidden_state: h };
-      if (this.pooler) result.pooler_output = this.pooler.forward(h);
+      const result: TextTransformerOutput = { lastHiddenState: h };
+      if (this.pooler) result.poolerOutput = this.pooler.forward(h);
       if (inputs.outputAttentions) {
         result.attentions = attentions;
-        result.cross_attentions = crossAttentions;
+        result.crossAttentions = crossAttentions;
       }
-      if (inputs.outputHiddenStates) result.hidden_states = hidden;
+      if (inputs.outputHiddenStates) result.hiddenStates = hidden;
       return result;
     });
   }

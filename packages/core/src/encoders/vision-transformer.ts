@@ -124,10 +124,10 @@ export interface VisionTransformerConfig {
   /** Default true. */
   postNorm?: boolean;
   /**
-   * How `pooler_output` is made from the final CLS row: 'cls' takes it as is (timm), 'cls_norm'
+   * How `poolerOutput` is made from the final CLS row: 'cls' takes it as is (timm), 'clsNorm'
    * applies the post norm once more (HF BLIP applies `post_layernorm` twice). Default 'cls'.
    */
-  pooler?: 'cls' | 'cls_norm';
+  pooler?: 'cls' | 'clsNorm';
   names?: Partial<VisionTransformerNames>;
 }
 
@@ -139,13 +139,13 @@ export interface VisionForwardOptions {
 
 export type VisionTransformerOutput = {
   /** [B, 1 + N, D] after the post norm. */
-  last_hidden_state: tf.Tensor;
+  lastHiddenState: tf.Tensor;
   /** [B, D] */
-  pooler_output: tf.Tensor;
+  poolerOutput: tf.Tensor;
   /** Per layer [B, H, 1 + N, 1 + N]. */
   attentions?: tf.Tensor[];
   /** Embeddings, then each layer's output (before the post norm). */
-  hidden_states?: tf.Tensor[];
+  hiddenStates?: tf.Tensor[];
 };
 
 export class VisionTransformer extends PathModule {
@@ -228,10 +228,10 @@ export class VisionTransformer extends PathModule {
       const last = this.postNorm ? this.postNorm.forward(h) : h;
       const [b, , d] = last.shape as [number, number, number];
       let pooled = tf.reshape(tf.slice(last, [0, 0, 0], [b, 1, d]), [b, d]); // [B, D]
-      if (this.config.pooler === 'cls_norm' && this.postNorm) pooled = this.postNorm.forward(pooled);
-      const result: VisionTransformerOutput = { last_hidden_state: last, pooler_output: pooled };
+      if (this.config.pooler === 'clsNorm' && this.postNorm) pooled = this.postNorm.forward(pooled);
+      const result: VisionTransformerOutput = { lastHiddenState: last, poolerOutput: pooled };
       if (options.outputAttentions) result.attentions = attentions;
-      if (options.outputHiddenStates) result.hidden_states = hidden;
+      if (options.outputHiddenStates) result.hiddenStates = hidden;
       return result;
     });
   }

@@ -41,7 +41,7 @@ function params(m: Module): Record<string, tf.Variable> {
   return Object.fromEntries(m.namedParameters());
 }
 
-const bertConfig = { hidden_size: D, num_attention_heads: 2, intermediate_size: 16, encoder_hidden_size: 6 };
+const bertConfig = { hiddenSize: D, numAttentionHeads: 2, intermediateSize: 16, encoderHiddenSize: 6 };
 
 describe('BertLayer (post-LN)', () => {
   it('has the HF names, crossattention only when asked', () => {

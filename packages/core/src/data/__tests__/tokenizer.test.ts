@@ -129,12 +129,12 @@ describe('BertTokenizer on bert-base-uncased', () => {
     expect(tok.encode('a dog', { addSpecialTokens: false }).ids).toEqual([1037, 3899]);
 
     const b = tok.encodeBatch(['a dog', 'two red circles', ''], { maxLength: 8 });
-    expect(b.seqLen).toBe(5); // longest: [CLS] two red circles [SEP]
+    expect(b.seqLength).toBe(5); // longest: [CLS] two red circles [SEP]
     expect(b.lengths).toEqual([4, 5, 2]);
     expect(Array.from(b.inputIds)).toEqual([101, 1037, 3899, 102, 0, 101, 2048, 2417, 7925, 102, 101, 102, 0, 0, 0]);
     expect(Array.from(b.attentionMask)).toEqual([1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]);
     const fixed = tok.encodeBatch(['a dog'], { maxLength: 8, padding: 'max_length' });
-    expect(fixed.seqLen).toBe(8);
+    expect(fixed.seqLength).toBe(8);
     expect(tok.decode([101, 0, 0])).toBe('');
     expect(tok.decode([101, 1037, 3899, 102], { skipSpecialTokens: false })).toBe('[CLS] a dog [SEP]');
   });

@@ -9,6 +9,7 @@ import { Container } from '../../blocks/path-module.js';
 import { Linear } from '../../nn/layers.js';
 import { Module, type StateValue } from '../../nn/module.js';
 import { Rng } from '../../runtime/rng.js';
+import { camelizeKeys } from '../../io/config-case.js';
 
 export const FIXTURES = new URL('../../../../../fixtures/blip-hf/', import.meta.url);
 
@@ -52,34 +53,34 @@ export function jsonTensor(t: unknown): tf.Tensor {
 }
 
 interface BlipConfigJson {
-  vision_config: {
-    hidden_size: number;
-    image_size: number;
-    patch_size: number;
-    num_hidden_layers: number;
-    num_attention_heads: number;
-    intermediate_size: number;
-    layer_norm_eps: number;
+  visionConfig: {
+    hiddenSize: number;
+    imageSize: number;
+    patchSize: number;
+    numHiddenLayers: number;
+    numAttentionHeads: number;
+    intermediateSize: number;
+    layerNormEps: number;
   };
-  text_config: TextTransformerConfig;
-  image_text_hidden_size: number;
+  textConfig: TextTransformerConfig;
+  imageTextHiddenSize: number;
 }
 
 export function blipConfig(dir: string): BlipConfigJson {
-  return readJson(new URL(`${dir}/config.json`, FIXTURES)) as unknown as BlipConfigJson;
+  return camelizeKeys<BlipConfigJson>(readJson(new URL(`${dir}/config.json`, FIXTURES)));
 }
 
-export function blipVision(cfg: BlipConfigJson['vision_config'], rng: Rng): VisionTransformer {
+export function blipVision(cfg: BlipConfigJson['visionConfig'], rng: Rng): VisionTransformer {
   return new VisionTransformer(
     {
-      imageSize: cfg.image_size,
-      patchSize: cfg.patch_size,
-      hiddenSize: cfg.hidden_size,
-      numLayers: cfg.num_hidden_layers,
-      numHeads: cfg.num_attention_heads,
-      intermediateSize: cfg.intermediate_size,
-      layerNormEps: cfg.layer_norm_eps,
-      pooler: 'cls_norm',
+      imageSize: cfg.imageSize,
+      patchSize: cfg.patchSize,
+      hiddenSize: cfg.hiddenSize,
+      numLayers: cfg.numHiddenLayers,
+      numHeads: cfg.numAttentionHeads,
+      intermediateSize: cfg.intermediateSize,
+      layerNormEps: cfg.layerNormEps,
+      pooler: 'clsNorm',
       names: BLIP_VISION_NAMES,
     },
     rng,
@@ -94,11 +95,11 @@ export class TinyBlipCaptioner extends Module {
 
   constructor(config: BlipConfigJson, rng = new Rng(0)) {
     super();
-    this.vision = this.registerModule('vision_model', blipVision(config.vision_config, rng));
+    this.vision = this.registerModule('vision_model', blipVision(config.visionConfig, rng));
     const decoder = this.registerModule('text_decoder', new Container());
-    this.bert = decoder.registerModule('bert', new TextTransformer(config.text_config, rng, { causal: true, crossAttentionFrom: 0 }));
+    this.bert = decoder.registerModule('bert', new TextTransformer(config.textConfig, rng, { causal: true, crossAttentionFrom: 0 }));
     const cls = decoder.registerModule('cls', new Container());
-    this.lmHead = cls.registerModule('predictions', new BertLMPredictionHead(config.text_config, rng));
+    this.lmHead = cls.registerModule('predictions', new BertLMPredictionHead(config.textConfig, rng));
   }
 }
 
@@ -112,12 +113,12 @@ export class TinyBlipRetrieval extends Module {
 
   constructor(config: BlipConfigJson, rng = new Rng(0)) {
     super();
-    const d = config.text_config.hidden_size;
-    const e = config.image_text_hidden_size;
-    this.vision = this.registerModule('vision_model', blipVision(config.vision_config, rng));
+    const d = config.textConfig.hiddenSize;
+    const e = config.imageTextHiddenSize;
+    this.vision = this.registerModule('vision_model', blipVision(config.visionConfig, rng));
     // Bidirectional, cross-attention in every layer, no pooler (add_pooling_layer=False).
-    this.text = this.registerModule('text_encoder', new TextTransformer(config.text_config, rng, { crossAttentionFrom: 0 }));
-    this.visionProj = this.registerModule('vision_proj', new ProjectionHead(config.vision_config.hidden_size, e, rng, { normalize: true }));
+    this.text = this.registerModule('text_encoder', new TextTransformer(config.textConfig, rng, { crossAttentionFrom: 0 }));
+    this.visionProj = this.registerModule('vision_proj', new ProjectionHead(config.visionConfig.hiddenSize, e, rng, { normalize: true }));
     this.textProj = this.registerModule('text_proj', new ProjectionHead(d, e, rng, { normalize: true }));
     this.itmHead = this.registerModule('itm_head', new Linear(d, 2, rng));
   }

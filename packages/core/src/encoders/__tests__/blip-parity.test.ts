@@ -34,7 +34,7 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     model.dispose();
   });
 
-  it('reproduces image_embeds, the pooler output and teacher-forced decoder logits', () => {
+  it('reproduces imageEmbeds, the pooler output and teacher-forced decoder logits', () => {
     const model = new TinyBlipCaptioner(blipConfig(dir));
     model.loadStateDict(file.tensors, { source: dir });
     model.eval();
@@ -42,12 +42,12 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const vision = model.vision.forward(pixels);
-    expect(maxAbsDiff(vision.last_hidden_state, jsonTensor(expected.image_embeds))).toBeLessThan(TOL);
-    expect(maxAbsDiff(vision.pooler_output, jsonTensor(expected.vision_pooler_output))).toBeLessThan(TOL);
-    const text = model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: vision.last_hidden_state });
-    const logits = model.lmHead.forward(text.last_hidden_state);
+    expect(maxAbsDiff(vision.lastHiddenState, jsonTensor(expected.imageEmbeds))).toBeLessThan(TOL);
+    expect(maxAbsDiff(vision.poolerOutput, jsonTensor(expected.vision_pooler_output))).toBeLessThan(TOL);
+    const text = model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: vision.lastHiddenState });
+    const logits = model.lmHead.forward(text.lastHiddenState);
     // Padded positions included, as the fixture says.
-    expect(maxAbsDiff(logits, jsonTensor(expected.decoder_logits))).toBeLessThan(TOL);
+    expect(maxAbsDiff(logits, jsonTensor(expected.decoderLogits))).toBeLessThan(TOL);
     model.dispose();
   });
 
@@ -55,13 +55,11 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const model = new TinyBlipCaptioner(blipConfig(dir));
     model.loadStateDict(file.tensors);
     model.eval();
-    const image = model.vision.forward(jsonTensor(inputs.pixel_values)).last_hidden_state;
+    const image = model.vision.forward(jsonTensor(inputs.pixel_values)).lastHiddenState;
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const [b, t] = ids.shape as [number, number];
-    const full = model.lmHead.forward(
-      model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).last_hidden_state,
-    );
+    const full = model.lmHead.forward(model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).lastHiddenState);
     const cache = new KVCache(model.bert.layer.length);
     const steps: tf.Tensor[] = [];
     // A 3-token prompt first, then one token at a time; image features only on the first call.
@@ -73,7 +71,7 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
         encoderHiddenStates: start === 0 ? image : null,
         cache,
       });
-      steps.push(model.lmHead.forward(out.last_hidden_state));
+      steps.push(model.lmHead.forward(out.lastHiddenState));
       expect(cache.length).toBe(start + len);
     }
     expect(maxAbsDiff(tf.concat(steps, 1), full)).toBeLessThan(1e-5);
@@ -83,12 +81,12 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const next = tf.tensor2d([[5], [5]], [2, 1], 'int32');
     // The mask keeps row 1's padding (positions 5, 6), which the cached keys were computed under.
     const row1Mask = tf.concat([tf.slice(mask, [1, 0], [1, 7]), tf.ones([1, 1])], 1); // [1, 8]
-    const both = model.bert.forward({ inputIds: next, attentionMask: tf.tile(row1Mask, [2, 1]), cache }).last_hidden_state;
+    const both = model.bert.forward({ inputIds: next, attentionMask: tf.tile(row1Mask, [2, 1]), cache }).lastHiddenState;
     const ref = model.bert.forward({
       inputIds: tf.concat([tf.slice(ids, [1, 0], [1, 7]), tf.tensor2d([[5]], [1, 1], 'int32')], 1),
       attentionMask: row1Mask,
       encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 17, 32]),
-    }).last_hidden_state;
+    }).lastHiddenState;
     const last = tf.slice(ref, [0, 7, 0], [1, 1, 32]);
     expect(maxAbsDiff(tf.slice(both, [0, 0, 0], [1, 1, 32]), last)).toBeLessThan(1e-5);
     expect(maxAbsDiff(tf.slice(both, [1, 0, 0], [1, 1, 32]), last)).toBeLessThan(1e-5);
@@ -113,14 +111,14 @@ describe('BLIP retrieval checkpoint (HF transformers 4.30.2)', () => {
     model.eval();
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
-    const image = model.vision.forward(jsonTensor(inputs.pixel_values)).last_hidden_state;
-    expect(maxAbsDiff(image, jsonTensor(expected.image_embeds))).toBeLessThan(TOL);
-    const itm = model.text.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).last_hidden_state;
+    const image = model.vision.forward(jsonTensor(inputs.pixel_values)).lastHiddenState;
+    expect(maxAbsDiff(image, jsonTensor(expected.imageEmbeds))).toBeLessThan(TOL);
+    const itm = model.text.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).lastHiddenState;
     expect(maxAbsDiff(itm, jsonTensor(expected.itm_question_embeds))).toBeLessThan(TOL);
     const cls = (h: tf.Tensor) => tf.reshape(tf.slice(h, [0, 0, 0], [2, 1, 32]), [2, 32]);
     expect(maxAbsDiff(model.itmHead.forward(cls(itm)), jsonTensor(expected.itm_logits))).toBeLessThan(TOL);
     // Text-only: the same stack without image features skips cross-attention.
-    const itc = model.text.forward({ inputIds: ids, attentionMask: mask }).last_hidden_state;
+    const itc = model.text.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState;
     expect(maxAbsDiff(itc, jsonTensor(expected.itc_question_embeds))).toBeLessThan(TOL);
     const imageFeat = model.visionProj.forward(cls(image));
     const textFeat = model.textProj.forward(cls(itc));

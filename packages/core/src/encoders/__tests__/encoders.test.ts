@@ -19,13 +19,13 @@ beforeAll(async () => {
 
 const vitConfig = { imageSize: 16, patchSize: 4, hiddenSize: 8, numLayers: 2, numHeads: 2, intermediateSize: 16 };
 const textConfig = {
-  vocab_size: 30,
-  hidden_size: 8,
-  max_position_embeddings: 16,
-  num_hidden_layers: 3,
-  num_attention_heads: 2,
-  intermediate_size: 16,
-  encoder_hidden_size: 8,
+  vocabSize: 30,
+  hiddenSize: 8,
+  maxPositionEmbeddings: 16,
+  numHiddenLayers: 3,
+  numAttentionHeads: 2,
+  intermediateSize: 16,
+  encoderHiddenSize: 8,
 };
 
 function randomize(m: { namedParameters(): [string, tf.Variable][] }, seed: number) {
@@ -78,7 +78,7 @@ describe('position embedding interpolation', () => {
     expect(out.shape).toEqual([1, 1 + 15, 3]);
     expect(maxAbsDiff(tf.slice(out, [0, 0, 0], [1, 1, 3]), tf.slice(pos, [0, 0, 0], [1, 1, 3]))).toBe(0);
     const vit = new VisionTransformer(vitConfig, new Rng(0));
-    expect(vit.forward(randomTensor([1, 3, 24, 20], new Rng(4))).last_hidden_state.shape).toEqual([1, 1 + 30, 8]);
+    expect(vit.forward(randomTensor([1, 3, 24, 20], new Rng(4))).lastHiddenState.shape).toEqual([1, 1 + 30, 8]);
   });
 });
 
@@ -97,9 +97,9 @@ describe('VisionTransformer', () => {
     vit.eval();
     const pixels = randomTensor([2, 3, 16, 16], new Rng(1));
     const out = vit.forward(pixels, { outputAttentions: true, outputHiddenStates: true });
-    expect(out.pooler_output.shape).toEqual([2, 8]);
+    expect(out.poolerOutput.shape).toEqual([2, 8]);
     expect(out.attentions?.length).toBe(2);
-    expect(out.hidden_states?.length).toBe(3);
+    expect(out.hiddenStates?.length).toBe(3);
     expectNoLeak(() => vit.forward(pixels));
     vit.train();
     expectNoLeak(() => vit.forward(pixels, { rng: new Rng(5) }));
@@ -108,7 +108,7 @@ describe('VisionTransformer', () => {
 
 describe('TextTransformer', () => {
   it('embeddings: position ids are an I64 buffer and new tokens are placed after the cache', () => {
-    const emb = new BertEmbeddings({ ...textConfig, type_vocab_size: 2 }, new Rng(0));
+    const emb = new BertEmbeddings({ ...textConfig, typeVocabSize: 2 }, new Rng(0));
     expect([...emb.stateDict().keys()].sort()).toEqual(
       ['LayerNorm.bias', 'LayerNorm.weight', 'position_embeddings.weight', 'position_ids', 'token_type_embeddings.weight', 'word_embeddings.weight'],
     );
@@ -117,7 +117,7 @@ describe('TextTransformer', () => {
     const all = emb.forward({ inputIds: ids });
     const last = emb.forward({ inputIds: tf.tensor2d([[5]], [1, 1], 'int32'), pastLength: 2 });
     expect(maxAbsDiff(last, tf.slice(all, [0, 2, 0], [1, 1, 8]))).toBe(0);
-    expect(() => emb.forward({ inputIds: ids, pastLength: 14 })).toThrow(/max_position_embeddings/);
+    expect(() => emb.forward({ inputIds: ids, pastLength: 14 })).toThrow(/maxPositionEmbeddings/);
   });
 
   it('bidirectional encoder: padding does not change real tokens', () => {
@@ -128,21 +128,21 @@ describe('TextTransformer', () => {
     const image = randomTensor([2, 4, 8], new Rng(2));
     const padded = enc.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
     const alone = enc.forward({ inputIds: tf.slice(ids, [1, 0], [1, 3]), encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 4, 8]) });
-    expect(maxAbsDiff(tf.slice(padded.last_hidden_state, [1, 0, 0], [1, 3, 8]), alone.last_hidden_state)).toBeLessThan(1e-5);
-    expect(padded.pooler_output?.shape).toEqual([2, 8]);
+    expect(maxAbsDiff(tf.slice(padded.lastHiddenState, [1, 0, 0], [1, 3, 8]), alone.lastHiddenState)).toBeLessThan(1e-5);
+    expect(padded.poolerOutput?.shape).toEqual([2, 8]);
     // Image padding too: masked image tokens do not matter.
     const imageMask = tf.tensor2d([[1, 1, 1, 1], [1, 1, 0, 0]]);
     const withImagePad = enc.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image, encoderAttentionMask: imageMask });
     const imageAlone = enc.forward({ inputIds: tf.slice(ids, [1, 0], [1, 3]), encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 2, 8]) });
-    expect(maxAbsDiff(tf.slice(withImagePad.last_hidden_state, [1, 0, 0], [1, 3, 8]), imageAlone.last_hidden_state)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(tf.slice(withImagePad.lastHiddenState, [1, 0, 0], [1, 3, 8]), imageAlone.lastHiddenState)).toBeLessThan(1e-5);
   });
 
   it('causal decoder never leaks the future: perturbing a later token leaves earlier outputs unchanged', () => {
     const dec = new TextTransformer(textConfig, new Rng(0), { causal: true, crossAttentionFrom: 0 });
     randomize(dec, 3);
     const image = randomTensor([1, 4, 8], new Rng(4));
-    const a = dec.forward({ inputIds: tf.tensor2d([[5, 6, 7, 8, 9]], [1, 5], 'int32'), encoderHiddenStates: image }).last_hidden_state;
-    const b = dec.forward({ inputIds: tf.tensor2d([[5, 6, 7, 20, 21]], [1, 5], 'int32'), encoderHiddenStates: image }).last_hidden_state;
+    const a = dec.forward({ inputIds: tf.tensor2d([[5, 6, 7, 8, 9]], [1, 5], 'int32'), encoderHiddenStates: image }).lastHiddenState;
+    const b = dec.forward({ inputIds: tf.tensor2d([[5, 6, 7, 20, 21]], [1, 5], 'int32'), encoderHiddenStates: image }).lastHiddenState;
     expect(maxAbsDiff(tf.slice(a, [0, 0, 0], [1, 3, 8]), tf.slice(b, [0, 0, 0], [1, 3, 8]))).toBe(0);
     expect(maxAbsDiff(tf.slice(a, [0, 3, 0], [1, 2, 8]), tf.slice(b, [0, 3, 0], [1, 2, 8]))).toBeGreaterThan(1e-3);
   });
@@ -158,14 +158,9 @@ describe('TextTransformer', () => {
     const mask = tf.tensor2d([[1, 1, 1, 0]]);
     const image = randomTensor([1, 3, 8], new Rng(6));
     const text = albef.forward({ inputIds: ids, attentionMask: mask, layers: albef.textLayers() });
-    const fused = albef.forward({
-      hiddenStates: text.last_hidden_state,
-      attentionMask: mask,
-      encoderHiddenStates: image,
-      layers: albef.fusionLayers(),
-    });
+    const fused = albef.forward({ hiddenStates: text.lastHiddenState, attentionMask: mask, encoderHiddenStates: image, layers: albef.fusionLayers() });
     const whole = albef.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
-    expect(maxAbsDiff(fused.last_hidden_state, whole.last_hidden_state)).toBe(0);
+    expect(maxAbsDiff(fused.lastHiddenState, whole.lastHiddenState)).toBe(0);
   });
 
   it('decoding step with a cache does not leak; the cache owns what it keeps until disposed', () => {
@@ -194,7 +189,7 @@ describe('backward passes', () => {
     randomize(vit, 7);
     const pixels = randomTensor([1, 3, 12, 12], new Rng(1), 0.5); // 3×3 grid from a 4×4 native grid
     const p = probe([1, 10, 8], 2);
-    const f = () => p(vit.forward(pixels).last_hidden_state);
+    const f = () => p(vit.forward(pixels).lastHiddenState);
     const { grads } = tf.variableGrads(f, vit.trainableParameters());
     for (const [name, v] of vit.namedParameters()) {
       const g = grads[v.name] as tf.Tensor;
@@ -207,7 +202,7 @@ describe('backward passes', () => {
     const image = randomTensor([1, 4, 8], new Rng(3));
     const ids = tf.tensor2d([[1, 2, 3]], [1, 3], 'int32');
     const g2 = tf.variableGrads(
-      () => tf.sum(tf.square(dec.forward({ inputIds: ids, encoderHiddenStates: image }).last_hidden_state)) as tf.Scalar,
+      () => tf.sum(tf.square(dec.forward({ inputIds: ids, encoderHiddenStates: image }).lastHiddenState)) as tf.Scalar,
       dec.trainableParameters(),
     ).grads;
     expect(Object.keys(g2).length).toBe(dec.trainableParameters().length);
@@ -223,7 +218,7 @@ describe('heads', () => {
     expect(Array.from(tf.norm(y, 'euclidean', -1).dataSync()).every((n) => Math.abs(n - 1) < 1e-5)).toBe(true);
     expect(Array.from(l2Normalize(tf.zeros([1, 3])).dataSync())).toEqual([0, 0, 0]);
     expect([...new BertPooler(8, new Rng(0)).stateDict().keys()]).toEqual(['dense.weight', 'dense.bias']);
-    const lm = new BertLMPredictionHead({ hidden_size: 8, vocab_size: 30 }, new Rng(0));
+    const lm = new BertLMPredictionHead({ hiddenSize: 8, vocabSize: 30 }, new Rng(0));
     expect([...lm.stateDict().keys()].sort()).toEqual(
       ['bias', 'decoder.weight', 'transform.LayerNorm.bias', 'transform.LayerNorm.weight', 'transform.dense.bias', 'transform.dense.weight'],
     );

@@ -10,7 +10,7 @@ describe('encoder lifecycle', () => {
   it('BertEmbeddings construction leaves no stray tensors behind after dispose', async () => {
     await initRuntime({ backend: 'cpu' });
     const before = tf.memory().numTensors;
-    const emb = new BertEmbeddings({ vocab_size: 20, hidden_size: 8, max_position_embeddings: 16 }, new Rng(0));
+    const emb = new BertEmbeddings({ vocabSize: 20, hiddenSize: 8, maxPositionEmbeddings: 16 }, new Rng(0));
     expect(emb.stateDict().get('position_ids')!.shape).toEqual([1, 16]);
     emb.dispose();
     expect(tf.memory().numTensors).toBe(before);

@@ -213,7 +213,7 @@ export class ToyAlbef extends Module {
       const pairTxt = tf.gather(txtH, tf.tensor1d(pairs.textIndex, 'int32'));
       const fused = tf.concat([pairImg, pairTxt, tf.mul(pairImg, pairTxt)], 1);
       const itm = itmLoss(this.itm_head.forward(this.dropout.forward(fused, ctx.rng.fork('dropout'))), pairs.labels);
-      metrics.itm_acc = itm.accuracy;
+      metrics.itmAcc = itm.accuracy;
 
       const masked = maskTokens(batch.tokens, { rng: ctx.rng.fork('mlm'), vocabSize: VOCAB, maskTokenId: MASK, specialTokenIds: [PAD, CLS, SEP, MASK], probability: 0.3 });
       const maskedIds = tf.tensor2d(masked.inputIds, [b, SEQ], 'int32');

@@ -59,7 +59,7 @@ describe('Trainer', () => {
       const b = mean(last.map((r) => r.losses[name]!));
       expect(b, `${name}: ${a} → ${b}`).toBeLessThan(0.6 * a);
     }
-    expect(mean(last.map((r) => r.metrics.itm_acc!))).toBeGreaterThan(0.8);
+    expect(mean(last.map((r) => r.metrics.itmAcc!))).toBeGreaterThan(0.8);
     // ALBEF's alpha ramp over the first epoch, and the temperature stays in its clamp range.
     expect(records[0]!.alpha).toBe(0);
     expect(records[STEPS_PER_EPOCH / 2]!.alpha).toBeCloseTo(0.2, 12);
