@@ -363,7 +363,7 @@ export class BlipForImageTextRetrieval extends Module {
       const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).lastHiddenState;
       const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
       const textFeat = l2Normalize(this.text_proj.forward(cls(q)));
-      return { itmScore: tf.matMul(imageFeat, textFeat, false, true), imageEmbeds: image, questionEmbeds: q, imageFeat: imageFeat, textFeat: textFeat };
+      return { itmScore: tf.matMul(imageFeat, textFeat, false, true), imageEmbeds: image, questionEmbeds: q, imageFeat, textFeat };
     });
   }
 

@@ -34,7 +34,7 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     model.dispose();
   });
 
-  it('reproduces imageEmbeds, the pooler output and teacher-forced decoder logits', () => {
+  it('reproduces image_embeds, the pooler output and teacher-forced decoder logits', () => {
     const model = new TinyBlipCaptioner(blipConfig(dir));
     model.loadStateDict(file.tensors, { source: dir });
     model.eval();
@@ -42,12 +42,12 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const vision = model.vision.forward(pixels);
-    expect(maxAbsDiff(vision.lastHiddenState, jsonTensor(expected.imageEmbeds))).toBeLessThan(TOL);
+    expect(maxAbsDiff(vision.lastHiddenState, jsonTensor(expected.image_embeds))).toBeLessThan(TOL);
     expect(maxAbsDiff(vision.poolerOutput, jsonTensor(expected.vision_pooler_output))).toBeLessThan(TOL);
     const text = model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: vision.lastHiddenState });
     const logits = model.lmHead.forward(text.lastHiddenState);
     // Padded positions included, as the fixture says.
-    expect(maxAbsDiff(logits, jsonTensor(expected.decoderLogits))).toBeLessThan(TOL);
+    expect(maxAbsDiff(logits, jsonTensor(expected.decoder_logits))).toBeLessThan(TOL);
     model.dispose();
   });
 
@@ -112,7 +112,7 @@ describe('BLIP retrieval checkpoint (HF transformers 4.30.2)', () => {
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const image = model.vision.forward(jsonTensor(inputs.pixel_values)).lastHiddenState;
-    expect(maxAbsDiff(image, jsonTensor(expected.imageEmbeds))).toBeLessThan(TOL);
+    expect(maxAbsDiff(image, jsonTensor(expected.image_embeds))).toBeLessThan(TOL);
     const itm = model.text.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).lastHiddenState;
     expect(maxAbsDiff(itm, jsonTensor(expected.itm_question_embeds))).toBeLessThan(TOL);
     const cls = (h: tf.Tensor) => tf.reshape(tf.slice(h, [0, 0, 0], [2, 1, 32]), [2, 32]);
