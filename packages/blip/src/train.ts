@@ -84,7 +84,7 @@ async function loadTokenizer(vocab: string): Promise<BertTokenizer> {
 
 /** The model config for a preset on this tokenizer's vocabulary. */
 export function pretrainConfig(preset: BlipPresetName, tok: BertTokenizer, imageSize?: number): BlipConfig {
-  return withTokenizerIds(blipPreset(preset, { vocabSize: tok.vocabSize, imageSize: imageSize }), tok);
+  return withTokenizerIds(blipPreset(preset, { vocabSize: tok.vocabSize, imageSize }), tok);
 }
 
 /** Counts the batches an epoch gives (records that load, dropLast). */
