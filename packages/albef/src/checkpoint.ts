@@ -68,7 +68,10 @@ export function fromOfficialStateDict(official: ReadonlyMap<string, Entry>, subj
     out.set(ourKey(key), value);
   }
   if (problems.length) {
-    throw new VlError('STATE_DICT_MISMATCH', problems.join('; '), { subject, hint: 'untie is not supported: the MLM decoder is the word embedding matrix' });
+    throw new VlError('STATE_DICT_MISMATCH', problems.join('; '), {
+      subject,
+      hint: 'untie is not supported: the MLM decoder is the word embedding matrix',
+    });
   }
   return out;
 }

@@ -143,7 +143,12 @@ export type AlbefPresetName = keyof typeof ALBEF_PRESETS;
 /** A deep copy of a preset with sections overridden field by field. */
 export function albefConfig(
   preset: AlbefPresetName | AlbefConfig = 'tiny',
-  overrides: { albefConfig?: Partial<AlbefSection>; bertConfig?: Partial<AlbefBertConfig>; visionConfig?: Partial<AlbefVisionConfig>; tokens?: Partial<AlbefTokens> } = {},
+  overrides: {
+    albefConfig?: Partial<AlbefSection>;
+    bertConfig?: Partial<AlbefBertConfig>;
+    visionConfig?: Partial<AlbefVisionConfig>;
+    tokens?: Partial<AlbefTokens>;
+  } = {},
 ): AlbefConfig {
   const base = typeof preset === 'string' ? ALBEF_PRESETS[preset] : preset;
   const config: AlbefConfig = {
@@ -234,8 +239,10 @@ export function validateAlbefConfig(raw: unknown, subject = 'AlbefConfig', keyNa
   };
   const problems: string[] = [];
   const { bertConfig: bc, visionConfig: vc, albefConfig: ac } = config;
-  if (bc.fusionLayer < 0 || bc.fusionLayer > bc.numHiddenLayers) problems.push(`fusionLayer ${bc.fusionLayer} outside [0, ${bc.numHiddenLayers}]`);
-  if (bc.hiddenSize % bc.numAttentionHeads !== 0) problems.push(`hiddenSize ${bc.hiddenSize} not divisible by ${bc.numAttentionHeads} heads`);
+  if (bc.fusionLayer < 0 || bc.fusionLayer > bc.numHiddenLayers)
+    problems.push(`fusionLayer ${bc.fusionLayer} outside [0, ${bc.numHiddenLayers}]`);
+  if (bc.hiddenSize % bc.numAttentionHeads !== 0)
+    problems.push(`hiddenSize ${bc.hiddenSize} not divisible by ${bc.numAttentionHeads} heads`);
   if (vc.embedDim % vc.numHeads !== 0) problems.push(`vision embedDim ${vc.embedDim} not divisible by ${vc.numHeads} heads`);
   if (vc.imgSize % vc.patchSize !== 0) problems.push(`imgSize ${vc.imgSize} not a multiple of patchSize ${vc.patchSize}`);
   if (bc.encoderWidth !== vc.embedDim) problems.push(`bertConfig.encoderWidth ${bc.encoderWidth} ≠ vision embedDim ${vc.embedDim}`);

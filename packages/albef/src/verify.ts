@@ -35,11 +35,19 @@ export interface AlbefReferenceInputs {
 
 function need(tensors: Record<string, DecodedTensor>, name: string, subject: string): DecodedTensor {
   const t = tensors[name];
-  if (!t) throw new VlError('DATA_INVALID', `inputs has no '${name}' tensor`, { subject, hint: 'see fixtures/albef-official/README.md for the inputs layout' });
+  if (!t)
+    throw new VlError('DATA_INVALID', `inputs has no '${name}' tensor`, {
+      subject,
+      hint: 'see fixtures/albef-official/README.md for the inputs layout',
+    });
   return t;
 }
 
-export function parseReferenceInputs(tensors: Record<string, DecodedTensor>, other: Record<string, unknown>, subject = 'inputs.json'): AlbefReferenceInputs {
+export function parseReferenceInputs(
+  tensors: Record<string, DecodedTensor>,
+  other: Record<string, unknown>,
+  subject = 'inputs.json',
+): AlbefReferenceInputs {
   const alpha = other.alpha ?? 0.4;
   if (typeof alpha !== 'number') throw new VlError('DATA_INVALID', `'alpha' must be a number, got ${JSON.stringify(alpha)}`, { subject });
   return {

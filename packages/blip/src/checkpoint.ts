@@ -35,7 +35,10 @@ export async function checkpointFolder(path: string): Promise<string> {
 export async function readBlipConfig(dir: string): Promise<BlipConfig> {
   const path = join(await checkpointFolder(dir), 'config.json');
   if (!existsSync(path)) {
-    throw new VlError('CONFIG_INVALID', 'no config.json', { subject: dir, hint: 'a Hugging Face checkpoint folder holds config.json and model.safetensors' });
+    throw new VlError('CONFIG_INVALID', 'no config.json', {
+      subject: dir,
+      hint: 'a Hugging Face checkpoint folder holds config.json and model.safetensors',
+    });
   }
   return blipConfigFromJson(await readJsonFile(path), path);
 }

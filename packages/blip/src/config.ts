@@ -100,7 +100,10 @@ const textSchema = z
 const blipSchema = z
   .object({
     modelType: z.literal('blip').default('blip'),
-    architectures: z.array(z.string()).nullish().transform((v) => v ?? undefined),
+    architectures: z
+      .array(z.string())
+      .nullish()
+      .transform((v) => v ?? undefined),
     visionConfig: visionSchema.default(() => visionSchema.parse({})),
     textConfig: textSchema.default(() => textSchema.parse({})),
     projectionDim: int().default(512),
@@ -136,15 +139,18 @@ function checkConsistency(cfg: BlipConfig, subject: string): void {
   const t = cfg.textConfig;
   const problems: string[] = [];
   if (v.imageSize % v.patchSize !== 0) problems.push(`visionConfig.imageSize ${v.imageSize} is not a multiple of patchSize ${v.patchSize}`);
-  if (v.hiddenSize % v.numAttentionHeads !== 0) problems.push(`visionConfig.hiddenSize ${v.hiddenSize} is not divisible by ${v.numAttentionHeads} heads`);
-  if (t.hiddenSize % t.numAttentionHeads !== 0) problems.push(`textConfig.hiddenSize ${t.hiddenSize} is not divisible by ${t.numAttentionHeads} heads`);
+  if (v.hiddenSize % v.numAttentionHeads !== 0)
+    problems.push(`visionConfig.hiddenSize ${v.hiddenSize} is not divisible by ${v.numAttentionHeads} heads`);
+  if (t.hiddenSize % t.numAttentionHeads !== 0)
+    problems.push(`textConfig.hiddenSize ${t.hiddenSize} is not divisible by ${t.numAttentionHeads} heads`);
   if (t.encoderHiddenSize !== v.hiddenSize) {
     problems.push(`textConfig.encoderHiddenSize ${t.encoderHiddenSize} differs from visionConfig.hiddenSize ${v.hiddenSize}`);
   }
   for (const k of ['bosTokenId', 'padTokenId', 'eosTokenId', 'sepTokenId'] as const) {
     if (t[k] >= t.vocabSize) problems.push(`textConfig.${k} ${t[k]} is outside the vocabulary (${t.vocabSize})`);
   }
-  if (problems.length) throw new VlError('CONFIG_INVALID', problems.join('; '), { subject, hint: 'fix the config so the towers fit together' });
+  if (problems.length)
+    throw new VlError('CONFIG_INVALID', problems.join('; '), { subject, hint: 'fix the config so the towers fit together' });
 }
 
 export type BlipPresetName = 'tiny' | 'base';
@@ -156,46 +162,66 @@ export type BlipPresetName = 'tiny' | 'base';
  */
 export function blipPreset(name: BlipPresetName, overrides: { vocabSize?: number; imageSize?: number } = {}): BlipConfig {
   if (name === 'tiny') {
-    return parseBlipConfig({
-      visionConfig: { hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, imageSize: overrides.imageSize ?? 32, patchSize: 8 },
-      textConfig: {
-        vocabSize: overrides.vocabSize ?? 99,
-        hiddenSize: 32,
-        encoderHiddenSize: 32,
-        intermediateSize: 64,
-        numHiddenLayers: 2,
-        numAttentionHeads: 4,
-        maxPositionEmbeddings: 64,
-        bosTokenId: (overrides.vocabSize ?? 99) - 2, // [DEC] sits after the vocabulary, as BLIP's 30522
-        sepTokenId: 3,
-        eosTokenId: 2,
-        padTokenId: 0,
+    return parseBlipConfig(
+      {
+        visionConfig: {
+          hiddenSize: 32,
+          intermediateSize: 64,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          imageSize: overrides.imageSize ?? 32,
+          patchSize: 8,
+        },
+        textConfig: {
+          vocabSize: overrides.vocabSize ?? 99,
+          hiddenSize: 32,
+          encoderHiddenSize: 32,
+          intermediateSize: 64,
+          numHiddenLayers: 2,
+          numAttentionHeads: 4,
+          maxPositionEmbeddings: 64,
+          bosTokenId: (overrides.vocabSize ?? 99) - 2, // [DEC] sits after the vocabulary, as BLIP's 30522
+          sepTokenId: 3,
+          eosTokenId: 2,
+          padTokenId: 0,
+        },
+        projectionDim: 16,
+        imageTextHiddenSize: 16,
+        // ≈ 1/√32: BERT's 0.02 suits width 768; at width 32 it shrinks every linear map ~10×.
+        initializerRange: 0.15,
       },
-      projectionDim: 16,
-      imageTextHiddenSize: 16,
-      // ≈ 1/√32: BERT's 0.02 suits width 768; at width 32 it shrinks every linear map ~10×.
-      initializerRange: 0.15,
-    }, 'preset tiny');
+      'preset tiny',
+    );
   }
   if (name === 'base') {
-    return parseBlipConfig({
-      visionConfig: { hiddenSize: 768, intermediateSize: 3072, numHiddenLayers: 12, numAttentionHeads: 12, imageSize: overrides.imageSize ?? 384, patchSize: 16 },
-      textConfig: {
-        vocabSize: overrides.vocabSize ?? 30524,
-        hiddenSize: 768,
-        encoderHiddenSize: 768,
-        intermediateSize: 3072,
-        numHiddenLayers: 12,
-        numAttentionHeads: 12,
-        maxPositionEmbeddings: 512,
-        bosTokenId: (overrides.vocabSize ?? 30524) - 2,
-        sepTokenId: 102,
-        eosTokenId: 2,
-        padTokenId: 0,
+    return parseBlipConfig(
+      {
+        visionConfig: {
+          hiddenSize: 768,
+          intermediateSize: 3072,
+          numHiddenLayers: 12,
+          numAttentionHeads: 12,
+          imageSize: overrides.imageSize ?? 384,
+          patchSize: 16,
+        },
+        textConfig: {
+          vocabSize: overrides.vocabSize ?? 30524,
+          hiddenSize: 768,
+          encoderHiddenSize: 768,
+          intermediateSize: 3072,
+          numHiddenLayers: 12,
+          numAttentionHeads: 12,
+          maxPositionEmbeddings: 512,
+          bosTokenId: (overrides.vocabSize ?? 30524) - 2,
+          sepTokenId: 102,
+          eosTokenId: 2,
+          padTokenId: 0,
+        },
+        projectionDim: 512,
+        imageTextHiddenSize: 256,
       },
-      projectionDim: 512,
-      imageTextHiddenSize: 256,
-    }, 'preset base');
+      'preset base',
+    );
   }
   throw new VlError('INVALID_ARGUMENT', `unknown preset '${String(name)}'`, { hint: "use 'tiny' or 'base'" });
 }
@@ -208,6 +234,13 @@ export function withTokenizerIds(
   const bos = tok.decId ?? tok.clsId;
   return parseBlipConfig({
     ...cfg,
-    textConfig: { ...cfg.textConfig, vocabSize: tok.vocabSize, padTokenId: tok.padId, sepTokenId: tok.sepId, bosTokenId: bos, eosTokenId: tok.sepId },
+    textConfig: {
+      ...cfg.textConfig,
+      vocabSize: tok.vocabSize,
+      padTokenId: tok.padId,
+      sepTokenId: tok.sepId,
+      bosTokenId: bos,
+      eosTokenId: tok.sepId,
+    },
   });
 }

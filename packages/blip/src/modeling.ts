@@ -108,13 +108,24 @@ export class BlipTextLMHeadModel extends Module {
     super();
     this.bert = this.registerModule('bert', blipTextModel(cfg, rng, { causal: true }));
     const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps }, rng));
+    this.predictions = cls.registerModule(
+      'predictions',
+      new BertLMPredictionHead(
+        { hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps },
+        rng,
+      ),
+    );
   }
 
   /** Teacher-forced logits [B, T, V]. */
   forward(inputs: { inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; encoderHiddenStates: tf.Tensor; rng?: Rng }): tf.Tensor {
     return tf.tidy(() => {
-      const h = this.bert.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: inputs.encoderHiddenStates, rng: inputs.rng });
+      const h = this.bert.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: inputs.encoderHiddenStates,
+        rng: inputs.rng,
+      });
       return this.predictions.forward(h.lastHiddenState);
     });
   }
@@ -195,10 +206,20 @@ export class BlipForConditionalGeneration extends Module {
   }
 
   /** HF `forward(pixel_values, input_ids, attention_mask)`: image embeddings and teacher-forced logits. */
-  forward(inputs: { pixelValues: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null; rng?: Rng }): ConditionalGenerationOutput {
+  forward(inputs: {
+    pixelValues: tf.Tensor;
+    inputIds: tf.Tensor;
+    attentionMask?: tf.Tensor | null;
+    rng?: Rng;
+  }): ConditionalGenerationOutput {
     return tf.tidy(() => {
       const image = this.vision_model.forward(inputs.pixelValues, { rng: inputs.rng }).lastHiddenState;
-      const logits = this.text_decoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image, rng: inputs.rng });
+      const logits = this.text_decoder.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: image,
+        rng: inputs.rng,
+      });
       return { imageEmbeds: image, decoderLogits: logits };
     });
   }
@@ -348,10 +369,19 @@ export class BlipForImageTextRetrieval extends Module {
   }
 
   /** HF forward with `use_itm_head=True`: pairs row b of the images with row b of the texts. */
-  forwardItm(inputs: { pixelValues?: tf.Tensor; imageEmbeds?: tf.Tensor; inputIds: tf.Tensor; attentionMask?: tf.Tensor | null }): RetrievalItmOutput {
+  forwardItm(inputs: {
+    pixelValues?: tf.Tensor;
+    imageEmbeds?: tf.Tensor;
+    inputIds: tf.Tensor;
+    attentionMask?: tf.Tensor | null;
+  }): RetrievalItmOutput {
     return tf.tidy(() => {
       const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).lastHiddenState;
-      const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask, encoderHiddenStates: image }).lastHiddenState;
+      const q = this.text_encoder.forward({
+        inputIds: inputs.inputIds,
+        attentionMask: inputs.attentionMask,
+        encoderHiddenStates: image,
+      }).lastHiddenState;
       return { itmScore: this.itm_head.forward(cls(q)), imageEmbeds: image, questionEmbeds: q };
     });
   }
@@ -374,7 +404,9 @@ export class BlipForImageTextRetrieval extends Module {
 
   /** Unit-length text embeddings for retrieval, [B, E] (text-only encoder, [CLS] row). */
   getTextFeatures(inputIds: tf.Tensor, attentionMask?: tf.Tensor | null): tf.Tensor2D {
-    return tf.tidy(() => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState))) as tf.Tensor2D);
+    return tf.tidy(
+      () => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState))) as tf.Tensor2D,
+    );
   }
 
   /**
@@ -382,7 +414,11 @@ export class BlipForImageTextRetrieval extends Module {
    * The ITM input starts with [ENC] when the tokenizer has it (Salesforce BLIP's image-grounded
    * encoder); `itmFirstToken: '[CLS]'` reproduces HF's processor output instead.
    */
-  async match(images: ImageInput | readonly ImageInput[], texts: readonly string[], options: { itmFirstToken?: string; maxLength?: number } = {}): Promise<MatchResult> {
+  async match(
+    images: ImageInput | readonly ImageInput[],
+    texts: readonly string[],
+    options: { itmFirstToken?: string; maxLength?: number } = {},
+  ): Promise<MatchResult> {
     const tok = requireTokenizer(this.tokenizer, 'match');
     const pixels = await pixelValuesFrom(images, this.config.visionConfig.imageSize);
     const maxLength = options.maxLength ?? 35;

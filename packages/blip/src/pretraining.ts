@@ -38,7 +38,7 @@ import {
   sampleItmNegatives,
   snakeKey,
   type TextTransformer,
-  VisionTransformer,
+  type VisionTransformer,
   VlError,
   validateConfig,
 } from '@vl/core';
@@ -46,7 +46,15 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { saveBlipFolder } from './checkpoint.js';
 import { type BlipConfig, type BlipTextConfig, parseBlipConfig } from './config.js';
-import { BlipForConditionalGeneration, BlipForImageTextRetrieval, BlipTextLMHeadModel, blipTextModel, blipVisionModel, initBlipWeights, textTransformerConfig } from './modeling.js';
+import {
+  BlipForConditionalGeneration,
+  BlipForImageTextRetrieval,
+  BlipTextLMHeadModel,
+  blipTextModel,
+  blipVisionModel,
+  initBlipWeights,
+  textTransformerConfig,
+} from './modeling.js';
 import { loadTokenizerFrom } from './processor.js';
 
 /** What is switched on, and the paper's values (BLIP §3.2, `configs/pretrain.yaml`). */
@@ -74,7 +82,10 @@ const objectiveSchema = z.object({ enabled: z.boolean().optional(), weight: z.nu
 
 export const pretrainingOptionsSchema = z
   .object({
-    objectives: z.object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() }).strict().default({}),
+    objectives: z
+      .object({ itc: objectiveSchema.optional(), itm: objectiveSchema.optional(), lm: objectiveSchema.optional() })
+      .strict()
+      .default({}),
     momentumDistillation: z.boolean().default(true),
     momentum: z.number().min(0).max(1).default(0.995),
     queueSize: z.number().int().positive().default(57600),
@@ -87,10 +98,17 @@ export const pretrainingOptionsSchema = z
   .strict();
 
 /** Validates camelCase options; `keyName` spells error paths as the source does (snakeKey inside a config.json). */
-export function parsePretrainingOptions(value: unknown, subject = 'pretraining options', keyName?: (key: string) => string): BlipPretrainingOptions {
+export function parsePretrainingOptions(
+  value: unknown,
+  subject = 'pretraining options',
+  keyName?: (key: string) => string,
+): BlipPretrainingOptions {
   const o = validateConfig(value ?? {}, pretrainingOptionsSchema, subject, keyName) as BlipPretrainingOptions;
   if (o.useQueue && !o.momentumDistillation) {
-    throw new VlError('CONFIG_INVALID', 'useQueue needs momentumDistillation (the queue holds momentum features)', { subject, hint: 'set useQueue: false' });
+    throw new VlError('CONFIG_INVALID', 'useQueue needs momentumDistillation (the queue holds momentum features)', {
+      subject,
+      hint: 'set useQueue: false',
+    });
   }
   return o;
 }
@@ -133,9 +151,18 @@ export class SharedTextDecoder extends Module {
     super();
     const bert = this.registerModule('bert', new Container());
     const enc = bert.registerModule('encoder', new Container());
-    this.layers = enc.registerModuleList('layer', Array.from({ length: cfg.numHiddenLayers }, () => new DecoderSelfLayer(cfg, rng)));
+    this.layers = enc.registerModuleList(
+      'layer',
+      Array.from({ length: cfg.numHiddenLayers }, () => new DecoderSelfLayer(cfg, rng)),
+    );
     const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule('predictions', new BertLMPredictionHead({ hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps }, rng));
+    this.predictions = cls.registerModule(
+      'predictions',
+      new BertLMPredictionHead(
+        { hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps },
+        rng,
+      ),
+    );
   }
 
   /** Teacher-forced logits [B, T, V]: causal self-attention (own), cross-attention and FFN (shared). */
@@ -292,7 +319,9 @@ export class BlipForPretraining extends Module {
         let feats: { imageFeatM: tf.Tensor; textFeatM: tf.Tensor } | null = null;
         if (this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
           const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).lastHiddenState)));
-          const textFeatM = l2Normalize(this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState)));
+          const textFeatM = l2Normalize(
+            this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState)),
+          );
           feats = { imageFeatM, textFeatM };
           imageAll = tf.transpose(imageFeatM); // [E, B]
           textAll = tf.transpose(textFeatM);
@@ -369,7 +398,8 @@ export class BlipForPretraining extends Module {
     const dict = new Map<string, tf.Tensor>();
     for (const [k, v] of this.vision_model.stateDict()) dict.set(`vision_model.${k}`, v);
     if (this.text_decoder instanceof SharedTextDecoder) {
-      for (const [k, v] of this.text_encoder.stateDict()) if (!/^encoder\.layer\.\d+\.attention\./.test(k)) dict.set(`text_decoder.bert.${k}`, v);
+      for (const [k, v] of this.text_encoder.stateDict())
+        if (!/^encoder\.layer\.\d+\.attention\./.test(k)) dict.set(`text_decoder.bert.${k}`, v);
     }
     for (const [k, v] of this.text_decoder.stateDict()) dict.set(`text_decoder.${k}`, v);
     model.loadStateDict(dict, { source: 'BlipForPretraining' });
@@ -403,7 +433,12 @@ export class BlipForPretraining extends Module {
     const raw = camelizeKeys<Record<string, unknown>>(await readJsonFile(path), { subject: path });
     const { blipPretraining: opts, encTokenId: enc, ...rest } = raw;
     const config = parseBlipConfig(rest, path, snakeKey);
-    const model = new BlipForPretraining(config, parsePretrainingOptions(opts, `${path} blip_pretraining`, snakeKey), new Rng(0), typeof enc === 'number' ? enc : null);
+    const model = new BlipForPretraining(
+      config,
+      parsePretrainingOptions(opts, `${path} blip_pretraining`, snakeKey),
+      new Rng(0),
+      typeof enc === 'number' ? enc : null,
+    );
     try {
       // Any format core reads: model.safetensors, a sharded index, pytorch_model.bin / .pth.
       const { tensors, report } = await readCheckpoint(dir);

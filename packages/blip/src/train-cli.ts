@@ -20,7 +20,13 @@ export const EVAL_HELP = `usage: blip eval --model OUT_DIR --data test.jsonl [--
 
 function bar(label: string, quiet: boolean) {
   if (quiet) return { update: (_d: number, _t: number, _p?: object) => {}, stop: () => {} };
-  const b = new SingleBar({ format: `${label} [{bar}] {value}/{total} {eta}s {info}`, stream: process.stderr, noTTYOutput: !process.stderr.isTTY, notTTYSchedule: 5000, hideCursor: Boolean(process.stderr.isTTY) });
+  const b = new SingleBar({
+    format: `${label} [{bar}] {value}/{total} {eta}s {info}`,
+    stream: process.stderr,
+    noTTYOutput: !process.stderr.isTTY,
+    notTTYSchedule: 5000,
+    hideCursor: Boolean(process.stderr.isTTY),
+  });
   let started = false;
   return {
     update(done: number, total: number, payload: object = {}) {
@@ -32,18 +38,43 @@ function bar(label: string, quiet: boolean) {
   };
 }
 
-const fmt = (o: Record<string, number>) => Object.entries(o).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(', ');
+const fmt = (o: Record<string, number>) =>
+  Object.entries(o)
+    .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+    .join(', ');
 
 export async function pretrainCommand(argv: string[], io: Io): Promise<number> {
   const p = parse(argv, {
-    data: { type: 'string' }, train: { type: 'string' }, vocab: { type: 'string' }, out: { type: 'string' }, preset: { type: 'string' },
-    'image-size': { type: 'string' }, 'batch-size': { type: 'string' }, epochs: { type: 'string' }, 'max-steps': { type: 'string' },
-    lr: { type: 'string' }, warmup: { type: 'string' }, 'weight-decay': { type: 'string' }, seed: { type: 'string' }, 'checkpoint-every': { type: 'string' },
-    config: { type: 'string' }, 'queue-size': { type: 'string' }, momentum: { type: 'string' }, alpha: { type: 'string' }, 'no-momentum': { type: 'boolean' }, 'no-queue': { type: 'boolean' },
-    negatives: { type: 'string' }, 'no-share-decoder': { type: 'boolean' }, itc: { type: 'string' }, itm: { type: 'string' }, lm: { type: 'string' },
-    fresh: { type: 'boolean' }, quiet: { type: 'boolean' }, ...backendOpt,
+    data: { type: 'string' },
+    train: { type: 'string' },
+    vocab: { type: 'string' },
+    out: { type: 'string' },
+    preset: { type: 'string' },
+    'image-size': { type: 'string' },
+    'batch-size': { type: 'string' },
+    epochs: { type: 'string' },
+    'max-steps': { type: 'string' },
+    lr: { type: 'string' },
+    warmup: { type: 'string' },
+    'weight-decay': { type: 'string' },
+    seed: { type: 'string' },
+    'checkpoint-every': { type: 'string' },
+    config: { type: 'string' },
+    'queue-size': { type: 'string' },
+    momentum: { type: 'string' },
+    alpha: { type: 'string' },
+    'no-momentum': { type: 'boolean' },
+    'no-queue': { type: 'boolean' },
+    negatives: { type: 'string' },
+    'no-share-decoder': { type: 'boolean' },
+    itc: { type: 'string' },
+    itm: { type: 'string' },
+    lm: { type: 'string' },
+    fresh: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+    ...backendOpt,
   });
-  if (p.values.help) return io.out(PRETRAIN_HELP), 0;
+  if (p.values.help) return (io.out(PRETRAIN_HELP), 0);
   const data = str(p, 'data');
   const train = str(p, 'train') ?? (data ? join(data, 'train.jsonl') : undefined);
   const vocab = str(p, 'vocab') ?? (data ? join(data, 'vocab.txt') : undefined);
@@ -92,13 +123,29 @@ export async function pretrainCommand(argv: string[], io: Io): Promise<number> {
 }
 
 export async function evalCommand(argv: string[], io: Io): Promise<number> {
-  const p = parse(argv, { model: { type: 'string' }, data: { type: 'string' }, beams: { type: 'string' }, 'max-length': { type: 'string' }, out: { type: 'string' }, json: { type: 'boolean' }, quiet: { type: 'boolean' }, ...backendOpt });
-  if (p.values.help) return io.out(EVAL_HELP), 0;
+  const p = parse(argv, {
+    model: { type: 'string' },
+    data: { type: 'string' },
+    beams: { type: 'string' },
+    'max-length': { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean' },
+    ...backendOpt,
+  });
+  if (p.values.help) return (io.out(EVAL_HELP), 0);
   const model = str(p, 'model', true) as string;
   const data = str(p, 'data', true) as string;
   await startRuntime(p);
   const progress = bar('caption', Boolean(p.values.quiet));
-  const r = await evaluateBlip({ model, data, numBeams: num(p, 'beams', 3, { int: true, min: 1 }), maxLength: num(p, 'max-length', 30, { int: true, min: 2 }), out: str(p, 'out'), onProgress: (d, t) => progress.update(d, t) });
+  const r = await evaluateBlip({
+    model,
+    data,
+    numBeams: num(p, 'beams', 3, { int: true, min: 1 }),
+    maxLength: num(p, 'max-length', 30, { int: true, min: 2 }),
+    out: str(p, 'out'),
+    onProgress: (d, t) => progress.update(d, t),
+  });
   progress.stop();
   if (p.values.json) {
     io.out(JSON.stringify(r, null, 2));
@@ -106,9 +153,15 @@ export async function evalCommand(argv: string[], io: Io): Promise<number> {
   }
   const pct = (x: number | undefined) => `${(x ?? 0).toFixed(1)}%`;
   io.out(`${r.images} images, ${r.texts} captions`);
-  io.out(`text→image R@1 ${pct(r.retrieval.textToImage[1])} R@5 ${pct(r.retrieval.textToImage[5])} R@10 ${pct(r.retrieval.textToImage[10])} (chance R@1 ${pct(r.retrieval.chance.textToImageR1)})`);
-  io.out(`image→text R@1 ${pct(r.retrieval.imageToText[1])} R@5 ${pct(r.retrieval.imageToText[5])} R@10 ${pct(r.retrieval.imageToText[10])} (chance R@1 ${pct(r.retrieval.chance.imageToTextR1)})`);
-  io.out(`captioning CIDEr-D ${r.captioning.cider.toFixed(3)} BLEU-4 ${r.captioning.bleu4.toFixed(3)} (chance: another image's caption, CIDEr-D ${r.captioning.chance.cider.toFixed(3)} BLEU-4 ${r.captioning.chance.bleu4.toFixed(3)})`);
+  io.out(
+    `text→image R@1 ${pct(r.retrieval.textToImage[1])} R@5 ${pct(r.retrieval.textToImage[5])} R@10 ${pct(r.retrieval.textToImage[10])} (chance R@1 ${pct(r.retrieval.chance.textToImageR1)})`,
+  );
+  io.out(
+    `image→text R@1 ${pct(r.retrieval.imageToText[1])} R@5 ${pct(r.retrieval.imageToText[5])} R@10 ${pct(r.retrieval.imageToText[10])} (chance R@1 ${pct(r.retrieval.chance.imageToTextR1)})`,
+  );
+  io.out(
+    `captioning CIDEr-D ${r.captioning.cider.toFixed(3)} BLEU-4 ${r.captioning.bleu4.toFixed(3)} (chance: another image's caption, CIDEr-D ${r.captioning.chance.cider.toFixed(3)} BLEU-4 ${r.captioning.chance.bleu4.toFixed(3)})`,
+  );
   for (const e of r.captioning.examples) io.out(`  ${e.image}: "${e.caption}" (ref: "${e.references[0]}")`);
   return 0;
 }

@@ -116,7 +116,14 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
     afterStep: () => model.afterStep(),
     stepsPerEpoch,
     optimizer: { lr, weightDecay: o.weightDecay ?? 0.05 },
-    schedule: { kind: 'cosine', lr, minLr: o.minLr ?? lr / 100, totalSteps, warmupSteps: o.warmupSteps ?? Math.min(100, Math.floor(totalSteps / 10)), warmupInitLr: lr / 100 },
+    schedule: {
+      kind: 'cosine',
+      lr,
+      minLr: o.minLr ?? lr / 100,
+      totalSteps,
+      warmupSteps: o.warmupSteps ?? Math.min(100, Math.floor(totalSteps / 10)),
+      warmupInitLr: lr / 100,
+    },
     alpha: o.alpha ?? 0.4,
     seed,
     checkpointDir: join(o.out, 'ckpt'),
@@ -129,7 +136,16 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
   const epochData = async function* (epoch: number): AsyncGenerator<PretrainBatch> {
     const { batches } = createDataLoader(
       { format: 'jsonl', path: o.train },
-      { batchSize, tokenizer: tok, maxLength: o.maxTextLength ?? 30, captions: 'random', transform: transform(size), shuffle: 100_000, seed: seed * 1000 + epoch, dropLast: true },
+      {
+        batchSize,
+        tokenizer: tok,
+        maxLength: o.maxTextLength ?? 30,
+        captions: 'random',
+        transform: transform(size),
+        shuffle: 100_000,
+        seed: seed * 1000 + epoch,
+        dropLast: true,
+      },
     );
     for await (const b of batches) {
       const pb: PretrainBatch = {
@@ -155,7 +171,12 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
     for (const r of rs) for (const [k, v] of Object.entries(r.losses)) sums[k] = (sums[k] ?? 0) + v / rs.length;
     return sums;
   };
-  const out = { pretrain: join(o.out, 'pretrain'), captioning: join(o.out, 'captioning'), retrieval: join(o.out, 'retrieval'), metrics: metricsPath };
+  const out = {
+    pretrain: join(o.out, 'pretrain'),
+    captioning: join(o.out, 'captioning'),
+    retrieval: join(o.out, 'retrieval'),
+    metrics: metricsPath,
+  };
   await model.savePretrained(out.pretrain);
   const cap = model.toConditionalGeneration();
   await cap.savePretrained(out.captioning);
@@ -204,10 +225,14 @@ export interface EvalReport {
 async function loadEvalModels(dir: string): Promise<{ cap: BlipForConditionalGeneration; ret: BlipForImageTextRetrieval }> {
   const root = existsSync(join(dir, 'pretrain')) ? dir : dirname(dir);
   if (existsSync(join(root, 'captioning')) && existsSync(join(root, 'retrieval'))) {
-    return { cap: await BlipForConditionalGeneration.fromPretrained(join(root, 'captioning')), ret: await BlipForImageTextRetrieval.fromPretrained(join(root, 'retrieval')) };
+    return {
+      cap: await BlipForConditionalGeneration.fromPretrained(join(root, 'captioning')),
+      ret: await BlipForImageTextRetrieval.fromPretrained(join(root, 'retrieval')),
+    };
   }
   const cfg = (await readJsonFile(join(dir, 'config.json'))) as { architectures?: string[] };
-  if (cfg.architectures?.[0] !== 'BlipForPretraining') throw new VlError('INVALID_ARGUMENT', 'not a blip pretrain output folder', { subject: dir });
+  if (cfg.architectures?.[0] !== 'BlipForPretraining')
+    throw new VlError('INVALID_ARGUMENT', 'not a blip pretrain output folder', { subject: dir });
   const pre = await BlipForPretraining.fromPretrained(dir);
   const out = { cap: pre.toConditionalGeneration(), ret: pre.toRetrieval() };
   pre.dispose();
@@ -217,7 +242,8 @@ async function loadEvalModels(dir: string): Promise<{ cap: BlipForConditionalGen
 async function readExamples(data: string, size: number): Promise<ImageTextExample[]> {
   const report = new DataReport();
   const out: ImageTextExample[] = [];
-  for await (const ex of loadExamples(readDataset({ format: 'jsonl', path: data }, report), { transform: transform(size), report })) out.push(ex);
+  for await (const ex of loadExamples(readDataset({ format: 'jsonl', path: data }, report), { transform: transform(size), report }))
+    out.push(ex);
   return out;
 }
 

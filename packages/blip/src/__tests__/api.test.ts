@@ -27,13 +27,20 @@ function fixtureVocab(): string[] {
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
-  for (const [src, dst] of [[CAPTIONING, capDir], [RETRIEVAL, retDir]] as const) {
+  for (const [src, dst] of [
+    [CAPTIONING, capDir],
+    [RETRIEVAL, retDir],
+  ] as const) {
     cpSync(src, dst, { recursive: true });
     writeFileSync(join(dst, 'vocab.txt'), `${fixtureVocab().join('\n')}\n`);
   }
   const px = (seed: number) => Buffer.from(Array.from({ length: 40 * 48 * 3 }, (_, i) => (i * seed * 37) % 256));
-  await sharp(px(3), { raw: { width: 48, height: 40, channels: 3 } }).png().toFile(images[0] as string);
-  await sharp(px(7), { raw: { width: 48, height: 40, channels: 3 } }).jpeg().toFile(images[1] as string);
+  await sharp(px(3), { raw: { width: 48, height: 40, channels: 3 } })
+    .png()
+    .toFile(images[0] as string);
+  await sharp(px(7), { raw: { width: 48, height: 40, channels: 3 } })
+    .jpeg()
+    .toFile(images[1] as string);
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -72,7 +79,9 @@ describe('caption', () => {
 
   it('caption leaks no tensors', async () => {
     const captioner = await BlipForConditionalGeneration.fromPretrained(capDir);
-    expect(await leakedTensors(async () => void (await captioner.caption(images, { prompt: 'a picture of ', numBeams: 2, maxLength: 9 })))).toBe(0);
+    expect(
+      await leakedTensors(async () => void (await captioner.caption(images, { prompt: 'a picture of ', numBeams: 2, maxLength: 9 }))),
+    ).toBe(0);
     captioner.dispose();
   });
 });
@@ -95,7 +104,8 @@ describe('match', () => {
     const mask = tf.tensor2d(enc.attentionMask, [3, enc.seqLength], 'int32');
     const itc = model.forwardItc({ pixelValues: pixels, inputIds: ids, attentionMask: mask });
     const sim = (await itc.itmScore.array()) as number[][];
-    for (let i = 0; i < 2; i++) for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
+    for (let i = 0; i < 2; i++)
+      for (let t = 0; t < 3; t++) expect(Math.abs((r.itc[i]?.[t] as number) - (sim[i]?.[t] as number))).toBeLessThan(1e-5);
     const one = model.forwardItm({
       pixelValues: tf.slice(pixels, [1, 0, 0, 0], [1, -1, -1, -1]),
       inputIds: tf.tensor2d(encItm.inputIds.slice(2 * encItm.seqLength), [1, encItm.seqLength], 'int32'),
@@ -114,13 +124,17 @@ describe('caption and match commands', () => {
     const { runCli } = await import('../program.js');
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
-    expect(await runCli(['caption', '--model', capDir, '--beams', '3', '--max-length', '10', '--json', '--backend', 'cpu', ...images], io)).toBe(0);
+    expect(
+      await runCli(['caption', '--model', capDir, '--beams', '3', '--max-length', '10', '--json', '--backend', 'cpu', ...images], io),
+    ).toBe(0);
     const captioner = await BlipForConditionalGeneration.fromPretrained(capDir);
     const expected = await captioner.caption(images, { numBeams: 3, maxLength: 10 });
     captioner.dispose();
     expect(lines.map((l) => (JSON.parse(l) as { caption: string }).caption)).toEqual(expected);
     lines.length = 0;
-    expect(await runCli(['match', '--model', retDir, '--text', 'a red circle', '--text', 'photo', '--backend', 'cpu', ...images], io)).toBe(0);
+    expect(await runCli(['match', '--model', retDir, '--text', 'a red circle', '--text', 'photo', '--backend', 'cpu', ...images], io)).toBe(
+      0,
+    );
     expect(lines).toHaveLength(1 + 4);
     expect(lines[1]).toMatch(/a\.png\ta red circle\t0\.\d{4}\t-?\d\.\d{4}/);
   });

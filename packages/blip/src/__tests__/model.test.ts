@@ -62,8 +62,18 @@ describe('config', () => {
     expect(tiny.visionConfig.hiddenSize).toBe(32);
     expect(tiny.textConfig.bosTokenId).toBe(97);
     const base = blipPreset('base');
-    expect([base.visionConfig.hiddenSize, base.visionConfig.numHiddenLayers, base.visionConfig.patchSize, base.visionConfig.imageSize]).toEqual([768, 12, 16, 384]);
-    expect([base.textConfig.hiddenSize, base.textConfig.numHiddenLayers, base.textConfig.numAttentionHeads, base.textConfig.vocabSize]).toEqual([768, 12, 12, 30524]);
+    expect([
+      base.visionConfig.hiddenSize,
+      base.visionConfig.numHiddenLayers,
+      base.visionConfig.patchSize,
+      base.visionConfig.imageSize,
+    ]).toEqual([768, 12, 16, 384]);
+    expect([
+      base.textConfig.hiddenSize,
+      base.textConfig.numHiddenLayers,
+      base.textConfig.numAttentionHeads,
+      base.textConfig.vocabSize,
+    ]).toEqual([768, 12, 12, 30524]);
     expect(base.imageTextHiddenSize).toBe(256);
   });
 });
@@ -143,8 +153,13 @@ describe('decoding', () => {
       } else {
         for (let item = 0; item < 2; item++) {
           const one = tf.slice(image, [item, 0, 0], [1, -1, -1]);
-          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), { ...opts, inputIds: [[97]] });
-          const ref = fullSequenceDecoder((ids) => model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }));
+          const a = await generate(textDecoderStep(model.text_decoder.bert, model.text_decoder.predictions, one), {
+            ...opts,
+            inputIds: [[97]],
+          });
+          const ref = fullSequenceDecoder((ids) =>
+            model.text_decoder.forward({ inputIds: ids, encoderHiddenStates: tf.tile(one, [ids.shape[0], 1, 1]) }),
+          );
           const b = await generate(ref, { ...opts, inputIds: [[97]] });
           expect(a.sequences).toEqual(b.sequences);
           expect(Math.abs((a.scores?.[0] as number) - (b.scores?.[0] as number))).toBeLessThan(1e-4);
@@ -160,8 +175,22 @@ describe('decoding', () => {
     const cap = await BlipForConditionalGeneration.fromPretrained(CAPTIONING);
     const ret = await BlipForImageTextRetrieval.fromPretrained(RETRIEVAL);
     const pixels = tf.randomNormal([2, 3, 32, 32], 0, 1, 'float32', 3);
-    const ids = tf.tensor2d([[4, 10, 11, 12, 3], [4, 20, 21, 3, 0]], [2, 5], 'int32');
-    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], [2, 5], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [4, 10, 11, 12, 3],
+        [4, 20, 21, 3, 0],
+      ],
+      [2, 5],
+      'int32',
+    );
+    const mask = tf.tensor2d(
+      [
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0],
+      ],
+      [2, 5],
+      'int32',
+    );
     const leaked = await leakedTensors(async () => {
       await cap.generate(pixels, { maxLength: 8, numBeams: 3 });
       await cap.generate(pixels, { maxLength: 8, inputIds: ids as tf.Tensor2D });

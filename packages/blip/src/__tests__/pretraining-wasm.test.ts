@@ -36,7 +36,13 @@ describe('BlipForPretraining on wasm', () => {
     const wasm = await firstLosses('wasm');
     for (const k of ['itc', 'itm', 'lm']) expect(Math.abs((wasm[k] as number) - (cpu[k] as number)), k).toBeLessThan(1e-3);
     const m = new BlipForPretraining(blipPreset('tiny'), { queueSize: 8 }, new Rng(0), 98);
-    const trainer = new Trainer<PretrainBatch>({ model: m, forward: (b, ctx) => m.forward(b, ctx), afterStep: () => m.afterStep(), stepsPerEpoch: 2, optimizer: { lr: 1e-3 } });
+    const trainer = new Trainer<PretrainBatch>({
+      model: m,
+      forward: (b, ctx) => m.forward(b, ctx),
+      afterStep: () => m.afterStep(),
+      stepsPerEpoch: 2,
+      optimizer: { lr: 1e-3 },
+    });
     const data = batch();
     trainer.trainStep([data]);
     const before = tf.memory().numTensors;

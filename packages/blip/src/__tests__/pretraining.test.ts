@@ -37,7 +37,7 @@ function batch(b = 6, seed = 1): PretrainBatch {
 }
 
 describe('BlipForPretraining', () => {
-  it('registers the decoder\'s own self-attention and LM head only; twins and queues under _m / queues.*', () => {
+  it("registers the decoder's own self-attention and LM head only; twins and queues under _m / queues.*", () => {
     const m = new BlipForPretraining(cfg, { queueSize: 12 }, new Rng(0), ENC);
     const keys = [...m.stateDict().keys()];
     const dec = keys.filter((k) => k.startsWith('text_decoder.'));

@@ -22,7 +22,22 @@ describe('pretrain and eval commands', () => {
   it('pretrain writes a resumable run and HF-layout exports; eval reports metrics with chance', async () => {
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
-    const args = ['pretrain', '--data', data, '--out', out, '--batch-size', '8', '--max-steps', '2', '--queue-size', '16', '--quiet', '--backend', 'cpu'];
+    const args = [
+      'pretrain',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--batch-size',
+      '8',
+      '--max-steps',
+      '2',
+      '--queue-size',
+      '16',
+      '--quiet',
+      '--backend',
+      'cpu',
+    ];
     expect(await runCli(args, io)).toBe(0);
     expect(lines.join('\n')).toMatch(/pretrained 2 steps/);
     expect(lines.join('\n')).toMatch(/itc .*itm .*lm /);
@@ -39,12 +54,41 @@ describe('pretrain and eval commands', () => {
     cap.dispose();
     // Resume: two more steps continue from step 2.
     lines.length = 0;
-    expect(await runCli(args.map((a) => (a === '2' ? '4' : a)), io)).toBe(0);
+    expect(
+      await runCli(
+        args.map((a) => (a === '2' ? '4' : a)),
+        io,
+      ),
+    ).toBe(0);
     expect(lines.join('\n')).toMatch(/pretrained 4 steps/);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
     lines.length = 0;
-    expect(await runCli(['eval', '--model', out, '--data', join(data, 'test.jsonl'), '--beams', '1', '--max-length', '8', '--quiet', '--json', '--backend', 'cpu'], io)).toBe(0);
-    const r = JSON.parse(lines.join('\n')) as { images: number; texts: number; retrieval: { textToImage: Record<string, number>; chance: { textToImageR1: number } }; captioning: { cider: number; chance: { cider: number } } };
+    expect(
+      await runCli(
+        [
+          'eval',
+          '--model',
+          out,
+          '--data',
+          join(data, 'test.jsonl'),
+          '--beams',
+          '1',
+          '--max-length',
+          '8',
+          '--quiet',
+          '--json',
+          '--backend',
+          'cpu',
+        ],
+        io,
+      ),
+    ).toBe(0);
+    const r = JSON.parse(lines.join('\n')) as {
+      images: number;
+      texts: number;
+      retrieval: { textToImage: Record<string, number>; chance: { textToImageR1: number } };
+      captioning: { cider: number; chance: { cider: number } };
+    };
     expect(r.images).toBe(12);
     expect(r.texts).toBe(24);
     expect(r.retrieval.chance.textToImageR1).toBeCloseTo(100 / 12);

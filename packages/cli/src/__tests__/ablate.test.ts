@@ -47,7 +47,11 @@ describe('ablation config', () => {
     const [full, k0, noItc] = resolveVariants(parseAblationConfig(tinyRaw));
     expect(trainingKey(full!)).toBe(trainingKey(k0!));
     expect(trainingKey(full!)).not.toBe(trainingKey(noItc!));
-    const raw = { ...tinyRaw, variants: [{ name: 'a' }, { name: 'b', data: { noise: 0.5 } }, { name: 'c', queueSize: 16 }, { name: 'd', negatives: 'random' }], claims: [] };
+    const raw = {
+      ...tinyRaw,
+      variants: [{ name: 'a' }, { name: 'b', data: { noise: 0.5 } }, { name: 'c', queueSize: 16 }, { name: 'd', negatives: 'random' }],
+      claims: [],
+    };
     const keys = resolveVariants(parseAblationConfig(raw)).map(trainingKey);
     expect(new Set(keys).size).toBe(4);
   });
@@ -113,10 +117,33 @@ describe('ablation statistics and plots', () => {
   });
 
   it('draws SVG charts and renders them to PNG', async () => {
-    const line = lineChartSvg([{ name: 'x<y', points: smooth([{ x: 1, y: 3 }, { x: 2, y: 1 }, { x: 3, y: 2 }]) }], { title: 't', xLabel: 'step', yLabel: 'loss' });
+    const line = lineChartSvg(
+      [
+        {
+          name: 'x<y',
+          points: smooth([
+            { x: 1, y: 3 },
+            { x: 2, y: 1 },
+            { x: 3, y: 2 },
+          ]),
+        },
+      ],
+      { title: 't', xLabel: 'step', yLabel: 'loss' },
+    );
     expect(line).toContain('<path d="M');
     expect(line).toContain('x&lt;y');
-    const bars = barChartSvg([{ metric: 'r_mean', bars: [{ name: 'a', mean: 10, std: 2 }, { name: 'b', mean: 5, std: 1 }] }], { title: 't', yLabel: '%' });
+    const bars = barChartSvg(
+      [
+        {
+          metric: 'r_mean',
+          bars: [
+            { name: 'a', mean: 10, std: 2 },
+            { name: 'b', mean: 5, std: 1 },
+          ],
+        },
+      ],
+      { title: 't', yLabel: '%' },
+    );
     expect((bars.match(/<rect /g) ?? []).length).toBe(1 + 2 + 2);
     const dir = mkdtempSync(join(tmpdir(), 'vl-plot-'));
     await writePng(bars, join(dir, 'bars.png'));
@@ -144,7 +171,8 @@ describe('ablation runner', () => {
     expect(k0.metrics.r_mean!.mean).toBe(k0.metrics.r_mean_itc!.mean);
     expect(results.claims[0]!.claim).toBe('ITC helps');
     expect(Object.keys(results.curves).sort()).toEqual(['full', 'full k0', 'no itc']);
-    for (const f of ['results.json', 'results.md', 'loss_curves.png', 'metrics.png', 'runs.jsonl']) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ['results.json', 'results.md', 'loss_curves.png', 'metrics.png', 'runs.jsonl'])
+      expect(existsSync(join(out, f)), f).toBe(true);
     expect(readFileSync(join(out, 'runs.jsonl'), 'utf8').trim().split('\n').length).toBe(6);
     expect(readFileSync(join(out, 'results.md'), 'utf8')).toMatch(/\| no itc \| 0 \|/);
     // --replot re-renders from results.json; the loss plot leaves out the shared-training variant.
@@ -160,7 +188,19 @@ describe('ablation runner', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-ablate-bin-'));
     const cfg = join(dir, 'ablation.json');
     writeFileSync(cfg, JSON.stringify({ ...tinyRaw, out: join(dir, 'out') }));
-    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'ablate', '--config', cfg, '--seeds', '3', '--steps', '1', '--only', 'full,no itc', '--quiet']);
+    const { stdout } = await promisify(execFile)(process.execPath, [
+      bin,
+      'ablate',
+      '--config',
+      cfg,
+      '--seeds',
+      '3',
+      '--steps',
+      '1',
+      '--only',
+      'full,no itc',
+      '--quiet',
+    ]);
     expect(stdout).toMatch(/ITC helps/);
     const results = JSON.parse(readFileSync(join(dir, 'out', 'results.json'), 'utf8')) as AblationResults;
     expect(results.seeds).toEqual([3]);

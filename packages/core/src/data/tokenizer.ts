@@ -305,8 +305,7 @@ export class BertTokenizer {
   encodeBatch(texts: readonly string[], options: TokenizerEncodeOptions = {}): EncodedBatch {
     const rows = texts.map((t) => this.encode(t, { ...options, padding: 'none' }));
     const lengths = rows.map((r) => r.ids.length);
-    const seqLen =
-      options.padding === 'max_length' ? (options.maxLength ?? this.modelMaxLength) : Math.max(1, ...lengths);
+    const seqLen = options.padding === 'max_length' ? (options.maxLength ?? this.modelMaxLength) : Math.max(1, ...lengths);
     const inputIds = new Int32Array(texts.length * seqLen).fill(this.padId);
     const attentionMask = new Int32Array(texts.length * seqLen);
     rows.forEach((r, b) => {

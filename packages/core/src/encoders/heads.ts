@@ -88,10 +88,7 @@ export class BertLMPredictionHead extends Module {
   readonly decoder: Linear;
   readonly bias: tf.Variable;
 
-  constructor(
-    config: { hiddenSize: number; vocabSize: number; hiddenAct?: Activation; layerNormEps?: number },
-    rng: Rng,
-  ) {
+  constructor(config: { hiddenSize: number; vocabSize: number; hiddenAct?: Activation; layerNormEps?: number }, rng: Rng) {
     super();
     const d = config.hiddenSize;
     this.transform = this.registerModule(

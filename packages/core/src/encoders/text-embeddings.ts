@@ -52,9 +52,13 @@ export class BertEmbeddings extends Module {
     this.token_type_embeddings = types > 0 ? this.registerModule('token_type_embeddings', new Embedding(types, d, rng)) : null;
     this.LayerNorm = this.registerModule('LayerNorm', new LayerNorm(d, config.layerNormEps ?? 1e-12));
     this.dropout = this.registerModule('dropout', new Dropout(config.hiddenDropoutProb ?? 0));
-    this.registerBuffer('position_ids', tf.tidy(() => tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions])), {
-      storedDtype: 'I64',
-    });
+    this.registerBuffer(
+      'position_ids',
+      tf.tidy(() => tf.range(0, this.maxPositions, 1, 'int32').reshape([1, this.maxPositions])),
+      {
+        storedDtype: 'I64',
+      },
+    );
   }
 
   /** → [B, T, D] */

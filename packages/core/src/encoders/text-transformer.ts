@@ -151,8 +151,8 @@ export class TextTransformer extends Module {
         maskValue: this.selfMaskValue,
       }); // [B|1, 1, T|1, past + T]
       const image = inputs.encoderHiddenStates ?? null;
-      const crossMask =
-        image && inputs.encoderAttentionMask ? paddingMask(inputs.encoderAttentionMask, this.crossMaskValue) : null; // [B, 1, 1, S]
+      // [B, 1, 1, S]
+      const crossMask = image && inputs.encoderAttentionMask ? paddingMask(inputs.encoderAttentionMask, this.crossMaskValue) : null;
       const attentions: tf.Tensor[] = [];
       const crossAttentions: tf.Tensor[] = [];
       const hidden: tf.Tensor[] = [h];

@@ -172,10 +172,7 @@ export class VisionTransformer extends PathModule {
     }
     this.grid = [g, g];
     this.classEmbedding = this.placeParameter(names.classEmbedding, truncNormal([1, 1, d], rng, 0.02));
-    this.patchEmbedding = this.placeModule(
-      names.patchEmbedding,
-      new PatchEmbedding(config.numChannels ?? 3, config.patchSize, d, rng),
-    );
+    this.patchEmbedding = this.placeModule(names.patchEmbedding, new PatchEmbedding(config.numChannels ?? 3, config.patchSize, d, rng));
     this.positionEmbedding = this.placeParameter(names.positionEmbedding, truncNormal([1, 1 + g * g, d], rng, 0.02));
     this.preNorm = config.preNorm ? this.placeModule(names.preNorm, new LayerNorm(d, eps)) : null;
     const rates = dropPathSchedule(config.dropPathRate ?? 0, config.numLayers);

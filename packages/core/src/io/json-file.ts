@@ -36,11 +36,15 @@ export function validateConfig<T>(value: unknown, schema: z.ZodType<T>, subject:
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues as readonly SchemaIssue[];
-  throw new VlError('CONFIG_INVALID', `${issues.length} invalid field${issues.length === 1 ? '' : 's'}:\n${formatSchemaIssues(issues, keyName)}`, {
-    subject,
-    hint: 'fix the fields listed (paths are JSON paths into the file)',
-    cause: result.error,
-  });
+  throw new VlError(
+    'CONFIG_INVALID',
+    `${issues.length} invalid field${issues.length === 1 ? '' : 's'}:\n${formatSchemaIssues(issues, keyName)}`,
+    {
+      subject,
+      hint: 'fix the fields listed (paths are JSON paths into the file)',
+      cause: result.error,
+    },
+  );
 }
 
 /**
@@ -55,11 +59,15 @@ export function parseJsonText<T = unknown>(text: string, subject: string, schema
     value = parseJsonStrict(body);
   } catch (cause) {
     if (cause instanceof JsonParseError) {
-      throw new VlError('CONFIG_INVALID', `not valid JSON: ${cause.problem} at line ${cause.line} column ${cause.column} (${cause.jsonPath})`, {
-        subject,
-        hint: 'fix the JSON syntax at the position given',
-        cause,
-      });
+      throw new VlError(
+        'CONFIG_INVALID',
+        `not valid JSON: ${cause.problem} at line ${cause.line} column ${cause.column} (${cause.jsonPath})`,
+        {
+          subject,
+          hint: 'fix the JSON syntax at the position given',
+          cause,
+        },
+      );
     }
     throw cause;
   }
@@ -75,7 +83,11 @@ export async function readJsonFile<T = unknown>(path: string, schema?: z.ZodType
   try {
     bytes = await readFile(path);
   } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, { subject: path, hint: 'check that the path exists and is a readable file', cause });
+    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, {
+      subject: path,
+      hint: 'check that the path exists and is a readable file',
+      cause,
+    });
   }
   let text: string;
   try {
@@ -93,7 +105,10 @@ export async function readJsonFile<T = unknown>(path: string, schema?: z.ZodType
 function serialise(value: unknown, subject: string): string {
   const paths = new WeakMap<object, string>();
   const fail = (path: string, what: string): never => {
-    throw new VlError('CONFIG_INVALID', `${path}: ${what} cannot be written as JSON`, { subject, hint: 'replace it with a finite number, string, null or a plain object' });
+    throw new VlError('CONFIG_INVALID', `${path}: ${what} cannot be written as JSON`, {
+      subject,
+      hint: 'replace it with a finite number, string, null or a plain object',
+    });
   };
   let text: string | undefined;
   try {
@@ -115,7 +130,11 @@ function serialise(value: unknown, subject: string): string {
     );
   } catch (cause) {
     if (isVlError(cause)) throw cause;
-    throw new VlError('CONFIG_INVALID', `cannot be written as JSON: ${(cause as Error).message}`, { subject, hint: 'remove cycles and non-JSON values', cause });
+    throw new VlError('CONFIG_INVALID', `cannot be written as JSON: ${(cause as Error).message}`, {
+      subject,
+      hint: 'remove cycles and non-JSON values',
+      cause,
+    });
   }
   // Only undefined at the top level gives no text, and the replacer rejected that.
   return `${text ?? 'null'}\n`;
@@ -127,6 +146,10 @@ export async function writeJsonFile(path: string, value: unknown): Promise<void>
   try {
     await writeFileAtomic(path, (write) => write(new TextEncoder().encode(text)));
   } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `write failed: ${(cause as Error).message}`, { subject: path, hint: 'check that the folder exists and is writable', cause });
+    throw new VlError('CONFIG_INVALID', `write failed: ${(cause as Error).message}`, {
+      subject: path,
+      hint: 'check that the folder exists and is writable',
+      cause,
+    });
   }
 }

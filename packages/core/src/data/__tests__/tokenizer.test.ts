@@ -145,7 +145,11 @@ describe('BertTokenizer on bert-base-uncased', () => {
     // (we add specials ourselves, so it must not add a second pair).
     json.post_processor = {
       type: 'TemplateProcessing',
-      single: [{ SpecialToken: { id: '[CLS]', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '[SEP]', type_id: 0 } }],
+      single: [
+        { SpecialToken: { id: '[CLS]', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '[SEP]', type_id: 0 } },
+      ],
       pair: [
         { SpecialToken: { id: '[CLS]', type_id: 0 } },
         { Sequence: { id: 'A', type_id: 0 } },
@@ -158,7 +162,15 @@ describe('BertTokenizer on bert-base-uncased', () => {
         '[SEP]': { id: '[SEP]', ids: [102], tokens: ['[SEP]'] },
       },
     };
-    json.added_tokens.push({ id: 30522, content: '[DEC]', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    json.added_tokens.push({
+      id: 30522,
+      content: '[DEC]',
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    });
     const dir = mkdtempSync(join(tmpdir(), 'vl-tokjson-'));
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 40, do_lower_case: true }));

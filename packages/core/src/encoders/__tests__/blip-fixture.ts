@@ -30,7 +30,8 @@ export function readSafetensors(path: URL): { header: Map<string, SafetensorsEnt
     const bytes = buf.subarray(8 + n + e.data_offsets[0], 8 + n + e.data_offsets[1]);
     const copy = new Uint8Array(bytes).buffer; // aligned copy
     if (e.dtype === 'F32') tensors.set(key, { shape: e.shape, dtype: 'float32', data: new Float32Array(copy) });
-    else if (e.dtype === 'I64') tensors.set(key, { shape: e.shape, dtype: 'int32', data: Int32Array.from(new BigInt64Array(copy), Number) });
+    else if (e.dtype === 'I64')
+      tensors.set(key, { shape: e.shape, dtype: 'int32', data: Int32Array.from(new BigInt64Array(copy), Number) });
     else throw new Error(`unexpected dtype ${e.dtype} for ${key}`);
   }
   return { header, tensors };

@@ -59,11 +59,19 @@ describe('BLIP captioning checkpoint (HF transformers 4.30.2)', () => {
     const ids = jsonTensor(inputs.input_ids);
     const mask = jsonTensor(inputs.attention_mask);
     const [b, t] = ids.shape as [number, number];
-    const full = model.lmHead.forward(model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).lastHiddenState);
+    const full = model.lmHead.forward(
+      model.bert.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image }).lastHiddenState,
+    );
     const cache = new KVCache(model.bert.layer.length);
     const steps: tf.Tensor[] = [];
     // A 3-token prompt first, then one token at a time; image features only on the first call.
-    const chunks: [number, number][] = [[0, 3], [3, 1], [4, 1], [5, 1], [6, 1]];
+    const chunks: [number, number][] = [
+      [0, 3],
+      [3, 1],
+      [4, 1],
+      [5, 1],
+      [6, 1],
+    ];
     for (const [start, len] of chunks) {
       const out = model.bert.forward({
         inputIds: tf.slice(ids, [0, start], [b, len]),

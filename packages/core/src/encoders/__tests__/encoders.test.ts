@@ -58,12 +58,15 @@ describe('position embedding interpolation', () => {
     expect(Array.from(bicubicMatrix(3, 3))).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1]);
   });
 
-  it("matches PyTorch bicubic (align_corners=False): [[1, 2], [3, 4]] → 4×4", () => {
+  it('matches PyTorch bicubic (align_corners=False): [[1, 2], [3, 4]] → 4×4', () => {
     // 1-D weights at source -0.25 are (-0.03515625, 0.26171875, 0.87890625, -0.10546875) on
     // clamped indices (0, 0, 0, 1), which gives 0.89453125 for [1, 2]; the 2-D result of the
     // linear grid 1 + 2i + j is separable: row 0 = 1 + 2·u0 + u(j), u = (-0.10546875,
     // 0.2265625, 0.7734375, 1.10546875). torch.nn.functional.interpolate gives the same.
-    const grid = tf.tensor3d([[[1], [2]], [[3], [4]]]);
+    const grid = tf.tensor3d([
+      [[1], [2]],
+      [[3], [4]],
+    ]);
     const out = resizeGridBicubic(grid, 4, 4).dataSync();
     const u = [-0.10546875, 0.2265625, 0.7734375, 1.10546875];
     for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) expect(out[i * 4 + j]).toBeCloseTo(1 + 2 * u[i]! + u[j]!, 6);
@@ -86,7 +89,15 @@ describe('VisionTransformer', () => {
   it('timm names (ALBEF visual_encoder layout)', () => {
     const vit = new VisionTransformer({ ...vitConfig, names: TIMM_VIT_NAMES }, new Rng(0));
     const keys = [...vit.stateDict().keys()];
-    for (const k of ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias', 'blocks.1.attn.qkv.weight', 'blocks.0.mlp.fc2.bias', 'norm.weight']) {
+    for (const k of [
+      'cls_token',
+      'pos_embed',
+      'patch_embed.proj.weight',
+      'patch_embed.proj.bias',
+      'blocks.1.attn.qkv.weight',
+      'blocks.0.mlp.fc2.bias',
+      'norm.weight',
+    ]) {
       expect(keys).toContain(k);
     }
     expect(vit.stateDict().get('pos_embed')?.shape).toEqual([1, 17, 8]);
@@ -109,9 +120,14 @@ describe('VisionTransformer', () => {
 describe('TextTransformer', () => {
   it('embeddings: position ids are an I64 buffer and new tokens are placed after the cache', () => {
     const emb = new BertEmbeddings({ ...textConfig, typeVocabSize: 2 }, new Rng(0));
-    expect([...emb.stateDict().keys()].sort()).toEqual(
-      ['LayerNorm.bias', 'LayerNorm.weight', 'position_embeddings.weight', 'position_ids', 'token_type_embeddings.weight', 'word_embeddings.weight'],
-    );
+    expect([...emb.stateDict().keys()].sort()).toEqual([
+      'LayerNorm.bias',
+      'LayerNorm.weight',
+      'position_embeddings.weight',
+      'position_ids',
+      'token_type_embeddings.weight',
+      'word_embeddings.weight',
+    ]);
     expect(emb.storedDtypes().get('position_ids')).toBe('I64');
     const ids = tf.tensor2d([[3, 4, 5]], [1, 3], 'int32');
     const all = emb.forward({ inputIds: ids });
@@ -123,15 +139,28 @@ describe('TextTransformer', () => {
   it('bidirectional encoder: padding does not change real tokens', () => {
     const enc = new TextTransformer(textConfig, new Rng(0), { crossAttentionFrom: 1, pooler: true });
     randomize(enc, 1);
-    const ids = tf.tensor2d([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]], [2, 5], 'int32');
-    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+    const ids = tf.tensor2d(
+      [
+        [5, 6, 7, 8, 9],
+        [5, 6, 7, 0, 0],
+      ],
+      [2, 5],
+      'int32',
+    );
+    const mask = tf.tensor2d([
+      [1, 1, 1, 1, 1],
+      [1, 1, 1, 0, 0],
+    ]);
     const image = randomTensor([2, 4, 8], new Rng(2));
     const padded = enc.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
     const alone = enc.forward({ inputIds: tf.slice(ids, [1, 0], [1, 3]), encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 4, 8]) });
     expect(maxAbsDiff(tf.slice(padded.lastHiddenState, [1, 0, 0], [1, 3, 8]), alone.lastHiddenState)).toBeLessThan(1e-5);
     expect(padded.poolerOutput?.shape).toEqual([2, 8]);
     // Image padding too: masked image tokens do not matter.
-    const imageMask = tf.tensor2d([[1, 1, 1, 1], [1, 1, 0, 0]]);
+    const imageMask = tf.tensor2d([
+      [1, 1, 1, 1],
+      [1, 1, 0, 0],
+    ]);
     const withImagePad = enc.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image, encoderAttentionMask: imageMask });
     const imageAlone = enc.forward({ inputIds: tf.slice(ids, [1, 0], [1, 3]), encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 2, 8]) });
     expect(maxAbsDiff(tf.slice(withImagePad.lastHiddenState, [1, 0, 0], [1, 3, 8]), imageAlone.lastHiddenState)).toBeLessThan(1e-5);
@@ -158,7 +187,12 @@ describe('TextTransformer', () => {
     const mask = tf.tensor2d([[1, 1, 1, 0]]);
     const image = randomTensor([1, 3, 8], new Rng(6));
     const text = albef.forward({ inputIds: ids, attentionMask: mask, layers: albef.textLayers() });
-    const fused = albef.forward({ hiddenStates: text.lastHiddenState, attentionMask: mask, encoderHiddenStates: image, layers: albef.fusionLayers() });
+    const fused = albef.forward({
+      hiddenStates: text.lastHiddenState,
+      attentionMask: mask,
+      encoderHiddenStates: image,
+      layers: albef.fusionLayers(),
+    });
     const whole = albef.forward({ inputIds: ids, attentionMask: mask, encoderHiddenStates: image });
     expect(maxAbsDiff(fused.lastHiddenState, whole.lastHiddenState)).toBe(0);
   });
@@ -166,7 +200,14 @@ describe('TextTransformer', () => {
   it('decoding step with a cache does not leak; the cache owns what it keeps until disposed', () => {
     const dec = new TextTransformer(textConfig, new Rng(0), { causal: true, crossAttentionFrom: 0 });
     const image = randomTensor([2, 4, 8], new Rng(1));
-    const prompt = tf.tensor2d([[1, 2], [3, 4]], [2, 2], 'int32');
+    const prompt = tf.tensor2d(
+      [
+        [1, 2],
+        [3, 4],
+      ],
+      [2, 2],
+      'int32',
+    );
     const step = tf.tensor2d([[5], [6]], [2, 1], 'int32');
     const before = tf.memory().numTensors;
     const cache = new KVCache(dec.layer.length);
@@ -219,9 +260,14 @@ describe('heads', () => {
     expect(Array.from(l2Normalize(tf.zeros([1, 3])).dataSync())).toEqual([0, 0, 0]);
     expect([...new BertPooler(8, new Rng(0)).stateDict().keys()]).toEqual(['dense.weight', 'dense.bias']);
     const lm = new BertLMPredictionHead({ hiddenSize: 8, vocabSize: 30 }, new Rng(0));
-    expect([...lm.stateDict().keys()].sort()).toEqual(
-      ['bias', 'decoder.weight', 'transform.LayerNorm.bias', 'transform.LayerNorm.weight', 'transform.dense.bias', 'transform.dense.weight'],
-    );
+    expect([...lm.stateDict().keys()].sort()).toEqual([
+      'bias',
+      'decoder.weight',
+      'transform.LayerNorm.bias',
+      'transform.LayerNorm.weight',
+      'transform.dense.bias',
+      'transform.dense.weight',
+    ]);
     const h = randomTensor([2, 3, 8], new Rng(2));
     expect(lm.forward(h).shape).toEqual([2, 3, 30]);
     expectNoLeak(() => lm.forward(h));

@@ -5,6 +5,14 @@ import { isVlError } from '../../errors.js';
 import { camelizeKeys, camelKey, snakeKey, snakifyKeys } from '../config-case.js';
 import { validateConfig } from '../json-file.js';
 
+/** The fields of HF_CONFIG the tests read after camelizing. */
+interface CamelHfConfig {
+  _nameOrPath: string;
+  transformersVersion: string;
+  textConfig: { layerNormEps: number; beginSuppressTokens: number[][]; id2label: Record<string, string>; label2id: Record<string, number> };
+  visionConfig: { listOfDicts: unknown[]; layer_2Norm: boolean };
+}
+
 /** A Hugging Face BLIP config.json, shortened, with the keys that usually break recasing. */
 const HF_CONFIG = {
   _commit_hash: null,
@@ -55,7 +63,7 @@ describe('camelKey / snakeKey', () => {
 
 describe('camelizeKeys / snakifyKeys', () => {
   it('camelizes deeply, through arrays, and copies opaque label maps as they are', () => {
-    const cfg = camelizeKeys<Record<string, any>>(HF_CONFIG);
+    const cfg = camelizeKeys<CamelHfConfig>(HF_CONFIG);
     expect(cfg._nameOrPath).toBe('Salesforce/blip-image-captioning-base');
     expect(cfg.transformersVersion).toBe('4.30.0.dev0');
     expect(cfg.textConfig.layerNormEps).toBe(1e-12);
@@ -67,7 +75,7 @@ describe('camelizeKeys / snakifyKeys', () => {
   });
 
   it('round-trips a config.json exactly (key order too), without sharing objects with the input', () => {
-    const camel = camelizeKeys<Record<string, any>>(HF_CONFIG);
+    const camel = camelizeKeys<CamelHfConfig>(HF_CONFIG);
     const back = snakifyKeys(camel);
     expect(JSON.stringify(back)).toBe(JSON.stringify(HF_CONFIG));
     camel.textConfig.id2label['0'] = 'changed';

@@ -147,7 +147,10 @@ export class ToyAlbef extends Module {
     this.vision_proj = this.registerModule('vision_proj', new Linear(h, e, rng, { init: (s, r) => normal(s, r, 0.3) }));
     this.text_proj = this.registerModule('text_proj', new Linear(h, e, rng, { init: (s, r) => normal(s, r, 0.3) }));
     this.itm_head = this.registerModule('itm_head', new Mlp(3 * h, h, 2, rng, { init: (s, r) => normal(s, r, 0.3) }));
-    this.position_embeddings = this.registerModule('position_embeddings', new Embedding(SEQ, h, rng, { init: (s, r) => normal(s, r, 0.5) }));
+    this.position_embeddings = this.registerModule(
+      'position_embeddings',
+      new Embedding(SEQ, h, rng, { init: (s, r) => normal(s, r, 0.5) }),
+    );
     this.mlm_head = this.registerModule('mlm_head', new Mlp(h, 2 * h, VOCAB, rng, { init: (s, r) => normal(s, r, 0.3) }));
     this.dropout = this.registerModule('dropout', new Dropout(0.1));
     this.temp = this.registerParameter('temp', initTemperature());
@@ -215,9 +218,18 @@ export class ToyAlbef extends Module {
       const itm = itmLoss(this.itm_head.forward(this.dropout.forward(fused, ctx.rng.fork('dropout'))), pairs.labels);
       metrics.itmAcc = itm.accuracy;
 
-      const masked = maskTokens(batch.tokens, { rng: ctx.rng.fork('mlm'), vocabSize: VOCAB, maskTokenId: MASK, specialTokenIds: [PAD, CLS, SEP, MASK], probability: 0.3 });
+      const masked = maskTokens(batch.tokens, {
+        rng: ctx.rng.fork('mlm'),
+        vocabSize: VOCAB,
+        maskTokenId: MASK,
+        specialTokenIds: [PAD, CLS, SEP, MASK],
+        probability: 0.3,
+      });
       const maskedIds = tf.tensor2d(masked.inputIds, [b, SEQ], 'int32');
-      const tokenH = tf.add(tf.add(this.text_encoder.word_embeddings.forward(maskedIds), this.position_embeddings.forward(tf.range(0, SEQ, 1, 'int32'))), tf.expandDims(imgH, 1));
+      const tokenH = tf.add(
+        tf.add(this.text_encoder.word_embeddings.forward(maskedIds), this.position_embeddings.forward(tf.range(0, SEQ, 1, 'int32'))),
+        tf.expandDims(imgH, 1),
+      );
       const mlm = mlmLoss(this.mlm_head.forward(tf.tanh(tokenH)), masked.labels);
 
       this.queues.enqueue({ image_queue: imageFeatM, text_queue: textFeatM, idx_queue: tf.tensor1d(batch.imageIds, 'int32') });

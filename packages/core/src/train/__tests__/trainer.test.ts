@@ -113,7 +113,13 @@ describe('Trainer', () => {
     const root = join(dir, 'ckpt');
     const model = new ToyAlbef(3);
     const progress: TrainProgress[] = [];
-    const trainer = makeTrainer(model, { checkpointDir: root, checkpointEvery: 2, keepCheckpoints: 2, onProgress: (p) => progress.push(p), extraState: () => ({ run: 'toy' }) });
+    const trainer = makeTrainer(model, {
+      checkpointDir: root,
+      checkpointEvery: 2,
+      keepCheckpoints: 2,
+      onProgress: (p) => progress.push(p),
+      extraState: () => ({ run: 'toy' }),
+    });
     await trainer.fit(data, { maxSteps: 5 });
     expect(progress.map((p) => p.step)).toEqual([1, 2, 3, 4, 5]);
     expect(progress[0]!.totalSteps).toBe(5);
@@ -126,7 +132,9 @@ describe('Trainer', () => {
     expect(saved.tensors.get('queues.queue_ptr')!.fileDtype).toBe('I64');
     expect(saved.tensors.has('visual_encoder_m.dense.weight')).toBe(true);
     expect(saved.tensors.has('temp')).toBe(true);
-    const state = await readJsonFile<{ step: number; batchInEpoch: number; rng: number[]; extra: unknown }>(join(root, 'step-00000005', 'trainer.json'));
+    const state = await readJsonFile<{ step: number; batchInEpoch: number; rng: number[]; extra: unknown }>(
+      join(root, 'step-00000005', 'trainer.json'),
+    );
     expect(state.step).toBe(5);
     expect(state.batchInEpoch).toBe(5 % STEPS_PER_EPOCH);
     expect(state.rng).toHaveLength(4);
