@@ -65,23 +65,23 @@ export function checkModelsForOptions(
   ];
   for (const { role, model, textLength } of checks) {
     const dir = role === 'captioner' ? o.captioner : o.filter;
-    const text = model.config.text_config;
-    if (textLength > text.max_position_embeddings) {
+    const text = model.config.textConfig;
+    if (textLength > text.maxPositionEmbeddings) {
       throw new VlError(
         'CONFIG_INVALID',
-        `${role} texts of ${textLength} tokens exceed its max_position_embeddings ${text.max_position_embeddings}`,
+        `${role} texts of ${textLength} tokens exceed its max_position_embeddings ${text.maxPositionEmbeddings}`,
         {
           subject: dir,
-          hint: role === 'captioner' ? `use --max-length ≤ ${text.max_position_embeddings}` : 'the filter is too small for CapFilt',
+          hint: role === 'captioner' ? `use --max-length ≤ ${text.maxPositionEmbeddings}` : 'the filter is too small for CapFilt',
         },
       );
     }
     const tok = model.tokenizer;
     if (!tok) throw new VlError('CONFIG_INVALID', `the ${role} checkpoint has no tokenizer (vocab.txt / tokenizer.json)`, { subject: dir });
-    if (tok.vocabSize > text.vocab_size) {
+    if (tok.vocabSize > text.vocabSize) {
       throw new VlError(
         'CONFIG_INVALID',
-        `${role} tokenizer has ${tok.vocabSize} tokens but text_config.vocab_size is ${text.vocab_size}`,
+        `${role} tokenizer has ${tok.vocabSize} tokens but text_config.vocab_size is ${text.vocabSize}`,
         {
           subject: dir,
           hint: 'vocab.txt does not belong to this checkpoint; use the vocab it was trained with',
