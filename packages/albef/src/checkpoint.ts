@@ -11,7 +11,8 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, readCheckpoint, readJsonFile, type StateValue, VlError, writeJsonFile, writeSafetensorsFile } from '@vl/core';
+import { type HostTensor, type StateValue, VlError } from '@vl/core';
+import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type AlbefConfig, albefConfigFromJson, albefConfigToJson } from './config.js';
 import { Albef, type AlbefPretrainOptions } from './model.js';
 

@@ -14,12 +14,11 @@ import {
   mlmDistillLoss,
   mlmLoss,
   type ParityReport,
-  readExpectedFile,
-  readTensorJsonFile,
   Rng,
   sampleItmNegatives,
   VlError,
 } from '@vl/core';
+import { readExpectedFile, readTensorJsonFile } from '@vl/core/node';
 import { loadAlbef } from './checkpoint.js';
 import type { Albef } from './model.js';
 

@@ -12,7 +12,7 @@ import { copyFile, rm } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeSynthDataset } from '@vl/core';
+import { writeSynthDataset } from '@vl/core/node';
 import { runCli } from '../dist/index.js';
 
 const args = process.argv.slice(2);

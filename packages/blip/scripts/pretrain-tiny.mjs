@@ -10,7 +10,7 @@
 // usage: node scripts/pretrain-tiny.mjs [OUT_DIR] [--steps 600] [--backend wasm]
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSynthDataset } from '@vl/core';
+import { writeSynthDataset } from '@vl/core/node';
 import { runCli } from '../dist/index.js';
 
 const args = process.argv.slice(2);

@@ -7,16 +7,8 @@
 import { copyFile, mkdir, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import {
-  type LoadReport,
-  type Module,
-  readCheckpoint,
-  readJsonFile,
-  stateDictToHost,
-  VlError,
-  writeJsonFile,
-  writeSafetensorsFile,
-} from '@vl/core';
+import { type LoadReport, type Module, stateDictToHost, VlError } from '@vl/core';
+import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type BlipConfig, blipConfigFromJson, blipConfigToJson } from './config.js';
 import { TOKENIZER_FILES } from './processor.js';
 

@@ -32,8 +32,6 @@ import {
   MomentumEncoder,
   objectiveEnabled,
   type ObjectivesConfig,
-  readCheckpoint,
-  readJsonFile,
   Rng,
   sampleItmNegatives,
   snakeKey,
@@ -42,6 +40,7 @@ import {
   VlError,
   validateConfig,
 } from '@vl/core';
+import { readCheckpoint, readJsonFile } from '@vl/core/node';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { saveBlipFolder } from './checkpoint.js';

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS, preprocessImage } from '@vl/core';
+import { BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS } from '@vl/core';
+import { preprocessImage, loadBertTokenizer } from '@vl/core/node';
 
 /** A file path, encoded image bytes (JPEG/PNG/…), or normalised pixels [3,H,W] / [B,3,H,W]. */
 export type ImageInput = string | Uint8Array | tf.Tensor;
@@ -57,7 +58,7 @@ export async function pixelValuesFrom(images: ImageInput | readonly ImageInput[]
  */
 export async function loadTokenizerFrom(dir: string): Promise<BertTokenizer | null> {
   if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) return null;
-  return BertTokenizer.fromFile(dir, { blipTokens: true });
+  return loadBertTokenizer(dir, { blipTokens: true });
 }
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'] as const;

@@ -1,6 +1,7 @@
 // `blip pretrain` and `blip eval`: argument parsing, a progress bar on stderr, and a summary on stdout.
 import { join } from 'node:path';
-import { readJsonFile, validateConfig } from '@vl/core';
+import { validateConfig } from '@vl/core';
+import { readJsonFile } from '@vl/core/node';
 import { SingleBar } from 'cli-progress';
 import { type Io, num, parse, startRuntime, str, UsageError, backendOpt } from './program.js';
 import { pretrainingOptionsSchema } from './pretraining.js';

@@ -6,23 +6,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  BertTokenizer,
-  ciderD,
-  corpusBleu,
-  createDataLoader,
-  DataReport,
-  type ImageTextExample,
-  loadExamples,
-  MODEL_IMAGE_NORMS,
-  readDataset,
-  readJsonFile,
-  retrievalRecall,
-  Rng,
-  type StepRecord,
-  Trainer,
-  VlError,
-} from '@vl/core';
+import { BertTokenizer, ciderD, corpusBleu, DataReport, MODEL_IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
+import { createDataLoader, type ImageTextExample, loadExamples, readDataset, readJsonFile, type StepRecord, Trainer, loadBertTokenizer } from '@vl/core/node';
 import { type BlipConfig, type BlipPresetName, blipPreset, withTokenizerIds } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
 import { type BlipPretrainingOptions, BlipForPretraining, type PretrainBatch } from './pretraining.js';
@@ -79,7 +64,7 @@ function transform(size: number) {
 }
 
 async function loadTokenizer(vocab: string): Promise<BertTokenizer> {
-  return BertTokenizer.fromFile(vocab, { blipTokens: true });
+  return loadBertTokenizer(vocab, { blipTokens: true });
 }
 
 /** The model config for a preset on this tokenizer's vocabulary. */

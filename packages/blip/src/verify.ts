@@ -2,7 +2,8 @@
 // output that expected.json names with the call its `meta.calls` describes (max abs diff per
 // output; token ids exact). The parity tests call `verifyCheckpoint` too, so they test this path.
 import * as tf from '@tensorflow/tfjs-core';
-import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport, readExpectedFile, readTensorJsonFile } from '@vl/core';
+import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport } from '@vl/core';
+import { readExpectedFile, readTensorJsonFile } from '@vl/core/node';
 import { readBlipConfig } from './checkpoint.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
 

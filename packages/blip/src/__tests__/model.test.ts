@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { fullSequenceDecoder, generate, initRuntime, isVlError, readSafetensorsFile, readSafetensorsHeader } from '@vl/core';
+import { fullSequenceDecoder, generate, initRuntime, isVlError } from '@vl/core';
+import { readSafetensorsFile, readSafetensorsHeader } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBlipConfig } from '../checkpoint.js';
 import { blipPreset, parseBlipConfig } from '../config.js';

@@ -1,7 +1,8 @@
 // The pretraining forward and a Trainer step on the wasm backend (core's kernels, @vl/accel when
 // installed): the same losses as on cpu for the same seed, and no tensor leaks per step.
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, Rng, Trainer } from '@vl/core';
+import { initRuntime, Rng } from '@vl/core';
+import { Trainer } from '@vl/core/node';
 import { describe, expect, it } from 'vitest';
 import { blipPreset } from '../config.js';
 import { BlipForPretraining, type PretrainBatch } from '../pretraining.js';

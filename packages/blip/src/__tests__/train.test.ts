@@ -3,7 +3,8 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initRuntime, writeSynthDataset } from '@vl/core';
+import { initRuntime } from '@vl/core';
+import { writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlipForConditionalGeneration } from '../modeling.js';
 import { runCli } from '../program.js';

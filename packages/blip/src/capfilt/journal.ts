@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { open, readFile, truncate } from 'node:fs/promises';
-import { readByteLines } from '@vl/core';
+import { readByteLines } from '@vl/core/node';
 import type { RunIdentity } from './identity.js';
 import { writeNamed } from './write-named.js';
 

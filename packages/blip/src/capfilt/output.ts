@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import * as tar from 'tar-stream';
-import { readImageFile, type WriteChunk, writeFileAtomic } from '@vl/core';
+import { readImageFile, type WriteChunk, writeFileAtomic } from '@vl/core/node';
 import { inputItems, type InputItem } from './pipeline.js';
 import { writeNamed } from './write-named.js';
 import sharp from 'sharp';

@@ -3,7 +3,8 @@
 // config schema's `model` enum.
 import * as tf from '@tensorflow/tfjs-core';
 import { Albef, type AlbefBatch, albefConfig, reinitAlbef, albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from '@vl/albef';
-import { Rng, type StepRecord, Trainer } from '@vl/core';
+import { Rng } from '@vl/core';
+import { type StepRecord, Trainer } from '@vl/core/node';
 import type { AblationConfig, ResolvedVariant } from './config.js';
 import { pairBatches, type PreparedData } from './data.js';
 

@@ -3,7 +3,8 @@
 // results.md, loss_curves.png and metrics.png (+ .svg) and a JSONL line per finished run.
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initRuntime, type StepRecord } from '@vl/core';
+import { initRuntime } from '@vl/core';
+import { type StepRecord } from '@vl/core/node';
 import { type AblationConfig, resolveVariants, trainingKey } from './config.js';
 import { dataKey, prepareSynthData, type PreparedData } from './data.js';
 import { ADAPTERS, type CurvePoint } from './models.js';

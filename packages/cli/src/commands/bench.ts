@@ -1,7 +1,8 @@
 // `vl bench`: matmul and transformer-block throughput per backend, written to docs/benchmarks.md.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BENCH_ENGINES, benchReportToMarkdown, runBench, type BenchEngine } from '@vl/core';
+import { BENCH_ENGINES, runBench, type BenchEngine } from '../bench/bench.js';
+import { benchReportToMarkdown } from '../bench/markdown.js';
 import type { Command } from 'commander';
 
 interface BenchCliOptions {

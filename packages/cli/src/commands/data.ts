@@ -2,18 +2,15 @@
 // bad records (`check`), and measure how fast it reads into batches (`bench`).
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { type BertTokenizer, type DataReport, IMAGE_NORMS, initRuntime, type SynthSummary } from '@vl/core';
 import {
-  BertTokenizer,
   createDataLoader,
-  type DataReport,
   type DatasetFormat,
   type DatasetSpec,
-  IMAGE_NORMS,
-  initRuntime,
+  loadBertTokenizer,
   measureThroughput,
   writeSynthDataset,
-  type SynthSummary,
-} from '@vl/core';
+} from '@vl/core/node';
 import { SingleBar } from 'cli-progress';
 import { type Command, InvalidArgumentError } from 'commander';
 
@@ -161,7 +158,7 @@ async function tokenizerFor(o: ReadOptions): Promise<BertTokenizer> {
   if (!path) {
     throw new InvalidArgumentError('no tokenizer: pass --vocab vocab.txt|tokenizer.json (none found beside the data)');
   }
-  return BertTokenizer.fromFile(path, { blipTokens: true });
+  return loadBertTokenizer(path, { blipTokens: true });
 }
 
 function readOptions(cmd: Command): Command {

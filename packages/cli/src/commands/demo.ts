@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Embedding, initRuntime, LayerNorm, Linear, loadModuleFile, Module, normal, Rng, saveModuleFile } from '@vl/core';
+import { Embedding, initRuntime, LayerNorm, Linear, Module, normal, Rng } from '@vl/core';
+import { loadModuleFile, saveModuleFile } from '@vl/core/node';
 import type { Command } from 'commander';
 
 /** Image tower: a linear map of a feature vector; text tower: mean of token embeddings. */

@@ -1,8 +1,6 @@
-// BERT WordPiece tokenizer (bert-base-uncased as BLIP/ALBEF use it), loading `vocab.txt` or a
-// Hugging Face `tokenizer.json`; normalisation, pre-tokenisation and WordPiece come from
+// BERT WordPiece tokenizer (bert-base-uncased as BLIP/ALBEF use it), built from the lines of a
+// `vocab.txt` or a parsed Hugging Face `tokenizer.json` (node/tokenizer-file.ts reads them from disk); normalisation, pre-tokenisation and WordPiece come from
 // @huggingface/tokenizers, special tokens, truncation, padding and masks are done here.
-import { readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { VlError } from '../errors.js';
 
@@ -228,26 +226,6 @@ export class BertTokenizer {
     }
     const maxLen = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : undefined;
     return new BertTokenizer(json as TokenizerJson, { modelMaxLength: maxLen, ...options }, config);
-  }
-
-  /** From a file: `vocab.txt` or `tokenizer.json` (by extension), or a folder holding either. */
-  static async fromFile(path: string, options: TokenizerOptions = {}): Promise<BertTokenizer> {
-    let file = path;
-    if ((await stat(path).catch(() => null))?.isDirectory()) {
-      const json = join(path, 'tokenizer.json');
-      file = (await stat(json).catch(() => null)) ? json : join(path, 'vocab.txt');
-    }
-    const text = await readFile(file, 'utf8').catch((err: unknown) => {
-      throw new VlError('DATA_INVALID', `cannot read tokenizer file: ${(err as Error).message}`, { subject: file });
-    });
-    if (file.endsWith('.json')) {
-      let config: Record<string, unknown> = {};
-      const cfgPath = join(dirname(file), 'tokenizer_config.json');
-      const cfgText = await readFile(cfgPath, 'utf8').catch(() => null);
-      if (cfgText !== null) config = JSON.parse(cfgText) as Record<string, unknown>;
-      return BertTokenizer.fromTokenizerJson(JSON.parse(text), options, config);
-    }
-    return BertTokenizer.fromVocab(parseVocabTxt(text), options);
   }
 
   /** WordPiece tokens of a text, without special tokens. */

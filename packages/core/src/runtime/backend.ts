@@ -1,7 +1,8 @@
-// Backend choice: tfjs-node-gpu > tfjs-node > wasm > cpu, by what is installed; VL_BACKEND overrides.
-// The native tfjs packages are optional peers (their install downloads libtensorflow), so their
-// absence is the normal case and is reported, not thrown.
-import { createRequire } from 'node:module';
+// Backend choice: tfjs-node-gpu > tfjs-node > wasm > cpu, by what is installed; VL_BACKEND overrides;
+// `webgl` on request. Browser-safe: the native packages and @vl/accel are probed only under Node,
+// through `import(name)` with a computed name that bundlers leave alone (they are optional peers
+// whose install downloads libtensorflow or builds C++, so their absence is the normal case and is
+// reported, not thrown). In a browser the native candidates are reported as "needs Node.js".
 import * as tf from '@tensorflow/tfjs-core';
 // The union package registers every gradient with the one tfjs-core engine (tfjs-core's own
 // gradient files are ESM-only deep imports that do not load in Node) and the cpu backend.
@@ -10,8 +11,10 @@ import '@tensorflow/tfjs-backend-wasm';
 import { VlError } from '../errors.js';
 import { installWasmKernels, type InstalledKernels } from './wasm-kernels.js';
 
-export type BackendChoice = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
+export type BackendChoice = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu' | 'webgl';
+/** The order `auto` tries. webgl is not in it: core's kernels and the parity fixtures target wasm/cpu numerics. */
 export const BACKEND_PREFERENCE: readonly BackendChoice[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
+const BACKEND_NAMES: readonly BackendChoice[] = [...BACKEND_PREFERENCE, 'webgl'];
 
 export interface BackendCandidate {
   choice: BackendChoice;
@@ -31,8 +34,8 @@ export interface RuntimeInfo {
   kernels: InstalledKernels;
   /** What the caller asked for ('auto' unless forced). */
   requested: BackendChoice | 'auto';
-  /** The optional native kernels (@vl/accel) on wasm: whether they are registered, and why not. */
-  accel: { active: boolean; note: string };
+  /** The optional native kernels (@vl/accel) on wasm: whether they are registered (and on how many threads), or why not. */
+  accel: AccelInfo;
 }
 
 export interface InitRuntimeOptions {
@@ -53,56 +56,101 @@ const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
   'tfjs-node': '@tensorflow/tfjs-node',
 };
 
+/** Node's `process`, or undefined in a browser or worker (read through globalThis so bundlers inject no shim). */
+function nodeProcess(): { env: Record<string, string | undefined>; stderr: { write(text: string): unknown } } | undefined {
+  const p = (globalThis as { process?: { versions?: { node?: string }; env: Record<string, string | undefined>; stderr: { write(text: string): unknown } } })
+    .process;
+  return p?.versions?.node ? p : undefined;
+}
+
+function envVar(name: string): string | undefined {
+  return nodeProcess()?.env[name];
+}
+
+type Loaded = { ok: true; module: unknown } | { ok: false; missing: boolean; message: string };
+
+/**
+ * Imports an optional Node package by name. The specifier is a variable and the comments tell
+ * webpack and vite to leave the call alone, so no bundler tries to resolve or inline it; a browser
+ * never reaches it (callers check `nodeProcess()` first).
+ */
+async function importOptional(pkg: string): Promise<Loaded> {
+  try {
+    const specifier = pkg;
+    return { ok: true, module: await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier) };
+  } catch (err) {
+    const message = String((err as { message?: string }).message ?? err).split('\n')[0] ?? '';
+    // "Not installed" is the package itself unresolvable: Node (ESM `Cannot find package 'p'`, CJS
+    // `Cannot find module 'p'`) and vite (`Could not resolve "p"`) quote the bare name. A missing
+    // file inside it (say the native binding) is a broken install: that message quotes a path.
+    const missing = message.includes(`'${pkg}'`) || message.includes(`"${pkg}"`);
+    return { ok: false, missing, message };
+  }
+}
+
 async function tryLoadNative(choice: 'tfjs-node-gpu' | 'tfjs-node'): Promise<BackendCandidate> {
   const pkg = NATIVE_PACKAGES[choice];
-  // Resolve before importing, so "not installed" (normal) is told apart from "broken install".
-  try {
-    createRequire(import.meta.url).resolve(pkg);
-  } catch {
-    return { choice, available: false, note: `${pkg} is not installed (optional)` };
-  }
-  try {
-    await import(pkg);
-    return { choice, available: true, note: `${pkg} loaded` };
-  } catch (err) {
-    return { choice, available: false, note: `${pkg} is installed but failed to load: ${(err as Error).message.split('\n')[0]}` };
-  }
+  if (!nodeProcess()) return { choice, available: false, note: `${pkg} needs Node.js` };
+  const loaded = await importOptional(pkg);
+  if (loaded.ok) return { choice, available: true, note: `${pkg} loaded` };
+  if (loaded.missing) return { choice, available: false, note: `${pkg} is not installed (optional)` };
+  return { choice, available: false, note: `${pkg} is installed but failed to load: ${loaded.message}` };
+}
+
+function webglCandidate(): BackendCandidate {
+  const hasWebgl = tf.findBackendFactory('webgl') !== null && !nodeProcess();
+  return {
+    choice: 'webgl',
+    available: hasWebgl,
+    note: hasWebgl ? '@tensorflow/tfjs-backend-webgl is bundled' : 'webgl needs a browser with WebGL',
+  };
+}
+
+export interface AccelInfo {
+  active: boolean;
+  note: string;
+  /** Size of accel's thread pool when active; null otherwise. */
+  threads: number | null;
 }
 
 /** The slice of @vl/accel the runtime uses (an optional peer: imported by name at run time). */
 interface AccelModule {
   registerAccelKernels(engine: typeof tf): { active: boolean; note: string };
   unregisterAccelKernels(engine: typeof tf): void;
+  accelStatus?(): { info?: { threads?: number } };
 }
 const ACCEL_PACKAGE = '@vl/accel';
 let accelModule: AccelModule | null = null;
 let accelWanted = false;
 
 /** Registers @vl/accel's kernels on wasm (after core's, which become their fallbacks), or says why not. */
-async function loadAccel(wanted: boolean, why: string): Promise<{ active: boolean; note: string }> {
-  if (!wanted) return { active: false, note: why };
-  try {
-    createRequire(import.meta.url).resolve(ACCEL_PACKAGE);
-  } catch {
-    return { active: false, note: `${ACCEL_PACKAGE} is not installed (optional)` };
+async function loadAccel(wanted: boolean, why: string): Promise<AccelInfo> {
+  const off = (note: string): AccelInfo => ({ active: false, note, threads: null });
+  if (!wanted) return off(why);
+  if (!nodeProcess()) return off(`${ACCEL_PACKAGE} needs Node.js`);
+  if (!accelModule) {
+    const loaded = await importOptional(ACCEL_PACKAGE);
+    if (!loaded.ok) {
+      return off(loaded.missing ? `${ACCEL_PACKAGE} is not installed (optional)` : `${ACCEL_PACKAGE} is installed but failed to load: ${loaded.message}`);
+    }
+    accelModule = loaded.module as AccelModule;
   }
   try {
-    accelModule ??= (await import(ACCEL_PACKAGE)) as AccelModule;
     const { active, note } = accelModule.registerAccelKernels(tf);
-    return { active, note };
+    return { active, note, threads: active ? (accelModule.accelStatus?.().info?.threads ?? null) : null };
   } catch (err) {
-    return { active: false, note: `${ACCEL_PACKAGE} is installed but failed to load: ${(err as Error).message.split('\n')[0]}` };
+    return off(`${ACCEL_PACKAGE} failed to register: ${(err as Error).message.split('\n')[0]}`);
   }
 }
 
 function parseChoice(value: string, source: string): BackendChoice | 'auto' {
   const v = value.trim().toLowerCase();
   if (v === 'auto' || v === '') return 'auto';
-  if ((BACKEND_PREFERENCE as readonly string[]).includes(v)) return v as BackendChoice;
+  if ((BACKEND_NAMES as readonly string[]).includes(v)) return v as BackendChoice;
   if (v === 'tensorflow' || v === 'node') return 'tfjs-node';
   throw new VlError('BACKEND_UNAVAILABLE', `unknown backend '${value}'`, {
     subject: source,
-    hint: `use one of ${BACKEND_PREFERENCE.join(', ')} or auto`,
+    hint: `use one of ${BACKEND_NAMES.join(', ')} or auto`,
   });
 }
 
@@ -111,7 +159,7 @@ function parseChoice(value: string, source: string): BackendChoice | 'auto' {
  * with the same request returns the same info; a different request switches backend.
  */
 export async function initRuntime(options: InitRuntimeOptions = {}): Promise<RuntimeInfo> {
-  const envValue = process.env.VL_BACKEND;
+  const envValue = envVar('VL_BACKEND');
   const requested =
     options.backend !== undefined
       ? parseChoice(options.backend, 'initRuntime({ backend })')
@@ -119,16 +167,17 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
         ? parseChoice(envValue, 'VL_BACKEND')
         : 'auto';
   const wantKernels = options.wasmKernels ?? true;
-  const wantAccel = options.accel ?? process.env.VL_ACCEL !== '0';
+  const wantAccel = options.accel ?? envVar('VL_ACCEL') !== '0';
   if (current && requested === current.requested && current.kernels.enabled === wantKernels && accelWanted === wantAccel) {
     return current;
   }
 
   const candidates: BackendCandidate[] = [];
-  for (const choice of BACKEND_PREFERENCE) {
-    if (requested !== 'auto' && choice !== requested) continue;
+  for (const choice of requested === 'auto' ? BACKEND_PREFERENCE : [requested]) {
     if (choice === 'tfjs-node-gpu' || choice === 'tfjs-node') {
       candidates.push(await tryLoadNative(choice));
+    } else if (choice === 'webgl') {
+      candidates.push(webglCandidate());
     } else {
       candidates.push({ choice, available: true, note: `@tensorflow/tfjs-backend-${choice} is bundled` });
     }
@@ -168,7 +217,7 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
       ? `best installed backend${skipped.length ? ` (${skipped.join('; ')})` : ''}`
       : `requested by ${options.backend !== undefined ? 'initRuntime({ backend })' : 'VL_BACKEND'}`;
   current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels, requested, accel };
-  if (options.verbose) process.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}; accel: ${accel.note}\n`);
+  if (options.verbose) nodeProcess()?.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}; accel: ${accel.note}\n`);
   return current;
 }
 

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { conv2DBackpropFilterConfig } from './kernels/conv-backprop-filter.js';
 import { cpuFallbackConfig } from './kernels/cpu-fallback.js';
 import { createFastMatMulKernels } from './kernels/matmul.js';
+import { asWasmBackend } from './kernels/wasm-internals.js';
 import { unsortedSegmentSumConfig } from './kernels/segment-sum.js';
 
 export interface InstalledKernels {
@@ -112,4 +113,10 @@ export function isStockWasmKernel(kernelName: string): boolean {
 export function coreWasmMatMulActive(): boolean {
   const current = tf.getKernel(tf.BatchMatMul, 'wasm');
   return current !== undefined && (replacements?.includes(current) ?? false);
+}
+
+/** Threads the active wasm backend computes on (its XNNPACK pool), or null when wasm is not the active backend. */
+export function wasmThreadCount(): number | null {
+  if (tf.getBackend() !== 'wasm') return null;
+  return asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
 }

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { readDataset } from '@vl/core';
+import { readDataset } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCapfiltCli } from '../cli.js';
 import { loadModels } from '../pipeline.js';

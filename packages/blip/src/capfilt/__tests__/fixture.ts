@@ -2,7 +2,8 @@
 // and randomly initialised `tiny` captioner and filter checkpoints saved in the Hugging Face layout.
 import { mkdir, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BertTokenizer, initRuntime, Rng, writeSynthDataset } from '@vl/core';
+import { BertTokenizer, initRuntime, Rng } from '@vl/core';
+import { writeSynthDataset, loadBertTokenizer } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';
 
@@ -44,7 +45,7 @@ export async function makeFixture(dir: string, o: { images?: number; bad?: boole
     );
     await appendFile(train, '{"image": "../outside.png", "captions": ["escape"]}\n');
   }
-  const tok = await BertTokenizer.fromFile(join(data, 'vocab.txt'), { blipTokens: true });
+  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { blipTokens: true });
   const config = pretrainConfig('tiny', tok, 32);
   const captioner = join(dir, 'captioner');
   const filter = join(dir, 'filter');

@@ -8,7 +8,7 @@ import { expectNoLeak, gradCheck, probe, randomTensor } from '../../attention/__
 import { MultiHeadAttention, TORCHSCALE_ATTENTION_NAMES } from '../../attention/multi-head-attention.js';
 import { isVlError } from '../../errors.js';
 import { FIXTURES_DIR } from '../../io/__tests__/helpers.js';
-import { readSafetensorsFile } from '../../io/safetensors-file.js';
+import { readSafetensorsFile } from '../../node/safetensors-file.js';
 import { Linear } from '../../nn/layers.js';
 import type { Module } from '../../nn/module.js';
 import { initRuntime } from '../../runtime/backend.js';

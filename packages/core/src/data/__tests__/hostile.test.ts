@@ -8,9 +8,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageFileError, readImageFile, withTimeout } from '../image-file.js';
+import { ImageFileError, readImageFile, withTimeout } from '../../node/image-file.js';
 import { type CaptionRecord, DataReport } from '../records.js';
-import { decodeUtf8Escaped, jsonTooDeep, readByteLines, readCsvRows, readDataset } from '../readers.js';
+import { decodeUtf8Escaped, jsonTooDeep, readByteLines, readCsvRows, readDataset } from '../../node/readers.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), 'fixtures');
 let dir: string;
@@ -214,7 +214,7 @@ describe('image files, not paths', () => {
       list,
       '{"image": "leak.png", "caption": "leak"}\n{"image": "fifo.png", "caption": "fifo"}\n{"image": "ok.png", "caption": "ok"}\n',
     );
-    const { createDataLoader } = await import('../loader.js');
+    const { createDataLoader } = await import('../../node/loader.js');
     const { BertTokenizer } = await import('../tokenizer.js');
     const { bertBaseUncasedVocab } = await import('./bert-vocab.js');
     const { initRuntime } = await import('../../runtime/backend.js');

@@ -5,15 +5,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import {
-  IMAGE_NORMS,
-  decodeImage,
-  imagesToTensor,
-  normalizeToChw,
-  preprocessImage,
-  randomResizedCropBox,
-  transformImage,
-} from '../image.js';
+import { IMAGE_NORMS, imagesToTensor, normalizeToChw, randomResizedCropBox } from '../image.js';
+import { decodeImage, preprocessImage, transformImage } from '../../node/image-decode.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });

@@ -9,10 +9,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { IMAGE_NORMS } from '../image.js';
-import { batchExamples, createDataLoader, loadExamples, shuffleBuffer } from '../loader.js';
+import { batchExamples, createDataLoader, loadExamples, shuffleBuffer } from '../../node/loader.js';
 import { type CaptionRecord, DataReport, type DropReason } from '../records.js';
-import { type DatasetSpec, expandBraces, readDataset, splitWdsName, streamJsonArrayElements } from '../readers.js';
-import { writeSynthDataset } from '../synth.js';
+import { type DatasetSpec, expandBraces, readDataset, splitWdsName, streamJsonArrayElements } from '../../node/readers.js';
+import { writeSynthDataset } from '../../node/synth-writer.js';
 import { BertTokenizer } from '../tokenizer.js';
 import { bertBaseUncasedVocab } from './bert-vocab.js';
 

@@ -5,19 +5,9 @@ import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeImage } from '../image.js';
-import {
-  COLORS,
-  BACKGROUNDS,
-  type NoiseLabel,
-  type Scene,
-  type SynthRecord,
-  type SynthSummary,
-  planSynthDataset,
-  renderCaption,
-  splitCounts,
-  writeSynthDataset,
-} from '../synth.js';
+import { decodeImage } from '../../node/image-decode.js';
+import { COLORS, BACKGROUNDS, type NoiseLabel, type Scene, type SynthRecord, type SynthSummary, planSynthDataset, renderCaption, splitCounts } from '../synth.js';
+import { writeSynthDataset } from '../../node/synth-writer.js';
 
 function hashTree(dir: string): Record<string, string> {
   const out: Record<string, string> = {};

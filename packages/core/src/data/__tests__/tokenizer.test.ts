@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BertTokenizer, bertTokenizerJson } from '../tokenizer.js';
+import { loadBertTokenizer } from '../../node/tokenizer-file.js';
 import { bertBaseUncasedVocab, writeVocabTxt } from './bert-vocab.js';
 
 let vocab: string[];
@@ -11,7 +12,7 @@ let tok: BertTokenizer;
 
 beforeAll(async () => {
   vocab = bertBaseUncasedVocab();
-  tok = await BertTokenizer.fromFile(join(writeVocabTxt(), 'vocab.txt'), { blipTokens: true });
+  tok = await loadBertTokenizer(join(writeVocabTxt(), 'vocab.txt'), { blipTokens: true });
 });
 
 // Expected ids: each piece looked up as a line of vocab.txt (id = line number - 1), e.g.
@@ -174,7 +175,7 @@ describe('BertTokenizer on bert-base-uncased', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-tokjson-'));
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 40, do_lower_case: true }));
-    return BertTokenizer.fromFile(dir, { blipTokens: true }).then((fromJson) => {
+    return loadBertTokenizer(dir, { blipTokens: true }).then((fromJson) => {
       expect(fromJson.decId).toBe(30522);
       expect(fromJson.encId).toBe(30523); // appended because the file lacked it
       expect(fromJson.modelMaxLength).toBe(40);

@@ -1,7 +1,11 @@
 // Metrics checked against values worked out by hand (the arithmetic is in the comments and in
 // docs/data.md): BLEU-1..4 and CIDEr-D on a three-image fixture, Recall@K, ITM accuracy/AUC.
 import { describe, expect, it } from 'vitest';
-import { ciderD, corpusBleu, itmAccuracy, itmMatchProbabilities, ptbTokenize, retrievalRecall, rocAuc } from '../index.js';
+import { ciderD } from '../cider.js';
+import { corpusBleu } from '../bleu.js';
+import { itmAccuracy, itmMatchProbabilities, rocAuc } from '../itm.js';
+import { ptbTokenize } from '../text.js';
+import { retrievalRecall } from '../retrieval.js';
 
 describe('ptbTokenize', () => {
   it('lower-cases, splits clitics, drops punctuation tokens', () => {

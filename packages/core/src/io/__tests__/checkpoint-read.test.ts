@@ -3,10 +3,10 @@
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readCheckpoint } from '../checkpoint-file.js';
-import { writeSafetensorsFile } from '../safetensors-file.js';
+import { readCheckpoint } from '../../node/checkpoint-file.js';
+import { writeSafetensorsFile } from '../../node/safetensors-file.js';
 import type { HostTensor } from '../safetensors.js';
-import { openShardedSafetensors } from '../safetensors-sharded.js';
+import { openShardedSafetensors } from '../../node/safetensors-sharded.js';
 import { catchVlErrorAsync, makeTempDir, sameBytes } from './helpers.js';
 import { TORCH_FIXTURES } from './torch-helpers.js';
 

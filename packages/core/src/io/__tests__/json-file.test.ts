@@ -3,7 +3,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseJsonText, readJsonFile, validateConfig, writeJsonFile } from '../json-file.js';
+import { parseJsonText, validateConfig } from '../json-config.js';
+import { readJsonFile, writeJsonFile } from '../../node/json-file.js';
 import { catchVlError, catchVlErrorAsync, FIXTURE_CHECKPOINTS, makeTempDir } from './helpers.js';
 
 /** The part of a Hugging Face BLIP config.json these tests look at; unknown keys pass through. */

@@ -2,9 +2,9 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileAtomic } from '../atomic.js';
+import { writeFileAtomic } from '../../node/atomic.js';
 import { writeSafetensors, type HostTensor } from '../safetensors.js';
-import { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from '../safetensors-file.js';
+import { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from '../../node/safetensors-file.js';
 import { catchVlErrorAsync, makeTempDir, sameBytes } from './helpers.js';
 
 const weight: HostTensor = { dtype: 'float32', shape: [2, 2], data: Float32Array.from([1, 2, 3, 4]), fileDtype: 'F32' };

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSafetensors, writeSafetensors } from '../safetensors.js';
-import { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from '../safetensors-file.js';
-import { readJsonFile } from '../json-file.js';
+import { readSafetensorsFile, readSafetensorsHeader, writeSafetensorsFile } from '../../node/safetensors-file.js';
+import { readJsonFile } from '../../node/json-file.js';
 import { FIXTURE_CHECKPOINTS, makeTempDir, referenceDecode, sameBytes } from './helpers.js';
 
 const cases = [

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
 import { Rng } from '../../runtime/rng.js';
 import { readSafetensors, SAFETENSORS_MAX_HEADER_BYTES, writeSafetensors, type HostTensor } from '../safetensors.js';
-import { readSafetensorsFile, readSafetensorsHeader } from '../safetensors-file.js';
+import { readSafetensorsFile, readSafetensorsHeader } from '../../node/safetensors-file.js';
 import { FIXTURE_CHECKPOINTS, makeTempDir } from './helpers.js';
 
 type Outcome = { ok: true; summary: string } | { ok: false; message: string };

@@ -4,7 +4,7 @@ import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VlError, VlErrorCode } from '../../errors.js';
-import { readCheckpoint } from '../checkpoint-file.js';
+import { readCheckpoint } from '../../node/checkpoint-file.js';
 import { PickleObject, type PyDict, unpickle } from '../pickle.js';
 import { readTorchCheckpoint } from '../torch-checkpoint.js';
 import { findTorchGlobal, TorchStorageRef, TorchStorageType } from '../torch-pickle.js';

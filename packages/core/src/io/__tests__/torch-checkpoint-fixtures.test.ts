@@ -3,10 +3,10 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readCheckpoint } from '../checkpoint-file.js';
-import { readSafetensorsFile } from '../safetensors-file.js';
+import { readCheckpoint } from '../../node/checkpoint-file.js';
+import { readSafetensorsFile } from '../../node/safetensors-file.js';
 import { readTorchCheckpoint } from '../torch-checkpoint.js';
-import { readTorchCheckpointFile } from '../torch-checkpoint-file.js';
+import { readTorchCheckpointFile } from '../../node/torch-checkpoint-file.js';
 import { bytesSource, readZipDirectory, readZipEntry } from '../zip.js';
 import { catchVlErrorAsync, FIXTURES_DIR, sameBytes } from './helpers.js';
 import { buildZip, expectTensor, PTH_FIXTURE_FOLDERS, TORCH_FIXTURES, type ExpectedTensor } from './torch-helpers.js';

@@ -7,7 +7,7 @@ import { isVlError } from '../../errors.js';
 import { Rng } from '../../runtime/rng.js';
 import type { HostTensor } from '../safetensors.js';
 import { readTorchCheckpoint } from '../torch-checkpoint.js';
-import { readTorchCheckpointFile } from '../torch-checkpoint-file.js';
+import { readTorchCheckpointFile } from '../../node/torch-checkpoint-file.js';
 import { bytesSource, readZipDirectory, readZipEntry } from '../zip.js';
 import { makeTempDir } from './helpers.js';
 import { buildZip, TORCH_FIXTURES, type ZipInput } from './torch-helpers.js';

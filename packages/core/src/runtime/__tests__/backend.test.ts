@@ -57,6 +57,16 @@ describe('initRuntime', () => {
   });
 });
 
+describe('webgl', () => {
+  it('is chosen only on request and, under Node, refused with a typed error', async () => {
+    const auto = await initRuntime({ backend: 'auto' });
+    expect(auto.candidates.map((c) => c.choice)).not.toContain('webgl');
+    await expect(initRuntime({ backend: 'webgl' })).rejects.toSatisfy(
+      (e: unknown) => isVlError(e, 'BACKEND_UNAVAILABLE') && /webgl needs a browser/.test((e as Error).message),
+    );
+  });
+});
+
 describe('ensureRuntime', () => {
   it('keeps the backend the application chose', async () => {
     const { ensureRuntime } = await import('../backend.js');

@@ -11,7 +11,7 @@ import { combineLosses } from '../../objectives/losses.js';
 import { clipByGlobalNorm, globalNorm, GradientAccumulator } from '../gradients.js';
 import { AdamW } from '../optimizer.js';
 import { makeSchedule } from '../schedule.js';
-import { Trainer } from '../trainer.js';
+import { Trainer } from '../../node/trainer.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });

@@ -11,7 +11,7 @@ import { itmLoss, itmPairs, sampleItmNegatives } from '../../objectives/itm.js';
 import { combineLosses, type ForwardResult, type ObjectivesConfig } from '../../objectives/losses.js';
 import { maskTokens, mlmLoss } from '../../objectives/mlm.js';
 import { Rng } from '../../runtime/rng.js';
-import type { TrainStepContext } from '../trainer.js';
+import type { TrainStepContext } from '../../node/trainer.js';
 
 const PAD = 0;
 const CLS = 1;

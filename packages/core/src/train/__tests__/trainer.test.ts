@@ -12,9 +12,9 @@ import { Module } from '../../nn/module.js';
 import { combineLosses } from '../../objectives/losses.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import { latestCheckpoint } from '../checkpoint.js';
-import { JsonlMetricsLog, type StepRecord } from '../metrics-log.js';
-import { Trainer, type TrainerOptions, type TrainProgress } from '../trainer.js';
+import { latestCheckpoint } from '../../node/train-checkpoint.js';
+import { JsonlMetricsLog, type StepRecord } from '../../node/metrics-log.js';
+import { Trainer, type TrainerOptions, type TrainProgress } from '../../node/trainer.js';
 import { ToyAlbef, toyEpoch, toyPairs, type ToyBatch } from './toy.js';
 
 let dir: string;
@@ -82,7 +82,7 @@ describe('Trainer', () => {
     // Simulate a crash after step 7's checkpoint … rewind to step 5 by pointing latest at it.
     first.dispose();
     firstModel.dispose();
-    const { writeJsonFile } = await import('../../io/index.js');
+    const { writeJsonFile } = await import('../../node/json-file.js');
     await writeJsonFile(join(ckptDir, 'latest.json'), { checkpoint: 'step-00000005', step: 5 });
 
     // A fresh process: different init seed, so everything must come from the checkpoint.
@@ -127,7 +127,8 @@ describe('Trainer', () => {
     expect(names).toEqual(['latest.json', 'step-00000004', 'step-00000005']); // no temporary folders left
     expect(await latestCheckpoint(root)).toMatch(/step-00000005$/);
     expect((await readdir(join(root, 'step-00000005'))).sort()).toEqual(['model.safetensors', 'optimizer.safetensors', 'trainer.json']);
-    const { readSafetensorsFile, readJsonFile } = await import('../../io/index.js');
+    const { readSafetensorsFile } = await import('../../node/safetensors-file.js');
+    const { readJsonFile } = await import('../../node/json-file.js');
     const saved = await readSafetensorsFile(join(root, 'step-00000005', 'model.safetensors'));
     expect(saved.tensors.get('queues.queue_ptr')!.fileDtype).toBe('I64');
     expect(saved.tensors.has('visual_encoder_m.dense.weight')).toBe(true);

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
-import { compareOutputs, decodeTensorJson, formatParityReport, readExpectedFile } from '../parity.js';
+import { compareOutputs, decodeTensorJson, formatParityReport } from '../parity.js';
+import { readExpectedFile } from '../../node/parity-file.js';
 
 describe('decodeTensorJson', () => {
   it('flattens row-major and checks nesting against the shape', () => {

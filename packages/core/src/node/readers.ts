@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import * as tar from 'tar-stream';
 import { VlError } from '../errors.js';
-import { type CaptionRecord, DataReport, type DropReason } from './records.js';
+import { type CaptionRecord, DataReport, type DropReason } from '../data/records.js';
 
 export type DatasetFormat = 'jsonl' | 'csv' | 'coco-karpathy' | 'webdataset';
 

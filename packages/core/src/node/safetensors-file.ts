@@ -14,7 +14,7 @@ import {
   type SafetensorsContents,
   type SafetensorsHeader,
   type SafetensorsTensors,
-} from './safetensors.js';
+} from '../io/safetensors.js';
 import { isVlError } from '../errors.js';
 
 const IO_HINT = 'check that the path exists, is a regular file and is readable';

@@ -2,15 +2,10 @@
 // stock ones on the block, the markdown has its tables, and the runtime and memory are left as found.
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { initRuntime, runtimeInfo } from '../../runtime/backend.js';
-import {
-  benchReportToMarkdown,
-  blockForward,
-  blockForwardFlops,
-  createBlockParams,
-  disposeBlockParams,
-  runBench,
-} from '../index.js';
+import { initRuntime, runtimeInfo } from '@vl/core';
+import { runBench } from '../bench.js';
+import { blockForward, blockForwardFlops, createBlockParams, disposeBlockParams } from '../block.js';
+import { benchReportToMarkdown } from '../markdown.js';
 
 describe('runBench (quick)', () => {
   it('times every case on cpu, stock wasm and core wasm, and renders markdown', async () => {

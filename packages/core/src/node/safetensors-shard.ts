@@ -2,7 +2,7 @@
 // only when asked for. What sharded checkpoints and filtered reads are built on. Node-only.
 import { VlError } from '../errors.js';
 import { openFileSource, type FileSource } from './file-source.js';
-import { decodeTensor, parseSafetensorsHeader, readHeaderLength, type HostTensor, type SafetensorsHeader } from './safetensors.js';
+import { decodeTensor, parseSafetensorsHeader, readHeaderLength, type HostTensor, type SafetensorsHeader } from '../io/safetensors.js';
 
 export interface SafetensorsShard {
   path: string;

@@ -7,11 +7,11 @@ import { distillAlpha } from '../distill/targets.js';
 import type { Module } from '../nn/module.js';
 import type { ForwardResult } from '../objectives/losses.js';
 import { Rng } from '../runtime/rng.js';
-import { CHECKPOINT_FORMAT, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint, type TrainerState } from './checkpoint.js';
-import { clipByGlobalNorm, globalNorm, GradientAccumulator } from './gradients.js';
+import { CHECKPOINT_FORMAT, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint, type TrainerState } from './train-checkpoint.js';
+import { clipByGlobalNorm, globalNorm, GradientAccumulator } from '../train/gradients.js';
 import { JsonlMetricsLog, type StepRecord } from './metrics-log.js';
-import { AdamW, type AdamWOptions } from './optimizer.js';
-import { makeSchedule, type LrSchedule, type ScheduleConfig } from './schedule.js';
+import { AdamW, type AdamWOptions } from '../train/optimizer.js';
+import { makeSchedule, type LrSchedule, type ScheduleConfig } from '../train/schedule.js';
 
 /** What the forward gets for each micro-batch. */
 export interface TrainStepContext {

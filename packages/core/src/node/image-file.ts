@@ -4,7 +4,7 @@
 import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import { sep } from 'node:path';
-import type { DropReason } from './records.js';
+import type { DropReason } from '../data/records.js';
 
 /** Files over this many bytes are not read (64 MiB: far above any training image). */
 export const DEFAULT_MAX_IMAGE_BYTES = 64 * 1024 * 1024;

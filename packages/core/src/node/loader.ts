@@ -3,11 +3,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError, isVlError } from '../errors.js';
 import { Rng } from '../runtime/rng.js';
-import { type ImageTransformOptions, preprocessImage } from './image.js';
+import type { ImageTransformOptions } from '../data/image.js';
+import { preprocessImage } from './image-decode.js';
 import { ImageFileError, readImageFile } from './image-file.js';
-import { type CaptionRecord, DataReport } from './records.js';
+import { type CaptionRecord, DataReport } from '../data/records.js';
 import { type DatasetSpec, readDataset } from './readers.js';
-import type { BertTokenizer, PaddingMode } from './tokenizer.js';
+import type { BertTokenizer, PaddingMode } from '../data/tokenizer.js';
 
 export interface ImageTextExample {
   key: string;

@@ -3,13 +3,13 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VlError } from '../errors.js';
-import { sniffCheckpoint, SNIFF_BYTES, unsupportedFormatError } from './checkpoint-format.js';
+import { sniffCheckpoint, SNIFF_BYTES, unsupportedFormatError } from '../io/checkpoint-format.js';
 import { readShardedCheckpoint } from './safetensors-sharded.js';
 import { openSafetensorsShard } from './safetensors-shard.js';
-import type { CheckpointTensors, ReadTorchOptions } from './torch-checkpoint.js';
+import type { CheckpointTensors, ReadTorchOptions } from '../io/torch-checkpoint.js';
 import { readTorchCheckpointFile } from './torch-checkpoint-file.js';
 import { IO_HINT, withFileSource } from './file-source.js';
-import type { HostTensor } from './safetensors.js';
+import type { HostTensor } from '../io/safetensors.js';
 
 export type ReadCheckpointOptions = ReadTorchOptions;
 

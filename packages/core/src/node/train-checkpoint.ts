@@ -5,7 +5,9 @@ import type * as tf from '@tensorflow/tfjs-core';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VlError } from '../errors.js';
-import { readJsonFile, readSafetensorsFile, writeJsonFile, writeSafetensorsFile, type HostTensor } from '../io/index.js';
+import type { HostTensor } from '../io/safetensors.js';
+import { readJsonFile, writeJsonFile } from './json-file.js';
+import { readSafetensorsFile, writeSafetensorsFile } from './safetensors-file.js';
 import type { Module, StoredDtype } from '../nn/module.js';
 import type { RngState } from '../runtime/rng.js';
 

@@ -1,7 +1,7 @@
 // Random access to a file on disk as a ByteSource (what the zip and safetensors readers read from). Node-only.
 import { open, type FileHandle } from 'node:fs/promises';
 import { isVlError, VlError } from '../errors.js';
-import type { ByteSource } from './zip.js';
+import type { ByteSource } from '../io/zip.js';
 
 export const IO_HINT = 'check that the path exists, is a regular file and is readable';
 

@@ -1,9 +1,9 @@
 // torch.save files on disk: the zip's directory and entries are read through a file handle, so only the
 // pickle and the chosen tensors' storages are ever in memory. Node-only.
 import * as zlib from 'node:zlib';
-import { sniffCheckpoint, SNIFF_BYTES, unsupportedFormatError } from './checkpoint-format.js';
+import { sniffCheckpoint, SNIFF_BYTES, unsupportedFormatError } from '../io/checkpoint-format.js';
 import { withFileSource } from './file-source.js';
-import { readTorchCheckpoint, type CheckpointTensors, type ReadTorchOptions } from './torch-checkpoint.js';
+import { readTorchCheckpoint, type CheckpointTensors, type ReadTorchOptions } from '../io/torch-checkpoint.js';
 
 /** zlib's CRC-32 (Node ≥ 20.15) is about 10× the portable one; checking a multi-GB checkpoint should not cost seconds. */
 const nativeCrc32 = typeof zlib.crc32 === 'function' ? (bytes: Uint8Array): number => zlib.crc32(bytes) >>> 0 : undefined;

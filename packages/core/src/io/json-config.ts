@@ -1,9 +1,7 @@
-// config.json I/O: strict parse (duplicate keys are errors), optional zod validation, pretty atomic
-// writes; every failure is VlError('CONFIG_INVALID') naming the file and the JSON path of the field.
-import { readFile } from 'node:fs/promises';
+// config.json text: strict parse (duplicate keys are errors), optional zod validation, checked pretty
+// printing; every failure is VlError('CONFIG_INVALID') naming the source and the JSON path of the field.
 import type { z } from 'zod';
 import { VlError, isVlError } from '../errors.js';
-import { writeFileAtomic } from './atomic.js';
 import { formatJsonPath, JsonParseError, jsonPathJoin, parseJsonStrict, type JsonValue } from './json-strict.js';
 
 /** The issue fields we print; zod 4's `$ZodIssue` has them all. */
@@ -75,34 +73,11 @@ export function parseJsonText<T = unknown>(text: string, subject: string, schema
 }
 
 /**
- * Reads a JSON file (e.g. a Hugging Face `config.json`), rejecting duplicate keys, and validates
- * it with `schema` when given. Errors: CONFIG_INVALID with the file as subject.
+ * Pretty JSON (2-space indent, trailing newline), refusing values JSON.stringify would silently
+ * change (NaN/±Infinity → null, undefined in an array → null) or reject (bigint, cycles), each named
+ * by JSON path in a CONFIG_INVALID error about `subject`.
  */
-export async function readJsonFile<T = unknown>(path: string, schema?: z.ZodType<T>): Promise<T> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, {
-      subject: path,
-      hint: 'check that the path exists and is a readable file',
-      cause,
-    });
-  }
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
-  } catch (cause) {
-    throw new VlError('CONFIG_INVALID', 'not valid UTF-8', { subject: path, hint: 'save the file as UTF-8', cause });
-  }
-  return parseJsonText(text, path, schema);
-}
-
-/**
- * Finds values JSON.stringify would silently change (NaN/±Infinity → null, undefined in an
- * array → null) or reject (bigint, cycles), and names them by JSON path.
- */
-function serialise(value: unknown, subject: string): string {
+export function stringifyJson(value: unknown, subject: string): string {
   const paths = new WeakMap<object, string>();
   const fail = (path: string, what: string): never => {
     throw new VlError('CONFIG_INVALID', `${path}: ${what} cannot be written as JSON`, {
@@ -138,18 +113,4 @@ function serialise(value: unknown, subject: string): string {
   }
   // Only undefined at the top level gives no text, and the replacer rejected that.
   return `${text ?? 'null'}\n`;
-}
-
-/** Writes `value` as pretty JSON (2-space indent, trailing newline), atomically. */
-export async function writeJsonFile(path: string, value: unknown): Promise<void> {
-  const text = serialise(value, path);
-  try {
-    await writeFileAtomic(path, (write) => write(new TextEncoder().encode(text)));
-  } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `write failed: ${(cause as Error).message}`, {
-      subject: path,
-      hint: 'check that the folder exists and is writable',
-      cause,
-    });
-  }
 }

@@ -4,9 +4,7 @@
 // Times are best-of-runs (the machine is shared).
 import * as tf from '@tensorflow/tfjs-core';
 import { cpus, loadavg } from 'node:os';
-import { initRuntime, runtimeInfo, type InitRuntimeOptions, type RuntimeInfo } from '../runtime/backend.js';
-import { asWasmBackend } from '../runtime/kernels/wasm-internals.js';
-import { coreWasmMatMulActive } from '../runtime/wasm-kernels.js';
+import { coreWasmMatMulActive, initRuntime, runtimeInfo, wasmThreadCount, type InitRuntimeOptions } from '@vl/core';
 import {
   BASE_BLOCK,
   blockForward,
@@ -299,39 +297,22 @@ function measure(run: () => void, budget: Budget): Timing {
   return summarize(times);
 }
 
-/** `accel` is an InitRuntimeOptions field only where @vl/accel is wired; elsewhere it is ignored. */
-type EngineRuntimeOptions = InitRuntimeOptions & { accel?: boolean };
-type AccelInfo = { accel?: { active: boolean; note: string } };
-
-const ACCEL_PACKAGE = '@vl/accel';
-
-/** @vl/accel's thread pool size, read from the package itself (an optional peer, loaded by name). */
-async function accelThreads(): Promise<number | null> {
-  try {
-    const accel = (await import(ACCEL_PACKAGE)) as { accelStatus(): { info?: { threads?: number } } };
-    return accel.accelStatus().info?.threads ?? null;
-  } catch {
-    return null;
-  }
-}
-
 /** Switches the runtime to `engine`; returns the threads it computes on, or why it cannot run. */
 async function useEngine(engine: BenchEngine): Promise<{ threads: number } | { skip: string }> {
   if (engine === 'cpu') {
     await initRuntime({ backend: 'cpu' });
     return { threads: 1 };
   }
-  const options: EngineRuntimeOptions = {
+  const options: InitRuntimeOptions = {
     backend: 'wasm',
     wasmKernels: engine !== 'wasm-stock',
     accel: engine === 'wasm-accel',
   };
-  const info = (await initRuntime(options)) as RuntimeInfo & AccelInfo;
-  const wasmThreads = asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
+  const info = await initRuntime(options);
+  const wasmThreads = wasmThreadCount() ?? 1;
   if (engine === 'wasm-accel') {
-    if (!info.accel?.active)
-      return { skip: `wasm + @vl/accel skipped: ${info.accel?.note ?? 'this runtime does not load @vl/accel'}` };
-    return { threads: (await accelThreads()) ?? wasmThreads };
+    if (!info.accel.active) return { skip: `wasm + @vl/accel skipped: ${info.accel.note}` };
+    return { threads: info.accel.threads ?? wasmThreads };
   }
   if (engine === 'wasm' && !coreWasmMatMulActive()) {
     return { skip: "wasm (core kernels) skipped: another package's BatchMatMul stayed registered over core's" };
@@ -430,8 +411,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
   try {
     for (const engine of RUN_ORDER.filter((e) => engines.includes(e))) {
       const setup = await useEngine(engine);
-      if (engine !== 'cpu') wasmThreads = asWasmBackend(tf.backend()).wasm.tfjs.getThreadsCount();
-      if (engine === 'wasm-accel') accelNote = (runtimeInfo() as (RuntimeInfo & AccelInfo) | null)?.accel?.note ?? null;
+      if (engine !== 'cpu') wasmThreads = wasmThreadCount();
+      if (engine === 'wasm-accel') accelNote = runtimeInfo()?.accel.note ?? null;
       if ('skip' in setup) {
         notes.push(setup.skip);
         log(setup.skip);
@@ -456,13 +437,11 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     }
   } finally {
     if (before) {
-      const restore: EngineRuntimeOptions = {
+      await initRuntime({
         backend: before.choice,
         wasmKernels: before.backend === 'wasm' ? before.kernels.enabled : true,
-      };
-      const accel = (before as RuntimeInfo & AccelInfo).accel;
-      if (accel) restore.accel = accel.active;
-      await initRuntime(restore);
+        accel: before.accel.active,
+      });
     }
   }
   if (peak) {

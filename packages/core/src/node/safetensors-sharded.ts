@@ -3,10 +3,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { VlError } from '../errors.js';
-import { JsonParseError, parseJsonStrict, type JsonValue } from './json-strict.js';
-import type { HostTensor } from './safetensors.js';
+import { JsonParseError, parseJsonStrict, type JsonValue } from '../io/json-strict.js';
+import type { HostTensor } from '../io/safetensors.js';
 import { openSafetensorsShard, type SafetensorsShard } from './safetensors-shard.js';
-import type { CheckpointTensors, ReadTorchOptions } from './torch-checkpoint.js';
+import type { CheckpointTensors, ReadTorchOptions } from '../io/torch-checkpoint.js';
 import { readTorchCheckpointFile } from './torch-checkpoint-file.js';
 
 /** An index larger than this is not an index (a real one for a 100B model is a few MB). */

@@ -1,7 +1,7 @@
 // A BERT/ViT-base-size pre-LN transformer block built from nn/functional and tf ops, the unit
 // the bench times forward and forward+backward (weights as plain tensors, no Module).
 import * as tf from '@tensorflow/tfjs-core';
-import { gelu, layerNorm, linear } from '../nn/functional.js';
+import { gelu, layerNorm, linear } from '@vl/core';
 
 export interface BlockShape {
   /** Model width (768 in BERT/ViT-base). */
