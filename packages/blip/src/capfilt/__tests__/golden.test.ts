@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BertTokenizer, initRuntime, Rng } from '@vl/core';
-import { writeSynthDataset } from '@vl/core/node';
+import { loadBertTokenizer, writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';
@@ -64,7 +64,7 @@ async function makeData(): Promise<string> {
 
 async function makeModels(): Promise<void> {
   await initRuntime({ backend: 'cpu' });
-  const tok = await BertTokenizer.fromFile(join(data, 'vocab.txt'), { blipTokens: true });
+  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { blipTokens: true });
   const config = pretrainConfig('tiny', tok, 32);
   const cap = new BlipForConditionalGeneration(config, new Rng(1));
   cap.tokenizerDir = data;
