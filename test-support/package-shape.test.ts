@@ -13,7 +13,9 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 };
 
 /** Code entries: `.` and `./sub` with conditions (not `./package.json`). */
-const entries = Object.entries(pkg.exports).filter((e): e is [string, { types: string; import: string; require: string }] => typeof e[1] === 'object');
+const entries = Object.entries(pkg.exports).filter(
+  (e): e is [string, { types: string; import: string; require: string }] => typeof e[1] === 'object',
+);
 
 describe(`${pkg.name} package`, () => {
   it('has a main entry', () => {
@@ -32,7 +34,11 @@ describe(`${pkg.name} package`, () => {
       const esm = (await import(specifier)) as Record<string, unknown>;
       const cjs = createRequire(join(root, 'package.json'))(specifier) as Record<string, unknown>;
       expect(Object.keys(esm).length).toBeGreaterThan(0);
-      expect(Object.keys(cjs).sort()).toEqual(Object.keys(esm).filter((k) => k !== 'default').sort());
+      expect(Object.keys(cjs).sort()).toEqual(
+        Object.keys(esm)
+          .filter((k) => k !== 'default')
+          .sort(),
+      );
     });
   }
 });

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS } from '@vl/core';
+import { type BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS } from '@vl/core';
 import { preprocessImage, loadBertTokenizer } from '@vl/core/node';
 
 /** A file path, encoded image bytes (JPEG/PNG/…), or normalised pixels [3,H,W] / [B,3,H,W]. */

@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { BertTokenizer, ciderD, corpusBleu, DataReport, MODEL_IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
+import { type BertTokenizer, ciderD, corpusBleu, DataReport, MODEL_IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
 import { createDataLoader, type ImageTextExample, loadExamples, readDataset, readJsonFile, type StepRecord, Trainer, loadBertTokenizer } from '@vl/core/node';
 import { type BlipConfig, type BlipPresetName, blipPreset, withTokenizerIds } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';

@@ -26,7 +26,8 @@ function importsOf(file: string): string[] {
   const specs: string[] = [];
   const visit = (node: ts.Node): void => {
     if (ts.isImportDeclaration(node) && !node.importClause?.isTypeOnly) specs.push((node.moduleSpecifier as ts.StringLiteral).text);
-    else if (ts.isExportDeclaration(node) && node.moduleSpecifier && !node.isTypeOnly) specs.push((node.moduleSpecifier as ts.StringLiteral).text);
+    else if (ts.isExportDeclaration(node) && node.moduleSpecifier && !node.isTypeOnly)
+      specs.push((node.moduleSpecifier as ts.StringLiteral).text);
     else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && ts.isStringLiteral(node.arguments[0]!)) {
       specs.push(node.arguments[0].text);
     }
@@ -72,7 +73,9 @@ describe('@vl/core root entry in a browser', () => {
     const inputs = Object.keys(result.metafile.inputs);
     expect(inputs.some((p) => p.endsWith('src/index.ts'))).toBe(true);
     // Nothing Node-only made it in, even through a dependency.
-    expect(inputs.filter((p) => p.startsWith('node:') || /node_modules\/(sharp|csv-parse|tar-stream)\//.test(p) || p.includes('src/node/'))).toEqual([]);
+    expect(
+      inputs.filter((p) => p.startsWith('node:') || /node_modules\/(sharp|csv-parse|tar-stream)\//.test(p) || p.includes('src/node/')),
+    ).toEqual([]);
     const externals = new Set(Object.values(result.metafile.inputs).flatMap((i) => i.imports.filter((m) => m.external).map((m) => m.path)));
     expect([...externals].filter((p) => !p.startsWith('@tensorflow/'))).toEqual([]);
   });
@@ -95,7 +98,9 @@ describe('@vl/core root entry in a browser', () => {
     const problems: string[] = [];
     for (const [file, chain] of reachable(ROOT_ENTRY)) {
       // Comments may name them; code may not (backend.ts reads `globalThis.process` behind a check).
-      const code = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:])\/\/.*$/gm, '$1');
+      const code = readFileSync(file, 'utf8')
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/(^|[^:])\/\/.*$/gm, '$1');
       const hit = /(?<![.\w$/'"-])(process\.|Buffer\.|__dirname|__filename|require\()/.exec(code);
       if (hit) problems.push(`${show(chain)} uses ${hit[1]}`);
     }
@@ -105,6 +110,8 @@ describe('@vl/core root entry in a browser', () => {
   it('the walk sees a Node-only import when there is one (the check can fail)', () => {
     const nodeFiles = reachable(join(SRC, 'node.ts'));
     const flagged = [...nodeFiles.keys()].filter((f) => importsOf(f).some((s) => forbiddenSpecifier(s) !== null));
-    expect(flagged.map((f) => relative(SRC, f))).toEqual(expect.arrayContaining(['node/image-decode.ts', 'node/readers.ts', 'node/atomic.ts']));
+    expect(flagged.map((f) => relative(SRC, f))).toEqual(
+      expect.arrayContaining(['node/image-decode.ts', 'node/readers.ts', 'node/atomic.ts']),
+    );
   });
 });

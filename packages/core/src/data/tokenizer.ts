@@ -1,6 +1,7 @@
 // BERT WordPiece tokenizer (bert-base-uncased as BLIP/ALBEF use it), built from the lines of a
-// `vocab.txt` or a parsed Hugging Face `tokenizer.json` (node/tokenizer-file.ts reads them from disk); normalisation, pre-tokenisation and WordPiece come from
-// @huggingface/tokenizers, special tokens, truncation, padding and masks are done here.
+// `vocab.txt` or a parsed Hugging Face `tokenizer.json` (node/tokenizer-file.ts reads them from
+// disk); normalisation, pre-tokenisation and WordPiece come from @huggingface/tokenizers, special
+// tokens, truncation, padding and masks are done here.
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { VlError } from '../errors.js';
 

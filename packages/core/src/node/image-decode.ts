@@ -111,8 +111,12 @@ export async function transformImage(bytes: Uint8Array, options: ImageTransformO
 }
 
 /** Bytes → normalised [3, H, W] float32 (decode, transform, normalise). */
-export async function preprocessImage(bytes: Uint8Array, options: ImageTransformOptions, out?: Float32Array, offset = 0): Promise<Float32Array> {
+export async function preprocessImage(
+  bytes: Uint8Array,
+  options: ImageTransformOptions,
+  out?: Float32Array,
+  offset = 0,
+): Promise<Float32Array> {
   const rgb = await transformImage(bytes, options);
   return normalizeToChw(rgb, options.norm ?? IMAGE_NORMS.clip, out, offset);
 }
-

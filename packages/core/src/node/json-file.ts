@@ -15,7 +15,11 @@ export async function readJsonFile<T = unknown>(path: string, schema?: z.ZodType
   try {
     bytes = await readFile(path);
   } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, { subject: path, hint: 'check that the path exists and is a readable file', cause });
+    throw new VlError('CONFIG_INVALID', `cannot read: ${(cause as Error).message}`, {
+      subject: path,
+      hint: 'check that the path exists and is a readable file',
+      cause,
+    });
   }
   let text: string;
   try {
@@ -32,6 +36,10 @@ export async function writeJsonFile(path: string, value: unknown): Promise<void>
   try {
     await writeFileAtomic(path, (write) => write(new TextEncoder().encode(text)));
   } catch (cause) {
-    throw new VlError('CONFIG_INVALID', `write failed: ${(cause as Error).message}`, { subject: path, hint: 'check that the folder exists and is writable', cause });
+    throw new VlError('CONFIG_INVALID', `write failed: ${(cause as Error).message}`, {
+      subject: path,
+      hint: 'check that the folder exists and is writable',
+      cause,
+    });
   }
 }

@@ -4,7 +4,9 @@ import { VlError } from '../errors.js';
 import { decodeTensorJson, isTensorJson, type DecodedTensor } from '../verify/parity.js';
 
 /** Reads a JSON file of tensors (`inputs.json`), decoding every tensor-shaped entry and keeping the rest. */
-export async function readTensorJsonFile(path: string): Promise<{ tensors: Record<string, DecodedTensor>; other: Record<string, unknown> }> {
+export async function readTensorJsonFile(
+  path: string,
+): Promise<{ tensors: Record<string, DecodedTensor>; other: Record<string, unknown> }> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(await readFile(path, 'utf8'));
@@ -28,7 +30,10 @@ export async function readExpectedFile(path: string): Promise<{ meta: Record<str
   const { tensors, other } = await readTensorJsonFile(path);
   const rawOutputs = other.outputs;
   if (typeof rawOutputs !== 'object' || rawOutputs === null) {
-    throw new VlError('DATA_INVALID', "no 'outputs' object", { subject: path, hint: 'expected.json holds { meta, outputs: { name: tensor } }' });
+    throw new VlError('DATA_INVALID', "no 'outputs' object", {
+      subject: path,
+      hint: 'expected.json holds { meta, outputs: { name: tensor } }',
+    });
   }
   const outputs: Record<string, DecodedTensor> = { ...tensors };
   for (const [k, v] of Object.entries(rawOutputs)) {

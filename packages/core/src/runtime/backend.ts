@@ -58,8 +58,11 @@ const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
 
 /** Node's `process`, or undefined in a browser or worker (read through globalThis so bundlers inject no shim). */
 function nodeProcess(): { env: Record<string, string | undefined>; stderr: { write(text: string): unknown } } | undefined {
-  const p = (globalThis as { process?: { versions?: { node?: string }; env: Record<string, string | undefined>; stderr: { write(text: string): unknown } } })
-    .process;
+  const p = (
+    globalThis as {
+      process?: { versions?: { node?: string }; env: Record<string, string | undefined>; stderr: { write(text: string): unknown } };
+    }
+  ).process;
   return p?.versions?.node ? p : undefined;
 }
 
@@ -131,7 +134,11 @@ async function loadAccel(wanted: boolean, why: string): Promise<AccelInfo> {
   if (!accelModule) {
     const loaded = await importOptional(ACCEL_PACKAGE);
     if (!loaded.ok) {
-      return off(loaded.missing ? `${ACCEL_PACKAGE} is not installed (optional)` : `${ACCEL_PACKAGE} is installed but failed to load: ${loaded.message}`);
+      return off(
+        loaded.missing
+          ? `${ACCEL_PACKAGE} is not installed (optional)`
+          : `${ACCEL_PACKAGE} is installed but failed to load: ${loaded.message}`,
+      );
     }
     accelModule = loaded.module as AccelModule;
   }
@@ -209,7 +216,11 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
   accelWanted = wantAccel;
   const accel = await loadAccel(
     tfName === 'wasm' && wantKernels && wantAccel,
-    tfName !== 'wasm' ? `only for the wasm backend` : !wantKernels ? 'off with wasmKernels: false' : 'disabled (VL_ACCEL=0 or accel: false)',
+    tfName !== 'wasm'
+      ? `only for the wasm backend`
+      : !wantKernels
+        ? 'off with wasmKernels: false'
+        : 'disabled (VL_ACCEL=0 or accel: false)',
   );
   const skipped = candidates.filter((c) => c !== picked && !c.available).map((c) => c.note);
   const why =

@@ -2,7 +2,7 @@
 // and randomly initialised `tiny` captioner and filter checkpoints saved in the Hugging Face layout.
 import { mkdir, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BertTokenizer, initRuntime, Rng } from '@vl/core';
+import { initRuntime, Rng } from '@vl/core';
 import { writeSynthDataset, loadBertTokenizer } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';

@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BertTokenizer, initRuntime, Rng } from '@vl/core';
+import { initRuntime, Rng } from '@vl/core';
 import { loadBertTokenizer, writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
