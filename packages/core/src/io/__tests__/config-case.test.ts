@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { isVlError } from '../../errors.js';
 import { camelizeKeys, camelKey, snakeKey, snakifyKeys } from '../config-case.js';
-import { validateConfig } from '../json-file.js';
+import { validateConfig } from '../json-config.js';
 
 /** The fields of HF_CONFIG the tests read after camelizing. */
 interface CamelHfConfig {
