@@ -62,7 +62,8 @@ export function albefRetrievalScores(
   if (!Number.isInteger(numTexts) || texts.attentionMask.length !== texts.inputIds.length) {
     throw new VlError('SHAPE_MISMATCH', `texts must be [T, ${L}] ids and mask of equal size`, { subject: 'albefRetrievalScores' });
   }
-  if (!(Number.isInteger(k) && k >= 0)) throw new VlError('INVALID_ARGUMENT', `k must be a non-negative integer, got ${k}`, { subject: 'albefRetrievalScores' });
+  if (!(Number.isInteger(k) && k >= 0))
+    throw new VlError('INVALID_ARGUMENT', `k must be a non-negative integer, got ${k}`, { subject: 'albefRetrievalScores' });
   const wasTraining = model.training;
   model.eval();
   const keep: tf.Tensor[] = [];

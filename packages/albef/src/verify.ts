@@ -6,7 +6,7 @@ import {
   type ActualOutput,
   compareOutputs,
   type DecodedTensor,
-  initRuntime,
+  ensureRuntime,
   itcLoss,
   itcMomentumTargets,
   itmLoss,
@@ -150,7 +150,7 @@ export interface VerifyOptions {
 
 /** Loads the model folder, computes the outputs, compares every output expected.json names. */
 export async function verifyAlbef(options: VerifyOptions): Promise<ParityReport> {
-  await initRuntime();
+  await ensureRuntime();
   const { tensors, other } = await readTensorJsonFile(options.inputs);
   const inputs = parseReferenceInputs(tensors, other, options.inputs);
   const expected = await readExpectedFile(options.expected);

@@ -97,7 +97,7 @@ const textSchema = z
   })
   .loose();
 
-const blipSchema = z
+export const blipConfigSchema = z
   .object({
     modelType: z.literal('blip').default('blip'),
     architectures: z
@@ -119,7 +119,7 @@ const blipSchema = z
  * `keyName` spells the listed paths as the source does (snakeKey for a config.json).
  */
 export function parseBlipConfig(value: unknown, subject = 'BlipConfig', keyName?: (key: string) => string): BlipConfig {
-  const cfg = validateConfig(value, blipSchema, subject, keyName) as BlipConfig;
+  const cfg = validateConfig(value, blipConfigSchema, subject, keyName) as BlipConfig;
   checkConsistency(cfg, subject);
   return cfg;
 }

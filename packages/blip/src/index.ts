@@ -1,11 +1,17 @@
 // @vl/blip: BLIP (Li et al. 2022) on TensorFlow.js — loads Hugging Face checkpoints, captions, matches, pretrains.
+// Importing it registers the model `blip` in @vl/core's registry (a declared side effect, see package.json).
+import { registerModel } from '@vl/core';
+import { blipModel } from './model-spec.js';
+
+registerModel(blipModel);
+
 export { initRuntime } from '@vl/core';
+export { blipModel } from './model-spec.js';
 export * from './config.js';
 export * from './modeling.js';
 export * from './checkpoint.js';
 export * from './decoder-step.js';
 export * from './processor.js';
-export { runCli, type Io } from './program.js';
 export * from './verify.js';
 export * from './pretraining.js';
 export * from './train.js';

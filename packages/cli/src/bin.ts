@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-import { buildProgram } from './program.js';
+// The `vl` executable: bin/vl.js imports this file (so does `node packages/cli/dist/bin.js …`); it runs
+// the command line and sets the exit code.
+import { runVl } from './program.js';
 
-buildProgram()
-  .parseAsync(process.argv)
-  .catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  });
+void runVl(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

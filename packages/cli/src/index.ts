@@ -1,2 +1,2 @@
 // @vl/cli: the `vl` command's programmatic entry.
-export { buildProgram } from './program.js';
+export { buildProgram, runVl } from './program.js';

@@ -19,7 +19,10 @@ export type VlErrorCode =
   | 'OUTPUT_LOCKED'
   | 'OUTPUT_CONFLICT'
   | 'RESUME_MISMATCH'
-  | 'WRITE_FAILED';
+  | 'WRITE_FAILED'
+  | 'MODEL_UNKNOWN'
+  | 'MODEL_NOT_IMPLEMENTED'
+  | 'TASK_UNSUPPORTED';
 
 export interface VlErrorDetails {
   /** The file, record or key the error is about. */

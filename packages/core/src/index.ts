@@ -387,3 +387,41 @@ export {
 export { clipByGlobalNorm, globalNorm, GradientAccumulator } from './train/gradients.js';
 export { AdamW, type AdamWOptions, type OptimizerState } from './train/optimizer.js';
 export { makeSchedule, type LrSchedule, type ScheduleConfig, type WarmupConfig } from './train/schedule.js';
+
+// The model contract every model package implements, and the registry they register with (browser-safe:
+// types and an in-memory map; the command line over it is @vl/core/cli).
+export type {
+  AnyModelSpec,
+  CaptionRequest,
+  EvalRequest,
+  EvalSummary,
+  EvalTaskName,
+  Io,
+  KeyMap,
+  MatchRequest,
+  MatchResult,
+  ModelCheckpointSpec,
+  ModelCommandSpec,
+  ModelSpec,
+  ObjectiveSpec,
+  OptionSpec,
+  Progress,
+  RunContext,
+  StateEntry,
+  TrainRequest,
+  TrainSummary,
+  VerifyRequest,
+  VerifyResult,
+} from './model/contract.js';
+export type {
+  AblationAdapter,
+  AblationCaptionSet,
+  AblationData,
+  AblationImageSet,
+  AblationModelConfig,
+  AblationTrainSettings,
+  AblationVariant,
+  CurvePoint,
+  TrainedRun,
+} from './model/ablation.js';
+export { findModel, getModel, getModelWith, listModels, PLANNED_MODELS, registerModel, unregisterModel } from './model/registry.js';

@@ -1,50 +1,62 @@
-// The `albef verify` command: exit 0 within tolerance with a per-output report, 1 past it, 2 on usage errors.
+// The `albef` alias (= `vl <command> albef`): verify exits 0 within tolerance with a per-output report,
+// 1 past it, 2 on usage errors; the committed bin runs the built CLI.
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initRuntime } from '@vl/core';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../command.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../cli.js';
 
 const DIR = fileURLToPath(new URL('../../../../fixtures/albef-official/albef-seed0/', import.meta.url));
-const args = ['verify', '--model', DIR, '--inputs', join(DIR, 'inputs.json'), '--expected', join(DIR, 'expected.json')];
+const args = ['verify', '--model', DIR, '--inputs', join(DIR, 'inputs.json'), '--expected', join(DIR, 'expected.json'), '--backend', 'cpu'];
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
 });
 
-afterEach(() => {
-  vi.restoreAllMocks();
-});
-
-function capture(): { out: string[]; err: string[] } {
+function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  vi.spyOn(console, 'log').mockImplementation((m: unknown) => void out.push(String(m)));
-  vi.spyOn(console, 'error').mockImplementation((m: unknown) => void err.push(String(m)));
-  return { out, err };
+  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
 }
 
 describe('albef verify', () => {
   it('passes on the official fixture and lists every output', async () => {
-    const { out } = capture();
-    expect(await main(args)).toBe(0);
-    const text = out.join('\n');
+    const c = capture();
+    expect(await runCli(args, c.io)).toBe(0);
+    const text = c.out.join('\n');
     for (const name of ['image_embeds', 'sim_i2t', 'itm_logits_all', 'mlm_logits', 'mlm_loss_ce']) expect(text).toContain(name);
     expect(text).toContain('all outputs within tolerance');
   });
 
   it('exits 1 past the tolerance', async () => {
-    const { out } = capture();
-    expect(await main([...args, '--tol', '1e-12'])).toBe(1);
-    expect(out.join('\n')).toMatch(/out of tolerance/);
+    const c = capture();
+    expect(await runCli([...args, '--tol', '1e-12'], c.io)).toBe(1);
+    expect(c.out.join('\n')).toMatch(/out of tolerance/);
   });
 
   it('exits 2 on missing arguments, a bad tolerance or a missing model folder', async () => {
-    const { err } = capture();
-    expect(await main(['verify', '--model', DIR])).toBe(2);
-    expect(await main([...args, '--tol', 'abc'])).toBe(2);
-    expect(await main(['verify', '--model', '/nonexistent', '--inputs', join(DIR, 'inputs.json'), '--expected', join(DIR, 'expected.json')])).toBe(2);
-    expect(await main(['frobnicate'])).toBe(2);
-    expect(err.join('\n')).toMatch(/required/);
+    const c = capture();
+    expect(await runCli(['verify', '--model', DIR], c.io)).toBe(2);
+    expect(c.err.join('\n')).toMatch(/--inputs is required/);
+    expect(await runCli([...args, '--tol', 'abc'], c.io)).toBe(2);
+    expect(
+      await runCli(
+        ['verify', '--model', '/nonexistent', '--inputs', join(DIR, 'inputs.json'), '--expected', join(DIR, 'expected.json')],
+        c.io,
+      ),
+    ).toBe(2);
+    expect(await runCli(['frobnicate'], c.io)).toBe(2);
+  });
+});
+
+describe('bin/albef.js', () => {
+  it('prints its help and runs verify with its exit code', () => {
+    const bin = fileURLToPath(new URL('../../bin/albef.js', import.meta.url));
+    const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/verify/);
+    const bad = spawnSync(process.execPath, [bin, ...args, '--tol', '1e-12'], { encoding: 'utf8' });
+    expect(bad.status, bad.stderr).toBe(1);
   });
 });

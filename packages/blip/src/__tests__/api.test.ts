@@ -121,7 +121,7 @@ describe('match', () => {
 
 describe('caption and match commands', () => {
   it('print one caption per image and one score row per pair', async () => {
-    const { runCli } = await import('../program.js');
+    const { runCli } = await import('../cli.js');
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
     expect(

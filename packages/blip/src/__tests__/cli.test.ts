@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initRuntime } from '@vl/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Io, runCli } from '../program.js';
+import type { Io } from '@vl/core';
+import { runCli } from '../cli.js';
 import { CAPTIONING, RETRIEVAL } from './helpers.js';
 
 function capture(): Io & { lines: string[]; errors: string[] } {
@@ -15,7 +16,17 @@ function capture(): Io & { lines: string[]; errors: string[] } {
   return { lines, errors, out: (l) => lines.push(l), err: (l) => errors.push(l) };
 }
 
-const verifyArgs = (dir: string) => ['verify', '--model', dir, '--inputs', join(dir, 'inputs.json'), '--expected', join(dir, 'expected.json'), '--backend', 'cpu'];
+const verifyArgs = (dir: string) => [
+  'verify',
+  '--model',
+  dir,
+  '--inputs',
+  join(dir, 'inputs.json'),
+  '--expected',
+  join(dir, 'expected.json'),
+  '--backend',
+  'cpu',
+];
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
@@ -41,8 +52,8 @@ describe('blip verify', () => {
   it('--json gives a machine-readable report', async () => {
     const io = capture();
     expect(await runCli([...verifyArgs(RETRIEVAL), '--json'], io)).toBe(0);
-    const r = JSON.parse(io.lines.join('\n')) as { modelClass: string; passed: boolean; checks: { name: string }[] };
-    expect(r.modelClass).toBe('BlipForImageTextRetrieval');
+    const r = JSON.parse(io.lines.join('\n')) as { title: string; passed: boolean; checks: { name: string }[] };
+    expect(r.title).toBe(`BlipForImageTextRetrieval ${RETRIEVAL}`);
     expect(r.checks).toHaveLength(8);
   });
 
@@ -56,8 +67,8 @@ describe('blip verify', () => {
 });
 
 describe('the built bin', () => {
-  const bin = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
-  it('is dist/cli.js, runs verify and exits with its code', () => {
+  const bin = fileURLToPath(new URL('../../bin/blip.js', import.meta.url));
+  it('is bin/blip.js, runs verify and exits with its code', () => {
     expect(existsSync(bin)).toBe(true);
     const ok = spawnSync(process.execPath, [bin, ...verifyArgs(CAPTIONING)], { encoding: 'utf8' });
     expect(ok.status, ok.stderr).toBe(0);

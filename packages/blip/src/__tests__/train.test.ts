@@ -7,7 +7,7 @@ import { initRuntime } from '@vl/core';
 import { writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlipForConditionalGeneration } from '../modeling.js';
-import { runCli } from '../program.js';
+import { runCli } from '../cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'blip-train-'));
 const data = join(tmp, 'data');

@@ -1,7 +1,7 @@
 // Entry of `blip capfilt …` from the executable: runs the command; usage errors and refusals before
 // the run starts (invalid options, a locked or conflicting --out, a journal of another run) exit 2.
-import { isVlError } from '@vl/core';
-import { type Io, processIo, UsageError } from '../program.js';
+import { isVlError, type ModelCommandSpec } from '@vl/core';
+import { type Io, processIo, UsageError } from './args.js';
 import { CAPFILT_HELP, capfiltCommand } from './command.js';
 
 /** Error codes that mean "refused before doing anything": exit 2, like a usage error. */
@@ -28,3 +28,24 @@ export async function runCapfiltCli(argv: string[], io: Io = processIo): Promise
     throw err;
   }
 }
+
+/**
+ * CapFilt as BLIP's own command in the model contract (`vl capfilt blip …`, `blip capfilt …`). Its
+ * arguments pass through to the parser above (see args.ts); exit codes as runCapfiltCli's, 1 for failures.
+ */
+export const capfiltCommandSpec: ModelCommandSpec = {
+  name: 'capfilt',
+  description:
+    'CapFilt: caption every image, filter original and synthetic captions with ITM (+ITC), write the cleaned dataset and a report',
+  arguments: '[args...]',
+  options: [],
+  passThrough: true,
+  async run(ctx, _values, args) {
+    try {
+      return await runCapfiltCli(args, ctx.io);
+    } catch (err) {
+      ctx.io.err(`blip capfilt: ${err instanceof Error ? err.message : String(err)}`);
+      return capfiltExitCode(err);
+    }
+  },
+};

@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { SingleBar } from 'cli-progress';
 import { VlError } from '@vl/core';
-import { backendOpt, type Io, num, type Parsed, parse, startRuntime, str, UsageError } from '../program.js';
+import { backendOpt, type Io, num, type Parsed, parse, startRuntime, str, UsageError } from './args.js';
 import { checkOutSeparate, checkpointIdentity, dataIdentity, diffIdentity, realpathLoose, type RunIdentity } from './identity.js';
 import { type JournalHeader, journalRecords, type RecordResult, scanJournal } from './journal.js';
 import { acquireOutLock } from './lock.js';

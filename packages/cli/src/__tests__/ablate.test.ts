@@ -8,12 +8,14 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseAblationConfig, resolveVariants, trainingKey } from '../ablate/config.js';
-import { pairBatches, prepareSynthData } from '../ablate/data.js';
+import { pairBatches } from '@vl/albef';
+import { MODEL_IMAGE_NORMS } from '@vl/core';
+import { prepareSynthData } from '../ablate/data.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
 import { checkClaims, markdownTable, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
 import { replotAblation, runAblation } from '../ablate/run.js';
 
-const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'bin.js');
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'vl.js');
 const repoConfig = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'configs', 'ablation.yaml');
 
 const tinyRaw = {
@@ -75,8 +77,8 @@ describe('ablation config', () => {
 describe('ablation data', () => {
   it('is deterministic, labels noise only in training, and batches never hold a single image', () => {
     const spec = parseAblationConfig({ ...tinyRaw, data: { ...tinyRaw.data, noise: 0.5 } }).data;
-    const a = prepareSynthData(spec);
-    const b = prepareSynthData(spec);
+    const a = prepareSynthData(spec, MODEL_IMAGE_NORMS.albef);
+    const b = prepareSynthData(spec, MODEL_IMAGE_NORMS.albef);
     expect(a.train.images.pixels).toEqual(b.train.images.pixels);
     expect(a.train.captions.inputIds).toEqual(b.train.captions.inputIds);
     expect(a.summary.noisyCaptions).toBe(Math.round(0.5 * a.summary.trainCaptions));

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
-const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'dist', 'bin.js');
+const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'vl.js');
 
 async function vl(...args: string[]): Promise<{ stdout: string; stderr: string }> {
   return run(process.execPath, [bin, ...args], { maxBuffer: 16 << 20 });
@@ -62,7 +62,8 @@ describe('vl data synth', () => {
     // 1600 × 3 captions = 4800; 0.3 × 4800 = 1440, 480 of each kind.
     expect(noisy).toHaveLength(1440);
     expect(summary.noisyCaptions).toEqual({ total: 1440, other_caption: 480, keyword_soup: 480, wrong_attribute: 480 });
-    for (const split of ['val', 'test']) expect(lines(join(dir, `${split}.jsonl`)).every((l) => l.noise.every((n) => n === null))).toBe(true);
+    for (const split of ['val', 'test'])
+      expect(lines(join(dir, `${split}.jsonl`)).every((l) => l.noise.every((n) => n === null))).toBe(true);
     // Each label's `clean` is what the caption was before; the caption now differs from it.
     for (const l of train) l.noise.forEach((n, i) => n && expect(l.captions[i]).not.toBe(n.clean));
   });
@@ -73,12 +74,18 @@ describe('vl data synth', () => {
     expect(treeHash(again)).toBe(treeHash(dir));
     const other = mkdtempSync(join(tmpdir(), 'vl-cli-synth-'));
     await vl('data', 'synth', '--out', other, '--images', '50', '--noise', '0.3', '--seed', '2', '--quiet');
-    expect(readFileSync(join(other, 'train.jsonl'), 'utf8').slice(0, 300)).not.toBe(readFileSync(join(dir, 'train.jsonl'), 'utf8').slice(0, 300));
+    expect(readFileSync(join(other, 'train.jsonl'), 'utf8').slice(0, 300)).not.toBe(
+      readFileSync(join(dir, 'train.jsonl'), 'utf8').slice(0, 300),
+    );
   });
 
   it('rejects bad options with a message', async () => {
-    await expect(vl('data', 'synth', '--out', dir, '--noise', '2')).rejects.toMatchObject({ stderr: expect.stringMatching(/--noise.*\[0, 1\]/) });
-    await expect(vl('data', 'synth', '--out', dir, '--captions', '9')).rejects.toMatchObject({ stderr: expect.stringMatching(/--captions/) });
+    await expect(vl('data', 'synth', '--out', dir, '--noise', '2')).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--noise.*\[0, 1\]/),
+    });
+    await expect(vl('data', 'synth', '--out', dir, '--captions', '9')).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--captions/),
+    });
   });
 });
 
@@ -101,6 +108,8 @@ describe('vl data check / bench', () => {
     expect(r).toMatchObject({ images: 1600, batches: 25, captions: 1600, batchSize: 64 });
     expect(r.imagesPerSecond).toBeGreaterThan(50);
     expect(r.report).toMatchObject({ input: 1600, kept: 1600, balanced: true });
-    await expect(vl('data', 'bench', '--data', join(fixtures, 'bad.jsonl'))).rejects.toMatchObject({ stderr: expect.stringMatching(/--vocab/) });
+    await expect(vl('data', 'bench', '--data', join(fixtures, 'bad.jsonl'))).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--vocab/),
+    });
   });
 });

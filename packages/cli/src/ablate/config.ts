@@ -78,7 +78,8 @@ export const claimSchema = z.strictObject({
 
 export const ablationSchema = z.strictObject({
   name: z.string().min(1),
-  model: z.enum(['albef']).default('albef'),
+  /** A registered model with an ablation adapter (`vl ablate` checks it before training). */
+  model: z.string().min(1).default('albef'),
   modelConfig: modelSchema.default({ preset: 'tiny', albefConfig: {}, bertConfig: {}, visionConfig: {} }),
   backend: z.enum(['auto', 'wasm', 'cpu']).default('wasm'),
   seeds: z.array(int()).min(1).default([0, 1, 2]),

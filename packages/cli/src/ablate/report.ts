@@ -1,6 +1,6 @@
 // Ablation results: mean ± sample std over seeds per variant and metric, the claims checked
 // against them, and the markdown + JSON tables.
-import type { CurvePoint } from './models.js';
+import type { CurvePoint } from '@vl/core';
 
 export interface RunRecord {
   variant: string;
@@ -134,6 +134,8 @@ export function markdownReport(results: AblationResults): string {
     '',
     markdownTable(results),
     '',
-    ...(claims.length ? ['| claim | comparison | metric | difference (± s.e.) | verdict |', '| --- | --- | --- | ---: | --- |', ...claims, ''] : []),
+    ...(claims.length
+      ? ['| claim | comparison | metric | difference (± s.e.) | verdict |', '| --- | --- | --- | ---: | --- |', ...claims, '']
+      : []),
   ].join('\n');
 }

@@ -3,11 +3,10 @@
 // results.md, loss_curves.png and metrics.png (+ .svg) and a JSONL line per finished run.
 import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { initRuntime } from '@vl/core';
+import { type CurvePoint, getModelWith, initRuntime } from '@vl/core';
 import { type StepRecord } from '@vl/core/node';
 import { type AblationConfig, resolveVariants, trainingKey } from './config.js';
 import { dataKey, prepareSynthData, type PreparedData } from './data.js';
-import { ADAPTERS, type CurvePoint } from './models.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from './plots.js';
 import { type AblationResults, checkClaims, markdownReport, meanCurves, type RunRecord, summarizeVariants } from './report.js';
 
@@ -34,15 +33,18 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
     if (unknown.length) throw new Error(`unknown variant(s): ${unknown.join(', ')}`);
     variants = variants.filter((v) => options.only!.includes(v.name));
   }
-  const adapter = ADAPTERS[config.model];
+  // The model's package registered it (src/models.ts imports every model package).
+  const adapter = getModelWith(config.model, 'ablation').ablation;
   const started = performance.now();
   const dataCache = new Map<string, PreparedData>();
   const dataFor = (v: (typeof variants)[number]): PreparedData => {
     const key = dataKey(v.data);
     let d = dataCache.get(key);
     if (!d) {
-      d = prepareSynthData(v.data);
-      log(`data: ${d.summary.trainImages} train images, ${d.summary.trainCaptions} captions (${d.summary.noisyCaptions} noisy), eval ${d.summary.evalImages} images / ${d.summary.evalCaptions} captions`);
+      d = prepareSynthData(v.data, adapter.imageNorm);
+      log(
+        `data: ${d.summary.trainImages} train images, ${d.summary.trainCaptions} captions (${d.summary.noisyCaptions} noisy), eval ${d.summary.evalImages} images / ${d.summary.evalCaptions} captions`,
+      );
       dataCache.set(key, d);
     }
     return d;
@@ -60,8 +62,19 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
     for (const group of groups.values()) {
       const first = group[0]!;
       const data = dataFor(first);
-      log(`train ${first.name} seed ${seed}${group.length > 1 ? ` (shared with ${group.slice(1).map((g) => g.name).join(', ')})` : ''}`);
-      const trained = await adapter.train(config, first, seed, data, (r) => options.onStep?.(first.name, seed, r, first.train.steps));
+      log(
+        `train ${first.name} seed ${seed}${
+          group.length > 1
+            ? ` (shared with ${group
+                .slice(1)
+                .map((g) => g.name)
+                .join(', ')})`
+            : ''
+        }`,
+      );
+      const trained = await adapter.train(config.modelConfig, first, seed, data, (r) =>
+        options.onStep?.(first.name, seed, r, first.train.steps),
+      );
       try {
         for (const [i, v] of group.entries()) {
           const metrics = trained.evaluate(v);
@@ -69,7 +82,9 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
           runs.push(record);
           curves.set(v.name, [...(curves.get(v.name) ?? []), trained.curve]);
           await appendFile(runsPath, `${JSON.stringify(record)}\n`);
-          log(`  ${v.name} seed ${seed}: r_mean ${metrics.r_mean?.toFixed(1)} (itc ${metrics.r_mean_itc?.toFixed(1)}), ${trained.trainSeconds.toFixed(0)} s`);
+          log(
+            `  ${v.name} seed ${seed}: r_mean ${metrics.r_mean?.toFixed(1)} (itc ${metrics.r_mean_itc?.toFixed(1)}), ${trained.trainSeconds.toFixed(0)} s`,
+          );
         }
       } finally {
         trained.dispose();
@@ -86,7 +101,10 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
     backend: runtime.backend,
     variants: summaries,
     runs,
-    claims: checkClaims(summaries, config.claims.filter((c) => order.includes(c.better) && order.includes(c.worse))),
+    claims: checkClaims(
+      summaries,
+      config.claims.filter((c) => order.includes(c.better) && order.includes(c.worse)),
+    ),
     curves: meanCurves(curves),
     seconds: (performance.now() - started) / 1000,
   };
@@ -108,13 +126,25 @@ export async function writeResults(results: AblationResults, out: string): Promi
   );
   const series = Object.entries(results.curves)
     .filter(([name]) => !shared.has(name))
-    .map(([name, pts]) => ({ name, points: smooth(pts.map((p) => ({ x: p.step, y: p.loss })), 0.9) }));
-  await writePng(lineChartSvg(series, { title: `${results.name}: training loss (mean over seeds, EMA 0.9)`, xLabel: 'step', yLabel: 'total loss' }), join(out, 'loss_curves.png'));
+    .map(([name, pts]) => ({
+      name,
+      points: smooth(
+        pts.map((p) => ({ x: p.step, y: p.loss })),
+        0.9,
+      ),
+    }));
+  await writePng(
+    lineChartSvg(series, { title: `${results.name}: training loss (mean over seeds, EMA 0.9)`, xLabel: 'step', yLabel: 'total loss' }),
+    join(out, 'loss_curves.png'),
+  );
   const groups = (['r_mean', 'r_mean_itc', 'tr_r1', 'ir_r1'] as const).map((metric) => ({
     metric,
     bars: results.variants.map((s) => ({ name: s.variant, mean: s.metrics[metric]?.mean ?? 0, std: s.metrics[metric]?.std ?? 0 })),
   }));
-  await writePng(barChartSvg(groups, { title: `${results.name}: retrieval (mean ± std over seeds)`, yLabel: 'recall (%)' }), join(out, 'metrics.png'));
+  await writePng(
+    barChartSvg(groups, { title: `${results.name}: retrieval (mean ± std over seeds)`, yLabel: 'recall (%)' }),
+    join(out, 'metrics.png'),
+  );
 }
 
 /** Re-renders the tables and plots of an earlier run from its results.json. */

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT_ENTRY = join(SRC, 'index.ts');
 const NODE_ONLY = join(SRC, 'node');
-const FORBIDDEN_PACKAGES = new Set(['sharp', 'csv-parse', 'tar-stream', '@vl/accel']);
+const FORBIDDEN_PACKAGES = new Set(['sharp', 'csv-parse', 'tar-stream', '@vl/accel', 'commander', 'cli-progress']);
 
 function forbiddenSpecifier(spec: string): string | null {
   if (spec.startsWith('node:') || builtinModules.includes(spec)) return 'a Node builtin';

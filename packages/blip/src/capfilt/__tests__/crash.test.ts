@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type CapfiltFixture, makeFixture } from './fixture.js';
 
-const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../../../bin/blip.js', import.meta.url));
 let dir: string;
 let fx: CapfiltFixture;
 

@@ -1,51 +1,52 @@
-// Model adapters for `vl ablate`: how to build, train and evaluate one variant of a model for one
-// seed. ALBEF is the first; another model adds an adapter with the same shape and a name in the
-// config schema's `model` enum.
+// ALBEF's ablation adapter (the model contract's `ablation`, run by `vl ablate`): builds one variant of
+// the model for one seed, trains it with core's Trainer on tokenised (image, caption) pairs, and
+// evaluates retrieval (ITC ranking + ITM re-ranking).
 import * as tf from '@tensorflow/tfjs-core';
-import { Albef, type AlbefBatch, albefConfig, reinitAlbef, albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from '@vl/albef';
-import { Rng } from '@vl/core';
-import { type StepRecord, Trainer } from '@vl/core/node';
-import type { AblationConfig, ResolvedVariant } from './config.js';
-import { pairBatches, type PreparedData } from './data.js';
+import { type AblationAdapter, type AblationData, type CurvePoint, MODEL_IMAGE_NORMS, Rng } from '@vl/core';
+import { Trainer } from '@vl/core/node';
+import { albefConfig, type AlbefPresetName } from './config.js';
+import { Albef, type AlbefBatch, reinitAlbef } from './model.js';
+import { albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from './retrieval.js';
 
-/** One step of the loss curve. */
-export interface CurvePoint {
-  step: number;
-  loss: number;
-  losses: Record<string, number>;
+/** One epoch's batches of (image, caption) pairs, shuffled by (seed, epoch); a last partial batch is dropped. */
+export function* pairBatches(data: AblationData['train'], batchSize: number, seed: number, epoch: number): Generator<AlbefBatch> {
+  const { images, captions: caps } = data;
+  const n = caps.imageOf.length;
+  const order = new Rng(seed).fork(`epoch-${epoch}`).shuffle(Array.from({ length: n }, (_, i) => i));
+  const L = caps.seqLength;
+  const per = 3 * images.size * images.size;
+  for (let s = 0; s + batchSize <= n; s += batchSize) {
+    const idx = order.slice(s, s + batchSize);
+    const pixels = new Float32Array(batchSize * per);
+    const inputIds = new Int32Array(batchSize * L);
+    const attentionMask = new Int32Array(batchSize * L);
+    const imageIds: number[] = [];
+    idx.forEach((p, k) => {
+      const img = caps.imageOf[p]!;
+      pixels.set(images.pixels.subarray(img * per, (img + 1) * per), k * per);
+      inputIds.set(caps.inputIds.subarray(p * L, (p + 1) * L), k * L);
+      attentionMask.set(caps.attentionMask.subarray(p * L, (p + 1) * L), k * L);
+      imageIds.push(img);
+    });
+    // A batch where every pair shows one image has no ITM negative; skip it (never happens with ≥ 2 images per batch).
+    if (new Set(imageIds).size < 2) continue;
+    yield { pixels: { data: pixels, shape: [batchSize, 3, images.size, images.size] }, inputIds, attentionMask, seqLength: L, imageIds };
+  }
 }
 
-/** A trained model, ready to evaluate under several evaluation settings. */
-export interface TrainedRun {
-  curve: CurvePoint[];
-  trainSeconds: number;
-  evaluate(variant: ResolvedVariant): Record<string, number>;
-  dispose(): void;
-}
-
-export interface AblationModelAdapter {
-  name: string;
-  train(
-    config: AblationConfig,
-    variant: ResolvedVariant,
-    seed: number,
-    data: PreparedData,
-    onStep?: (r: StepRecord) => void,
-  ): Promise<TrainedRun>;
-}
-
-export const albefAdapter: AblationModelAdapter = {
-  name: 'albef',
-  async train(config, variant, seed, data, onStep) {
-    const mc = config.modelConfig;
-    const modelConfig = albefConfig(mc.preset, {
-      albefConfig: { ...mc.albefConfig, ...(variant.queueSize !== undefined ? { queueSize: variant.queueSize } : {}) },
+export const albefAblation: AblationAdapter = {
+  imageNorm: MODEL_IMAGE_NORMS.albef,
+  async train(mc, variant, seed, data, onStep) {
+    const section = (k: string) => (mc[k] ?? {}) as Record<string, number>;
+    const bert = section('bertConfig');
+    const modelConfig = albefConfig(mc.preset as AlbefPresetName, {
+      albefConfig: { ...section('albefConfig'), ...(variant.queueSize !== undefined ? { queueSize: variant.queueSize } : {}) },
       bertConfig: {
-        ...mc.bertConfig,
+        ...bert,
         vocabSize: data.vocabSize,
-        maxPositionEmbeddings: Math.max(mc.bertConfig.maxPositionEmbeddings ?? 0, data.train.captions.seqLength),
+        maxPositionEmbeddings: Math.max(bert.maxPositionEmbeddings ?? 0, data.train.captions.seqLength),
       },
-      visionConfig: { ...mc.visionConfig, imgSize: data.train.images.size },
+      visionConfig: { ...section('visionConfig'), imgSize: data.train.images.size },
       tokens: data.tokens,
     });
     modelConfig.albefConfig.imageRes = data.train.images.size;
@@ -119,5 +120,3 @@ export const albefAdapter: AblationModelAdapter = {
 function mean(xs: number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
 }
-
-export const ADAPTERS: Record<AblationConfig['model'], AblationModelAdapter> = { albef: albefAdapter };

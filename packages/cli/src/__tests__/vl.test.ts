@@ -1,0 +1,157 @@
+// The `vl` command over the model registry: help lists every command, `vl verify NAME` passes on the
+// shared fixtures (exit 0), fails a perturbed expected file with a table (exit 1), and usage errors,
+// unknown and planned models exit 2; `vl convert` writes a folder that verifies like the original.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runVl } from '../program.js';
+
+const FIXTURES = fileURLToPath(new URL('../../../../fixtures/', import.meta.url));
+const BLIP = join(FIXTURES, 'blip-hf', 'blip-retrieval-seed0');
+const ALBEF = join(FIXTURES, 'albef-official', 'albef-seed0');
+const tmp = mkdtempSync(join(tmpdir(), 'vl-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
+}
+
+const verify = (model: string, dir: string, expected = join(dir, 'expected.json')) => [
+  'verify',
+  model,
+  '--checkpoint',
+  dir,
+  '--inputs',
+  join(dir, 'inputs.json'),
+  '--expected',
+  expected,
+  '--backend',
+  'cpu',
+];
+
+describe('vl --help', () => {
+  it('lists every command', async () => {
+    const c = capture();
+    expect(await runVl(['--help'], c.io)).toBe(0);
+    const text = c.out.join('\n');
+    for (const cmd of ['verify', 'train', 'eval', 'ablate', 'caption', 'match', 'convert', 'capfilt', 'data', 'bench'])
+      expect(text).toMatch(new RegExp(`^  ${cmd} `, 'm'));
+  });
+
+  it('has help for each model command, with the same flags for every model', async () => {
+    const helps = await Promise.all(
+      ['blip', 'albef'].map(async (m) => {
+        const c = capture();
+        expect(await runVl(['verify', m, '--help'], c.io)).toBe(0);
+        return c.out.join('\n').replace(m, 'MODEL');
+      }),
+    );
+    expect(helps[0]).toContain('--checkpoint <dir>');
+    expect(helps[0]).toBe(helps[1]);
+  });
+});
+
+describe('vl verify', () => {
+  it('passes on the BLIP and ALBEF fixtures with exit 0', async () => {
+    for (const [model, dir] of [
+      ['blip', BLIP],
+      ['albef', ALBEF],
+    ] as const) {
+      const c = capture();
+      expect(await runVl(verify(model, dir), c.io), c.err.join('\n')).toBe(0);
+      expect(c.out.join('\n')).toContain('all outputs within tolerance');
+    }
+  });
+
+  it('exits 1 with a table naming the output that differs', async () => {
+    const expected = JSON.parse(readFileSync(join(ALBEF, 'expected.json'), 'utf8')) as { outputs: Record<string, { data: unknown }> };
+    const itm = expected.outputs.itm_logits_pos as { data: number[][] };
+    (itm.data[0] as number[])[0] = ((itm.data[0] as number[])[0] as number) + 0.01;
+    const perturbed = join(tmp, 'albef-perturbed.json');
+    writeFileSync(perturbed, JSON.stringify(expected));
+    const c = capture();
+    expect(await runVl(verify('albef', ALBEF, perturbed), c.io)).toBe(1);
+    const text = c.out.join('\n');
+    expect(text).toMatch(/itm_logits_pos\s+\[2,2\]\s+1\.00e-2\s+0\.0001\s+FAIL/);
+    expect(text).toMatch(/image_embeds .* ok/);
+    expect(text).toContain('1 output(s) out of tolerance');
+  });
+
+  it('exits 2 on usage errors, unknown and planned models', async () => {
+    const cases: [string[], RegExp][] = [
+      [['verify', 'blip', '--checkpoint', BLIP], /--inputs is required/],
+      [['verify', 'blip', '--bogus'], /unknown option '--bogus'/],
+      [['verify', 'blip', ...verify('blip', BLIP).slice(2), '--tol', 'abc'], /must be a number/],
+      [['verify', 'nosuch', '--checkpoint', BLIP], /unknown model 'nosuch'.*albef, blip/],
+      [['verify', 'vlmo', '--checkpoint', BLIP], /'vlmo' is planned \(@vl\/vlmo\) but not implemented/],
+      [['caption', 'albef', 'x.png'], /'albef' does not support caption/],
+      [['verify'], /give the model first/],
+      [['nope'], /unknown command 'nope'/],
+    ];
+    for (const [argv, message] of cases) {
+      const c = capture();
+      expect(await runVl(argv, c.io), argv.join(' ')).toBe(2);
+      expect(c.err.join('\n'), argv.join(' ')).toMatch(message);
+    }
+  });
+});
+
+describe('vl convert', () => {
+  it('writes the folder layout from a safetensors file + config; the result verifies like the original', async () => {
+    for (const [model, dir] of [
+      ['blip', BLIP],
+      ['albef', ALBEF],
+    ] as const) {
+      const out = join(tmp, `${model}-converted`);
+      const c = capture();
+      expect(
+        await runVl(
+          [
+            'convert',
+            model,
+            '--in',
+            join(dir, 'model.safetensors'),
+            '--config',
+            join(dir, 'config.json'),
+            '--out',
+            out,
+            '--backend',
+            'cpu',
+          ],
+          c.io,
+        ),
+        c.err.join('\n'),
+      ).toBe(0);
+      expect(c.out.join('\n')).toMatch(/unused keys: none/);
+      const v = capture();
+      const args = [
+        'verify',
+        model,
+        '--checkpoint',
+        out,
+        '--inputs',
+        join(dir, 'inputs.json'),
+        '--expected',
+        join(dir, 'expected.json'),
+        '--backend',
+        'cpu',
+      ];
+      expect(await runVl(args, v.io), v.err.join('\n')).toBe(0);
+    }
+    const c = capture();
+    expect(await runVl(['convert', 'blip', '--in', join(tmp, 'missing.pth'), '--out', join(tmp, 'x')], c.io)).toBe(2);
+  });
+});
+
+describe('bin/vl.js', () => {
+  it('prints the help from the committed bin', () => {
+    const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../bin/vl.js', import.meta.url)), '--help'], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/capfilt/);
+  });
+});

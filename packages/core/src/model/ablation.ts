@@ -1,0 +1,86 @@
+// The ablation adapter a model package provides for `vl ablate` (the runner, data and reports are in
+// @vl/cli): how to build, train and evaluate one variant of the model for one seed. Types only.
+import type { StepRecord } from '../node/metrics-log.js';
+
+/** [N, 3, S, S] normalised pixels. */
+export interface AblationImageSet {
+  pixels: Float32Array;
+  count: number;
+  size: number;
+}
+
+export interface AblationCaptionSet {
+  /** [P, L] */
+  inputIds: Int32Array;
+  /** [P, L] */
+  attentionMask: Int32Array;
+  seqLength: number;
+  /** Image index (into the image set) of each caption. */
+  imageOf: Int32Array;
+}
+
+/** Tokenised synthetic scenes, shared by every variant and seed that uses the same data settings. */
+export interface AblationData {
+  key: string;
+  vocabSize: number;
+  tokens: { pad: number; unk: number; cls: number; sep: number; mask: number };
+  train: { images: AblationImageSet; captions: AblationCaptionSet; noisy: number };
+  eval: { images: AblationImageSet; captions: AblationCaptionSet };
+  summary: { trainImages: number; trainCaptions: number; noisyCaptions: number; evalImages: number; evalCaptions: number };
+}
+
+/** The ablation config's `modelConfig`: a preset, an optional re-init std, and the model's config sections. */
+export interface AblationModelConfig {
+  preset: string;
+  initStd?: number;
+  [section: string]: unknown;
+}
+
+export interface AblationTrainSettings {
+  steps: number;
+  batchSize: number;
+  lr: number;
+  minLr: number;
+  weightDecay: number;
+  warmupSteps: number;
+  alphaRampSteps?: number;
+  maxGradNorm?: number;
+}
+
+/** One variant with every field resolved. */
+export interface AblationVariant {
+  name: string;
+  objectives: Record<string, { enabled?: boolean; weight?: number }>;
+  negatives: 'hard' | 'random';
+  distill: boolean;
+  queueSize: number | undefined;
+  useQueue: boolean;
+  train: AblationTrainSettings;
+  eval: { k: number };
+}
+
+export interface CurvePoint {
+  step: number;
+  loss: number;
+  losses: Record<string, number>;
+}
+
+/** A trained model, ready to evaluate under several evaluation settings. */
+export interface TrainedRun {
+  curve: CurvePoint[];
+  trainSeconds: number;
+  evaluate(variant: AblationVariant): Record<string, number>;
+  dispose(): void;
+}
+
+export interface AblationAdapter {
+  /** Image normalisation the model was trained with (the runner renders pixels with it). */
+  imageNorm: { mean: readonly number[]; std: readonly number[] };
+  train(
+    modelConfig: AblationModelConfig,
+    variant: AblationVariant,
+    seed: number,
+    data: AblationData,
+    onStep?: (r: StepRecord) => void,
+  ): Promise<TrainedRun>;
+}
