@@ -10,14 +10,13 @@ import {
   combineLosses,
   Container,
   distillAlpha,
+  drawItmPairs,
   ensureRuntime,
-  FeatureQueue,
+  type FeatureQueue,
+  firstToken,
   type ForwardResult,
   initTemperature,
-  itcLoss,
-  itcMomentumTargets,
   itmLoss,
-  itmPairs,
   type ItmPairs,
   l2Normalize,
   Linear,
@@ -26,13 +25,12 @@ import {
   mlmLoss,
   type MlmMasked,
   Module,
-  MomentumEncoder,
+  MomentumContrastive,
   type NegativeStrategy,
   objectiveEnabled,
   type ObjectivesConfig,
   ProjectionHead,
   Rng,
-  sampleItmNegatives,
   TextTransformer,
   TIMM_VIT_NAMES,
   VisionTransformer,
@@ -173,7 +171,8 @@ export class Albef extends Module {
   readonly text_proj_m: ProjectionHead;
   /** `image_queue`, `text_queue` [embed_dim, queue_size] and `queue_ptr`; null when albefConfig.queueSize is 0. */
   readonly queue: FeatureQueue | null;
-  readonly momentum: MomentumEncoder;
+  /** The momentum twins (EMA), the queue, ITC against momentum candidates, ITM pairs. */
+  readonly contrastive: MomentumContrastive;
   /** The forward's switches; change them between steps for ablations. */
   options: AlbefPretrainOptions;
 
@@ -194,28 +193,18 @@ export class Albef extends Module {
     this.vision_proj_m = this.registerModule('vision_proj_m', new ProjectionHead(a.visionWidth, a.embedDim, rng));
     this.text_encoder_m = this.registerModule('text_encoder_m', new AlbefTextEncoder(b, rng));
     this.text_proj_m = this.registerModule('text_proj_m', new ProjectionHead(b.hiddenSize, a.embedDim, rng));
-    this.queue =
-      a.queueSize > 0
-        ? this.registerModule(
-            'queue',
-            new FeatureQueue({
-              size: a.queueSize,
-              fields: { image_queue: { dim: a.embedDim }, text_queue: { dim: a.embedDim } },
-              pointerName: 'queue_ptr',
-              rng,
-            }),
-          )
-        : null;
-    // copy_params(): twins start equal to the online modules and are frozen.
-    this.momentum = new MomentumEncoder(
-      [
+    // copy_params(): twins start equal to the online modules and are frozen; the queue starts as unit-normal columns.
+    this.contrastive = new MomentumContrastive({
+      pairs: [
         [this.visual_encoder, this.visual_encoder_m],
         [this.vision_proj, this.vision_proj_m],
         [this.text_encoder, this.text_encoder_m],
         [this.text_proj, this.text_proj_m],
       ],
-      { momentum: a.momentum },
-    );
+      momentum: a.momentum,
+      queue: a.queueSize > 0 ? { size: a.queueSize, dim: a.embedDim, rng } : undefined,
+    });
+    this.queue = this.contrastive.queue ? this.registerModule('queue', this.contrastive.queue) : null;
   }
 
   // --- encoders (each returns new tensors the caller owns) -----------------------------------
@@ -228,7 +217,7 @@ export class Albef extends Module {
 
   /** normalize(vision_proj(image_embeds[:, 0])) → [B, embed_dim]. */
   imageFeat(imageEmbeds: tf.Tensor, options: { momentum?: boolean } = {}): tf.Tensor {
-    return tf.tidy(() => l2Normalize((options.momentum ? this.vision_proj_m : this.vision_proj).forward(cls(imageEmbeds))));
+    return tf.tidy(() => l2Normalize((options.momentum ? this.vision_proj_m : this.vision_proj).forward(firstToken(imageEmbeds))));
   }
 
   /** `text_encoder.bert(ids, mask, mode='text')` → text_embeds [B, T, D] (layers [0, fusion_layer)). */
@@ -239,7 +228,7 @@ export class Albef extends Module {
 
   /** normalize(text_proj(text_embeds[:, 0])) → [B, embed_dim]. */
   textFeat(textEmbeds: tf.Tensor, options: { momentum?: boolean } = {}): tf.Tensor {
-    return tf.tidy(() => l2Normalize((options.momentum ? this.text_proj_m : this.text_proj).forward(cls(textEmbeds))));
+    return tf.tidy(() => l2Normalize((options.momentum ? this.text_proj_m : this.text_proj).forward(firstToken(textEmbeds))));
   }
 
   /** `text_encoder.bert(encoder_embeds=text_embeds, …, encoder_hidden_states=image_embeds, mode='fusion')` → [B, T, D]. */
@@ -252,7 +241,7 @@ export class Albef extends Module {
 
   /** itm_head(fused[:, 0]) → [B, 2] (class 1 = match). */
   itmLogits(fused: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => this.itm_head.forward(cls(fused)));
+    return tf.tidy(() => this.itm_head.forward(firstToken(fused)));
   }
 
   /** The 3B ITM logits for ALBEF's layout (positives, then (negative image, text), then (image, negative text)). */
@@ -281,10 +270,7 @@ export class Albef extends Module {
 
   /** ITC candidate columns [embed_dim, B (+ queue)]: ALBEF's cat([feat_m.t(), queue]). */
   candidates(featM: tf.Tensor, field: 'image_queue' | 'text_queue', useQueue: boolean): tf.Tensor {
-    return tf.tidy(() => {
-      const t = tf.transpose(featM);
-      return useQueue && this.queue ? tf.concat([t, this.queue.get(field)], 1) : t;
-    });
+    return this.contrastive.candidates(featM, field === 'image_queue' ? 'image' : 'text', useQueue);
   }
 
   /** MLM masking of a batch (ALBEF `mask()`: 15%, 80/10/10; CLS, SEP, PAD never masked). */
@@ -305,7 +291,7 @@ export class Albef extends Module {
   /** What ALBEF does under no_grad at the start of each forward; call after each optimizer step. */
   afterStep(): void {
     clampTemperature(this.temp);
-    this.momentum.update();
+    this.contrastive.update();
   }
 
   /**
@@ -352,40 +338,34 @@ export class Albef extends Module {
         imageEmbedsM = this.encodeImage(pixels, { momentum: true, rng: dropRng?.fork('vision_m') });
         imageFeatM = this.imageFeat(imageEmbedsM, { momentum: true });
         textFeatM = this.textFeat(this.encodeText(ids, mask, { momentum: true, rng: dropRng?.fork('text_m') }), { momentum: true });
-        const imageAll = this.candidates(imageFeatM, 'image_queue', useQueue);
-        const textAll = this.candidates(textFeatM, 'text_queue', useQueue);
-        const soft = distill ? itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, this.temp) : undefined;
-        const itc = itcLoss({
+        const itc = this.contrastive.itc({
           imageFeat,
           textFeat,
+          imageFeatM,
+          textFeatM,
           temp: this.temp,
-          imageFeatAll: imageAll,
-          textFeatAll: textAll,
-          imageIds: batch.imageIds,
-          softTargets: soft,
           alpha,
+          imageIds: batch.imageIds,
+          useQueue,
         });
         simI2t = itc.simI2t;
         simT2i = itc.simT2i;
         if (doItc) {
           out.itc = itc.loss;
-          metrics.itcAcc = hostItcAccuracy(itc.simI2t, itc.targets);
+          metrics.itcAcc = itc.accuracy;
         }
       }
       if (doItm && textEmbeds) {
-        let neg = replay.negatives;
-        if (!neg) {
-          let si2t = simI2t;
-          let st2i = simT2i;
-          if (!si2t || !st2i) {
-            // Random negatives need no similarity: a constant one gives uniform weights.
-            si2t = tf.zeros([b, b]);
-            st2i = si2t;
-          }
-          neg = sampleItmNegatives({ simI2t: si2t, simT2i: st2i, rng: ctx.rng.fork('itm'), imageIds: batch.imageIds, strategy: negatives });
-        }
+        const { negatives: neg, pairs } = drawItmPairs({
+          simI2t,
+          simT2i,
+          batchSize: b,
+          rng: ctx.rng.fork('itm'),
+          imageIds: batch.imageIds,
+          strategy: negatives,
+          replay: replay.negatives,
+        });
         draws.negatives = neg;
-        const pairs = itmPairs(neg);
         const logits = this.itmLogitsForPairs(textEmbeds, mask, imageEmbeds, pairs, dropRng?.fork('fusion'));
         const itm = itmLoss(logits, pairs.labels);
         out.itm = itm.loss;
@@ -405,7 +385,7 @@ export class Albef extends Module {
           out.mlm = mlmLoss(logits, masked.labels);
         }
       }
-      if (useQueue && imageFeatM && textFeatM) this.queue?.enqueue({ image_queue: imageFeatM, text_queue: textFeatM });
+      if (useQueue && imageFeatM && textFeatM) this.contrastive.enqueue(imageFeatM, textFeatM);
       return out;
     });
     metrics.temp = this.temp.dataSync()[0]!;
@@ -416,23 +396,6 @@ export class Albef extends Module {
   alphaAt(step: number, stepsPerEpoch: number): number {
     return distillAlpha(step, stepsPerEpoch, this.config.albefConfig.alpha);
   }
-}
-
-/**
- * In-batch image→text accuracy on the host (core's `itcAccuracy` uses a batched gather that the
- * wasm backend mis-executes): the share of rows whose best candidate is a positive.
- */
-function hostItcAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
-  const [b, n] = sim.shape as [number, number];
-  const s = sim.dataSync();
-  const t = targets.dataSync();
-  let hits = 0;
-  for (let i = 0; i < b; i++) {
-    let best = 0;
-    for (let j = 1; j < n; j++) if (s[i * n + j]! > s[i * n + best]!) best = j;
-    if (t[i * n + best]! > 0) hits++;
-  }
-  return b ? hits / b : 0;
 }
 
 /**
@@ -461,11 +424,5 @@ export function reinitAlbef(model: Albef, std: number, rng: Rng): void {
       }
     }
   });
-  model.momentum.copyParams();
-}
-
-/** [B, T, D] → [B, D]: the [CLS] row. */
-function cls(h: tf.Tensor): tf.Tensor {
-  const [b, , d] = h.shape as [number, number, number];
-  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+  model.contrastive.copyParams();
 }

@@ -9,6 +9,7 @@ import {
   type BertTokenizer,
   Container,
   ensureRuntime,
+  firstToken,
   generate,
   type GenerateOptions,
   type GenerateOutput,
@@ -325,11 +326,6 @@ export interface MatchResult {
   itc: number[][];
 }
 
-function cls(h: tf.Tensor): tf.Tensor2D {
-  const [b, , d] = h.shape as [number, number, number];
-  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
-}
-
 /** HF `BlipForImageTextRetrieval`: ITM head on the image-grounded encoder, ITC projections. */
 export class BlipForImageTextRetrieval extends Module {
   readonly config: BlipConfig;
@@ -382,7 +378,7 @@ export class BlipForImageTextRetrieval extends Module {
         attentionMask: inputs.attentionMask,
         encoderHiddenStates: image,
       }).lastHiddenState;
-      return { itmScore: this.itm_head.forward(cls(q)), imageEmbeds: image, questionEmbeds: q };
+      return { itmScore: this.itm_head.forward(firstToken(q)), imageEmbeds: image, questionEmbeds: q };
     });
   }
 
@@ -391,21 +387,26 @@ export class BlipForImageTextRetrieval extends Module {
     return tf.tidy(() => {
       const image = this.vision_model.forward(inputs.pixelValues).lastHiddenState;
       const q = this.text_encoder.forward({ inputIds: inputs.inputIds, attentionMask: inputs.attentionMask }).lastHiddenState;
-      const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
-      const textFeat = l2Normalize(this.text_proj.forward(cls(q)));
+      const imageFeat = l2Normalize(this.vision_proj.forward(firstToken(image)));
+      const textFeat = l2Normalize(this.text_proj.forward(firstToken(q)));
       return { itmScore: tf.matMul(imageFeat, textFeat, false, true), imageEmbeds: image, questionEmbeds: q, imageFeat, textFeat };
     });
   }
 
   /** Unit-length image embeddings for retrieval, [B, E]. */
   getImageFeatures(pixelValues: tf.Tensor): tf.Tensor2D {
-    return tf.tidy(() => l2Normalize(this.vision_proj.forward(cls(this.vision_model.forward(pixelValues).lastHiddenState))) as tf.Tensor2D);
+    return tf.tidy(
+      () => l2Normalize(this.vision_proj.forward(firstToken(this.vision_model.forward(pixelValues).lastHiddenState))) as tf.Tensor2D,
+    );
   }
 
   /** Unit-length text embeddings for retrieval, [B, E] (text-only encoder, [CLS] row). */
   getTextFeatures(inputIds: tf.Tensor, attentionMask?: tf.Tensor | null): tf.Tensor2D {
     return tf.tidy(
-      () => l2Normalize(this.text_proj.forward(cls(this.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState))) as tf.Tensor2D,
+      () =>
+        l2Normalize(
+          this.text_proj.forward(firstToken(this.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState)),
+        ) as tf.Tensor2D,
     );
   }
 
@@ -434,7 +435,7 @@ export class BlipForImageTextRetrieval extends Module {
         const ids = tf.tensor2d(itcEnc.inputIds, [nT, itcEnc.seqLength], 'int32');
         const mask = tf.tensor2d(itcEnc.attentionMask, [nT, itcEnc.seqLength], 'int32');
         const textFeat = this.getTextFeatures(ids, mask);
-        const imageFeat = l2Normalize(this.vision_proj.forward(cls(image)));
+        const imageFeat = l2Normalize(this.vision_proj.forward(firstToken(image)));
         const sim = tf.matMul(imageFeat, textFeat, false, true); // [I, T]
         // Every (image, text) pair through the image-grounded encoder: image i repeated T times.
         const pairImage = tf.reshape(tf.tile(tf.expandDims(image, 1), [1, nT, 1, 1]), [nI * nT, s, d]);

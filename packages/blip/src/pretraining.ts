@@ -14,26 +14,27 @@ import {
   clampTemperature,
   combineLosses,
   Container,
+  drawItmPairs,
   ensureRuntime,
   extendedAttentionMask,
-  FeatureQueue,
+  type FeatureQueue,
+  firstToken,
   type ForwardResult,
   initTemperature,
+  itcAccuracy,
   itcLoss,
-  itcMomentumTargets,
   itmLoss,
-  itmPairs,
   l2Normalize,
   Linear,
   lmLabels,
   lmLoss,
   Module,
   type ModuleList,
-  MomentumEncoder,
+  MomentumContrastive,
+  type MomentumItcOutput,
   objectiveEnabled,
   type ObjectivesConfig,
   Rng,
-  sampleItmNegatives,
   snakeKey,
   type TextTransformer,
   type VisionTransformer,
@@ -185,28 +186,6 @@ export class SharedTextDecoder extends Module {
   }
 }
 
-function cls(h: tf.Tensor): tf.Tensor2D {
-  const [b, , d] = h.shape as [number, number, number];
-  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
-}
-
-/**
- * Fraction of rows whose best candidate is a positive, on the host. (Core's `itcAccuracy` gathers
- * with batchDims, which reads out of bounds on the wasm backend.)
- */
-function hostAccuracy(sim: tf.Tensor, targets: tf.Tensor): number {
-  const [b, n] = sim.shape as [number, number];
-  const s = sim.dataSync();
-  const t = targets.dataSync();
-  let hits = 0;
-  for (let r = 0; r < b; r++) {
-    let best = 0;
-    for (let j = 1; j < n; j++) if ((s[r * n + j] as number) > (s[r * n + best] as number)) best = j;
-    if ((t[r * n + best] as number) > 0) hits++;
-  }
-  return b ? hits / b : 0;
-}
-
 /** Replaces column 0 of host ids [B, T] (BLIP: [ENC] for ITM, [DEC] for LM). */
 function withFirstToken(ids: Int32Array, seqLength: number, token: number): Int32Array {
   const out = Int32Array.from(ids);
@@ -229,7 +208,8 @@ export class BlipForPretraining extends Module {
   readonly text_encoder_m: TextTransformer | null = null;
   readonly text_proj_m: Linear | null = null;
   readonly queues: FeatureQueue | null = null;
-  readonly momentumEncoder: MomentumEncoder | null = null;
+  /** Twins (EMA), queues, momentum ITC and ITM pairs; null without momentum distillation. */
+  readonly contrastive: MomentumContrastive | null = null;
   /** [ENC] id for ITM inputs (defaults to [CLS] = what the caption starts with when absent). */
   encTokenId: number | null;
   tokenizer: BertTokenizer | null = null;
@@ -259,32 +239,24 @@ export class BlipForPretraining extends Module {
       this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hiddenSize, e, rng));
       this.text_encoder_m = this.registerModule('text_encoder_m', blipTextModel(t, rng, { causal: false }));
       this.text_proj_m = this.registerModule('text_proj_m', new Linear(t.hiddenSize, e, rng));
-      this.momentumEncoder = new MomentumEncoder(
-        [
+      this.contrastive = new MomentumContrastive({
+        pairs: [
           [this.vision_model, this.vision_model_m],
           [this.vision_proj, this.vision_proj_m],
           [this.text_encoder, this.text_encoder_m],
           [this.text_proj, this.text_proj_m],
         ],
-        { momentum: this.options.momentum },
-      );
-      if (this.options.useQueue) {
-        this.queues = this.registerModule(
-          'queues',
-          new FeatureQueue({
-            size: this.options.queueSize,
-            fields: { image_queue: { dim: e }, text_queue: { dim: e }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } },
-            rng: rng.fork('queues'),
-          }),
-        );
-      }
+        momentum: this.options.momentum,
+        queue: this.options.useQueue ? { size: this.options.queueSize, dim: e, imageIds: true, rng: rng.fork('queues') } : undefined,
+      });
+      if (this.contrastive.queue) this.queues = this.registerModule('queues', this.contrastive.queue);
     }
   }
 
   /** Trainer `afterStep`: clamp the temperature and take one EMA step, outside the gradient tape. */
   afterStep(): void {
     clampTemperature(this.temp);
-    this.momentumEncoder?.update();
+    this.contrastive?.update();
   }
 
   enabled(name: 'itc' | 'itm' | 'lm'): boolean {
@@ -309,59 +281,44 @@ export class BlipForPretraining extends Module {
       const itmOn = this.enabled('itm');
       if (this.enabled('itc') || (itmOn && this.options.negatives === 'hard')) {
         const textH = this.text_encoder.forward({ inputIds: ids, attentionMask: mask, rng: ctx.rng.fork('text') }).lastHiddenState;
-        const imageFeat = l2Normalize(this.vision_proj.forward(cls(image))); // [B, E]
-        const textFeat = l2Normalize(this.text_proj.forward(cls(textH))); // [B, E]
-        let imageAll: tf.Tensor | undefined;
-        let textAll: tf.Tensor | undefined;
-        let idsAll: number[] | undefined;
-        let soft: { i2t: tf.Tensor; t2i: tf.Tensor } | undefined;
-        let feats: { imageFeatM: tf.Tensor; textFeatM: tf.Tensor } | null = null;
-        if (this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
-          const imageFeatM = l2Normalize(this.vision_proj_m.forward(cls(this.vision_model_m.forward(pixels).lastHiddenState)));
-          const textFeatM = l2Normalize(
-            this.text_proj_m.forward(cls(this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState)),
-          );
-          feats = { imageFeatM, textFeatM };
-          imageAll = tf.transpose(imageFeatM); // [E, B]
-          textAll = tf.transpose(textFeatM);
-          if (this.queues) {
-            imageAll = tf.concat([imageAll, this.queues.get('image_queue')], 1); // [E, B + Q]
-            textAll = tf.concat([textAll, this.queues.get('text_queue')], 1);
-            if (batch.imageIds) idsAll = [...batch.imageIds, ...Array.from(this.queues.get('idx_queue').dataSync())];
-          }
-          soft = itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, this.temp);
+        const imageFeat = l2Normalize(this.vision_proj.forward(firstToken(image))); // [B, E]
+        const textFeat = l2Normalize(this.text_proj.forward(firstToken(textH))); // [B, E]
+        let itc: MomentumItcOutput;
+        if (this.contrastive && this.vision_model_m && this.vision_proj_m && this.text_encoder_m && this.text_proj_m) {
+          const imageFeatM = l2Normalize(this.vision_proj_m.forward(firstToken(this.vision_model_m.forward(pixels).lastHiddenState)));
+          const textHiddenM = this.text_encoder_m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState;
+          const textFeatM = l2Normalize(this.text_proj_m.forward(firstToken(textHiddenM)));
+          itc = this.contrastive.itc({
+            imageFeat,
+            textFeat,
+            imageFeatM,
+            textFeatM,
+            temp: this.temp,
+            alpha: ctx.alpha,
+            imageIds: batch.imageIds,
+          });
+          this.contrastive.enqueue(imageFeatM, textFeatM, batch.imageIds);
+        } else {
+          // No twins: in-batch ITC with hard targets (CLIP-style).
+          const plain = itcLoss({ imageFeat, textFeat, temp: this.temp, imageIds: batch.imageIds });
+          itc = { ...plain, accuracy: itcAccuracy(plain.simI2t, plain.targets) };
         }
-        const itc = itcLoss({
-          imageFeat,
-          textFeat,
-          temp: this.temp,
-          imageFeatAll: imageAll,
-          textFeatAll: textAll,
-          imageIds: batch.imageIds,
-          imageIdsAll: idsAll,
-          softTargets: soft,
-          alpha: ctx.alpha,
-        });
         simI2t = itc.simI2t;
         simT2i = itc.simT2i;
         if (this.enabled('itc')) {
           out.itc = itc.loss;
-          metrics.itcAcc = hostAccuracy(itc.simI2t, itc.targets);
-        }
-        if (this.queues && feats) {
-          const idx = batch.imageIds ? tf.tensor1d(batch.imageIds, 'int32') : tf.fill([b], -100, 'int32');
-          this.queues.enqueue({ image_queue: feats.imageFeatM, text_queue: feats.textFeatM, idx_queue: idx });
+          metrics.itcAcc = itc.accuracy;
         }
       }
       if (itmOn) {
-        const negatives = sampleItmNegatives({
-          simI2t: simI2t ?? tf.zeros([b, b]),
-          simT2i: simT2i ?? tf.zeros([b, b]),
+        const { pairs } = drawItmPairs({
+          simI2t,
+          simT2i,
+          batchSize: b,
           rng: ctx.rng.fork('itm'),
           imageIds: batch.imageIds,
           strategy: this.options.negatives,
         });
-        const pairs = itmPairs(negatives);
         const encIds = tf.tensor2d(withFirstToken(batch.inputIds, t, this.encTokenId ?? batch.inputIds[0] ?? 0), [b, t], 'int32');
         const textIdx = tf.tensor1d(pairs.textIndex, 'int32');
         const h = this.text_encoder.forward({
@@ -370,7 +327,7 @@ export class BlipForPretraining extends Module {
           encoderHiddenStates: tf.gather(image, tf.tensor1d(pairs.imageIndex, 'int32')),
           rng: ctx.rng.fork('itm-encoder'),
         }).lastHiddenState; // [3B, T, D]
-        const itm = itmLoss(this.itm_head.forward(cls(h)), pairs.labels);
+        const itm = itmLoss(this.itm_head.forward(firstToken(h)), pairs.labels);
         out.itm = itm.loss;
         metrics.itmAcc = itm.accuracy;
       }

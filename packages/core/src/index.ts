@@ -136,7 +136,7 @@ export {
 } from './blocks/transformer-layer.js';
 
 // Encoders: Vision Transformer, BERT text embeddings and text transformer, output heads.
-export { BertLMPredictionHead, BertPooler, BertPredictionHeadTransform, l2Normalize, ProjectionHead } from './encoders/heads.js';
+export { BertLMPredictionHead, BertPooler, BertPredictionHeadTransform, firstToken, l2Normalize, ProjectionHead } from './encoders/heads.js';
 export { interpolatePositionEmbedding } from './encoders/position-interpolation.js';
 export { BertEmbeddings, type TextEmbeddingsConfig, type TextEmbeddingsInputs } from './encoders/text-embeddings.js';
 export {
@@ -354,8 +354,19 @@ export {
 } from './objectives/mim.js';
 export { maskTokens, mlmLoss, type MlmMasked, type MlmMaskingOptions } from './objectives/mlm.js';
 
-// Momentum distillation: EMA twins, feature queues, soft targets and the alpha ramp.
+// Momentum distillation: EMA twins, feature queues, soft targets, the alpha ramp and the momentum-contrastive block.
 export { MomentumEncoder, type MomentumOptions } from './distill/momentum.js';
+export {
+  drawItmPairs,
+  MomentumContrastive,
+  NO_IMAGE_ID,
+  QUEUE_FIELDS,
+  type ItmPairDraw,
+  type MomentumContrastiveOptions,
+  type MomentumItcInput,
+  type MomentumItcOutput,
+  type MomentumQueueOptions,
+} from './distill/momentum-contrastive.js';
 export { FeatureQueue, type FeatureQueueOptions, type QueueField } from './distill/queue.js';
 export { distillAlpha, itcMomentumTargets, mixTargets, mlmDistillLoss } from './distill/targets.js';
 

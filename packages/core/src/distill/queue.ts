@@ -83,7 +83,8 @@ export class FeatureQueue extends Module {
     const ptr = this.pointer;
     for (const name of this.fieldNames) {
       const items = batch[name]!;
-      if (items.shape[0] !== b) throw new VlError('SHAPE_MISMATCH', `field '${name}' has ${items.shape[0]} items, expected ${b}`, { subject: 'FeatureQueue' });
+      if (items.shape[0] !== b)
+        throw new VlError('SHAPE_MISMATCH', `field '${name}' has ${items.shape[0]} items, expected ${b}`, { subject: 'FeatureQueue' });
       const next = tf.tidy(() => {
         const old = this.getBuffer(name);
         const dim = old.shape[0] as number;
@@ -124,7 +125,8 @@ function initialContents(field: QueueField, size: number, rng: Rng | undefined, 
   const init = field.init ?? 'normal';
   if (init === 'zeros') return tf.zeros([field.dim, size], dtype);
   if (typeof init === 'number') return tf.fill([field.dim, size], init, dtype);
-  if (!rng) throw new VlError('INVALID_ARGUMENT', `queue field '${name}' starts from normal noise and needs an rng`, { subject: 'FeatureQueue' });
+  if (!rng)
+    throw new VlError('INVALID_ARGUMENT', `queue field '${name}' starts from normal noise and needs an rng`, { subject: 'FeatureQueue' });
   const data = new Float32Array(field.dim * size);
   for (let i = 0; i < data.length; i++) data[i] = rng.normal();
   // ALBEF: nn.functional.normalize(randn(D, size), dim=0): each queued column is a unit vector.

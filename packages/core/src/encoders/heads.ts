@@ -43,6 +43,14 @@ export class ProjectionHead extends Module {
   }
 }
 
+/** [B, T, D] → [B, D]: the first token's row (BERT's [CLS], the ViT class token), the `h[:, 0]` of the references. */
+export function firstToken(h: tf.Tensor): tf.Tensor2D {
+  return tf.tidy(() => {
+    const [b, , d] = h.shape as [number, number, number];
+    return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+  });
+}
+
 /** HF `BertPooler`: tanh(dense(h[:, 0])). */
 export class BertPooler extends Module {
   readonly dense: Linear;
@@ -54,10 +62,7 @@ export class BertPooler extends Module {
 
   /** [B, T, D] → [B, D] */
   forward(h: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const [b, , d] = h.shape as [number, number, number];
-      return tf.tanh(this.dense.forward(tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d])));
-    });
+    return tf.tidy(() => tf.tanh(this.dense.forward(firstToken(h))));
   }
 }
 

@@ -42,7 +42,14 @@ describe('MomentumEncoder', () => {
     const after = model.proj_m.weight.dataSync();
     before.forEach((b, i) => expect(after[i]).toBeCloseTo(0.9 * b + 0.1, 6));
     // The EMA state is ordinary parameters of the model: in its state dict under the twin's name.
-    expect([...model.stateDict().keys()]).toEqual(['proj.weight', 'proj.bias', 'proj_m.weight', 'proj_m.bias', 'queues.image_queue', 'queues.queue_ptr']);
+    expect([...model.stateDict().keys()]).toEqual([
+      'proj.weight',
+      'proj.bias',
+      'proj_m.weight',
+      'proj_m.bias',
+      'queues.image_queue',
+      'queues.queue_ptr',
+    ]);
     model.dispose();
   });
 
@@ -70,7 +77,11 @@ describe('MomentumEncoder', () => {
 
 describe('FeatureQueue', () => {
   it('starts with unit random columns and an int64 pointer, as ALBEF', () => {
-    const q = new FeatureQueue({ size: 6, fields: { image_queue: { dim: 3 }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } }, rng: new Rng(2) });
+    const q = new FeatureQueue({
+      size: 6,
+      fields: { image_queue: { dim: 3 }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } },
+      rng: new Rng(2),
+    });
     const norms = tf.tidy(() => tf.norm(q.get('image_queue'), 'euclidean', 0).dataSync());
     for (const n of norms) expect(n).toBeCloseTo(1, 5);
     expect([...q.get('idx_queue').dataSync()]).toEqual([-100, -100, -100, -100, -100, -100]);
@@ -83,7 +94,10 @@ describe('FeatureQueue', () => {
     const q = new FeatureQueue({ size: 5, fields: { f: { dim: 2, init: 'zeros' }, ids: { dim: 1, init: -1, dtype: 'int32' } } });
     const batch = (start: number, n: number) => ({
       f: tf.tensor2d(Array.from({ length: n }, (_, k) => [start + k, -(start + k)])),
-      ids: tf.tensor1d(Array.from({ length: n }, (_, k) => start + k), 'int32'),
+      ids: tf.tensor1d(
+        Array.from({ length: n }, (_, k) => start + k),
+        'int32',
+      ),
     });
     const push = (start: number, n: number) => {
       const b = batch(start, n);
