@@ -2,9 +2,9 @@
 // the model for one seed, trains it with core's Trainer on tokenised (image, caption) pairs, and
 // evaluates retrieval (ITC ranking + ITM re-ranking).
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationAdapter, type AblationData, type CurvePoint, MODEL_IMAGE_NORMS, Rng } from '@vl/core';
+import { type AblationAdapter, type AblationData, type CurvePoint, Rng } from '@vl/core';
 import { Trainer } from '@vl/core/node';
-import { albefConfig, type AlbefPresetName } from './config.js';
+import { ALBEF_IMAGE_NORM, albefConfig, type AlbefPresetName } from './config.js';
 import { Albef, type AlbefBatch, reinitAlbef } from './model.js';
 import { albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from './retrieval.js';
 
@@ -35,7 +35,7 @@ export function* pairBatches(data: AblationData['train'], batchSize: number, see
 }
 
 export const albefAblation: AblationAdapter = {
-  imageNorm: MODEL_IMAGE_NORMS.albef,
+  imageNorm: ALBEF_IMAGE_NORM,
   async train(mc, variant, seed, data, onStep) {
     const section = (k: string) => (mc[k] ?? {}) as Record<string, number>;
     const bert = section('bertConfig');

@@ -2,7 +2,10 @@
 // `configs/Pretrain.yaml` → `albef_config`, `configs/config_bert.json` → `bert_config`, the ViT
 // arguments hard-coded in `models/model_pretrain.py` → `vision_config`) with presets `tiny` and
 // `base`, and a validator for `config.json` files.
-import { camelizeKeys, snakeKey, snakifyKeys, VlError } from '@vl/core';
+import { camelizeKeys, IMAGE_NORMS, type ImageNorm, snakeKey, snakifyKeys, VlError } from '@vl/core';
+
+/** ALBEF normalises pixels with OpenAI CLIP's mean/std (`transforms.Normalize` in the official `create_dataset`). */
+export const ALBEF_IMAGE_NORM: ImageNorm = IMAGE_NORMS.clip;
 
 /** Pretraining hyper-parameters (`configs/Pretrain.yaml` and `ALBEF.__init__`). */
 export interface AlbefSection {

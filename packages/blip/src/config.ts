@@ -229,9 +229,9 @@ export function blipPreset(name: BlipPresetName, overrides: { vocabSize?: number
 /** The config with token ids taken from a tokenizer (pretraining on a new vocabulary). */
 export function withTokenizerIds(
   cfg: BlipConfig,
-  tok: { vocabSize: number; padId: number; sepId: number; decId: number | undefined; clsId: number },
+  tok: { vocabSize: number; padId: number; sepId: number; clsId: number; tokenToId(token: string): number | undefined },
 ): BlipConfig {
-  const bos = tok.decId ?? tok.clsId;
+  const bos = tok.tokenToId('[DEC]') ?? tok.clsId;
   return parseBlipConfig({
     ...cfg,
     textConfig: {

@@ -12,6 +12,7 @@ export * from './modeling.js';
 export * from './checkpoint.js';
 export * from './decoder-step.js';
 export * from './processor.js';
+export * from './vision-names.js';
 export * from './verify.js';
 export * from './pretraining.js';
 export * from './train.js';

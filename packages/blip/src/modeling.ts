@@ -5,7 +5,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BertLMPredictionHead,
-  BLIP_VISION_NAMES,
   type BertTokenizer,
   Container,
   ensureRuntime,
@@ -22,6 +21,7 @@ import {
   VisionTransformer,
   type VisionTransformerOutput,
 } from '@vl/core';
+import { BLIP_VISION_NAMES } from './vision-names.js';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
 import { checkpointFolder, loadBlipWeights, readBlipConfig, saveBlipFolder } from './checkpoint.js';
 import { textDecoderStep } from './decoder-step.js';
@@ -423,7 +423,7 @@ export class BlipForImageTextRetrieval extends Module {
     const tok = requireTokenizer(this.tokenizer, 'match');
     const pixels = await pixelValuesFrom(images, this.config.visionConfig.imageSize);
     const maxLength = options.maxLength ?? 35;
-    const first = options.itmFirstToken ?? (tok.encId !== undefined ? '[ENC]' : '[CLS]');
+    const first = options.itmFirstToken ?? (tok.tokenToId('[ENC]') !== undefined ? '[ENC]' : '[CLS]');
     const itcEnc = tok.encodeBatch(texts, { maxLength });
     const itmEnc = tok.encodeBatch(texts, { maxLength, firstToken: first });
     const nI = pixels.shape[0] as number;

@@ -5,8 +5,17 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BertTokenizer, imagesToTensor, MODEL_IMAGE_NORMS } from '@vl/core';
+import { type BertTokenizer, IMAGE_NORMS, type ImageNorm, imagesToTensor } from '@vl/core';
 import { preprocessImage, loadBertTokenizer } from '@vl/core/node';
+
+/** BLIP normalises pixels with OpenAI CLIP's mean/std (`BlipImageProcessor`, the original `transform_test`). */
+export const BLIP_IMAGE_NORM: ImageNorm = IMAGE_NORMS.clip;
+
+/**
+ * BLIP's `init_tokenizer` adds `[DEC]` (the decoder's bos, 30522 on bert-base-uncased) and `[ENC]` (the
+ * image-grounded encoder's first token, 30523).
+ */
+export const BLIP_ADDED_TOKENS = ['[DEC]', '[ENC]'] as const;
 
 /** A file path, encoded image bytes (JPEG/PNG/…), or normalised pixels [3,H,W] / [B,3,H,W]. */
 export type ImageInput = string | Uint8Array | tf.Tensor;
@@ -18,7 +27,7 @@ export async function preprocessBlipImage(image: string | Uint8Array, size: numb
     size,
     mode: 'squash',
     interpolation: 'bicubic',
-    norm: MODEL_IMAGE_NORMS.blip,
+    norm: BLIP_IMAGE_NORM,
     subject: typeof image === 'string' ? image : undefined,
   });
 }
@@ -58,7 +67,7 @@ export async function pixelValuesFrom(images: ImageInput | readonly ImageInput[]
  */
 export async function loadTokenizerFrom(dir: string): Promise<BertTokenizer | null> {
   if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) return null;
-  return loadBertTokenizer(dir, { blipTokens: true });
+  return loadBertTokenizer(dir, { addedTokens: BLIP_ADDED_TOKENS });
 }
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'] as const;

@@ -6,10 +6,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BertTokenizer, ciderD, corpusBleu, DataReport, MODEL_IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
+import { type BertTokenizer, ciderD, corpusBleu, DataReport, retrievalRecall, Rng, VlError } from '@vl/core';
 import { createDataLoader, type ImageTextExample, loadExamples, readDataset, readJsonFile, type StepRecord, Trainer, loadBertTokenizer } from '@vl/core/node';
 import { type BlipConfig, type BlipPresetName, blipPreset, withTokenizerIds } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
+import { BLIP_ADDED_TOKENS, BLIP_IMAGE_NORM } from './processor.js';
 import { type BlipPretrainingOptions, BlipForPretraining, type PretrainBatch } from './pretraining.js';
 
 export interface PretrainOptions {
@@ -60,11 +61,11 @@ export function imageIdOf(ex: { key: string; meta: Record<string, unknown> }): n
 function transform(size: number) {
   // BLIP's eval transform (Resize((s, s)), bicubic, CLIP normalisation); the synthetic scenes'
   // captions name positions, so no crop or flip.
-  return { size, mode: 'squash' as const, interpolation: 'bicubic' as const, norm: MODEL_IMAGE_NORMS.blip };
+  return { size, mode: 'squash' as const, interpolation: 'bicubic' as const, norm: BLIP_IMAGE_NORM };
 }
 
 async function loadTokenizer(vocab: string): Promise<BertTokenizer> {
-  return loadBertTokenizer(vocab, { blipTokens: true });
+  return loadBertTokenizer(vocab, { addedTokens: BLIP_ADDED_TOKENS });
 }
 
 /** The model config for a preset on this tokenizer's vocabulary. */
@@ -86,7 +87,7 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
   const size = config.visionConfig.imageSize;
   const batchSize = o.batchSize ?? 32;
   const seed = o.seed ?? 0;
-  const model = new BlipForPretraining(config, o.pretraining ?? {}, new Rng(seed).fork('init'), tok.encId ?? null);
+  const model = new BlipForPretraining(config, o.pretraining ?? {}, new Rng(seed).fork('init'), tok.tokenToId('[ENC]') ?? null);
   model.tokenizer = tok;
   model.tokenizerDir = existsSync(o.vocab) && !o.vocab.endsWith('.txt') && !o.vocab.endsWith('.json') ? o.vocab : dirname(o.vocab);
   const stepsPerEpoch = await countBatches(o.train, batchSize);

@@ -75,7 +75,6 @@ export {
 } from './attention/masks.js';
 export {
   BERT_ATTENTION_NAMES,
-  BLIP_VISION_ATTENTION_NAMES,
   MultiHeadAttention,
   TIMM_ATTENTION_NAMES,
   TORCHSCALE_ATTENTION_NAMES,
@@ -121,7 +120,6 @@ export {
 } from './blocks/multiway-layer.js';
 export { Container, PathModule } from './blocks/path-module.js';
 export {
-  BLIP_VISION_LAYER_NAMES,
   OPEN_CLIP_LAYER_NAMES,
   TIMM_VIT_LAYER_NAMES,
   TORCHSCALE_LAYER_NAMES,
@@ -147,7 +145,6 @@ export {
   type TextTransformerOutput,
 } from './encoders/text-transformer.js';
 export {
-  BLIP_VISION_NAMES,
   PatchEmbedding,
   TIMM_VIT_NAMES,
   VisionTransformer,
@@ -231,7 +228,6 @@ export {
   DEFAULT_MAX_PIXELS,
   IMAGE_NORMS,
   imagesToTensor,
-  MODEL_IMAGE_NORMS,
   normalizeToChw,
   randomResizedCropBox,
   type CropBox,
@@ -278,7 +274,6 @@ export {
 export {
   BertTokenizer,
   bertTokenizerJson,
-  BLIP_EXTRA_TOKENS,
   parseVocabTxt,
   type Encoded,
   type EncodedBatch,

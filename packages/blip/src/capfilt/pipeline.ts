@@ -205,7 +205,7 @@ export async function scorePairs(
   if (!tok) throw new Error('the filter checkpoint has no tokenizer (vocab.txt / tokenizer.json)');
   const size = filter.config.visionConfig.imageSize;
   const texts = pairs.map((p) => p.text);
-  const first = tok.encId !== undefined ? '[ENC]' : '[CLS]';
+  const first = tok.tokenToId('[ENC]') !== undefined ? '[ENC]' : '[CLS]';
   const itmEnc = tok.encodeBatch(texts, { maxLength, padding: 'max_length', firstToken: first });
   const itcEnc = itc ? tok.encodeBatch(texts, { maxLength, padding: 'max_length' }) : null;
   const n = pairs.length;

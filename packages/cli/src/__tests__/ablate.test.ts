@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseAblationConfig, resolveVariants, trainingKey } from '../ablate/config.js';
 import { pairBatches } from '@vl/albef';
-import { MODEL_IMAGE_NORMS } from '@vl/core';
+import { ALBEF_IMAGE_NORM } from '@vl/albef';
 import { prepareSynthData } from '../ablate/data.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
 import { checkClaims, markdownTable, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
@@ -77,8 +77,8 @@ describe('ablation config', () => {
 describe('ablation data', () => {
   it('is deterministic, labels noise only in training, and batches never hold a single image', () => {
     const spec = parseAblationConfig({ ...tinyRaw, data: { ...tinyRaw.data, noise: 0.5 } }).data;
-    const a = prepareSynthData(spec, MODEL_IMAGE_NORMS.albef);
-    const b = prepareSynthData(spec, MODEL_IMAGE_NORMS.albef);
+    const a = prepareSynthData(spec, ALBEF_IMAGE_NORM);
+    const b = prepareSynthData(spec, ALBEF_IMAGE_NORM);
     expect(a.train.images.pixels).toEqual(b.train.images.pixels);
     expect(a.train.captions.inputIds).toEqual(b.train.captions.inputIds);
     expect(a.summary.noisyCaptions).toBe(Math.round(0.5 * a.summary.trainCaptions));

@@ -11,6 +11,7 @@ import {
   measureThroughput,
   writeSynthDataset,
 } from '@vl/core/node';
+import { BLIP_ADDED_TOKENS } from '@vl/blip';
 import { SingleBar } from 'cli-progress';
 import { type Command, InvalidArgumentError } from 'commander';
 
@@ -158,7 +159,7 @@ async function tokenizerFor(o: ReadOptions): Promise<BertTokenizer> {
   if (!path) {
     throw new InvalidArgumentError('no tokenizer: pass --vocab vocab.txt|tokenizer.json (none found beside the data)');
   }
-  return loadBertTokenizer(path, { blipTokens: true });
+  return loadBertTokenizer(path, { addedTokens: BLIP_ADDED_TOKENS });
 }
 
 function readOptions(cmd: Command): Command {

@@ -40,7 +40,6 @@ export interface AttentionNames {
 }
 
 export const BERT_ATTENTION_NAMES: Partial<AttentionNames> = { query: 'query', key: 'key', value: 'value' };
-export const BLIP_VISION_ATTENTION_NAMES: Partial<AttentionNames> = { qkv: 'qkv', out: 'projection' };
 export const TIMM_ATTENTION_NAMES: Partial<AttentionNames> = { qkv: 'qkv', out: 'proj', qBias: 'q_bias', vBias: 'v_bias' };
 export const TORCHSCALE_ATTENTION_NAMES: Partial<AttentionNames> = {
   query: 'q_proj',

@@ -1,18 +1,17 @@
 // Pre-LN transformer layer: x + drop_path(γ₁·attn(norm1(x))), then x + drop_path(γ₂·mlp(norm2(x))).
-// One class for BLIP vision (HF `BlipEncoderLayer`), timm `Block`, BEiT/VLMo blocks with layer
+// One class for timm `Block` (the default names), BLIP vision (HF `BlipEncoderLayer`, names in @vl/blip), BEiT/VLMo blocks with layer
 // scale, torchscale `EncoderLayer` (sub-LN) and open_clip `ResidualAttentionBlock`, including its
 // cross-attention form (`ln_1_kv`), chosen by flags and names rather than copies. With `experts`, the
 // chosen parts get one copy per Multiway expert (VLMo, BEiT-3; see multiway.ts and multiway-layer.ts).
 //
-// Parameter names (BLIP vision preset; see the presets below for the others):
-//   layer_norm1.{weight,bias}, self_attn.qkv.{weight [3D, D], bias [3D]},
-//   self_attn.projection.{weight,bias}, layer_norm2.{weight,bias}, mlp.fc1.*, mlp.fc2.*
+// Parameter names (timm, the default; see the presets below for the others):
+//   norm1.{weight,bias}, attn.qkv.{weight [3D, D], bias [3D]} [attn.q_bias, attn.v_bias with qkvBias 'qv'],
+//   attn.proj.{weight,bias}, norm2.{weight,bias}, mlp.fc1.*, mlp.fc2.*
 //   [gamma_1, gamma_2 [D] with layerScaleInit]  [ln_1_kv.* for open_clip cross-attention blocks]
 import * as tf from '@tensorflow/tfjs-core';
 import type { AttentionCache } from '../attention/kv-cache.js';
 import {
   type AttentionNames,
-  BLIP_VISION_ATTENTION_NAMES,
   MultiHeadAttention,
   type QkvBias,
   type QkvLayout,
@@ -42,18 +41,6 @@ export interface TransformerLayerNames {
   attention: Partial<AttentionNames>;
   mlpNames: Partial<FeedForwardNames>;
 }
-
-export const BLIP_VISION_LAYER_NAMES: TransformerLayerNames = {
-  norm1: 'layer_norm1',
-  attn: 'self_attn',
-  norm2: 'layer_norm2',
-  mlp: 'mlp',
-  gamma1: 'gamma_1',
-  gamma2: 'gamma_2',
-  normKv: 'layer_norm_kv',
-  attention: BLIP_VISION_ATTENTION_NAMES,
-  mlpNames: {},
-};
 
 /** timm ViT / ALBEF visual encoder / BEiT / VLMo (`gamma_1`, `q_bias`, `v_bias`). */
 export const TIMM_VIT_LAYER_NAMES: TransformerLayerNames = {
@@ -180,7 +167,7 @@ export class TransformerLayer extends PathModule {
 
   constructor(config: TransformerLayerConfig, rng: Rng) {
     super();
-    const names = { ...BLIP_VISION_LAYER_NAMES, ...config.names };
+    const names = { ...TIMM_VIT_LAYER_NAMES, ...config.names };
     const d = config.hiddenSize;
     const eps = config.layerNormEps ?? 1e-6;
     const sub = config.subLn ? eps : null;

@@ -24,14 +24,6 @@ export const IMAGE_NORMS = {
   imagenet: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
 } as const satisfies Record<string, ImageNorm>;
 
-export const MODEL_IMAGE_NORMS = {
-  blip: IMAGE_NORMS.clip,
-  albef: IMAGE_NORMS.clip,
-  coca: IMAGE_NORMS.clip,
-  vlmo: IMAGE_NORMS.inception,
-  beit3: IMAGE_NORMS.inception,
-} as const satisfies Record<string, ImageNorm>;
-
 /**
  * Default pixel limit: PIL's `MAX_IMAGE_PIXELS` (89,478,485), the point where Pillow starts warning
  * about decompression bombs. A 24-bit image that size already needs ~268 MB decoded.

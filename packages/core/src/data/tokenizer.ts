@@ -5,17 +5,15 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { VlError } from '../errors.js';
 
-/** BLIP's extra tokens: `[DEC]` starts the caption decoder, `[ENC]` the image-grounded encoder. */
-export const BLIP_EXTRA_TOKENS = ['[DEC]', '[ENC]'] as const;
-
 export interface TokenizerOptions {
   /** Lower-case and strip accents (bert-base-uncased). Only used when building from vocab.txt. */
   lowercase?: boolean;
   /**
-   * Append `[DEC]` and `[ENC]` after the vocabulary when the files lack them, as BLIP's
-   * `init_tokenizer` does (`bos_token=[DEC]` → 30522, `[ENC]` → 30523 for bert-base-uncased).
+   * Special tokens appended after the vocabulary, in this order, when the files lack them, as
+   * `tokenizer.add_special_tokens` does in Python (BLIP's `init_tokenizer` adds `[DEC]` → 30522 and
+   * `[ENC]` → 30523 to bert-base-uncased: `@vl/blip` passes its `BLIP_ADDED_TOKENS`).
    */
-  blipTokens?: boolean;
+  addedTokens?: readonly string[];
   /** Longest sequence the model accepts (position embeddings); default 512. */
   modelMaxLength?: number;
 }
@@ -166,9 +164,6 @@ export class BertTokenizer {
   readonly clsId: number;
   readonly sepId: number;
   readonly maskId: number;
-  /** `[DEC]` / `[ENC]` ids, or undefined when the vocabulary has neither and blipTokens was off. */
-  readonly decId: number | undefined;
-  readonly encId: number | undefined;
   readonly modelMaxLength: number;
   private readonly hf: HfTokenizer;
   private readonly fixUnicode: boolean;
@@ -187,10 +182,8 @@ export class BertTokenizer {
     let size = Object.keys(vocab).length;
     for (const id of Object.values(vocab)) size = Math.max(size, id + 1);
     for (const t of added) size = Math.max(size, t.id + 1);
-    if (options.blipTokens) {
-      for (const t of BLIP_EXTRA_TOKENS) {
-        if (vocab[t] === undefined && !added.some((a) => a.content === t)) added.push(addedToken(size++, t));
-      }
+    for (const t of options.addedTokens ?? []) {
+      if (vocab[t] === undefined && !added.some((a) => a.content === t)) added.push(addedToken(size++, t));
     }
     json = { ...json, added_tokens: added };
     this.hf = new HfTokenizer(json, config);
@@ -207,11 +200,9 @@ export class BertTokenizer {
     this.clsId = need('[CLS]');
     this.sepId = need('[SEP]');
     this.maskId = need('[MASK]');
-    this.decId = this.hf.token_to_id('[DEC]');
-    this.encId = this.hf.token_to_id('[ENC]');
-    this.specialIds = new Set(
-      [this.padId, this.unkId, this.clsId, this.sepId, this.maskId, this.decId, this.encId].filter((x): x is number => x !== undefined),
-    );
+    this.specialIds = new Set([this.padId, this.unkId, this.clsId, this.sepId, this.maskId]);
+    // Named added tokens are special even when the vocabulary file already has them (decode skips them).
+    for (const t of options.addedTokens ?? []) this.specialIds.add(need(t));
     for (const t of added) if (t.special) this.specialIds.add(t.id);
   }
 
@@ -264,7 +255,7 @@ export class BertTokenizer {
       const first = options.firstToken ?? '[CLS]';
       if (this.hf.token_to_id(first) === undefined) {
         throw new VlError('INVALID_ARGUMENT', `first token '${first}' is not in the vocabulary`, {
-          hint: first === '[DEC]' || first === '[ENC]' ? 'load the tokenizer with { blipTokens: true }' : undefined,
+          hint: `load the tokenizer with { addedTokens: ['${first}'] } (BLIP: BLIP_ADDED_TOKENS from @vl/blip)`,
         });
       }
       tokens = [first, ...tokens, '[SEP]'];

@@ -1,18 +1,15 @@
 // Vision Transformer encoder: patch embedding (as reshape → transpose → matMul, stored as the
 // conv weight checkpoints hold), class token, learned position embeddings (bicubic-interpolated
-// for other image sizes), pre-LN layers, final norm. Follows HF `BlipVisionModel` (default
-// names) and timm `VisionTransformer` (TIMM_VIT_NAMES, as ALBEF's `visual_encoder`).
+// for other image sizes), pre-LN layers, final norm. Follows timm `VisionTransformer` (the default
+// names, TIMM_VIT_NAMES, as ALBEF's `visual_encoder`); other layouts pass their `names` (HF
+// `BlipVisionModel`'s are `BLIP_VISION_NAMES` in @vl/blip).
 //
-// Parameter names, BLIP preset:
-//   embeddings.class_embedding [1, 1, D], embeddings.patch_embedding.{weight [D, C, P, P], bias [D]},
-//   embeddings.position_embedding [1, N + 1, D], encoder.layers.<i>.* (see TransformerLayer),
-//   post_layernorm.{weight,bias}
-// timm preset: cls_token, patch_embed.proj.{weight,bias}, pos_embed, blocks.<i>.*, norm.*
+// Parameter names (timm): cls_token [1, 1, D], patch_embed.proj.{weight [D, C, P, P], bias [D]},
+//   pos_embed [1, N + 1, D], blocks.<i>.* (see TransformerLayer), norm.{weight,bias}
 import * as tf from '@tensorflow/tfjs-core';
 import { dropPathSchedule } from '../blocks/drop-path.js';
 import { PathModule } from '../blocks/path-module.js';
 import {
-  BLIP_VISION_LAYER_NAMES,
   TIMM_VIT_LAYER_NAMES,
   TransformerLayer,
   type TransformerLayerNames,
@@ -81,16 +78,6 @@ export interface VisionTransformerNames {
   postNorm: string;
   layer: Partial<TransformerLayerNames>;
 }
-
-export const BLIP_VISION_NAMES: VisionTransformerNames = {
-  classEmbedding: 'embeddings.class_embedding',
-  positionEmbedding: 'embeddings.position_embedding',
-  patchEmbedding: 'embeddings.patch_embedding',
-  layers: 'encoder.layers',
-  preNorm: 'pre_layrnorm',
-  postNorm: 'post_layernorm',
-  layer: BLIP_VISION_LAYER_NAMES,
-};
 
 export const TIMM_VIT_NAMES: VisionTransformerNames = {
   classEmbedding: 'cls_token',
@@ -161,7 +148,7 @@ export class VisionTransformer extends PathModule {
   constructor(config: VisionTransformerConfig, rng: Rng) {
     super();
     this.config = config;
-    const names = { ...BLIP_VISION_NAMES, ...config.names };
+    const names = { ...TIMM_VIT_NAMES, ...config.names };
     const d = config.hiddenSize;
     const eps = config.layerNormEps ?? 1e-6;
     const g = config.imageSize / config.patchSize;

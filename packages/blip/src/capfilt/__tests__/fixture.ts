@@ -6,6 +6,7 @@ import { initRuntime, Rng } from '@vl/core';
 import { writeSynthDataset, loadBertTokenizer } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';
+import { BLIP_ADDED_TOKENS } from '../../processor.js';
 
 export interface CapfiltFixture {
   data: string;
@@ -45,7 +46,7 @@ export async function makeFixture(dir: string, o: { images?: number; bad?: boole
     );
     await appendFile(train, '{"image": "../outside.png", "captions": ["escape"]}\n');
   }
-  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { blipTokens: true });
+  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { addedTokens: BLIP_ADDED_TOKENS });
   const config = pretrainConfig('tiny', tok, 32);
   const captioner = join(dir, 'captioner');
   const filter = join(dir, 'filter');

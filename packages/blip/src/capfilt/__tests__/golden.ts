@@ -30,6 +30,7 @@ import { loadBertTokenizer, writeSynthDataset } from '@vl/core/node';
 import { expect } from 'vitest';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../../modeling.js';
 import { pretrainConfig } from '../../train.js';
+import { BLIP_ADDED_TOKENS } from '../../processor.js';
 import type { RunIdentity } from '../identity.js';
 
 const GOLDEN = fileURLToPath(new URL('./golden/', import.meta.url));
@@ -65,7 +66,7 @@ async function makeData(): Promise<string> {
 
 async function makeModels(): Promise<void> {
   await initRuntime({ backend: 'cpu' });
-  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { blipTokens: true });
+  const tok = await loadBertTokenizer(join(data, 'vocab.txt'), { addedTokens: BLIP_ADDED_TOKENS });
   const config = pretrainConfig('tiny', tok, 32);
   const cap = new BlipForConditionalGeneration(config, new Rng(1));
   cap.tokenizerDir = data;

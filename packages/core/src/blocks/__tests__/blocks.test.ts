@@ -85,13 +85,16 @@ describe('TransformerLayer (pre-LN)', () => {
   const base = { hiddenSize: D, numHeads: 2, intermediateSize: 16 };
 
   it('uses BLIP, timm, open_clip and torchscale names', () => {
-    expect(keys(new TransformerLayer(base, new Rng(0)))).toEqual(
+    const blipNames = { norm1: 'layer_norm1', attn: 'self_attn', norm2: 'layer_norm2', attention: { qkv: 'qkv', out: 'projection' } };
+    expect(keys(new TransformerLayer({ ...base, names: blipNames }, new Rng(0)))).toEqual(
       [
         'layer_norm1.weight', 'layer_norm1.bias', 'self_attn.qkv.weight', 'self_attn.qkv.bias', 'self_attn.projection.weight',
         'self_attn.projection.bias', 'layer_norm2.weight', 'layer_norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
       ].sort(),
     );
     const timm = new TransformerLayer({ ...base, names: TIMM_VIT_LAYER_NAMES, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(0));
+    // timm's names are the default.
+    expect(keys(new TransformerLayer({ ...base, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(0)))).toEqual(keys(timm));
     expect(keys(timm)).toEqual(
       [
         'norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'attn.proj.bias',

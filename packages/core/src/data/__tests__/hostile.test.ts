@@ -219,7 +219,7 @@ describe('image files, not paths', () => {
     const { bertBaseUncasedVocab } = await import('./bert-vocab.js');
     const { initRuntime } = await import('../../runtime/backend.js');
     await initRuntime({ backend: 'cpu' });
-    const tok = BertTokenizer.fromVocab(bertBaseUncasedVocab(), { blipTokens: true });
+    const tok = BertTokenizer.fromVocab(bertBaseUncasedVocab(), { addedTokens: ['[DEC]', '[ENC]'] });
     const { batches, report } = createDataLoader({ path: list }, { batchSize: 4, tokenizer: tok, transform: { size: 8 } });
     const keys: string[] = [];
     for await (const b of batches) {

@@ -12,7 +12,7 @@ let tok: BertTokenizer;
 
 beforeAll(async () => {
   vocab = bertBaseUncasedVocab();
-  tok = await loadBertTokenizer(join(writeVocabTxt(), 'vocab.txt'), { blipTokens: true });
+  tok = await loadBertTokenizer(join(writeVocabTxt(), 'vocab.txt'), { addedTokens: ['[DEC]', '[ENC]'] });
 });
 
 // Expected ids: each piece looked up as a line of vocab.txt (id = line number - 1), e.g.
@@ -107,17 +107,22 @@ describe('BertTokenizer on bert-base-uncased', () => {
     });
   }
 
-  it('appends BLIP [DEC]/[ENC] after the vocabulary and uses them as first token', () => {
+  it('appends added tokens (BLIP [DEC]/[ENC]) after the vocabulary, in order, and uses them as first token', () => {
     expect(tok.vocabSize).toBe(30524);
-    expect(tok.decId).toBe(30522);
-    expect(tok.encId).toBe(30523);
+    expect(tok.tokenToId('[DEC]')).toBe(30522);
+    expect(tok.tokenToId('[ENC]')).toBe(30523);
     expect(tok.encode('a dog', { firstToken: '[DEC]' }).ids).toEqual([30522, 1037, 3899, 102]);
     expect(tok.encode('a dog', { firstToken: '[ENC]' }).ids).toEqual([30523, 1037, 3899, 102]);
     // Written in the text, special tokens stay whole (not split at the brackets).
     expect(tok.encode('[DEC] a [MASK] dog').ids).toEqual([101, 30522, 1037, 103, 3899, 102]);
     const plain = BertTokenizer.fromVocab(vocab);
-    expect(plain.decId).toBeUndefined();
-    expect(() => plain.encode('a', { firstToken: '[DEC]' })).toThrow(/blipTokens/);
+    expect(plain.tokenToId('[DEC]')).toBeUndefined();
+    expect(() => plain.encode('a', { firstToken: '[DEC]' })).toThrow(/not in the vocabulary/);
+    // Added tokens are special: decode skips them whether appended or already in the vocabulary.
+    expect(tok.decode([30522, 1037, 3899, 102], { skipSpecialTokens: true })).toBe('a dog');
+    const inVocab = BertTokenizer.fromVocab([...vocab, '[DEC]'], { addedTokens: ['[DEC]', '[ENC]'] });
+    expect([inVocab.tokenToId('[DEC]'), inVocab.tokenToId('[ENC]')]).toEqual([30522, 30523]);
+    expect(inVocab.decode([30522, 1037, 3899], { skipSpecialTokens: true })).toBe('a dog');
   });
 
   it('truncates, pads and masks', () => {
@@ -175,9 +180,9 @@ describe('BertTokenizer on bert-base-uncased', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-tokjson-'));
     writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json));
     writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ model_max_length: 40, do_lower_case: true }));
-    return loadBertTokenizer(dir, { blipTokens: true }).then((fromJson) => {
-      expect(fromJson.decId).toBe(30522);
-      expect(fromJson.encId).toBe(30523); // appended because the file lacked it
+    return loadBertTokenizer(dir, { addedTokens: ['[DEC]', '[ENC]'] }).then((fromJson) => {
+      expect(fromJson.tokenToId('[DEC]')).toBe(30522);
+      expect(fromJson.tokenToId('[ENC]')).toBe(30523); // appended because the file lacked it
       expect(fromJson.modelMaxLength).toBe(40);
       for (const c of CASES) expect(fromJson.encode(c.text).ids).toEqual(c.ids);
     });

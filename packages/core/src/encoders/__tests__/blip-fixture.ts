@@ -4,12 +4,28 @@ import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { BertLMPredictionHead, ProjectionHead } from '../heads.js';
 import { TextTransformer, type TextTransformerConfig } from '../text-transformer.js';
-import { BLIP_VISION_NAMES, VisionTransformer } from '../vision-transformer.js';
+import { VisionTransformer, type VisionTransformerNames } from '../vision-transformer.js';
 import { Container } from '../../blocks/path-module.js';
 import { Linear } from '../../nn/layers.js';
 import { Module, type StateValue } from '../../nn/module.js';
 import { Rng } from '../../runtime/rng.js';
 import { camelizeKeys } from '../../io/config-case.js';
+
+// HF BlipVisionModel's names (the model package's BLIP_VISION_NAMES; core cannot import @vl/blip).
+const BLIP_VISION_NAMES: VisionTransformerNames = {
+  classEmbedding: 'embeddings.class_embedding',
+  positionEmbedding: 'embeddings.position_embedding',
+  patchEmbedding: 'embeddings.patch_embedding',
+  layers: 'encoder.layers',
+  preNorm: 'pre_layrnorm',
+  postNorm: 'post_layernorm',
+  layer: {
+    norm1: 'layer_norm1',
+    attn: 'self_attn',
+    norm2: 'layer_norm2',
+    attention: { qkv: 'qkv', out: 'projection' },
+  },
+};
 
 export const FIXTURES = new URL('../../../../../fixtures/blip-hf/', import.meta.url);
 
