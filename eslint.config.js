@@ -19,10 +19,7 @@ export default tseslint.config(
     rules: {
       eqeqeq: ['error', 'smart'],
       // The style guide's line limit; long strings, URLs, templates and regexes may run over.
-      'max-len': [
-        'error',
-        { code: 140, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true },
-      ],
+      'max-len': ['error', { code: 140, ignoreUrls: true, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true }],
       '@typescript-eslint/no-unused-vars': [
         'error',
         {

@@ -84,11 +84,24 @@ function makeOps(fused) {
 const PARAMS = ['ln1w', 'ln1b', 'wq', 'bq', 'wk', 'bk', 'wv', 'bv', 'wo', 'bo', 'ln2w', 'ln2b', 'w1', 'b1', 'w2', 'b2'];
 
 function createParams(s, seed) {
-  const shape = (name) => (name === 'w1' ? [s.ffn, s.hidden] : name === 'b1' ? [s.ffn] : name === 'w2' ? [s.hidden, s.ffn] : /^w[qkvo]$/.test(name) ? [s.hidden, s.hidden] : [s.hidden]);
+  const shape = (name) =>
+    name === 'w1'
+      ? [s.ffn, s.hidden]
+      : name === 'b1'
+        ? [s.ffn]
+        : name === 'w2'
+          ? [s.hidden, s.ffn]
+          : /^w[qkvo]$/.test(name)
+            ? [s.hidden, s.hidden]
+            : [s.hidden];
   return Object.fromEntries(
     PARAMS.map((name, i) => [
       name,
-      name.startsWith('ln') ? (name.endsWith('w') ? tf.ones(shape(name)) : tf.zeros(shape(name))) : tf.randomUniform(shape(name), -0.035, 0.035, 'float32', seed + i),
+      name.startsWith('ln')
+        ? name.endsWith('w')
+          ? tf.ones(shape(name))
+          : tf.zeros(shape(name))
+        : tf.randomUniform(shape(name), -0.035, 0.035, 'float32', seed + i),
     ]),
   );
 }
@@ -147,10 +160,11 @@ function benchVit(ops, label) {
   const forward = timed(() =>
     tf.tidy(() => {
       // Patch embedding as reshape → transpose → matMul (exactly a stride-16 conv, on the fast path).
-      const patches = tf.reshape(
-        tf.transpose(tf.reshape(image, [1, 3, grid, VIT.patch, grid, VIT.patch]), [0, 2, 4, 1, 3, 5]),
-        [1, grid * grid, 3 * VIT.patch * VIT.patch],
-      );
+      const patches = tf.reshape(tf.transpose(tf.reshape(image, [1, 3, grid, VIT.patch, grid, VIT.patch]), [0, 2, 4, 1, 3, 5]), [
+        1,
+        grid * grid,
+        3 * VIT.patch * VIT.patch,
+      ]);
       let h = tf.add(tf.concat([cls, ops.linear(patches, patchW, patchB)], 1), pos);
       for (const p of blocks) h = block(ops, h, p, s, 1e-6);
       h = ops.layerNorm(h, normW, normB, 1e-6);
@@ -208,8 +222,13 @@ function runTorch(threads) {
   // VL_ACCEL_BLAS_CORE picks accel's OpenBLAS kernels: give PyTorch's OpenBLAS the same ones.
   const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
   if (process.env.VL_ACCEL_BLAS_CORE) env.OPENBLAS_CORETYPE = process.env.VL_ACCEL_BLAS_CORE;
-  const result = spawnSync(found.python, [join(here, 'bench_torch.py'), JSON.stringify(config)], { encoding: 'utf8', timeout: 30 * 60_000, env });
-  if (result.status !== 0) return { note: `PyTorch run failed: ${(result.stderr || result.error?.message || '').trim().split('\n').slice(-1)[0]}` };
+  const result = spawnSync(found.python, [join(here, 'bench_torch.py'), JSON.stringify(config)], {
+    encoding: 'utf8',
+    timeout: 30 * 60_000,
+    env,
+  });
+  if (result.status !== 0)
+    return { note: `PyTorch run failed: ${(result.stderr || result.error?.message || '').trim().split('\n').slice(-1)[0]}` };
   return { ...JSON.parse(result.stdout.trim().split('\n').slice(-1)[0]), python: found.python };
 }
 
@@ -250,8 +269,12 @@ for (const variant of VARIANTS) {
     tf.dispose([x, dy, ...Object.values(p)]);
   }
 }
-const torch = flag('--no-torch') || !torchFirst.blockForward ? torchFirst : (log('PyTorch (second run)'), bestOf(torchFirst, runTorch(threads)));
-if (torch.blockForward) log(`  PyTorch: block forward ${torch.blockForward.bestMs.toFixed(0)} ms, fwd+bwd ${torch.blockForwardBackward.bestMs.toFixed(0)} ms, ViT ${torch.vitForward.bestMs.toFixed(0)} ms`);
+const torch =
+  flag('--no-torch') || !torchFirst.blockForward ? torchFirst : (log('PyTorch (second run)'), bestOf(torchFirst, runTorch(threads)));
+if (torch.blockForward)
+  log(
+    `  PyTorch: block forward ${torch.blockForward.bestMs.toFixed(0)} ms, fwd+bwd ${torch.blockForwardBackward.bestMs.toFixed(0)} ms, ViT ${torch.vitForward.bestMs.toFixed(0)} ms`,
+  );
 const load1 = loadavg()[0];
 
 // ---------- report ----------
@@ -271,7 +294,9 @@ if (best && torchRow) {
   const blockRatio = best.forwardBackward.bestMs / torchRow.forwardBackward.bestMs;
   const vitRatio = best.vit.forward.bestMs / torchRow.vit.forward.bestMs;
   verdict.push(`- Block fwd+bwd: ${blockRatio.toFixed(2)}× PyTorch's time (target ≤ 1.3×): ${blockRatio <= 1.3 ? 'met' : 'not met'}.`);
-  verdict.push(`- ViT-B/16 one-image forward: ${vitRatio.toFixed(2)}× PyTorch's time (target ≤ 1.0×): ${vitRatio <= 1.0 ? 'met' : 'not met'}.`);
+  verdict.push(
+    `- ViT-B/16 one-image forward: ${vitRatio.toFixed(2)}× PyTorch's time (target ≤ 1.0×): ${vitRatio <= 1.0 ? 'met' : 'not met'}.`,
+  );
 }
 const md = [
   `## @vl/accel: block and ViT-B/16 on wasm, wasm + accel and PyTorch (${quick ? 'quick' : 'full'} run)`,

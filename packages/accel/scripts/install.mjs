@@ -48,7 +48,9 @@ function has(command) {
 /** A directory whose include/node holds node_api.h, so node-gyp does not download headers. */
 function findNodeDir() {
   const candidates = [process.env.npm_config_nodedir, dirname(dirname(process.execPath)), '/usr', '/usr/local'];
-  return candidates.find((d) => d && existsSync(join(d, 'include', 'node', 'node_api.h')) && existsSync(join(d, 'include', 'node', 'common.gypi')));
+  return candidates.find(
+    (d) => d && existsSync(join(d, 'include', 'node', 'node_api.h')) && existsSync(join(d, 'include', 'node', 'common.gypi')),
+  );
 }
 
 function findNodeGyp() {

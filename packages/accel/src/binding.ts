@@ -39,8 +39,7 @@ export interface NativeInfo {
 }
 
 export type AccelStatus =
-  | { available: true; note: string; path: string; binding: NativeBinding; info: NativeInfo }
-  | { available: false; note: string };
+  { available: true; note: string; path: string; binding: NativeBinding; info: NativeInfo } | { available: false; note: string };
 
 const BINARY = 'vl_accel.node';
 
@@ -96,7 +95,9 @@ export function loadAccel(): AccelStatus {
       }
       const abi = binding.info().abi;
       if (abi !== ACCEL_ABI) {
-        failures.push(`${path} is built for kernel interface ${String(abi)}, this package needs ${ACCEL_ABI} (rebuild: npm run native:build -w @vl/accel)`);
+        failures.push(
+          `${path} is built for kernel interface ${String(abi)}, this package needs ${ACCEL_ABI} (rebuild: npm run native:build -w @vl/accel)`,
+        );
         continue;
       }
       binding.setThreads(threadCount());

@@ -43,7 +43,9 @@ function layerNormKernel(native: NativeBinding): tfc.KernelFunc {
     requireFloat32('VlLayerNorm', x, gamma, beta);
     const { rows, d } = rowsOf(x);
     if (sizeOf(gamma.shape) !== d || sizeOf(beta.shape) !== d) {
-      throw new Error(`VlLayerNorm: weight and bias need ${d} values (the last axis of x ${x.shape}), got ${gamma.shape} and ${beta.shape}`);
+      throw new Error(
+        `VlLayerNorm: weight and bias need ${d} values (the last axis of x ${x.shape}), got ${gamma.shape} and ${beta.shape}`,
+      );
     }
     const y = backend.makeOutput([...x.shape], 'float32');
     p9.set([rows, d, offsetOf(backend, x), offsetOf(backend, gamma), offsetOf(backend, beta), offsetOf(backend, y), -1, -1, eps]);

@@ -42,7 +42,12 @@ export function registerAccelKernels(tf: Tf): AccelRegistration {
   const batchMatMul = tf.getKernel('BatchMatMul', 'wasm');
   const fusedMatMul = tf.getKernel('_FusedMatMul', 'wasm');
   if (!batchMatMul || !fusedMatMul) {
-    return { active: false, note: 'the tfjs wasm backend is not loaded (import @tensorflow/tfjs-backend-wasm first)', replaced: [], added: [] };
+    return {
+      active: false,
+      note: 'the tfjs wasm backend is not loaded (import @tensorflow/tfjs-backend-wasm first)',
+      replaced: [],
+      added: [],
+    };
   }
   const engineKey = tf.engine() as object;
   const before = saved.get(engineKey) ?? new Map<string, tfc.KernelConfig | undefined>();

@@ -16,7 +16,9 @@ export interface WasmBackendLike {
 
 function isWasmBackend(backend: unknown): backend is WasmBackendLike {
   const b = backend as Partial<WasmBackendLike> | null;
-  return !!b && typeof b === 'object' && !!b.wasm && b.wasm.HEAPU8 instanceof Uint8Array && !!b.dataIdMap && typeof b.makeOutput === 'function';
+  return (
+    !!b && typeof b === 'object' && !!b.wasm && b.wasm.HEAPU8 instanceof Uint8Array && !!b.dataIdMap && typeof b.makeOutput === 'function'
+  );
 }
 
 export function asWasm(backend: unknown): WasmBackendLike {

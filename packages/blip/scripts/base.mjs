@@ -46,7 +46,9 @@ async function roundTrip(Model) {
   }
   const missing = Object.keys(hb).length - Object.keys(ha).length;
   const mb = statSync(join(dir, 'model.safetensors')).size / 2 ** 20;
-  console.log(`${Model.name.replace(/^_/, '')}: ${(a.numParameters() / 1e6).toFixed(1)}M parameters, ${tensors} tensors, ${mb.toFixed(0)} MiB; round trip: ${differing} differing, ${missing} extra/missing (build ${build} ms, save ${save} ms, load ${load} ms)`);
+  console.log(
+    `${Model.name.replace(/^_/, '')}: ${(a.numParameters() / 1e6).toFixed(1)}M parameters, ${tensors} tensors, ${mb.toFixed(0)} MiB; round trip: ${differing} differing, ${missing} extra/missing (build ${build} ms, save ${save} ms, load ${load} ms)`,
+  );
   if (differing || missing) process.exitCode = 1;
   a.dispose();
   return b;
@@ -68,7 +70,9 @@ for (const numBeams of [1, 3]) {
   const vt = performance.now();
   tf.dispose(captioner.visionForward(pixels));
   const vision = performance.now() - vt;
-  console.log(`caption one 384×384 image, ${numBeams === 1 ? 'greedy' : `${numBeams} beams`}, 20 tokens: ${Math.min(...times).toFixed(0)} ms (best of 2; vision tower alone ${vision.toFixed(0)} ms)`);
+  console.log(
+    `caption one 384×384 image, ${numBeams === 1 ? 'greedy' : `${numBeams} beams`}, 20 tokens: ${Math.min(...times).toFixed(0)} ms (best of 2; vision tower alone ${vision.toFixed(0)} ms)`,
+  );
 }
 pixels.dispose();
 captioner.dispose();

@@ -28,9 +28,39 @@ if (!existsSync(join(data, 'train.jsonl'))) {
   console.log(`synthetic data: ${s.splits.train} train / ${s.splits.val} val / ${s.splits.test} test images in ${data}`);
 }
 const t0 = Date.now();
-const run = (argv) => runCli(argv).then((code) => {
-  if (code !== 0) process.exit(code);
-});
-await run(['pretrain', '--data', data, '--out', join(out, 'model'), '--image-size', '64', '--batch-size', '32', '--max-steps', steps, '--no-momentum', '--lr', '1e-3', '--backend', backend]);
+const run = (argv) =>
+  runCli(argv).then((code) => {
+    if (code !== 0) process.exit(code);
+  });
+await run([
+  'pretrain',
+  '--data',
+  data,
+  '--out',
+  join(out, 'model'),
+  '--image-size',
+  '64',
+  '--batch-size',
+  '32',
+  '--max-steps',
+  steps,
+  '--no-momentum',
+  '--lr',
+  '1e-3',
+  '--backend',
+  backend,
+]);
 console.log(`pretraining wall time ${((Date.now() - t0) / 60000).toFixed(1)} min`);
-await run(['eval', '--model', join(out, 'model'), '--data', join(data, 'test.jsonl'), '--beams', '3', '--out', join(out, 'eval.json'), '--backend', backend]);
+await run([
+  'eval',
+  '--model',
+  join(out, 'model'),
+  '--data',
+  join(data, 'test.jsonl'),
+  '--beams',
+  '3',
+  '--out',
+  join(out, 'eval.json'),
+  '--backend',
+  backend,
+]);

@@ -101,6 +101,15 @@ export function blipTextModel(cfg: BlipTextConfig, rng: Rng, options: { causal: 
 }
 
 /** HF `BlipTextLMHeadModel` (`text_decoder`): `bert` (causal) + `cls.predictions` (tied bias). */
+/** The LM head under BERT's names (`cls.predictions.*`): the captioning decoder's and the pretraining decoder's. */
+export function registerLmHead(owner: Module, cfg: BlipTextConfig, rng: Rng): BertLMPredictionHead {
+  const head = new BertLMPredictionHead(
+    { hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps },
+    rng,
+  );
+  return owner.registerModule('cls', new Container()).registerModule('predictions', head);
+}
+
 export class BlipTextLMHeadModel extends Module {
   readonly bert: TextTransformer;
   readonly predictions: BertLMPredictionHead;
@@ -108,14 +117,7 @@ export class BlipTextLMHeadModel extends Module {
   constructor(cfg: BlipTextConfig, rng: Rng) {
     super();
     this.bert = this.registerModule('bert', blipTextModel(cfg, rng, { causal: true }));
-    const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule(
-      'predictions',
-      new BertLMPredictionHead(
-        { hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps },
-        rng,
-      ),
-    );
+    this.predictions = registerLmHead(this, cfg, rng);
   }
 
   /** Teacher-forced logits [B, T, V]. */

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import {
   BertAttention,
   camelizeKeys,
-  BertLMPredictionHead,
+  type BertLMPredictionHead,
   type BertTokenizer,
   clampTemperature,
   combineLosses,
@@ -53,6 +53,7 @@ import {
   blipTextModel,
   blipVisionModel,
   initBlipWeights,
+  registerLmHead,
   textTransformerConfig,
 } from './modeling.js';
 import { loadTokenizerFrom } from './processor.js';
@@ -155,14 +156,7 @@ export class SharedTextDecoder extends Module {
       'layer',
       Array.from({ length: cfg.numHiddenLayers }, () => new DecoderSelfLayer(cfg, rng)),
     );
-    const cls = this.registerModule('cls', new Container());
-    this.predictions = cls.registerModule(
-      'predictions',
-      new BertLMPredictionHead(
-        { hiddenSize: cfg.hiddenSize, vocabSize: cfg.vocabSize, hiddenAct: cfg.hiddenAct, layerNormEps: cfg.layerNormEps },
-        rng,
-      ),
-    );
+    this.predictions = registerLmHead(this, cfg, rng);
   }
 
   /** Teacher-forced logits [B, T, V]: causal self-attention (own), cross-attention and FFN (shared). */

@@ -7,7 +7,16 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BertTokenizer, ciderD, corpusBleu, DataReport, retrievalRecall, Rng, VlError } from '@vl/core';
-import { createDataLoader, type ImageTextExample, loadExamples, readDataset, readJsonFile, type StepRecord, Trainer, loadBertTokenizer } from '@vl/core/node';
+import {
+  createDataLoader,
+  type ImageTextExample,
+  loadExamples,
+  readDataset,
+  readJsonFile,
+  type StepRecord,
+  Trainer,
+  loadBertTokenizer,
+} from '@vl/core/node';
 import { type BlipConfig, type BlipPresetName, blipPreset, withTokenizerIds } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
 import { BLIP_ADDED_TOKENS, BLIP_IMAGE_NORM } from './processor.js';

@@ -134,7 +134,14 @@ export {
 } from './blocks/transformer-layer.js';
 
 // Encoders: Vision Transformer, BERT text embeddings and text transformer, output heads.
-export { BertLMPredictionHead, BertPooler, BertPredictionHeadTransform, firstToken, l2Normalize, ProjectionHead } from './encoders/heads.js';
+export {
+  BertLMPredictionHead,
+  BertPooler,
+  BertPredictionHeadTransform,
+  firstToken,
+  l2Normalize,
+  ProjectionHead,
+} from './encoders/heads.js';
 export { interpolatePositionEmbedding } from './encoders/position-interpolation.js';
 export { BertEmbeddings, type TextEmbeddingsConfig, type TextEmbeddingsInputs } from './encoders/text-embeddings.js';
 export {

@@ -6,7 +6,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAccel } from '../binding.js';
-import { ACCEL_KERNELS, accelStatus, hasAccelKernel, registerAccelKernels, unregisterAccelKernels, type AccelRegistration } from '../index.js';
+import {
+  ACCEL_KERNELS,
+  accelStatus,
+  hasAccelKernel,
+  registerAccelKernels,
+  unregisterAccelKernels,
+  type AccelRegistration,
+} from '../index.js';
 import { evaluate, expectClose, expectParity, referenceMatMul, seeded, type TensorFn } from './helpers.js';
 
 const status = accelStatus();
@@ -152,7 +159,11 @@ describe('BatchMatMul', () => {
     if (checkedUnavailablePath()) return;
     const run = () => {
       try {
-        return tf.tidy(() => Array.from(tf.matMul(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32'), tf.tensor2d([1, 0, 2, 1, 0, 3], [3, 2], 'int32')).dataSync()));
+        return tf.tidy(() =>
+          Array.from(
+            tf.matMul(tf.tensor2d([1, 2, 3, 4, 5, 6], [2, 3], 'int32'), tf.tensor2d([1, 0, 2, 1, 0, 3], [3, 2], 'int32')).dataSync(),
+          ),
+        );
       } catch (err) {
         return (err as Error).message;
       }
@@ -175,7 +186,8 @@ describe('BatchMatMul', () => {
 type Activation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid' | 'leakyrelu' | 'prelu';
 
 describe('_FusedMatMul', () => {
-  const fused = (activation: Activation, withBias: 'none' | 'row' | 'scalar' | 'full', ta = false, tb = true): TensorFn =>
+  const fused =
+    (activation: Activation, withBias: 'none' | 'row' | 'scalar' | 'full', ta = false, tb = true): TensorFn =>
     (x, w, bias, alpha) =>
       tf.fused.matMul({
         a: x!,
@@ -211,7 +223,12 @@ describe('_FusedMatMul', () => {
     if (checkedUnavailablePath()) return;
     await expectParity('scalar bias', fused('relu', 'scalar'), [x, w, seeded([1], 16), alphaPerColumn], [0, 1]);
     await expectParity('no bias', fused('linear', 'none'), [x, w, rowBias, alphaPerColumn], [0, 1]);
-    await expectParity('transposed A', fused('relu', 'row', true, false), [seeded([12, 17], 17), seeded([12, 9], 18), rowBias, alphaPerColumn], [0, 1, 2]);
+    await expectParity(
+      'transposed A',
+      fused('relu', 'row', true, false),
+      [seeded([12, 17], 17), seeded([12, 9], 18), rowBias, alphaPerColumn],
+      [0, 1, 2],
+    );
     await expectParity('full bias', fused('relu', 'full'), [x, w, seeded([17, 9], 19), alphaPerColumn], [0, 1]);
     await expectParity('column bias', fused('elu', 'full'), [x, w, seeded([17, 1], 23), alphaPerColumn], [0, 1]);
   });
@@ -223,8 +240,18 @@ describe('_FusedMatMul', () => {
     const wb = seeded([3, 12, 8], 26);
     await expectParity('per-batch bias', fused('relu', 'full', false, false), [xb, wb, seeded([3, 10, 8], 27), alphaPerColumn], [0, 1]);
     // tfjs-core cannot take the gradient of a B broadcast over batches: x's gradient only.
-    await expectParity('shared [m,n] bias, B shared', fused('linear', 'full', false, false), [xb, wShared, seeded([10, 8], 28), alphaPerColumn], [0]);
-    await expectParity('row bias, B shared (rows folded)', fused('sigmoid', 'row', false, false), [xb, wShared, seeded([8], 29), alphaPerColumn], [0]);
+    await expectParity(
+      'shared [m,n] bias, B shared',
+      fused('linear', 'full', false, false),
+      [xb, wShared, seeded([10, 8], 28), alphaPerColumn],
+      [0],
+    );
+    await expectParity(
+      'row bias, B shared (rows folded)',
+      fused('sigmoid', 'row', false, false),
+      [xb, wShared, seeded([8], 29), alphaPerColumn],
+      [0],
+    );
   });
 
   it('batched fused matmul with a row bias (threads over batches)', async () => {
@@ -314,14 +341,17 @@ describe('fused custom kernels', () => {
     ['BERT-like rows [3,5,64]', [3, 5, 64], 1e-12],
     ['many rows, threaded partial sums [700,96]', [700, 96], 1e-5],
     ['odd width [4,37]', [4, 37], 1e-6],
-  ] as [string, number[], number][])('VlLayerNorm %s: forward and gradients (x, weight, bias) equal the composed cpu version', async (_n, shape, eps) => {
-    if (checkedUnavailablePath()) return;
-    const d = shape[shape.length - 1] as number;
-    const ref: TensorFn = (x, g, b) => layerNormRef(x!, g!, b!, eps);
-    const f = viaKernel(ACCEL_KERNELS.layerNorm, ([x, g, b]) => ({ x: x!, gamma: g!, beta: b! }), { eps }, ref);
-    // x with an offset and scale, so centering matters; weight around 1.
-    await expectParity('layerNorm', f, [seeded(shape, 40, -3, 5), seeded([d], 41, 0.5, 1.5), seeded([d], 42)], [0, 1, 2], { cpuFn: ref });
-  });
+  ] as [string, number[], number][])(
+    'VlLayerNorm %s: forward and gradients (x, weight, bias) equal the composed cpu version',
+    async (_n, shape, eps) => {
+      if (checkedUnavailablePath()) return;
+      const d = shape[shape.length - 1] as number;
+      const ref: TensorFn = (x, g, b) => layerNormRef(x!, g!, b!, eps);
+      const f = viaKernel(ACCEL_KERNELS.layerNorm, ([x, g, b]) => ({ x: x!, gamma: g!, beta: b! }), { eps }, ref);
+      // x with an offset and scale, so centering matters; weight around 1.
+      await expectParity('layerNorm', f, [seeded(shape, 40, -3, 5), seeded([d], 41, 0.5, 1.5), seeded([d], 42)], [0, 1, 2], { cpuFn: ref });
+    },
+  );
 
   it.each([false, true])('VlGelu (approximate=%s): forward and gradient equal the composed cpu version', async (approximate) => {
     if (checkedUnavailablePath()) return;

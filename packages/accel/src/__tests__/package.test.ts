@@ -24,7 +24,11 @@ describe('@vl/accel package', () => {
     const esm = (await import(pkg.name)) as Record<string, unknown>;
     const cjs = createRequire(import.meta.url)(pkg.name) as Record<string, unknown>;
     expect(Object.keys(esm).length).toBeGreaterThan(0);
-    expect(Object.keys(cjs).sort()).toEqual(Object.keys(esm).filter((k) => k !== 'default').sort());
+    expect(Object.keys(cjs).sort()).toEqual(
+      Object.keys(esm)
+        .filter((k) => k !== 'default')
+        .sort(),
+    );
   });
 
   it('ships what a build from source needs, and an install step that cannot fail the install', () => {

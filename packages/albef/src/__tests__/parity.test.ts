@@ -61,7 +61,9 @@ describe('ALBEF official checkpoint (salesforce/ALBEF b9727e43)', () => {
     model.eval();
     const { tensors, other } = await readTensorJsonFile(join(DIR, 'inputs.json'));
     const inputs = parseReferenceInputs(tensors, other);
-    const { informative } = JSON.parse(await readFile(join(DIR, 'expected.json'), 'utf8')) as { informative: Record<string, { data: unknown }> };
+    const { informative } = JSON.parse(await readFile(join(DIR, 'expected.json'), 'utf8')) as {
+      informative: Record<string, { data: unknown }>;
+    };
     const flat = (name: string) => [informative[name]!.data].flat(Infinity) as number[];
     const [b, t] = inputs.input_ids.shape as [number, number];
     // ALBEF.forward: clamp temp and momentum update first (twins equal online: a no-op up to rounding).
@@ -76,7 +78,10 @@ describe('ALBEF official checkpoint (salesforce/ALBEF b9727e43)', () => {
       },
       { rng: new Rng(0), alpha: inputs.alpha },
       {
-        negatives: { imageForText: Int32Array.from(flat('forward_neg_image_idx')), textForImage: Int32Array.from(flat('forward_neg_text_idx')) },
+        negatives: {
+          imageForText: Int32Array.from(flat('forward_neg_image_idx')),
+          textForImage: Int32Array.from(flat('forward_neg_text_idx')),
+        },
         mlm: { inputIds: Int32Array.from(flat('forward_mlm_input_ids')), labels: Int32Array.from(flat('forward_mlm_labels')) },
       },
     );

@@ -16,11 +16,42 @@ export function paritySuite(backend: BackendChoice): void {
     });
 
     for (const [name, dir, outputs] of [
-      ['captioning', CAPTIONING, ['decoder_logits', 'image_embeds', 'vision_pooler_output', 'greedy_sequences', 'greedy_scores', 'beam_sequences', 'beam_sequences_scores', 'prompted_greedy_sequences']],
-      ['retrieval', RETRIEVAL, ['itm_logits', 'image_embeds', 'itm_question_embeds', 'itc_similarity', 'itc_question_embeds', 'itc_image_feat', 'itc_text_feat', 'vision_pooler_output']],
+      [
+        'captioning',
+        CAPTIONING,
+        [
+          'decoder_logits',
+          'image_embeds',
+          'vision_pooler_output',
+          'greedy_sequences',
+          'greedy_scores',
+          'beam_sequences',
+          'beam_sequences_scores',
+          'prompted_greedy_sequences',
+        ],
+      ],
+      [
+        'retrieval',
+        RETRIEVAL,
+        [
+          'itm_logits',
+          'image_embeds',
+          'itm_question_embeds',
+          'itc_similarity',
+          'itc_question_embeds',
+          'itc_image_feat',
+          'itc_text_feat',
+          'vision_pooler_output',
+        ],
+      ],
     ] as const) {
       it(`${name}: every output in expected.json within 1e-4 (ids exact)`, async () => {
-        const { report } = await verifyCheckpoint({ model: dir, inputs: join(dir, 'inputs.json'), expected: join(dir, 'expected.json'), tol: 1e-4 });
+        const { report } = await verifyCheckpoint({
+          model: dir,
+          inputs: join(dir, 'inputs.json'),
+          expected: join(dir, 'expected.json'),
+          tol: 1e-4,
+        });
         expect(report.checks.map((c) => c.name).sort()).toEqual([...outputs].sort());
         for (const c of report.checks) {
           expect(c.passed, `${c.name}: max abs diff ${c.maxAbsDiff} ${c.note ?? ''}`).toBe(true);

@@ -79,14 +79,10 @@ export function checkModelsForOptions(
     const tok = model.tokenizer;
     if (!tok) throw new VlError('CONFIG_INVALID', `the ${role} checkpoint has no tokenizer (vocab.txt / tokenizer.json)`, { subject: dir });
     if (tok.vocabSize > text.vocabSize) {
-      throw new VlError(
-        'CONFIG_INVALID',
-        `${role} tokenizer has ${tok.vocabSize} tokens but text_config.vocab_size is ${text.vocabSize}`,
-        {
-          subject: dir,
-          hint: 'vocab.txt does not belong to this checkpoint; use the vocab it was trained with',
-        },
-      );
+      throw new VlError('CONFIG_INVALID', `${role} tokenizer has ${tok.vocabSize} tokens but text_config.vocab_size is ${text.vocabSize}`, {
+        subject: dir,
+        hint: 'vocab.txt does not belong to this checkpoint; use the vocab it was trained with',
+      });
     }
   }
 }

@@ -2,7 +2,7 @@
 // list of variants that override parts of it, the seeds to repeat each variant with, and the
 // comparisons (claims) to report. Validated with zod; every field has a default except variants.
 import { readFile } from 'node:fs/promises';
-import { VlError } from '@vl/core';
+import { type AblationVariant, VlError } from '@vl/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -100,13 +100,7 @@ export type TrainConfig = z.infer<typeof trainSchema>;
 export type EvalConfig = z.infer<typeof evalSchema>;
 
 /** A variant with everything filled in: what one (variant, seed) run trains and evaluates. */
-export interface ResolvedVariant {
-  name: string;
-  objectives: Record<string, { enabled?: boolean; weight?: number }>;
-  negatives: 'hard' | 'random';
-  distill: boolean;
-  queueSize: number | undefined;
-  useQueue: boolean;
+export interface ResolvedVariant extends Omit<AblationVariant, 'train' | 'eval'> {
   data: DataConfig;
   train: TrainConfig;
   eval: EvalConfig;

@@ -71,7 +71,10 @@ export function lineChartSvg(
   parts.push(`<text transform="translate(18 ${(m.t + H - m.b) / 2}) rotate(-90)" text-anchor="middle">${esc(options.yLabel)}</text>`);
   series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length]!;
-    const d = s.points.filter((p) => Number.isFinite(p.y)).map((p, j) => `${j ? 'L' : 'M'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join('');
+    const d = s.points
+      .filter((p) => Number.isFinite(p.y))
+      .map((p, j) => `${j ? 'L' : 'M'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`)
+      .join('');
     parts.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
     const ly = m.t + 10 + i * 22;
     parts.push(`<line x1="${W - m.r + 15}" x2="${W - m.r + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
@@ -117,11 +120,17 @@ export function barChartSvg(
       const i = names.indexOf(b.name);
       const x = gx + i * barW;
       const color = PALETTE[i % PALETTE.length]!;
-      parts.push(`<rect x="${x.toFixed(1)}" y="${py(b.mean).toFixed(1)}" width="${(barW * 0.9).toFixed(1)}" height="${(H - m.b - py(b.mean)).toFixed(1)}" fill="${color}"/>`);
+      parts.push(
+        `<rect x="${x.toFixed(1)}" y="${py(b.mean).toFixed(1)}" width="${(barW * 0.9).toFixed(1)}" height="${(H - m.b - py(b.mean)).toFixed(1)}" fill="${color}"/>`,
+      );
       const cx = x + barW * 0.45;
       parts.push(`<line x1="${cx}" x2="${cx}" y1="${py(b.mean - b.std)}" y2="${py(b.mean + b.std)}" stroke="#222" stroke-width="1.5"/>`);
-      parts.push(`<line x1="${cx - 4}" x2="${cx + 4}" y1="${py(b.mean + b.std)}" y2="${py(b.mean + b.std)}" stroke="#222" stroke-width="1.5"/>`);
-      parts.push(`<line x1="${cx - 4}" x2="${cx + 4}" y1="${py(b.mean - b.std)}" y2="${py(b.mean - b.std)}" stroke="#222" stroke-width="1.5"/>`);
+      parts.push(
+        `<line x1="${cx - 4}" x2="${cx + 4}" y1="${py(b.mean + b.std)}" y2="${py(b.mean + b.std)}" stroke="#222" stroke-width="1.5"/>`,
+      );
+      parts.push(
+        `<line x1="${cx - 4}" x2="${cx + 4}" y1="${py(b.mean - b.std)}" y2="${py(b.mean - b.std)}" stroke="#222" stroke-width="1.5"/>`,
+      );
     });
     parts.push(`<text x="${gx + groupW * 0.4}" y="${H - m.b + 20}" text-anchor="middle">${esc(g.metric)}</text>`);
   });

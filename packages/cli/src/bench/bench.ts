@@ -286,10 +286,7 @@ function measure(run: () => void, budget: Budget): Timing {
   if (first >= budget.slowMs) return summarize([first]);
   const times: number[] = [];
   const start = performance.now();
-  while (
-    times.length < budget.minRuns ||
-    (performance.now() - start < budget.minTimeMs && times.length < budget.maxRuns)
-  ) {
+  while (times.length < budget.minRuns || (performance.now() - start < budget.minTimeMs && times.length < budget.maxRuns)) {
     t0 = performance.now();
     run();
     times.push(performance.now() - t0);
@@ -429,11 +426,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
       const { forward, forwardBackward } = timeBlock(blockShape, budget);
       block.forward.push(withGflops(engine, setup.threads, forward, block.forwardFlops));
       block.forwardBackward.push(withGflops(engine, setup.threads, forwardBackward, 3 * block.forwardFlops));
-      log(
-        `${ENGINE_LABELS[engine]}: block fwd ${forward.bestMs.toFixed(0)} ms, fwd+bwd ${forwardBackward.bestMs.toFixed(
-          0
-        )} ms`
-      );
+      log(`${ENGINE_LABELS[engine]}: block fwd ${forward.bestMs.toFixed(0)} ms, fwd+bwd ${forwardBackward.bestMs.toFixed(0)} ms`);
     }
   } finally {
     if (before) {
@@ -449,8 +442,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
     log('measuring the reference FMA peak again');
     peak = betterPeak(peak, measurePeak(quick));
   }
-  const byEngine = (a: EngineTiming, b: EngineTiming) =>
-    BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine);
+  const byEngine = (a: EngineTiming, b: EngineTiming) => BENCH_ENGINES.indexOf(a.engine) - BENCH_ENGINES.indexOf(b.engine);
   for (const result of matmul) {
     result.timings.sort(byEngine);
     result.speedup = speedup(result.timings, 'wasm');
@@ -465,9 +457,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchReport>
 
   if (!quick && engines.includes('cpu'))
     notes.push('tfjs cpu runs only the small matmul cases: a base-size block step takes minutes there.');
-  notes.push(
-    'Block GFLOP/s count matmul FLOPs only (fwd+bwd = 3× forward); element-wise work is extra time, not FLOPs.'
-  );
+  notes.push('Block GFLOP/s count matmul FLOPs only (fwd+bwd = 3× forward); element-wise work is extra time, not FLOPs.');
   const achieved = block.forwardBackwardSpeedup;
   return {
     mode: quick ? 'quick' : 'full',

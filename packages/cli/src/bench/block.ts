@@ -18,24 +18,7 @@ export interface BlockShape {
 export const BASE_BLOCK: BlockShape = { hidden: 768, heads: 12, ffn: 3072, batch: 8, tokens: 197 };
 
 /** Parameter names in PyTorch order, so the gradient list reads like a state dict. */
-const PARAM_NAMES = [
-  'ln1w',
-  'ln1b',
-  'wq',
-  'bq',
-  'wk',
-  'bk',
-  'wv',
-  'bv',
-  'wo',
-  'bo',
-  'ln2w',
-  'ln2b',
-  'w1',
-  'b1',
-  'w2',
-  'b2',
-] as const;
+const PARAM_NAMES = ['ln1w', 'ln1b', 'wq', 'bq', 'wk', 'bk', 'wv', 'bv', 'wo', 'bo', 'ln2w', 'ln2b', 'w1', 'b1', 'w2', 'b2'] as const;
 type ParamName = (typeof PARAM_NAMES)[number];
 export type BlockParams = Record<ParamName, tf.Tensor>;
 

@@ -141,7 +141,8 @@ interface ReadOptions {
 
 function specOf(o: ReadOptions): DatasetSpec {
   const formats = ['jsonl', 'csv', 'coco-karpathy', 'webdataset', 'auto'];
-  if (o.format !== undefined && !formats.includes(o.format)) throw new InvalidArgumentError(`--format must be one of ${formats.join(', ')}`);
+  if (o.format !== undefined && !formats.includes(o.format))
+    throw new InvalidArgumentError(`--format must be one of ${formats.join(', ')}`);
   return {
     path: o.data,
     format: o.format as DatasetFormat | 'auto' | undefined,
@@ -154,7 +155,9 @@ function specOf(o: ReadOptions): DatasetSpec {
 
 /** --vocab, else a vocab.txt / tokenizer.json beside the data (the synthetic set writes one). */
 async function tokenizerFor(o: ReadOptions): Promise<BertTokenizer> {
-  const beside = [join(dirname(o.data[0] as string), 'tokenizer.json'), join(dirname(o.data[0] as string), 'vocab.txt')].find((p) => existsSync(p));
+  const beside = [join(dirname(o.data[0] as string), 'tokenizer.json'), join(dirname(o.data[0] as string), 'vocab.txt')].find((p) =>
+    existsSync(p),
+  );
   const path = o.vocab ?? beside;
   if (!path) {
     throw new InvalidArgumentError('no tokenizer: pass --vocab vocab.txt|tokenizer.json (none found beside the data)');
@@ -166,7 +169,7 @@ function readOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--data <paths...>', 'JSONL/CSV file, COCO Karpathy JSON, or WebDataset shards (brace ranges work)')
     .option('--format <format>', 'jsonl | csv | coco-karpathy | webdataset | auto (by extension)')
-    .option('--image-root <dir>', 'folder image paths are relative to (default: the data file\'s folder)')
+    .option('--image-root <dir>', "folder image paths are relative to (default: the data file's folder)")
     .option('--split <names>', 'COCO Karpathy splits to keep, comma-separated (e.g. train,restval)')
     .option('--image-field <name>', 'JSONL/CSV image field')
     .option('--caption-field <name>', 'JSONL/CSV caption field')

@@ -88,7 +88,8 @@ export async function runDemo(options: { steps: number; seed: number }): Promise
     ids.dispose();
     if (step === 0) first = value;
     last = value;
-    if (step % 20 === 0 || step === options.steps - 1) console.log(`step ${String(step).padStart(3)}  contrastive loss ${value.toFixed(4)}`);
+    if (step % 20 === 0 || step === options.steps - 1)
+      console.log(`step ${String(step).padStart(3)}  contrastive loss ${value.toFixed(4)}`);
   }
   optimizer.dispose();
 

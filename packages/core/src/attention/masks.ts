@@ -44,9 +44,7 @@ export function causalAllowed(queryLength: number, keyLength: number): tf.Tensor
 
 /** Additive causal mask [1, 1, Tq, Tk]. */
 export function causalMask(queryLength: number, keyLength: number, maskValue: number = BERT_MASK_VALUE): tf.Tensor {
-  return tf.tidy(() =>
-    tf.reshape(tf.mul(tf.sub(1, causalAllowed(queryLength, keyLength)), maskValue), [1, 1, queryLength, keyLength]),
-  );
+  return tf.tidy(() => tf.reshape(tf.mul(tf.sub(1, causalAllowed(queryLength, keyLength)), maskValue), [1, 1, queryLength, keyLength]));
 }
 
 export interface ExtendedMaskOptions {

@@ -207,11 +207,13 @@ export class MultiHeadAttention extends Module {
       }
       const part = (i: number) => (t: tf.Tensor) => tf.slice(t, [i * d], [d]);
       const rows = (i: number) => (w: tf.Tensor) => tf.slice(w, [i * d, 0], [d, d]);
-      const projector = (i: number, separate: () => tf.Tensor): Projector => (x) =>
-        tf.tidy(() => {
-          const b = bAll();
-          return linear(x, wAll ? rows(i)(wAll) : separate(), b ? part(i)(b) : null);
-        });
+      const projector =
+        (i: number, separate: () => tf.Tensor): Projector =>
+        (x) =>
+          tf.tidy(() => {
+            const b = bAll();
+            return linear(x, wAll ? rows(i)(wAll) : separate(), b ? part(i)(b) : null);
+          });
       this.toQ = projector(0, () => wq);
       this.toK = projector(1, () => wk);
       this.toV = projector(2, () => wv);

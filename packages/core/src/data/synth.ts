@@ -47,7 +47,15 @@ export type TemplateId = 'list_bg' | 'sizes' | 'positions' | 'relation' | 'relat
 export type NoiseLabel =
   | { kind: 'other_caption'; clean: string; source: string }
   | { kind: 'keyword_soup'; clean: string }
-  | { kind: 'wrong_attribute'; clean: string; template: TemplateId; group: number; attribute: 'color' | 'shape' | 'size' | 'count'; from: string; to: string };
+  | {
+      kind: 'wrong_attribute';
+      clean: string;
+      template: TemplateId;
+      group: number;
+      attribute: 'color' | 'shape' | 'size' | 'count';
+      from: string;
+      to: string;
+    };
 
 export interface SynthRecord {
   id: string;
@@ -98,7 +106,24 @@ export interface SynthSummary {
 const COUNT_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 const TOTAL_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
 const SOUP_FILLERS = ['image', 'photo', 'picture', 'stock', 'hd', 'free', 'download', 'wallpaper', 'graphic', 'clipart'];
-const SOUP_STOPWORDS = new Set(['a', 'an', 'and', 'of', 'on', 'in', 'at', 'is', 'are', 'there', 'from', 'to', 'shapes', 'shape', 'background', 'the']);
+const SOUP_STOPWORDS = new Set([
+  'a',
+  'an',
+  'and',
+  'of',
+  'on',
+  'in',
+  'at',
+  'is',
+  'are',
+  'there',
+  'from',
+  'to',
+  'shapes',
+  'shape',
+  'background',
+  'the',
+]);
 
 const colorNames = Object.keys(COLORS) as ColorName[];
 const bgNames = Object.keys(BACKGROUNDS) as BackgroundName[];
@@ -113,7 +138,10 @@ function pick<T>(rng: Rng, items: readonly T[]): T {
 /** One random scene: 1–3 groups in distinct thirds along a random axis, distinct (color, shape). */
 export function sampleScene(rng: Rng): Scene {
   const n = 1 + rng.int(3);
-  const slots = rng.shuffle([0, 1, 2] as Slot[]).slice(0, n).sort((a, b) => a - b);
+  const slots = rng
+    .shuffle([0, 1, 2] as Slot[])
+    .slice(0, n)
+    .sort((a, b) => a - b);
   const used = new Set<string>();
   const groups: ShapeGroup[] = slots.map((slot) => {
     let color: ColorName;
@@ -460,5 +488,13 @@ export function synthVocabulary(): string[] {
   add('a an and on of is are there from to shape shapes background left right top bottom above below middle in at the');
   const letters = 'abcdefghijklmnopqrstuvwxyz0123456789';
   const specials = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
-  return [...specials, ',', ':', '.', ...[...letters], ...[...letters].map((l) => `##${l}`), ...[...words].filter((w) => w.length > 1).sort()];
+  return [
+    ...specials,
+    ',',
+    ':',
+    '.',
+    ...[...letters],
+    ...[...letters].map((l) => `##${l}`),
+    ...[...words].filter((w) => w.length > 1).sort(),
+  ];
 }

@@ -9,11 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { dropPathSchedule } from '../blocks/drop-path.js';
 import { PathModule } from '../blocks/path-module.js';
-import {
-  TIMM_VIT_LAYER_NAMES,
-  TransformerLayer,
-  type TransformerLayerNames,
-} from '../blocks/transformer-layer.js';
+import { TIMM_VIT_LAYER_NAMES, TransformerLayer, type TransformerLayerNames } from '../blocks/transformer-layer.js';
 import type { QkvBias, QkvLayout } from '../attention/multi-head-attention.js';
 import { VlError } from '../errors.js';
 import { linear } from '../nn/functional.js';

@@ -10,7 +10,7 @@ export function itmAccuracy(scores: ArrayLike<number>, labels: ArrayLike<number 
   check(scores, labels);
   if (scores.length === 0) return 0;
   let right = 0;
-  for (let i = 0; i < scores.length; i++) if (((scores[i] as number) >= threshold) === Boolean(labels[i])) right++;
+  for (let i = 0; i < scores.length; i++) if ((scores[i] as number) >= threshold === Boolean(labels[i])) right++;
   return right / scores.length;
 }
 
@@ -23,7 +23,7 @@ export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number | boo
   const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => (scores[a] as number) - (scores[b] as number));
   let pos = 0;
   let rankSumPos = 0;
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && scores[idx[j + 1] as number] === scores[idx[i] as number]) j++;
     const avgRank = (i + j) / 2 + 1;

@@ -60,7 +60,8 @@ export function retrievalRecall(input: RetrievalInput): RetrievalResult {
   const captionsOf: number[][] = Array.from({ length: I }, () => []);
   for (let t = 0; t < T; t++) {
     const i = input.textToImage[t] as number;
-    if (!Number.isInteger(i) || i < 0 || i >= I) throw new VlError('INVALID_ARGUMENT', `text ${t} points at image ${i}, outside 0..${I - 1}`);
+    if (!Number.isInteger(i) || i < 0 || i >= I)
+      throw new VlError('INVALID_ARGUMENT', `text ${t} points at image ${i}, outside 0..${I - 1}`);
     (captionsOf[i] as number[]).push(t);
   }
 

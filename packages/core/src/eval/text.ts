@@ -15,7 +15,7 @@ export function ptbTokenize(text: string): string[] {
   // Quotes and brackets are separate tokens in PTB, then removed: turn them into spaces.
   s = s.replace(/["“”‘’`()[\]{}]/g, (q) => (q === '’' || q === '‘' ? "'" : ' '));
   // Clitics: "don't" → "do n't", "man's" → "man 's" (PTB's split, kept as tokens by coco-caption).
-  s = s.replace(/([a-z0-9])n't\b/g, '$1 n\'t');
+  s = s.replace(/([a-z0-9])n't\b/g, "$1 n't");
   s = s.replace(/([a-z0-9])'(s|re|ve|ll|d|m)\b/g, "$1 '$2");
   // Commas, semicolons, colons, ?, ! always split; a period only when not inside a number or an
   // abbreviation (followed by a space or the end, and not preceded by a single letter + period).
@@ -25,7 +25,5 @@ export function ptbTokenize(text: string): string[] {
   s = s.replace(/(?<!\b[a-z]\.[a-z]?)\.(?=\s|$)/g, ' . ');
   // Dashes standing alone ("a - b", "a -- b") are punctuation; inside a word they are kept.
   s = s.replace(/(^|\s)(-+)(?=\s|$)/g, '$1 $2 ');
-  return s
-    .split(/\s+/)
-    .filter((t) => t !== '' && !PUNCTUATION.has(t) && !/^'+$/.test(t));
+  return s.split(/\s+/).filter((t) => t !== '' && !PUNCTUATION.has(t) && !/^'+$/.test(t));
 }

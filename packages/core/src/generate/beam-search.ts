@@ -185,7 +185,10 @@ export class BeamSearchScorer {
       const sorted = [...hyp.beams].sort((x, y) => x.score - y.score);
       for (let j = 0; j < this.numBeamHypsToKeep; j++) {
         const h = sorted.pop();
-        if (!h) throw new VlError('INVALID_ARGUMENT', 'fewer hypotheses than numReturnSequences', { subject: 'generate({ numReturnSequences })' });
+        if (!h)
+          throw new VlError('INVALID_ARGUMENT', 'fewer hypotheses than numReturnSequences', {
+            subject: 'generate({ numReturnSequences })',
+          });
         best.push(h);
       }
     }
@@ -194,7 +197,9 @@ export class BeamSearchScorer {
     const width = Math.min(longest + 1, maxLength);
     const ragged = Math.min(...lengths) !== longest;
     if (ragged && pad === undefined) {
-      throw new VlError('INVALID_ARGUMENT', 'beam hypotheses differ in length and there is no pad token', { subject: 'generate({ padTokenId })' });
+      throw new VlError('INVALID_ARGUMENT', 'beam hypotheses differ in length and there is no pad token', {
+        subject: 'generate({ padTokenId })',
+      });
     }
     const sequences = best.map((h) => {
       // HF fills with pad only when lengths differ; otherwise every row is exactly `width` long or gets EOS.

@@ -66,7 +66,11 @@ async function readPrompt(inputIds: GenerateOptions['inputIds']): Promise<number
   if (!first || first.length === 0) throw invalid('inputIds', 'inputIds needs at least one row with at least one token (BOS)');
   for (const r of rows) {
     if (r.length !== first.length) {
-      throw invalid('inputIds', `all prompts must have the same length (${first.length} vs ${r.length})`, 'run prompts of different lengths in separate calls');
+      throw invalid(
+        'inputIds',
+        `all prompts must have the same length (${first.length} vs ${r.length})`,
+        'run prompts of different lengths in separate calls',
+      );
     }
     for (const t of r) if (!Number.isInteger(t) || t < 0) throw invalid('inputIds', `token ids must be non-negative integers, got ${t}`);
   }
@@ -81,7 +85,11 @@ function resolveSettings(o: GenerateOptions, promptLength: number): Settings {
   if (o.maxNewTokens !== undefined) maxLength = promptLength + checkInt('maxNewTokens', o.maxNewTokens, 1);
   else maxLength = checkInt('maxLength', o.maxLength ?? 20, 1);
   if (maxLength <= promptLength) {
-    throw invalid('maxLength', `maxLength ${maxLength} leaves no room after the ${promptLength}-token prompt`, 'use maxNewTokens, or a larger maxLength (it counts the prompt)');
+    throw invalid(
+      'maxLength',
+      `maxLength ${maxLength} leaves no room after the ${promptLength}-token prompt`,
+      'use maxNewTokens, or a larger maxLength (it counts the prompt)',
+    );
   }
   const eos = o.eosTokenId === undefined ? [] : typeof o.eosTokenId === 'number' ? [o.eosTokenId] : Array.from(o.eosTokenId);
   for (const e of eos) checkInt('eosTokenId', e, 0);
@@ -153,11 +161,15 @@ class DecodeSession<Cache> {
     try {
       const [r, v] = logits.shape;
       if (logits.rank !== 2 || r !== rows) {
-        throw new VlError('SHAPE_MISMATCH', `decoder step returned logits of shape [${logits.shape.join(', ')}], expected [${rows}, V]`, { subject: 'DecoderStep.step' });
+        throw new VlError('SHAPE_MISMATCH', `decoder step returned logits of shape [${logits.shape.join(', ')}], expected [${rows}, V]`, {
+          subject: 'DecoderStep.step',
+        });
       }
-      if (logits.dtype !== 'float32') throw new VlError('SHAPE_MISMATCH', `decoder logits must be float32, got ${logits.dtype}`, { subject: 'DecoderStep.step' });
+      if (logits.dtype !== 'float32')
+        throw new VlError('SHAPE_MISMATCH', `decoder logits must be float32, got ${logits.dtype}`, { subject: 'DecoderStep.step' });
       if (this.vocabSize === 0) this.vocabSize = v;
-      else if (v !== this.vocabSize) throw new VlError('SHAPE_MISMATCH', `vocabulary changed from ${this.vocabSize} to ${v}`, { subject: 'DecoderStep.step' });
+      else if (v !== this.vocabSize)
+        throw new VlError('SHAPE_MISMATCH', `vocabulary changed from ${this.vocabSize} to ${v}`, { subject: 'DecoderStep.step' });
       return (await logits.data()) as Float32Array;
     } finally {
       if (!kept.has(logits) && !logits.isDisposed) logits.dispose();
@@ -202,7 +214,8 @@ function checkIds(s: Settings, vocab: number): void {
 function drawToken(weights: Float64Array, rng: Rng): number {
   let positive = false;
   for (let i = 0; i < weights.length && !positive; i++) positive = (weights[i] as number) > 0;
-  if (!positive) throw new VlError('INVALID_ARGUMENT', 'every token was filtered out; nothing to sample', { subject: 'generate({ topK, topP })' });
+  if (!positive)
+    throw new VlError('INVALID_ARGUMENT', 'every token was filtered out; nothing to sample', { subject: 'generate({ topK, topP })' });
   return rng.categorical(weights);
 }
 

@@ -188,7 +188,8 @@ export function readHeaderLength(prefix: Uint8Array, totalBytes: number, subject
 
 function parseShape(name: string, value: JsonValue | undefined, subject: string): number[] {
   const at = `tensor ${quote(name)}`;
-  if (!Array.isArray(value)) throw safetensorsError(subject, `${at}: "shape" must be an array of non-negative integers, got ${describe(value)}`);
+  if (!Array.isArray(value))
+    throw safetensorsError(subject, `${at}: "shape" must be an array of non-negative integers, got ${describe(value)}`);
   if (value.length > SAFETENSORS_MAX_RANK) {
     throw safetensorsError(subject, `${at}: "shape" has ${value.length} dims, more than ${SAFETENSORS_MAX_RANK}`);
   }
@@ -209,7 +210,10 @@ function parseOffsets(name: string, value: JsonValue | undefined, dataByteLength
     throw safetensorsError(subject, `${at}: "data_offsets" must be [begin, end], got ${describe(value)}`);
   }
   const [begin, end] = value;
-  for (const [label, v] of [['begin', begin], ['end', end]] as const) {
+  for (const [label, v] of [
+    ['begin', begin],
+    ['end', end],
+  ] as const) {
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
       throw safetensorsError(subject, `${at}: data_offsets ${label} is ${describe(v)}; offsets must be non-negative integers`);
     }
@@ -218,14 +222,18 @@ function parseOffsets(name: string, value: JsonValue | undefined, dataByteLength
   const e = end as number;
   if (e < b) throw safetensorsError(subject, `${at}: data_offsets [${b}, ${e}] end before they begin`);
   if (e > dataByteLength) {
-    throw safetensorsError(subject, `${at}: data_offsets [${b}, ${e}] run past the end of the data (${dataByteLength} bytes; the file may be truncated)`);
+    throw safetensorsError(
+      subject,
+      `${at}: data_offsets [${b}, ${e}] run past the end of the data (${dataByteLength} bytes; the file may be truncated)`,
+    );
   }
   return [b, e];
 }
 
 function parseEntry(name: string, value: JsonValue | undefined, dataByteLength: number, subject: string): SafetensorsEntry {
   const at = `tensor ${quote(name)}`;
-  if (!isObject(value)) throw safetensorsError(subject, `${at}: entry must be an object {dtype, shape, data_offsets}, got ${describe(value)}`);
+  if (!isObject(value))
+    throw safetensorsError(subject, `${at}: entry must be an object {dtype, shape, data_offsets}, got ${describe(value)}`);
   for (const field of Object.keys(value)) {
     if (field !== 'dtype' && field !== 'shape' && field !== 'data_offsets') {
       throw safetensorsError(subject, `${at}: unknown field ${quote(field)} (expected dtype, shape, data_offsets)`);
@@ -234,7 +242,11 @@ function parseEntry(name: string, value: JsonValue | undefined, dataByteLength: 
   const dtype = value['dtype'];
   if (!isSafetensorsDtype(dtype)) {
     if (typeof dtype === 'string' && UNSUPPORTED_DTYPES.has(dtype)) {
-      throw safetensorsError(subject, `${at}: dtype ${dtype} is not supported (supported: ${SAFETENSORS_DTYPES.join(', ')})`, 'convert the checkpoint to F32, F16 or BF16 first, e.g. with torch: {k: v.float() for k, v in sd.items()}');
+      throw safetensorsError(
+        subject,
+        `${at}: dtype ${dtype} is not supported (supported: ${SAFETENSORS_DTYPES.join(', ')})`,
+        'convert the checkpoint to F32, F16 or BF16 first, e.g. with torch: {k: v.float() for k, v in sd.items()}',
+      );
     }
     throw safetensorsError(subject, `${at}: unknown dtype ${describe(dtype)} (supported: ${SAFETENSORS_DTYPES.join(', ')})`);
   }
@@ -257,7 +269,8 @@ function parseMetadata(value: JsonValue | undefined, subject: string): Record<st
   if (value === undefined || value === null) return metadata; // the reference writes no key when there is none
   if (!isObject(value)) throw safetensorsError(subject, `"__metadata__" must be an object of strings, got ${describe(value)}`);
   for (const [key, v] of Object.entries(value)) {
-    if (typeof v !== 'string') throw safetensorsError(subject, `"__metadata__" value for ${quote(key)} must be a string, got ${describe(v)}`);
+    if (typeof v !== 'string')
+      throw safetensorsError(subject, `"__metadata__" value for ${quote(key)} must be a string, got ${describe(v)}`);
     setOwn(metadata, key, v);
   }
   return metadata;
@@ -283,7 +296,12 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, dataByteLength: 
     root = parseJsonStrict(text, { maxDepth: HEADER_MAX_DEPTH });
   } catch (cause) {
     if (cause instanceof JsonParseError) {
-      throw safetensorsError(subject, `header is not valid JSON: ${cause.problem} at byte ${8 + byteOffsetOf(text, cause.offset)} (${cause.jsonPath})`, DEFAULT_HINT, cause);
+      throw safetensorsError(
+        subject,
+        `header is not valid JSON: ${cause.problem} at byte ${8 + byteOffsetOf(text, cause.offset)} (${cause.jsonPath})`,
+        DEFAULT_HINT,
+        cause,
+      );
     }
     throw cause;
   }
@@ -306,7 +324,10 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, dataByteLength: 
     const [b, e] = entry.dataOffsets;
     if (b < expected && previous) {
       const [pb, pe] = previous[1].dataOffsets;
-      throw safetensorsError(subject, `tensor ${quote(name)}: data_offsets [${b}, ${e}] overlap tensor ${quote(previous[0])} [${pb}, ${pe}]`);
+      throw safetensorsError(
+        subject,
+        `tensor ${quote(name)}: data_offsets [${b}, ${e}] overlap tensor ${quote(previous[0])} [${pb}, ${pe}]`,
+      );
     }
     if (b > expected) {
       const after = previous ? ` after tensor ${quote(previous[0])}` : ' at the start of the data';
@@ -316,7 +337,10 @@ export function parseSafetensorsHeader(headerBytes: Uint8Array, dataByteLength: 
     previous = item;
   }
   if (expected !== dataByteLength) {
-    throw safetensorsError(subject, `bytes [${expected}, ${dataByteLength}) at the end of the data belong to no tensor (the tensors cover ${expected} of ${dataByteLength} bytes)`);
+    throw safetensorsError(
+      subject,
+      `bytes [${expected}, ${dataByteLength}) at the end of the data belong to no tensor (the tensors cover ${expected} of ${dataByteLength} bytes)`,
+    );
   }
   return {
     entries: new Map(unordered),
@@ -479,11 +503,13 @@ function entriesOf(tensors: SafetensorsTensors): Array<[string, HostTensor]> {
 }
 
 function validateForWrite(name: unknown, t: HostTensor, subject: string): number {
-  if (typeof name !== 'string') throw safetensorsError(subject, `tensor names must be strings, got ${typeof name}`, 'use the dotted state-dict keys');
+  if (typeof name !== 'string')
+    throw safetensorsError(subject, `tensor names must be strings, got ${typeof name}`, 'use the dotted state-dict keys');
   const at = `tensor ${quote(name)}`;
   const hint = 'pass { dtype, shape, data, fileDtype } with data matching dtype and shape';
   if (name === '__metadata__') throw safetensorsError(subject, `${at}: the name is reserved for metadata`, 'rename the tensor');
-  if (hasLoneSurrogate(name)) throw safetensorsError(subject, `${at}: the name has an unpaired UTF-16 surrogate and cannot be written as UTF-8`, 'fix the name');
+  if (hasLoneSurrogate(name))
+    throw safetensorsError(subject, `${at}: the name has an unpaired UTF-16 surrogate and cannot be written as UTF-8`, 'fix the name');
   if (typeof t !== 'object' || t === null) throw safetensorsError(subject, `${at}: not a tensor`, hint);
   if (!isSafetensorsDtype(t.fileDtype)) {
     throw safetensorsError(subject, `${at}: fileDtype ${String(t.fileDtype)} is not one of ${SAFETENSORS_DTYPES.join(', ')}`, hint);
@@ -494,10 +520,18 @@ function validateForWrite(name: unknown, t: HostTensor, subject: string): number
   }
   const expectedArray = t.dtype === 'float32' ? Float32Array : Int32Array;
   if (!(t.data instanceof expectedArray)) {
-    throw safetensorsError(subject, `${at}: dtype ${t.dtype} needs a ${expectedArray.name}, got ${Object.prototype.toString.call(t.data)}`, hint);
+    throw safetensorsError(
+      subject,
+      `${at}: dtype ${t.dtype} needs a ${expectedArray.name}, got ${Object.prototype.toString.call(t.data)}`,
+      hint,
+    );
   }
   if (!Array.isArray(t.shape) || t.shape.length > SAFETENSORS_MAX_RANK || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-    throw safetensorsError(subject, `${at}: shape must be at most ${SAFETENSORS_MAX_RANK} non-negative integers, got ${JSON.stringify(t.shape)}`, hint);
+    throw safetensorsError(
+      subject,
+      `${at}: shape must be at most ${SAFETENSORS_MAX_RANK} non-negative integers, got ${JSON.stringify(t.shape)}`,
+      hint,
+    );
   }
   const count = elementCount(t.shape, () => {
     throw safetensorsError(subject, `${at}: shape ${shapeText(t.shape)} is too large`, hint);
@@ -537,14 +571,21 @@ export function planSafetensors(
 
   const parts: string[] = [];
   if (metadata !== undefined) {
-    if (typeof metadata !== 'object' || metadata === null) throw safetensorsError(subject, 'metadata must be an object of strings', 'pass e.g. { format: "pt" }');
+    if (typeof metadata !== 'object' || metadata === null)
+      throw safetensorsError(subject, 'metadata must be an object of strings', 'pass e.g. { format: "pt" }');
     const keys = Object.keys(metadata).map((k) => ({ k, bytes: encoder.encode(k) }));
     keys.sort((a, b) => utf8Compare(a.bytes, b.bytes));
     const fields: string[] = [];
     for (const { k } of keys) {
       const v: unknown = metadata[k];
-      if (typeof v !== 'string') throw safetensorsError(subject, `metadata value for ${quote(k)} must be a string, got ${typeof v}`, 'stringify it (e.g. JSON.stringify) first');
-      if (hasLoneSurrogate(k) || hasLoneSurrogate(v)) throw safetensorsError(subject, `metadata ${quote(k)} has an unpaired UTF-16 surrogate`, 'fix the text');
+      if (typeof v !== 'string')
+        throw safetensorsError(
+          subject,
+          `metadata value for ${quote(k)} must be a string, got ${typeof v}`,
+          'stringify it (e.g. JSON.stringify) first',
+        );
+      if (hasLoneSurrogate(k) || hasLoneSurrogate(v))
+        throw safetensorsError(subject, `metadata ${quote(k)} has an unpaired UTF-16 surrogate`, 'fix the text');
       fields.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
     }
     // An empty map is left out, as a missing one reads back as empty anyway.
@@ -555,14 +596,21 @@ export function planSafetensors(
   for (const { name, tensor, byteLength } of items) {
     const begin = offset;
     offset += byteLength;
-    if (!Number.isSafeInteger(offset)) throw safetensorsError(subject, 'the tensors add up to more bytes than can be addressed', 'split the checkpoint into shards');
+    if (!Number.isSafeInteger(offset))
+      throw safetensorsError(subject, 'the tensors add up to more bytes than can be addressed', 'split the checkpoint into shards');
     planned.push({ name, tensor, begin, end: offset });
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${tensor.fileDtype}","shape":[${tensor.shape.join(',')}],"data_offsets":[${begin},${offset}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${tensor.fileDtype}","shape":[${tensor.shape.join(',')}],"data_offsets":[${begin},${offset}]}`,
+    );
   }
   const json = encoder.encode(`{${parts.join(',')}}`);
   const padded = Math.ceil(json.length / 8) * 8;
   if (padded > SAFETENSORS_MAX_HEADER_BYTES) {
-    throw safetensorsError(subject, `the header would be ${padded} bytes, over the ${SAFETENSORS_MAX_HEADER_BYTES}-byte limit readers accept`, 'split the checkpoint into shards');
+    throw safetensorsError(
+      subject,
+      `the header would be ${padded} bytes, over the ${SAFETENSORS_MAX_HEADER_BYTES}-byte limit readers accept`,
+      'split the checkpoint into shards',
+    );
   }
   const head = new Uint8Array(8 + padded);
   new DataView(head.buffer).setUint32(0, padded, true); // high word stays 0: padded < 2^32

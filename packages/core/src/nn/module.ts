@@ -48,7 +48,12 @@ export function compilePattern(pattern: NamePattern): RegExp {
   if (pattern instanceof RegExp) return pattern;
   const escaped = pattern
     .split('**')
-    .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^.]*'))
+    .map((part) =>
+      part
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^.]*'),
+    )
     .join('.*');
   return new RegExp(`^${escaped}$`);
 }
@@ -70,11 +75,7 @@ export abstract class Module {
   }
 
   /** Adds a non-trainable tensor (position ids, queues, EMA state); takes ownership of `value`. */
-  protected registerBuffer(
-    name: string,
-    value: tf.Tensor,
-    options: { persistent?: boolean; storedDtype?: StoredDtype } = {},
-  ): tf.Tensor {
+  protected registerBuffer(name: string, value: tf.Tensor, options: { persistent?: boolean; storedDtype?: StoredDtype } = {}): tf.Tensor {
     this.assertFreeName(name);
     const tensor = tf.keep(value);
     this.buffers.set(name, { tensor, persistent: options.persistent ?? true, storedDtype: options.storedDtype });

@@ -25,7 +25,11 @@ async function readExactly(handle: FileHandle, dst: Uint8Array, position: number
   while (done < dst.length) {
     const { bytesRead } = await handle.read(dst, done, dst.length - done, position + done);
     if (bytesRead === 0) {
-      throw safetensorsError(subject, `file ended at byte ${position + done} while reading bytes [${position}, ${position + dst.length})`, 'the file changed while being read (still downloading?); retry when it is complete');
+      throw safetensorsError(
+        subject,
+        `file ended at byte ${position + done} while reading bytes [${position}, ${position + dst.length})`,
+        'the file changed while being read (still downloading?); retry when it is complete',
+      );
     }
     done += bytesRead;
   }
@@ -36,7 +40,12 @@ function allocate(length: number, subject: string, what: string): Uint8Array {
   try {
     return new Uint8Array(length);
   } catch (cause) {
-    throw safetensorsError(subject, `cannot allocate ${length} bytes for ${what}`, 'the tensor is larger than this JavaScript engine allows; split or shard the checkpoint', cause);
+    throw safetensorsError(
+      subject,
+      `cannot allocate ${length} bytes for ${what}`,
+      'the tensor is larger than this JavaScript engine allows; split or shard the checkpoint',
+      cause,
+    );
   }
 }
 
@@ -121,6 +130,11 @@ export async function writeSafetensorsFile(
     });
   } catch (cause) {
     if (isVlError(cause)) throw cause;
-    throw safetensorsError(path, `write failed: ${(cause as Error).message}`, 'check that the folder exists and is writable, and that the disk has room', cause);
+    throw safetensorsError(
+      path,
+      `write failed: ${(cause as Error).message}`,
+      'check that the folder exists and is writable, and that the disk has room',
+      cause,
+    );
   }
 }

@@ -7,7 +7,14 @@ import { distillAlpha } from '../distill/targets.js';
 import type { Module } from '../nn/module.js';
 import type { ForwardResult } from '../objectives/losses.js';
 import { Rng } from '../runtime/rng.js';
-import { CHECKPOINT_FORMAT, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint, type TrainerState } from './train-checkpoint.js';
+import {
+  CHECKPOINT_FORMAT,
+  latestCheckpoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+  type TrainerState,
+} from './train-checkpoint.js';
 import { clipByGlobalNorm, globalNorm, GradientAccumulator } from '../train/gradients.js';
 import { JsonlMetricsLog, type StepRecord } from './metrics-log.js';
 import { AdamW, type AdamWOptions } from '../train/optimizer.js';
@@ -138,7 +145,8 @@ export class Trainer<B> {
    * failure (queue entries) stays: resume from the last checkpoint for a clean state.
    */
   trainStep(microBatches: readonly B[]): StepRecord {
-    if (microBatches.length === 0) throw new VlError('INVALID_ARGUMENT', 'trainStep needs at least one micro-batch', { subject: 'Trainer' });
+    if (microBatches.length === 0)
+      throw new VlError('INVALID_ARGUMENT', 'trainStep needs at least one micro-batch', { subject: 'Trainer' });
     const started = Date.now();
     this.model.train();
     const rngBefore = this.rng.state(); // restored if the step fails, so a retry draws the same numbers
@@ -227,7 +235,8 @@ export class Trainer<B> {
     const named = new Map<string, tf.Tensor>();
     for (const [varName, g] of Object.entries(grads)) named.set(this.paramNameOfVar.get(varName) ?? varName, g);
     // The guard: name the objective that went bad, before anything is applied.
-    const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v)) ?? (Number.isFinite(total) ? undefined : (['loss', total] as const));
+    const bad =
+      Object.entries(losses).find(([, v]) => !Number.isFinite(v)) ?? (Number.isFinite(total) ? undefined : (['loss', total] as const));
     if (bad) {
       for (const g of named.values()) g.dispose();
       this.nonFinite(bad[0], bad[1]);

@@ -44,7 +44,8 @@ export function sampleItmNegatives(input: ItmNegativesInput): ItmNegatives {
   }
   if (b < 2) throw new VlError('INVALID_ARGUMENT', 'ITM needs a batch of at least 2 pairs to find negatives', { subject: 'itm' });
   const ids = input.imageIds;
-  if (ids && ids.length !== b) throw new VlError('SHAPE_MISMATCH', `imageIds has ${ids.length} entries for a batch of ${b}`, { subject: 'itm' });
+  if (ids && ids.length !== b)
+    throw new VlError('SHAPE_MISMATCH', `imageIds has ${ids.length} entries for a batch of ${b}`, { subject: 'itm' });
   const isPositive = (i: number, j: number) => (ids ? ids[i] === ids[j] : i === j);
   const i2t = batchBlock(input.simI2t, b);
   const t2i = batchBlock(input.simT2i, b);

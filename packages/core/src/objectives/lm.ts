@@ -16,10 +16,12 @@ export interface LmLabelOptions {
  */
 export function lmLabels(inputIds: ArrayLike<number>, shape: readonly [number, number], options: LmLabelOptions): Int32Array {
   const [b, t] = shape;
-  if (inputIds.length !== b * t) throw new VlError('SHAPE_MISMATCH', `lmLabels: ${inputIds.length} ids for shape [${shape}]`, { subject: 'lm' });
+  if (inputIds.length !== b * t)
+    throw new VlError('SHAPE_MISMATCH', `lmLabels: ${inputIds.length} ids for shape [${shape}]`, { subject: 'lm' });
   const out = Int32Array.from(inputIds as ArrayLike<number>);
   for (let r = 0; r < b; r++) {
-    const prompt = options.promptLength === undefined ? 0 : typeof options.promptLength === 'number' ? options.promptLength : options.promptLength[r]!;
+    const prompt =
+      options.promptLength === undefined ? 0 : typeof options.promptLength === 'number' ? options.promptLength : options.promptLength[r]!;
     for (let c = 0; c < t; c++) {
       const k = r * t + c;
       if (c < prompt || out[k] === options.padTokenId) out[k] = IGNORE_INDEX;
@@ -43,7 +45,8 @@ export function lmLoss(logits: tf.Tensor, labels: Labels, options: LmLossOptions
   if (logits.rank !== 3) throw new VlError('SHAPE_MISMATCH', `lmLoss expects logits [B, T, V], got [${logits.shape}]`, { subject: 'lm' });
   const [b, t, v] = logits.shape as [number, number, number];
   const host = labelsToHost(labels);
-  if (host.length !== b * t) throw new VlError('SHAPE_MISMATCH', `lmLoss: ${host.length} labels for logits [${logits.shape}]`, { subject: 'lm' });
+  if (host.length !== b * t)
+    throw new VlError('SHAPE_MISMATCH', `lmLoss: ${host.length} labels for logits [${logits.shape}]`, { subject: 'lm' });
   const shifted = new Int32Array(b * (t - 1));
   for (let r = 0; r < b; r++) for (let c = 1; c < t; c++) shifted[r * (t - 1) + c - 1] = host[r * t + c]!;
   const eps = options.labelSmoothing ?? 0.1;

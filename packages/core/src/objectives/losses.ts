@@ -66,7 +66,10 @@ export function crossEntropy(logits: tf.Tensor, labels: Labels, options: CrossEn
       // Every row, ignored ones with a stand-in label 0, then zeroed by a mask (tfjs has no
       // ScatterNd gradient, so the counted rows cannot be scattered back into place).
       const safe = Array.from(host, (y) => (y === ignoreIndex ? 0 : y));
-      const keep = tf.tensor1d(Array.from(host, (y) => (y === ignoreIndex ? 0 : 1)), 'float32');
+      const keep = tf.tensor1d(
+        Array.from(host, (y) => (y === ignoreIndex ? 0 : 1)),
+        'float32',
+      );
       return tf.mul(rowCrossEntropy(logits, safe, eps), keep);
     }
     const picked = all ? logits : tf.gather(logits, tf.tensor1d(rows, 'int32'));

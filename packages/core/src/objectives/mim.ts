@@ -42,7 +42,9 @@ export class BlockMaskingGenerator {
     const maxAspect = options.maxAspect ?? 1 / minAspect;
     this.logAspect = [Math.log(minAspect), Math.log(maxAspect)];
     if (this.numMaskingPatches > this.height * this.width || this.numMaskingPatches < 0) {
-      throw new VlError('CONFIG_INVALID', `cannot mask ${this.numMaskingPatches} of ${this.height * this.width} patches`, { subject: 'mim' });
+      throw new VlError('CONFIG_INVALID', `cannot mask ${this.numMaskingPatches} of ${this.height * this.width} patches`, {
+        subject: 'mim',
+      });
     }
   }
 
@@ -164,9 +166,13 @@ export class PatchCodebookTokenizer implements VisualTokenizer {
     const [b, c, h, w] = pixelValues.shape as [number, number, number, number];
     const p = this.patchSize;
     if (pixelValues.rank !== 4 || c !== this.channels || h % p !== 0 || w % p !== 0) {
-      throw new VlError('SHAPE_MISMATCH', `tokenizer expects [B, ${this.channels}, H, W] with H, W multiples of ${p}, got [${pixelValues.shape}]`, {
-        subject: 'PatchCodebookTokenizer',
-      });
+      throw new VlError(
+        'SHAPE_MISMATCH',
+        `tokenizer expects [B, ${this.channels}, H, W] with H, W multiples of ${p}, got [${pixelValues.shape}]`,
+        {
+          subject: 'PatchCodebookTokenizer',
+        },
+      );
     }
     const gh = h / p;
     const gw = w / p;
@@ -189,7 +195,8 @@ export class PatchCodebookTokenizer implements VisualTokenizer {
  */
 export function mimLabels(visualTokens: Labels, mask: ArrayLike<number>): Int32Array {
   const tokens = labelsToHost(visualTokens);
-  if (tokens.length !== mask.length) throw new VlError('SHAPE_MISMATCH', `${tokens.length} visual tokens for a mask of ${mask.length}`, { subject: 'mim' });
+  if (tokens.length !== mask.length)
+    throw new VlError('SHAPE_MISMATCH', `${tokens.length} visual tokens for a mask of ${mask.length}`, { subject: 'mim' });
   const out = new Int32Array(tokens.length);
   for (let i = 0; i < tokens.length; i++) out[i] = mask[i] ? tokens[i]! : IGNORE_INDEX;
   return out;

@@ -63,7 +63,8 @@ export function maskTokens(inputIds: ArrayLike<number>, options: MlmMaskingOptio
   const selected = new Uint8Array(n);
   if (options.wordIds) {
     const wordIds = options.wordIds;
-    if (wordIds.length !== n) throw new VlError('SHAPE_MISMATCH', `wordIds has ${wordIds.length} entries for ${n} tokens`, { subject: 'mlm' });
+    if (wordIds.length !== n)
+      throw new VlError('SHAPE_MISMATCH', `wordIds has ${wordIds.length} entries for ${n} tokens`, { subject: 'mlm' });
     const rowLength = options.seqLength ?? n;
     // One draw per (row, word); a word's tokens are contiguous in each row.
     for (let i = 0; i < n; i++) {

@@ -74,7 +74,7 @@ export function assertFitsWasmHeap(bytes: number, what: string): HeapCheck | nul
         hint:
           'install @tensorflow/tfjs-node (native backend, no 4 GiB heap), use a smaller preset, ' +
           'run inference only, or train fewer parameters (freeze a tower, smaller batch for activations)',
-      }
+      },
     );
   }
   return { requiredBytes, inUseBytes, limitBytes: WASM_HEAP_LIMIT_BYTES };

@@ -26,7 +26,8 @@ export type ScheduleConfig =
 export function makeSchedule(config: ScheduleConfig): LrSchedule {
   const warmup = config.warmupSteps ?? 0;
   const init = config.warmupInitLr ?? 0;
-  if (warmup < 0 || !Number.isFinite(config.lr)) throw new VlError('CONFIG_INVALID', `bad schedule ${JSON.stringify(config)}`, { subject: 'schedule' });
+  if (warmup < 0 || !Number.isFinite(config.lr))
+    throw new VlError('CONFIG_INVALID', `bad schedule ${JSON.stringify(config)}`, { subject: 'schedule' });
   const after = ((): LrSchedule => {
     switch (config.kind) {
       case 'constant':

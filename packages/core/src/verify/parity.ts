@@ -125,6 +125,8 @@ export function formatParityReport(report: ParityReport): string {
       `${c.name.padEnd(width)}  ${`[${c.shape}]`.padEnd(14)}  ${diff.padEnd(12)}  ${String(c.tolerance).padEnd(7)}  ${c.passed ? 'ok' : 'FAIL'}${c.note ? ` (${c.note})` : ''}`,
     );
   }
-  lines.push(report.passed ? 'all outputs within tolerance' : `${report.checks.filter((c) => !c.passed).length} output(s) out of tolerance`);
+  lines.push(
+    report.passed ? 'all outputs within tolerance' : `${report.checks.filter((c) => !c.passed).length} output(s) out of tolerance`,
+  );
   return lines.join('\n');
 }

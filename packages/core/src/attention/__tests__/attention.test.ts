@@ -55,7 +55,10 @@ describe('MultiHeadAttention', () => {
     const attn = bertAttention();
     scaleUp(attn);
     const x = randomTensor([2, 5, D], new Rng(3));
-    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]);
+    const mask = tf.tensor2d([
+      [1, 1, 1, 1, 1],
+      [1, 1, 1, 0, 0],
+    ]);
     for (const value of [BERT_MASK_VALUE, FLOAT32_MIN]) {
       const padded = attn.forward(x, { mask: paddingMask(mask, value) }).output;
       const realOnly = attn.forward(tf.slice(x, [1, 0, 0], [1, 3, D])).output;
@@ -200,7 +203,12 @@ describe('MultiHeadAttention', () => {
     scaleUp(cross, 2);
     const x = tf.variable(randomTensor([2, 3, D], rng, 0.7));
     const ctx = tf.variable(randomTensor([2, 4, 6], rng, 0.7));
-    const mask = paddingMask(tf.tensor2d([[1, 1, 1], [1, 1, 0]]));
+    const mask = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1],
+        [1, 1, 0],
+      ]),
+    );
     const p1 = probe([2, 3, D], 1);
     const params = (m: MultiHeadAttention) => Object.fromEntries(m.namedParameters().map(([k, v]) => [k, v]));
     gradCheck(() => p1(self.forward(x, { mask, causal: true }).output), { x, ...params(self) }, { samples: 3 });
@@ -215,7 +223,12 @@ describe('MultiHeadAttention', () => {
     const cross = bertAttention(0, 6);
     const x = randomTensor([2, 3, D], new Rng(1));
     const image = randomTensor([2, 4, 6], new Rng(2));
-    const mask = paddingMask(tf.tensor2d([[1, 1, 1], [1, 1, 0]]));
+    const mask = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1],
+        [1, 1, 0],
+      ]),
+    );
     expectNoLeak(() => attn.forward(x, { mask, causal: true, outputAttentions: true }));
     expectNoLeak(() => cross.forward(x, { context: image }));
     // With a cache, each step replaces the cached tensors by longer ones (same count).

@@ -13,12 +13,7 @@ import { BertLayer } from '../bert-layer.js';
 import { DropPath, dropPathSchedule } from '../drop-path.js';
 import { VLMO_FUSION_EXPERTS } from '../multiway.js';
 import { BEIT3_LAYER_PRESET, MultiwayLayer, VLMO_LAYER_PRESET } from '../multiway-layer.js';
-import {
-  OPEN_CLIP_LAYER_NAMES,
-  TIMM_VIT_LAYER_NAMES,
-  TORCHSCALE_LAYER_NAMES,
-  TransformerLayer,
-} from '../transformer-layer.js';
+import { OPEN_CLIP_LAYER_NAMES, TIMM_VIT_LAYER_NAMES, TORCHSCALE_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
@@ -48,10 +43,22 @@ describe('BertLayer (post-LN)', () => {
     const plain = new BertLayer(bertConfig, new Rng(0));
     expect(keys(plain)).toEqual(
       [
-        'attention.self.query.weight', 'attention.self.query.bias', 'attention.self.key.weight', 'attention.self.key.bias',
-        'attention.self.value.weight', 'attention.self.value.bias', 'attention.output.dense.weight', 'attention.output.dense.bias',
-        'attention.output.LayerNorm.weight', 'attention.output.LayerNorm.bias', 'intermediate.dense.weight', 'intermediate.dense.bias',
-        'output.dense.weight', 'output.dense.bias', 'output.LayerNorm.weight', 'output.LayerNorm.bias',
+        'attention.self.query.weight',
+        'attention.self.query.bias',
+        'attention.self.key.weight',
+        'attention.self.key.bias',
+        'attention.self.value.weight',
+        'attention.self.value.bias',
+        'attention.output.dense.weight',
+        'attention.output.dense.bias',
+        'attention.output.LayerNorm.weight',
+        'attention.output.LayerNorm.bias',
+        'intermediate.dense.weight',
+        'intermediate.dense.bias',
+        'output.dense.weight',
+        'output.dense.bias',
+        'output.LayerNorm.weight',
+        'output.LayerNorm.bias',
       ].sort(),
     );
     const cross = new BertLayer(bertConfig, new Rng(0), { crossAttention: true });
@@ -64,7 +71,12 @@ describe('BertLayer (post-LN)', () => {
     randomize(layer, 1);
     const x = randomTensor([2, 5, D], new Rng(2));
     const image = randomTensor([2, 3, 6], new Rng(3));
-    const mask = paddingMask(tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]));
+    const mask = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 0, 0],
+      ]),
+    );
     const padded = layer.forward(x, { attentionMask: mask, encoderHiddenStates: image }).hidden;
     const real = layer.forward(tf.slice(x, [1, 0, 0], [1, 3, D]), { encoderHiddenStates: tf.slice(image, [1, 0, 0], [1, 3, 6]) }).hidden;
     expect(maxAbsDiff(tf.slice(padded, [1, 0, 0], [1, 3, D]), real)).toBeLessThan(1e-5);
@@ -88,8 +100,18 @@ describe('TransformerLayer (pre-LN)', () => {
     const blipNames = { norm1: 'layer_norm1', attn: 'self_attn', norm2: 'layer_norm2', attention: { qkv: 'qkv', out: 'projection' } };
     expect(keys(new TransformerLayer({ ...base, names: blipNames }, new Rng(0)))).toEqual(
       [
-        'layer_norm1.weight', 'layer_norm1.bias', 'self_attn.qkv.weight', 'self_attn.qkv.bias', 'self_attn.projection.weight',
-        'self_attn.projection.bias', 'layer_norm2.weight', 'layer_norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias',
+        'layer_norm1.weight',
+        'layer_norm1.bias',
+        'self_attn.qkv.weight',
+        'self_attn.qkv.bias',
+        'self_attn.projection.weight',
+        'self_attn.projection.bias',
+        'layer_norm2.weight',
+        'layer_norm2.bias',
+        'mlp.fc1.weight',
+        'mlp.fc1.bias',
+        'mlp.fc2.weight',
+        'mlp.fc2.bias',
       ].sort(),
     );
     const timm = new TransformerLayer({ ...base, names: TIMM_VIT_LAYER_NAMES, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(0));
@@ -97,8 +119,21 @@ describe('TransformerLayer (pre-LN)', () => {
     expect(keys(new TransformerLayer({ ...base, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(0)))).toEqual(keys(timm));
     expect(keys(timm)).toEqual(
       [
-        'norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'attn.proj.bias',
-        'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias', 'gamma_1', 'gamma_2',
+        'norm1.weight',
+        'norm1.bias',
+        'attn.qkv.weight',
+        'attn.q_bias',
+        'attn.v_bias',
+        'attn.proj.weight',
+        'attn.proj.bias',
+        'norm2.weight',
+        'norm2.bias',
+        'mlp.fc1.weight',
+        'mlp.fc1.bias',
+        'mlp.fc2.weight',
+        'mlp.fc2.bias',
+        'gamma_1',
+        'gamma_2',
       ].sort(),
     );
     const clipCross = new TransformerLayer(
@@ -107,9 +142,24 @@ describe('TransformerLayer (pre-LN)', () => {
     );
     expect(keys(clipCross)).toEqual(
       [
-        'ln_1.weight', 'ln_1.bias', 'ln_1_kv.weight', 'ln_1_kv.bias', 'attn.q_proj_weight', 'attn.k_proj_weight', 'attn.v_proj_weight',
-        'attn.in_proj_bias', 'attn.out_proj.weight', 'attn.out_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias',
-        'mlp.c_proj.weight', 'mlp.c_proj.bias', 'ls_1.gamma', 'ls_2.gamma',
+        'ln_1.weight',
+        'ln_1.bias',
+        'ln_1_kv.weight',
+        'ln_1_kv.bias',
+        'attn.q_proj_weight',
+        'attn.k_proj_weight',
+        'attn.v_proj_weight',
+        'attn.in_proj_bias',
+        'attn.out_proj.weight',
+        'attn.out_proj.bias',
+        'ln_2.weight',
+        'ln_2.bias',
+        'mlp.c_fc.weight',
+        'mlp.c_fc.bias',
+        'mlp.c_proj.weight',
+        'mlp.c_proj.bias',
+        'ls_1.gamma',
+        'ls_2.gamma',
       ].sort(),
     );
     const out = clipCross.forward(randomTensor([2, 3, D], new Rng(1)), { context: randomTensor([2, 5, 6], new Rng(2)) });
@@ -168,7 +218,8 @@ describe('MultiwayLayer', () => {
   it('VLMo names: shared attention, mlp_imag/mlp_text, mlp_vl only with the VL expert', () => {
     const layer = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     const k = keys(layer);
-    for (const key of ['norm1.weight', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'gamma_1', 'gamma_2']) expect(k).toContain(key);
+    for (const key of ['norm1.weight', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'gamma_1', 'gamma_2'])
+      expect(k).toContain(key);
     for (const e of ['imag', 'text', 'vl']) {
       expect(k).toContain(`norm2_${e}.weight`);
       expect(k).toContain(`mlp_${e}.fc1.weight`);
@@ -181,8 +232,17 @@ describe('MultiwayLayer', () => {
     const mw = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     randomize(mw, 1);
     const x = randomTensor([2, 5, D], new Rng(2));
-    const mask = paddingMask(tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]));
-    for (const [route, suffix] of [['image', 'imag'], ['text', 'text'], ['vl', 'vl']] as const) {
+    const mask = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0],
+      ]),
+    );
+    for (const [route, suffix] of [
+      ['image', 'imag'],
+      ['text', 'text'],
+      ['vl', 'vl'],
+    ] as const) {
       const plain = new TransformerLayer({ ...base, names: TIMM_VIT_LAYER_NAMES, qkvBias: 'qv', layerScaleInit: 0.1 }, new Rng(5));
       loadExpert(plain, mw, (k) => {
         const m = /^(norm2|mlp)_(imag|text|vl)(\..*)$/.exec(k);
@@ -200,7 +260,12 @@ describe('MultiwayLayer', () => {
     const x = randomTensor([1, 5, D], new Rng(4));
     // Attention is shared, so per position the split output equals the output of the route its
     // token belongs to: the FFN is the only per-token difference.
-    const split = mw.forward(x, { route: [{ expert: 'image', length: 2 }, { expert: 'text', length: 3 }] }).hidden;
+    const split = mw.forward(x, {
+      route: [
+        { expert: 'image', length: 2 },
+        { expert: 'text', length: 3 },
+      ],
+    }).hidden;
     const allVision = mw.forward(x, { route: 'image' }).hidden;
     const allLanguage = mw.forward(x, { route: 'text' }).hidden;
     expect(maxAbsDiff(tf.slice(split, [0, 0, 0], [1, 2, D]), tf.slice(allVision, [0, 0, 0], [1, 2, D]))).toBeLessThan(1e-6);
@@ -212,13 +277,25 @@ describe('MultiwayLayer', () => {
     const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     const k = keys(mw);
     for (const key of [
-      'self_attn_layer_norm.A.weight', 'self_attn_layer_norm.B.bias', 'self_attn.q_proj.A.weight', 'self_attn.k_proj.B.bias',
-      'self_attn.v_proj.A.weight', 'self_attn.out_proj.B.weight', 'self_attn.inner_attn_ln.A.weight', 'final_layer_norm.B.weight',
-      'ffn.A.fc1.weight', 'ffn.B.ffn_layernorm.weight', 'ffn.B.fc2.bias',
-    ]) expect(k).toContain(key);
+      'self_attn_layer_norm.A.weight',
+      'self_attn_layer_norm.B.bias',
+      'self_attn.q_proj.A.weight',
+      'self_attn.k_proj.B.bias',
+      'self_attn.v_proj.A.weight',
+      'self_attn.out_proj.B.weight',
+      'self_attn.inner_attn_ln.A.weight',
+      'final_layer_norm.B.weight',
+      'ffn.A.fc1.weight',
+      'ffn.B.ffn_layernorm.weight',
+      'ffn.B.fc2.bias',
+    ])
+      expect(k).toContain(key);
     randomize(mw, 6);
     const x = randomTensor([2, 4, D], new Rng(7));
-    for (const [route, tag] of [['image', 'A'], ['text', 'B']] as const) {
+    for (const [route, tag] of [
+      ['image', 'A'],
+      ['text', 'B'],
+    ] as const) {
       const plain = new TransformerLayer(
         { ...base, names: TORCHSCALE_LAYER_NAMES, qkvLayout: 'separate', subLn: true, layerNormEps: 1e-5 },
         new Rng(8),
@@ -236,22 +313,38 @@ describe('MultiwayLayer', () => {
     const p = probe([1, 4, D], 3);
     const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET }, new Rng(0));
     randomize(vlmo, 10);
-    const textFirst = [{ expert: 'text', length: 2 }, { expert: 'image', length: 2 }];
+    const textFirst = [
+      { expert: 'text', length: 2 },
+      { expert: 'image', length: 2 },
+    ];
     gradCheck(() => p(vlmo.forward(x, { route: textFirst }).hidden), { x, ...params(vlmo) }, { samples: 2 });
     const beit3 = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     randomize(beit3, 11);
-    const imageFirst = [{ expert: 'image', length: 1 }, { expert: 'text', length: 3 }];
+    const imageFirst = [
+      { expert: 'image', length: 1 },
+      { expert: 'text', length: 3 },
+    ];
     gradCheck(() => p(beit3.forward(x, { route: imageFirst }).hidden), { x, ...params(beit3) }, { samples: 1 });
   });
 
   it('does not leak', () => {
     const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
     const x = randomTensor([2, 4, D], new Rng(1));
-    const route = [{ expert: 'image', length: 3 }, { expert: 'text', length: 1 }];
+    const route = [
+      { expert: 'image', length: 3 },
+      { expert: 'text', length: 1 },
+    ];
     expectNoLeak(() => mw.forward(x, { route, outputAttentions: true }));
     const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     expectNoLeak(() => vlmo.forward(x, { route: 'vl' }));
-    expectNoLeak(() => vlmo.forward(x, { route: [{ expert: 'text', length: 1 }, { expert: 'image', length: 3 }] }));
+    expectNoLeak(() =>
+      vlmo.forward(x, {
+        route: [
+          { expert: 'text', length: 1 },
+          { expert: 'image', length: 3 },
+        ],
+      }),
+    );
   });
 });
 
@@ -260,8 +353,17 @@ describe('AttentionPooler', () => {
     const pooler = new AttentionPooler({ dModel: D, contextDim: 6, numHeads: 2, numQueries: 3 }, new Rng(0));
     expect(keys(pooler)).toEqual(
       [
-        'query', 'attn.q_proj_weight', 'attn.k_proj_weight', 'attn.v_proj_weight', 'attn.in_proj_bias', 'attn.out_proj.weight',
-        'attn.out_proj.bias', 'ln_q.weight', 'ln_q.bias', 'ln_k.weight', 'ln_k.bias',
+        'query',
+        'attn.q_proj_weight',
+        'attn.k_proj_weight',
+        'attn.v_proj_weight',
+        'attn.in_proj_bias',
+        'attn.out_proj.weight',
+        'attn.out_proj.bias',
+        'ln_q.weight',
+        'ln_q.bias',
+        'ln_k.weight',
+        'ln_k.bias',
       ].sort(),
     );
     const same = new AttentionPooler({ dModel: D, contextDim: D, numHeads: 2, numQueries: 1 }, new Rng(0));

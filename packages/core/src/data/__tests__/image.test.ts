@@ -85,9 +85,17 @@ describe('decodeImage', () => {
   });
 
   it('turns grey and RGBA images into 3-channel RGB (alpha dropped, not composited)', async () => {
-    const grey = await decodeImage(await raw(Buffer.from([0, 128, 255, 64]), 2, 2, 1).png().toBuffer());
+    const grey = await decodeImage(
+      await raw(Buffer.from([0, 128, 255, 64]), 2, 2, 1)
+        .png()
+        .toBuffer(),
+    );
     expect(Array.from(grey.data)).toEqual([0, 0, 0, 128, 128, 128, 255, 255, 255, 64, 64, 64]);
-    const rgba = await decodeImage(await raw(Buffer.from([10, 20, 30, 0, 40, 50, 60, 255]), 2, 1, 4).png().toBuffer());
+    const rgba = await decodeImage(
+      await raw(Buffer.from([10, 20, 30, 0, 40, 50, 60, 255]), 2, 1, 4)
+        .png()
+        .toBuffer(),
+    );
     expect(Array.from(rgba.data)).toEqual([10, 20, 30, 40, 50, 60]);
   });
 
@@ -174,9 +182,12 @@ describe('transforms', () => {
     const out = normalizeToChw(img, IMAGE_NORMS.clip);
     const { mean, std } = IMAGE_NORMS.clip;
     const expected = [
-      (1 - mean[0]) / std[0], (0 - mean[0]) / std[0], // R plane: 255, 0
-      (0 - mean[1]) / std[1], (1 - mean[1]) / std[1], // G plane: 0, 255
-      (128 / 255 - mean[2]) / std[2], (64 / 255 - mean[2]) / std[2], // B plane
+      (1 - mean[0]) / std[0],
+      (0 - mean[0]) / std[0], // R plane: 255, 0
+      (0 - mean[1]) / std[1],
+      (1 - mean[1]) / std[1], // G plane: 0, 255
+      (128 / 255 - mean[2]) / std[2],
+      (64 / 255 - mean[2]) / std[2], // B plane
     ];
     expected.forEach((v, i) => expect(out[i]).toBeCloseTo(v, 5));
     expect(out[0]).toBeCloseTo(1.9303, 4);

@@ -6,7 +6,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeImage } from '../../node/image-decode.js';
-import { COLORS, BACKGROUNDS, type NoiseLabel, type Scene, type SynthRecord, type SynthSummary, planSynthDataset, renderCaption, splitCounts } from '../synth.js';
+import {
+  COLORS,
+  BACKGROUNDS,
+  type NoiseLabel,
+  type Scene,
+  type SynthRecord,
+  type SynthSummary,
+  planSynthDataset,
+  renderCaption,
+  splitCounts,
+} from '../synth.js';
 import { writeSynthDataset } from '../../node/synth-writer.js';
 
 function hashTree(dir: string): Record<string, string> {
@@ -15,7 +25,10 @@ function hashTree(dir: string): Record<string, string> {
     for (const e of readdirSync(join(dir, rel), { withFileTypes: true })) {
       const p = rel ? `${rel}/${e.name}` : e.name;
       if (e.isDirectory()) walk(p);
-      else out[p] = createHash('sha256').update(readFileSync(join(dir, p))).digest('hex');
+      else
+        out[p] = createHash('sha256')
+          .update(readFileSync(join(dir, p)))
+          .digest('hex');
     }
   };
   walk('');
@@ -105,7 +118,10 @@ describe('synthetic dataset', () => {
           expect(cleanOf(r)).not.toContain(caption);
         } else if (label.kind === 'keyword_soup') {
           // Same content words (order shuffled, function words dropped) plus one or two fillers.
-          const content = label.clean.replace(/[,:]/g, '').split(' ').filter((w) => !/^(a|an|and|of|on|in|at|is|are|there|from|to|shapes?|background|the)$/.test(w));
+          const content = label.clean
+            .replace(/[,:]/g, '')
+            .split(' ')
+            .filter((w) => !/^(a|an|and|of|on|in|at|is|are|there|from|to|shapes?|background|the)$/.test(w));
           const words = caption.split(' ');
           const extra = [...words];
           for (const w of content) {
@@ -115,7 +131,8 @@ describe('synthetic dataset', () => {
           }
           expect(extra.length).toBeGreaterThanOrEqual(1);
           expect(extra.length).toBeLessThanOrEqual(2);
-          for (const w of extra) expect(['image', 'photo', 'picture', 'stock', 'hd', 'free', 'download', 'wallpaper', 'graphic', 'clipart']).toContain(w);
+          for (const w of extra)
+            expect(['image', 'photo', 'picture', 'stock', 'hd', 'free', 'download', 'wallpaper', 'graphic', 'clipart']).toContain(w);
         } else {
           // Re-render the scene with the one recorded change: it must give exactly this caption,
           // and the change must make the caption false (a (color, shape) not in the scene, or a

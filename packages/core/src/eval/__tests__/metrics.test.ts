@@ -9,7 +9,7 @@ import { retrievalRecall } from '../retrieval.js';
 
 describe('ptbTokenize', () => {
   it('lower-cases, splits clitics, drops punctuation tokens', () => {
-    expect(ptbTokenize('A man\'s dog, running -- fast!')).toEqual(['a', 'man', "'s", 'dog', 'running', 'fast']);
+    expect(ptbTokenize("A man's dog, running -- fast!")).toEqual(['a', 'man', "'s", 'dog', 'running', 'fast']);
     expect(ptbTokenize("Don't stop (please)...")).toEqual(['do', "n't", 'stop', 'please']);
     expect(ptbTokenize('It costs 3.50 in the U.S. today.')).toEqual(['it', 'costs', '3.50', 'in', 'the', 'u.s.', 'today']);
     expect(ptbTokenize('a well-dressed "man" ; two  dogs ?')).toEqual(['a', 'well-dressed', 'man', 'two', 'dogs']);
@@ -56,7 +56,7 @@ describe('corpusBleu (coco-caption, closest reference length)', () => {
     // Closed forms agree to ~1e-10: the 1e-9 in each denominator (and in the length ratio) is the
     // only difference.
     expect(r.bleu[1]).toBeCloseTo(Math.sqrt(2 / 3) * bp, 8);
-    expect(r.bleu[3]).toBeCloseTo((2 / 9 * 1e-6) ** 0.25 * bp, 8);
+    expect(r.bleu[3]).toBeCloseTo(((2 / 9) * 1e-6) ** 0.25 * bp, 8);
   });
 
   it('uses the closest reference length, ties to the shorter, and clips repeated words', () => {
@@ -106,7 +106,7 @@ describe('ciderD (coco-caption CIDEr-D)', () => {
     const penal = ciderD(['a red circle', 'a blue circle a'], CIDER_REFS);
     expect(penal.perImage[0]).toBeCloseTo(5.258883, 5); // df comes from references only: unchanged
     expect(penal.perImage[1]).toBeCloseTo(2.74993, 5);
-    expect(penal.perImage[1]).toBeCloseTo(((Math.SQRT1_2 + 1 / Math.sqrt(6)) * Math.exp(-1 / 72) / 4) * 10, 10);
+    expect(penal.perImage[1]).toBeCloseTo((((Math.SQRT1_2 + 1 / Math.sqrt(6)) * Math.exp(-1 / 72)) / 4) * 10, 10);
     // Image 1 hyp "red red red": 1-gram red weight 3L (norm 3L), clipped to the ref's L:
     //   vs "a red circle" (1-gram norm √2 L): L·L / (3L · √2 L) = 1/(3√2) = 0.235702;
     //   vs "a red square" (norm L): 1/3. Higher orders share nothing. Bigram counts 2 and 2.
@@ -150,7 +150,9 @@ describe('retrievalRecall', () => {
     expect(r.imageToText.recall[1]).toBe(0);
     expect(r.textToImage.recall[1]).toBe(0);
     expect(() => retrievalRecall({ sims: flat.slice(1), numImages: 3, numTexts: 5, textToImage })).toThrow(/3×5/);
-    expect(() => retrievalRecall({ sims: flat, numImages: 3, numTexts: 5, textToImage: [0, 0, 0, 1, 1] })).toThrow(/image 2 has no caption/);
+    expect(() => retrievalRecall({ sims: flat, numImages: 3, numTexts: 5, textToImage: [0, 0, 0, 1, 1] })).toThrow(
+      /image 2 has no caption/,
+    );
   });
 });
 

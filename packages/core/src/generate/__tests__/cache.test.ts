@@ -66,7 +66,9 @@ describe('cached decoding', () => {
       out.sequences.forEach((seq, i) => {
         const end = seq.indexOf(EOS, 3);
         const tokens = end >= 0 ? seq.slice(0, end + 1) : seq;
-        const logits = tf.tidy(() => tf.logSoftmax(model.forwardFull(tf.tensor2d([tokens], undefined, 'int32'))).arraySync()[0] as number[][]);
+        const logits = tf.tidy(
+          () => tf.logSoftmax(model.forwardFull(tf.tensor2d([tokens], undefined, 'int32'))).arraySync()[0] as number[][],
+        );
         let sum = 0;
         for (let t = 3; t < tokens.length; t++) sum += (logits[t - 1] as number[])[tokens[t] as number] as number;
         // HF length: the row with the prompt, an EOS hypothesis stored without its EOS

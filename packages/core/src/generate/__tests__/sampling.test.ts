@@ -53,7 +53,10 @@ describe('warpers (HF TopK / TopP)', () => {
 describe('multinomial sampling', () => {
   it('top-k = 1 sampling equals greedy, with any seed and temperature', async () => {
     const model = new TinyAttentionDecoder(3);
-    const prompts = [[BOS, 4], [BOS, 7]];
+    const prompts = [
+      [BOS, 4],
+      [BOS, 7],
+    ];
     const greedy = await generate(model.cached(), { inputIds: prompts, maxNewTokens: 12, eosTokenId: EOS, padTokenId: PAD });
     for (const seed of [0, 1, 2]) {
       const sampled = await generate(model.cached(), {

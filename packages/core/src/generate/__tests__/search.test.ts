@@ -73,7 +73,10 @@ describe('greedy search', () => {
 
   it('greedy returns one sequence per prompt (HF) and rejects bad options', async () => {
     const fails = async (opts: Parameters<typeof generate>[1]) => {
-      const err = await generate(markovDecoder(logits), opts).then(() => null, (e: unknown) => e);
+      const err = await generate(markovDecoder(logits), opts).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(isVlError(err, 'INVALID_ARGUMENT')).toBe(true);
     };
     await fails({ ...base, numReturnSequences: 2 });

@@ -73,7 +73,10 @@ export class TinyAttentionDecoder {
   ) {
     const rng = new Rng(seed);
     const mat = (rows: number, cols: number, scale: number) =>
-      tf.tensor2d(Array.from({ length: rows * cols }, () => rng.normal() * scale), [rows, cols]);
+      tf.tensor2d(
+        Array.from({ length: rows * cols }, () => rng.normal() * scale),
+        [rows, cols],
+      );
     this.emb = mat(vocab, dim, 1);
     this.pos = mat(maxLen, dim, 0.5);
     this.wq = mat(dim, dim, 1 / Math.sqrt(dim));

@@ -43,7 +43,10 @@ describe('readJsonFile', () => {
 
   it('lists every invalid field by JSON path and names the file', async () => {
     const path = join(tmp.dir, 'bad-config.json');
-    const raw = JSON.parse(await readFile(join(FIXTURE_CHECKPOINTS.blipCaptioning, 'config.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+    const raw = JSON.parse(await readFile(join(FIXTURE_CHECKPOINTS.blipCaptioning, 'config.json'), 'utf8')) as Record<
+      string,
+      Record<string, unknown>
+    >;
     raw['text_config']!['hidden_size'] = '32';
     raw['vision_config']!['patch_size'] = -8;
     delete raw['text_config']!['vocab_size'];

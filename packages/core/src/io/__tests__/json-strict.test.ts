@@ -51,7 +51,7 @@ describe('parseJsonStrict', () => {
   it.each([
     ['{"a":1,}', 'expected a string key, found character "}"'],
     ['[1,]', 'unexpected character "]"'],
-    ['{"a" 1}', "expected ':' after key, found character \"1\""],
+    ['{"a" 1}', 'expected \':\' after key, found character "1"'],
     ['{"a":1 "b":2}', "expected ',' or '}', found character \"\\\"\""],
     ['01', 'unexpected character "1" after the JSON value'],
     ['1.', 'invalid number'],

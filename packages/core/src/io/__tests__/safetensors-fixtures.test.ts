@@ -103,10 +103,18 @@ describe('fixture facts', () => {
     const { text_config: text, vision_config: vision } = config;
     const tokens = (vision.image_size / vision.patch_size) ** 2 + 1;
     expect(entries.get('text_decoder.bert.embeddings.word_embeddings.weight')!.shape).toEqual([text.vocab_size, text.hidden_size]);
-    expect(entries.get('text_decoder.bert.embeddings.position_embeddings.weight')!.shape).toEqual([text.max_position_embeddings, text.hidden_size]);
+    expect(entries.get('text_decoder.bert.embeddings.position_embeddings.weight')!.shape).toEqual([
+      text.max_position_embeddings,
+      text.hidden_size,
+    ]);
     expect(entries.get('text_decoder.cls.predictions.decoder.weight')!.shape).toEqual([text.vocab_size, text.hidden_size]);
     expect(entries.get('vision_model.embeddings.position_embedding')!.shape).toEqual([1, tokens, vision.hidden_size]);
-    expect(entries.get('vision_model.embeddings.patch_embedding.weight')!.shape).toEqual([vision.hidden_size, 3, vision.patch_size, vision.patch_size]);
+    expect(entries.get('vision_model.embeddings.patch_embedding.weight')!.shape).toEqual([
+      vision.hidden_size,
+      3,
+      vision.patch_size,
+      vision.patch_size,
+    ]);
     expect(entries.get('vision_model.encoder.layers.0.self_attn.qkv.weight')!.shape).toEqual([3 * vision.hidden_size, vision.hidden_size]);
     expect(entries.get('vision_model.encoder.layers.0.mlp.fc1.weight')!.shape).toEqual([vision.intermediate_size, vision.hidden_size]);
     // The tied decoder bias is not in the file (README: it is the same tensor as predictions.bias).

@@ -1,13 +1,7 @@
 // safetensors format rules: reference layout bytes, dtype decoding (F16/BF16 by hand), round trips, and each validation error.
 import { describe, expect, it } from 'vitest';
 import { bf16BitsToF32Bits, f16BitsToF32Bits, f32BitsToBf16Bits, f32BitsToF16Bits } from '../float16.js';
-import {
-  readSafetensors,
-  SAFETENSORS_MAX_HEADER_BYTES,
-  writeSafetensors,
-  type HostTensor,
-  type SafetensorsDtype,
-} from '../safetensors.js';
+import { readSafetensors, SAFETENSORS_MAX_HEADER_BYTES, writeSafetensors, type HostTensor, type SafetensorsDtype } from '../safetensors.js';
 import { buildFile, catchVlError, f32Bits, sameBytes } from './helpers.js';
 
 const text = new TextEncoder();
@@ -214,7 +208,10 @@ describe('round trips write → read are bit-exact', () => {
     ]);
     const floats = new Float32Array(floatBits.buffer);
     const ints = Int32Array.from([0, 1, -1, 2147483647, -2147483648, 63]);
-    const bytes = writeSafetensors({ f: { dtype: 'float32', shape: [10], data: floats, fileDtype: 'F32' }, i: i32([2, 3], Array.from(ints), 'I64') });
+    const bytes = writeSafetensors({
+      f: { dtype: 'float32', shape: [10], data: floats, fileDtype: 'F32' },
+      i: i32([2, 3], Array.from(ints), 'I64'),
+    });
     const { tensors } = readSafetensors(bytes);
     expect(Array.from(f32Bits(tensors.get('f')!.data as Float32Array))).toEqual(Array.from(floatBits));
     expect(tensors.get('i')).toEqual({ dtype: 'int32', shape: [2, 3], data: ints, fileDtype: 'I64' });
@@ -243,7 +240,12 @@ describe('round trips write → read are bit-exact', () => {
     ['BOOL', [0, 1, 1]],
   ] as const)('%s round-trips through int32', (dtype, values) => {
     const bytes = writeSafetensors({ x: i32([3], [...values], dtype) });
-    expect(readSafetensors(bytes).tensors.get('x')).toEqual({ dtype: 'int32', shape: [3], data: Int32Array.from(values), fileDtype: dtype });
+    expect(readSafetensors(bytes).tensors.get('x')).toEqual({
+      dtype: 'int32',
+      shape: [3],
+      data: Int32Array.from(values),
+      fileDtype: dtype,
+    });
   });
 
   it('F64 reads as float32 (rounded) and writes back exactly', () => {
@@ -264,7 +266,12 @@ describe('round trips write → read are bit-exact', () => {
   });
 
   it('reads from a buffer at an odd byte offset (no aliasing, no alignment assumptions)', () => {
-    const bytes = writeSafetensors({ h: f32([2], [1, 2], 'F16'), l: i32([2], [5, -5], 'I64'), d: f32([1], [0.5], 'F64'), f: f32([1], [3]) });
+    const bytes = writeSafetensors({
+      h: f32([2], [1, 2], 'F16'),
+      l: i32([2], [5, -5], 'I64'),
+      d: f32([1], [0.5], 'F64'),
+      f: f32([1], [3]),
+    });
     const host = new Uint8Array(bytes.length + 1);
     host.set(bytes, 1);
     const { tensors } = readSafetensors(host.subarray(1));
@@ -279,14 +286,20 @@ describe('round trips write → read are bit-exact', () => {
     const metadata = JSON.parse('{"__proto__":"x","constructor":"y","1":"z"}') as Record<string, string>;
     const read = readSafetensors(writeSafetensors({}, metadata)).metadata;
     expect(Object.getPrototypeOf(read)).toBe(Object.prototype);
-    expect(Object.entries(read).sort()).toEqual([['1', 'z'], ['__proto__', 'x'], ['constructor', 'y']]);
+    expect(Object.entries(read).sort()).toEqual([
+      ['1', 'z'],
+      ['__proto__', 'x'],
+      ['constructor', 'y'],
+    ]);
   });
 });
 
 describe('values that do not fit int32 / float32 are typed errors naming the tensor', () => {
   it('I64 outside int32', () => {
     const words = new BigInt64Array([0n, 2n ** 31n]);
-    const err = catchVlError(() => readSafetensors(buildFile('{"step":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}', new Uint8Array(words.buffer))));
+    const err = catchVlError(() =>
+      readSafetensors(buildFile('{"step":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}}', new Uint8Array(words.buffer))),
+    );
     expect(err.message).toContain('"step"');
     expect(err.message).toContain('element 1 is 2147483648');
     expect(err.subject).toBe('<buffer>');
@@ -294,21 +307,35 @@ describe('values that do not fit int32 / float32 are typed errors naming the ten
   });
   it('I64 below int32', () => {
     const words = new BigInt64Array([-(2n ** 31n) - 1n]);
-    const err = catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(words.buffer))));
+    const err = catchVlError(() =>
+      readSafetensors(buildFile('{"x":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(words.buffer))),
+    );
     expect(err.message).toContain('-2147483649');
   });
   it('U64 and U32 above 2^31 - 1', () => {
     const u64 = new BigUint64Array([2n ** 63n]);
-    expect(catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"U64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(u64.buffer)))).message).toContain('9223372036854775808');
+    expect(
+      catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"U64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(u64.buffer))))
+        .message,
+    ).toContain('9223372036854775808');
     const u32 = new Uint32Array([2 ** 31]);
-    expect(catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"U32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(u32.buffer)))).message).toContain('2147483648');
+    expect(
+      catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"U32","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(u32.buffer))))
+        .message,
+    ).toContain('2147483648');
   });
   it('BOOL bytes other than 0/1', () => {
-    expect(catchVlError(() => readSafetensors(buildFile('{"m":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}', new Uint8Array([1, 2])))).message).toContain('element 1 is 2');
+    expect(
+      catchVlError(() => readSafetensors(buildFile('{"m":{"dtype":"BOOL","shape":[2],"data_offsets":[0,2]}}', new Uint8Array([1, 2]))))
+        .message,
+    ).toContain('element 1 is 2');
   });
   it('finite F64 beyond the float32 range', () => {
     const wide = new Float64Array([1e300]);
-    expect(catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(wide.buffer)))).message).toContain('float32 range');
+    expect(
+      catchVlError(() => readSafetensors(buildFile('{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}', new Uint8Array(wide.buffer))))
+        .message,
+    ).toContain('float32 range');
   });
 });
 
@@ -317,8 +344,16 @@ describe('writer rejects bad input with a typed error', () => {
     ['data length ≠ shape', () => writeSafetensors({ w: f32([2, 2], [1, 2, 3]) }), /"w".*4 elements but data has 3/],
     ['float data as an integer dtype', () => writeSafetensors({ w: f32([1], [1], 'I64') }), /float32 data cannot be written as I64/],
     ['int data as a float dtype', () => writeSafetensors({ w: i32([1], [1], 'F16') }), /int32 data cannot be written as F16/],
-    ['wrong typed array', () => writeSafetensors({ w: { dtype: 'float32', shape: [1], data: new Int32Array(1) as unknown as Float32Array, fileDtype: 'F32' } }), /needs a Float32Array/],
-    ['unknown fileDtype', () => writeSafetensors({ w: { ...f32([1], [1]), fileDtype: 'F8_E4M3' as SafetensorsDtype } }), /fileDtype F8_E4M3/],
+    [
+      'wrong typed array',
+      () => writeSafetensors({ w: { dtype: 'float32', shape: [1], data: new Int32Array(1) as unknown as Float32Array, fileDtype: 'F32' } }),
+      /needs a Float32Array/,
+    ],
+    [
+      'unknown fileDtype',
+      () => writeSafetensors({ w: { ...f32([1], [1]), fileDtype: 'F8_E4M3' as SafetensorsDtype } }),
+      /fileDtype F8_E4M3/,
+    ],
     ['negative dim', () => writeSafetensors({ w: f32([-1], []) }), /shape must be/],
     ['reserved name', () => writeSafetensors({ __metadata__: f32([1], [1]) }), /reserved/],
     ['lone surrogate in a name', () => writeSafetensors({ ['a\uD800']: f32([1], [1]) }), /surrogate/],
@@ -356,31 +391,111 @@ describe('reader validation: every rule gives SAFETENSORS_INVALID naming the pro
     ['BOM before the JSON', buildFile('\uFEFF{}'), /not valid JSON/],
     ['invalid UTF-8', buildFile('{"\xff":1}').map((b, i, arr) => (i === 10 && arr[i] === 0xc3 ? 0xff : b)), /not valid UTF-8/],
     ['duplicate tensor key', buildFile(`{${A},${A}}`, data16.subarray(0, 8)), /duplicate key "a"/],
-    ['duplicate field', buildFile('{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /duplicate key "dtype"/],
+    [
+      'duplicate field',
+      buildFile('{"a":{"dtype":"F32","dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /duplicate key "dtype"/,
+    ],
     ['entry not an object', buildFile('{"a":[1]}'), /"a": entry must be an object/],
-    ['unknown field', buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}', data16.subarray(0, 8)), /"a": unknown field "x"/],
+    [
+      'unknown field',
+      buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}}', data16.subarray(0, 8)),
+      /"a": unknown field "x"/,
+    ],
     ['missing dtype', buildFile('{"a":{"shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": unknown dtype missing/],
-    ['unknown dtype', buildFile('{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": unknown dtype the string "F33"/],
-    ['unsupported dtype', buildFile('{"a":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": dtype F8_E4M3 is not supported/],
-    ['shape not an array', buildFile('{"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": "shape" must be an array/],
+    [
+      'unknown dtype',
+      buildFile('{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": unknown dtype the string "F33"/,
+    ],
+    [
+      'unsupported dtype',
+      buildFile('{"a":{"dtype":"F8_E4M3","shape":[8],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": dtype F8_E4M3 is not supported/,
+    ],
+    [
+      'shape not an array',
+      buildFile('{"a":{"dtype":"F32","shape":2,"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": "shape" must be an array/,
+    ],
     ['negative dim', buildFile('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": shape\[0\] is -2/],
-    ['fractional dim', buildFile('{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": shape\[0\] is 1.5/],
-    ['string dim', buildFile('{"a":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": shape\[0\] is the string "2"/],
-    ['dim past 2^53', buildFile('{"a":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /shape\[0\] is 9007199254740992/],
+    [
+      'fractional dim',
+      buildFile('{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": shape\[0\] is 1.5/,
+    ],
+    [
+      'string dim',
+      buildFile('{"a":{"dtype":"F32","shape":["2"],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": shape\[0\] is the string "2"/,
+    ],
+    [
+      'dim past 2^53',
+      buildFile('{"a":{"dtype":"F32","shape":[9007199254740993],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /shape\[0\] is 9007199254740992/,
+    ],
     ['dim 1e300', buildFile('{"a":{"dtype":"F32","shape":[1e300],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /shape\[0\] is 1e\+300/],
-    ['element count overflow', buildFile('{"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}}'), /more elements than can be addressed/],
-    ['too many dims', buildFile(`{"a":{"dtype":"F32","shape":[${Array(65).fill(1).join(',')}],"data_offsets":[0,4]}}`, data16.subarray(0, 4)), /65 dims/],
-    ['nested too deep', buildFile('{"a":{"dtype":"F32","shape":[[[[[[[[1]]]]]]]],"data_offsets":[0,4]}}', data16.subarray(0, 4)), /nested deeper than 8 levels/],
-    ['offsets not a pair', buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}}', data16.subarray(0, 8)), /"a": "data_offsets" must be \[begin, end\]/],
-    ['negative offset', buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', data16.subarray(0, 8)), /data_offsets begin is -8/],
-    ['fractional offset', buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}', data16.subarray(0, 8)), /data_offsets end is 8.5/],
-    ['reversed offsets', buildFile('{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}', data16.subarray(0, 8)), /end before they begin/],
-    ['offsets past the end', buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 4)), /run past the end of the data \(4 bytes/],
-    ['bytes ≠ elements × size', buildFile('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', data16.subarray(0, 8)), /"a": F32 \[3\] needs 12 bytes but data_offsets \[0, 8\] hold 8/],
-    ['overlapping tensors', buildFile(`{${A},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, data16.subarray(0, 12)), /"b": data_offsets \[4, 12\] overlap tensor "a" \[0, 8\]/],
+    [
+      'element count overflow',
+      buildFile('{"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}}'),
+      /more elements than can be addressed/,
+    ],
+    [
+      'too many dims',
+      buildFile(`{"a":{"dtype":"F32","shape":[${Array(65).fill(1).join(',')}],"data_offsets":[0,4]}}`, data16.subarray(0, 4)),
+      /65 dims/,
+    ],
+    [
+      'nested too deep',
+      buildFile('{"a":{"dtype":"F32","shape":[[[[[[[[1]]]]]]]],"data_offsets":[0,4]}}', data16.subarray(0, 4)),
+      /nested deeper than 8 levels/,
+    ],
+    [
+      'offsets not a pair',
+      buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]}}', data16.subarray(0, 8)),
+      /"a": "data_offsets" must be \[begin, end\]/,
+    ],
+    [
+      'negative offset',
+      buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', data16.subarray(0, 8)),
+      /data_offsets begin is -8/,
+    ],
+    [
+      'fractional offset',
+      buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8.5]}}', data16.subarray(0, 8)),
+      /data_offsets end is 8.5/,
+    ],
+    [
+      'reversed offsets',
+      buildFile('{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}', data16.subarray(0, 8)),
+      /end before they begin/,
+    ],
+    [
+      'offsets past the end',
+      buildFile('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', data16.subarray(0, 4)),
+      /run past the end of the data \(4 bytes/,
+    ],
+    [
+      'bytes ≠ elements × size',
+      buildFile('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', data16.subarray(0, 8)),
+      /"a": F32 \[3\] needs 12 bytes but data_offsets \[0, 8\] hold 8/,
+    ],
+    [
+      'overlapping tensors',
+      buildFile(`{${A},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}`, data16.subarray(0, 12)),
+      /"b": data_offsets \[4, 12\] overlap tensor "a" \[0, 8\]/,
+    ],
     ['aliased tensors', buildFile(`{${A},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, data16.subarray(0, 8)), /overlap/],
-    ['hole between tensors', buildFile(`{${A},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}`, data16), /bytes \[8, 12\) of the data belong to no tensor \(a hole after tensor "a", before "b"\)/],
-    ['hole at the start', buildFile('{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', data16.subarray(0, 8)), /bytes \[0, 4\) .* at the start of the data/],
+    [
+      'hole between tensors',
+      buildFile(`{${A},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}`, data16),
+      /bytes \[8, 12\) of the data belong to no tensor \(a hole after tensor "a", before "b"\)/,
+    ],
+    [
+      'hole at the start',
+      buildFile('{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', data16.subarray(0, 8)),
+      /bytes \[0, 4\) .* at the start of the data/,
+    ],
     ['trailing bytes', buildFile(`{${A}}`, data16), /bytes \[8, 16\) at the end of the data belong to no tensor/],
     ['data but no tensors', buildFile('{}', data16), /bytes \[0, 16\) at the end/],
     ['metadata not an object', buildFile('{"__metadata__":"pt"}'), /"__metadata__" must be an object of strings/],
@@ -395,14 +510,21 @@ describe('reader validation: every rule gives SAFETENSORS_INVALID naming the pro
   it('accepts what the format allows: null metadata, trailing header spaces/newlines, an empty file, names with any characters', () => {
     expect(readSafetensors(buildFile('{"__metadata__":null}')).metadata).toEqual({});
     expect(readSafetensors(buildFile('{} \n\t ')).tensors.size).toBe(0);
-    const odd = readSafetensors(buildFile('{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"__proto__":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', new Uint8Array([7, 9])));
+    const odd = readSafetensors(
+      buildFile(
+        '{"":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"__proto__":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}',
+        new Uint8Array([7, 9]),
+      ),
+    );
     expect([...odd.tensors.keys()]).toEqual(['', '__proto__']);
     expect(odd.tensors.get('__proto__')!.data[0]).toBe(9);
   });
 
   it('cuts very long names in messages', () => {
     const name = 'x'.repeat(100_000);
-    const err = catchVlError(() => readSafetensors(buildFile(`{"${name}":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}`, data16.subarray(0, 8))));
+    const err = catchVlError(() =>
+      readSafetensors(buildFile(`{"${name}":{"dtype":"F32","shape":[1],"data_offsets":[0,8]}}`, data16.subarray(0, 8))),
+    );
     expect(err.message.length).toBeLessThan(400);
     expect(err.message).toContain('(100000 chars)');
   });

@@ -18,7 +18,14 @@ function close(actual: ArrayLike<number>, expected: number[], tol = 1e-5) {
 describe('layers', () => {
   it('Linear computes x·Wᵀ + b with W stored [out, in], for any leading shape', () => {
     const lin = new Linear(2, 3, new Rng(0));
-    lin.loadStateDict({ weight: tf.tensor2d([[1, 2], [3, 4], [5, 6]]), bias: tf.tensor1d([0.5, -1, 0]) });
+    lin.loadStateDict({
+      weight: tf.tensor2d([
+        [1, 2],
+        [3, 4],
+        [5, 6],
+      ]),
+      bias: tf.tensor1d([0.5, -1, 0]),
+    });
     const y = lin.forward(tf.tensor3d([[[1, 1]], [[2, -1]]])); // [2,1,2]
     expect(y.shape).toEqual([2, 1, 3]);
     // [1,1]·Wᵀ = [3, 7, 11] + b ; [2,-1]·Wᵀ = [0, 2, 4] + b
@@ -44,8 +51,23 @@ describe('layers', () => {
 
   it('Embedding looks up rows for ids of any shape', () => {
     const emb = new Embedding(3, 2, new Rng(0));
-    emb.loadStateDict({ weight: tf.tensor2d([[0, 1], [2, 3], [4, 5]]) });
-    const y = emb.forward(tf.tensor2d([[2, 0], [1, 1]], [2, 2], 'int32'));
+    emb.loadStateDict({
+      weight: tf.tensor2d([
+        [0, 1],
+        [2, 3],
+        [4, 5],
+      ]),
+    });
+    const y = emb.forward(
+      tf.tensor2d(
+        [
+          [2, 0],
+          [1, 1],
+        ],
+        [2, 2],
+        'int32',
+      ),
+    );
     expect(y.shape).toEqual([2, 2, 2]);
     expect(Array.from(y.dataSync())).toEqual([4, 5, 0, 1, 2, 3, 2, 3]);
   });

@@ -25,8 +25,15 @@ class ToyEncoder extends Module {
   constructor(rng: Rng, layers = 2) {
     super();
     this.registerModule('embeddings', new Embedding(10, 4, rng));
-    this.layer = this.registerModuleList('layer', Array.from({ length: layers }, () => new ToyLayer(rng)));
-    this.positionIds = this.registerBuffer('position_ids', tf.tidy(() => tf.range(0, 8, 1, 'int32').reshape([1, 8])), { storedDtype: 'I64' });
+    this.layer = this.registerModuleList(
+      'layer',
+      Array.from({ length: layers }, () => new ToyLayer(rng)),
+    );
+    this.positionIds = this.registerBuffer(
+      'position_ids',
+      tf.tidy(() => tf.range(0, 8, 1, 'int32').reshape([1, 8])),
+      { storedDtype: 'I64' },
+    );
     this.registerBuffer('scratch', tf.zeros([2]), { persistent: false });
   }
 }

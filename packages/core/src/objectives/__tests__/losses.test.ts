@@ -205,12 +205,7 @@ describe('ITC', () => {
     ]);
     const img0 = [0.2, 0.1, -0.4, 0.5, -0.3, 0.2, 0.1, 0.6, 0.3];
     checkGradient((x) => itcLoss({ imageFeat: x, textFeat: txt, temp: 0.3, imageIds: [1, 1, 2] }).loss, img0, [3, 3]);
-    checkGradient(
-      (t) => itcLoss({ imageFeat: tf.tensor2d(img0, [3, 3]), textFeat: txt, temp: tf.reshape(t, []) }).loss,
-      [0.3],
-      [1],
-      1e-3,
-    );
+    checkGradient((t) => itcLoss({ imageFeat: tf.tensor2d(img0, [3, 3]), textFeat: txt, temp: tf.reshape(t, []) }).loss, [0.3], [1], 1e-3);
   });
 });
 

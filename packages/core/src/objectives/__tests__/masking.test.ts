@@ -117,7 +117,8 @@ describe('MLM masking', () => {
         continue;
       }
       const start = i % len === 0 || wordIds[i - 1] !== wordIds[i];
-      if (!start) expect(labels[i] !== IGNORE_INDEX).toBe(labels[i - 1] !== IGNORE_INDEX); // same fate as its first piece
+      if (!start)
+        expect(labels[i] !== IGNORE_INDEX).toBe(labels[i - 1] !== IGNORE_INDEX); // same fate as its first piece
       else if (labels[i] !== IGNORE_INDEX) selectedWords++;
     }
     expect(Math.abs(selectedWords / words - 0.15)).toBeLessThan(0.02);
@@ -256,7 +257,16 @@ describe('PatchCodebookTokenizer', () => {
   it('gives one in-range token per patch, equal tokens for equal patches, deterministically', () => {
     const tok = new PatchCodebookTokenizer({ patchSize: 2, channels: 1, vocabSize: 16, rng: new Rng(3) });
     // 4×4 image, 2×2 patches: top-left and bottom-right patches are equal.
-    const img = tf.tensor4d([[[[1, 0, 5, 2], [0, 1, -1, 3], [2, 2, 1, 0], [0, -3, 0, 1]]]]);
+    const img = tf.tensor4d([
+      [
+        [
+          [1, 0, 5, 2],
+          [0, 1, -1, 3],
+          [2, 2, 1, 0],
+          [0, -3, 0, 1],
+        ],
+      ],
+    ]);
     const ids = tok.tokenize(img);
     expect(ids.shape).toEqual([1, 4]);
     expect(ids.dtype).toBe('int32');

@@ -52,7 +52,8 @@ describe('initRuntime', () => {
     const info = await initRuntime({ backend: 'auto' });
     if (info.candidates[1]!.available) return; // tfjs-node installed: nothing to check here
     await expect(initRuntime({ backend: 'tfjs-node' })).rejects.toSatisfy(
-      (e: unknown) => isVlError(e, 'BACKEND_UNAVAILABLE') && /not installed/.test((e as Error).message) && /VL_BACKEND=wasm/.test((e as Error).message),
+      (e: unknown) =>
+        isVlError(e, 'BACKEND_UNAVAILABLE') && /not installed/.test((e as Error).message) && /VL_BACKEND=wasm/.test((e as Error).message),
     );
   });
 });

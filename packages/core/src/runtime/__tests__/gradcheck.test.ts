@@ -52,7 +52,7 @@ async function checkGradients(name: string, tfFn: TensorFn, jsFn: Float64Fn, inp
   numeric.forEach((g, i) => {
     expect(
       g.some((v) => Math.abs(v) > 1e-3),
-      `${name}: gradient ${i} is not trivially zero`
+      `${name}: gradient ${i} is not trivially zero`,
     ).toBe(true);
     expectClose(wasm.grads[i] as number[], g, `${name}: gradient of input ${wrt[i]} vs finite differences`);
   });
@@ -141,8 +141,7 @@ describe('gradients by finite differences (wasm backend)', () => {
   it('gelu (erf form) and geluTanh', async () => {
     const x = seeded([2, 9], 58, -3, 3);
     const exact: Float64Fn = ([v]) => v!.map((t) => 0.5 * t * (1 + erf64(t / Math.SQRT2)));
-    const tanhForm: Float64Fn = ([v]) =>
-      v!.map((t) => 0.5 * t * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (t + 0.044715 * t ** 3))));
+    const tanhForm: Float64Fn = ([v]) => v!.map((t) => 0.5 * t * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (t + 0.044715 * t ** 3))));
     await checkGradients('gelu', (v) => gelu(v!), exact, [x], [0]);
     await checkGradients('geluTanh', (v) => geluTanh(v!), tanhForm, [x], [0]);
   });

@@ -14,25 +14,19 @@ describe('estimateTrainingBytes', () => {
     expect(estimateTrainingBytes(1000, { optimizer: 'sgd' })).toBe(1000 * 4 * 2);
     expect(estimateTrainingBytes(1000, { optimizer: 'none' })).toBe(1000 * 4);
     expect(estimateTrainingBytes(1000, { optimizer: 'none', gradients: true })).toBe(1000 * 4 * 2);
-    expect(estimateTrainingBytes(1000, { optimizer: 'adamw', gradients: false, activationBytes: 500 })).toBe(
-      1000 * 4 * 3 + 500
-    );
+    expect(estimateTrainingBytes(1000, { optimizer: 'adamw', gradients: false, activationBytes: 500 })).toBe(1000 * 4 * 3 + 500);
   });
 
   it('a base-size model (~224M params) with AdamW and its activations does not fit the wasm heap; inference does', () => {
     // 224M × 16 bytes = 3.34 GiB of weights, gradients and moments before any activation.
-    expect(estimateTrainingBytes(224e6, { optimizer: 'adamw', activationBytes: 0.5 * GiB })).toBeGreaterThan(
-      WASM_HEAP_LIMIT_BYTES
-    );
+    expect(estimateTrainingBytes(224e6, { optimizer: 'adamw', activationBytes: 0.5 * GiB })).toBeGreaterThan(WASM_HEAP_LIMIT_BYTES);
     expect(estimateTrainingBytes(224e6, { optimizer: 'none' })).toBeLessThan(WASM_HEAP_LIMIT_BYTES);
     expect(WASM_HEAP_LIMIT_BYTES / GiB).toBeCloseTo(3.6, 5);
   });
 
   it('rejects nonsense sizes', () => {
     expect(() => estimateTrainingBytes(-1, { optimizer: 'adamw' })).toThrow(/numParams/);
-    expect(() => estimateTrainingBytes(10, { optimizer: 'adamw', activationBytes: Number.NaN })).toThrow(
-      /activationBytes/
-    );
+    expect(() => estimateTrainingBytes(10, { optimizer: 'adamw', activationBytes: Number.NaN })).toThrow(/activationBytes/);
   });
 });
 

@@ -31,8 +31,7 @@ const CASES: AuditCase[] = [
   {
     name: 'dropout via randomUniform and where',
     inputs: [x3(8)],
-    f: (a) =>
-      tf.where(tf.greater(tf.randomUniform(a!.shape, 0, 1, 'float32', 7), 0.1), tf.div(a!, 0.9), tf.zerosLike(a!)),
+    f: (a) => tf.where(tf.greater(tf.randomUniform(a!.shape, 0, 1, 'float32', 7), 0.1), tf.div(a!, 0.9), tf.zerosLike(a!)),
     grad: [0],
   },
   { name: 'tf.dropout (seeded)', inputs: [x3(9)], f: (a) => tf.dropout(a!, 0.25, undefined, 11), grad: [0] },
@@ -61,7 +60,7 @@ const CASES: AuditCase[] = [
     f: (a) =>
       tf.add(
         tf.add(tf.mean(a!, 1), tf.sum(a!, 1)),
-        tf.add(tf.max(a!, 1), tf.min(a!, -1, true).reshape([2, 3]).slice([0, 0], [2, 3]).mean(1, true))
+        tf.add(tf.max(a!, 1), tf.min(a!, -1, true).reshape([2, 3]).slice([0, 0], [2, 3]).mean(1, true)),
       ),
     grad: [0],
   },
@@ -84,7 +83,7 @@ const CASES: AuditCase[] = [
           [1, 1],
           [2, 0],
         ],
-        0.5
+        0.5,
       ),
     grad: [0],
   },
@@ -99,7 +98,7 @@ const CASES: AuditCase[] = [
           [1, 1],
           [1, 0],
         ],
-        'reflect'
+        'reflect',
       ),
     grad: [0],
   },
@@ -145,8 +144,8 @@ const CASES: AuditCase[] = [
             [1, 2],
           ],
           [2, 2],
-          'int32'
-        )
+          'int32',
+        ),
       ),
     grad: [],
   },

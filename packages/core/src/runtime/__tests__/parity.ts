@@ -49,15 +49,13 @@ export async function evaluate(
   f: TensorFn,
   inputs: HostArray[],
   gradWrt: number[] = [],
-  options: { wasmKernels?: boolean; intInputs?: Record<number, number[]> } = {}
+  options: { wasmKernels?: boolean; intInputs?: Record<number, number[]> } = {},
 ): Promise<Evaluation> {
   await useRuntime(backend, options.wasmKernels ?? true);
   const before = tf.memory();
   const result = tf.tidy(() => {
     const xs = inputs.map((h, i) =>
-      options.intInputs?.[i]
-        ? tf.tensor(options.intInputs[i] as number[], h.shape, 'int32')
-        : tf.tensor(h.values, h.shape)
+      options.intInputs?.[i] ? tf.tensor(options.intInputs[i] as number[], h.shape, 'int32') : tf.tensor(h.values, h.shape),
     );
     const y = f(...xs);
     const value = Array.from(y.dataSync());
@@ -107,15 +105,13 @@ export async function expectParity(
   f: TensorFn,
   inputs: HostArray[],
   gradWrt: number[] = [],
-  options: { rtol?: number; intInputs?: Record<number, number[]> } = {}
+  options: { rtol?: number; intInputs?: Record<number, number[]> } = {},
 ): Promise<{ cpu: Evaluation; wasm: Evaluation }> {
   const cpu = await evaluate('cpu', f, inputs, gradWrt, options);
   const wasm = await evaluate('wasm', f, inputs, gradWrt, options);
   expect(wasm.shape, `${name}: shape`).toEqual(cpu.shape);
   expectClose(wasm.value, cpu.value, `${name}: forward`, options.rtol);
-  cpu.grads.forEach((g, i) =>
-    expectClose(wasm.grads[i] as number[], g, `${name}: grad of input ${gradWrt[i]}`, options.rtol)
-  );
+  cpu.grads.forEach((g, i) => expectClose(wasm.grads[i] as number[], g, `${name}: grad of input ${gradWrt[i]}`, options.rtol));
   return { cpu, wasm };
 }
 

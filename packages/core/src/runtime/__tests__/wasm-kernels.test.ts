@@ -13,16 +13,7 @@ const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm');
 const stockFusedMatMul = tf.getKernel(tf._FusedMatMul, 'wasm');
 
 /** Operand shapes for a·b given the logical [m,k]·[k,n] and the transpose flags. */
-function operands(
-  batchA: number[],
-  batchB: number[],
-  m: number,
-  k: number,
-  n: number,
-  ta: boolean,
-  tb: boolean,
-  seed: number
-) {
+function operands(batchA: number[], batchB: number[], m: number, k: number, n: number, ta: boolean, tb: boolean, seed: number) {
   const a = seeded([...batchA, ...(ta ? [k, m] : [m, k])], seed);
   const b = seeded([...batchB, ...(tb ? [n, k] : [k, n])], seed + 1);
   return { a, b };
@@ -40,33 +31,20 @@ describe('wasm BatchMatMul replacement', () => {
   it.each(FORMS)('2-D matMul, transposeA=%s transposeB=%s: forward and gradients equal cpu', async (ta, tb) => {
     // Odd sizes so no dimension lines up with XNNPACK's tiles.
     const { a, b } = operands([], [], 13, 19, 11, ta, tb, 1);
-    const { wasm } = await expectParity(
-      `matMul ${formName([ta, tb])}`,
-      (x, y) => tf.matMul(x!, y!, ta, tb),
-      [a, b],
-      [0, 1]
-    );
+    const { wasm } = await expectParity(`matMul ${formName([ta, tb])}`, (x, y) => tf.matMul(x!, y!, ta, tb), [a, b], [0, 1]);
     expectClose(wasm.value, referenceMatMul(a, b, ta, tb), 'vs float64 reference');
   });
 
   it.each(FORMS)('3-D batched matMul [3,m,k]x[3,k,n], transposeA=%s transposeB=%s', async (ta, tb) => {
     const { a, b } = operands([3], [3], 9, 7, 10, ta, tb, 2);
-    const { wasm } = await expectParity(
-      `bmm3 ${formName([ta, tb])}`,
-      (x, y) => tf.matMul(x!, y!, ta, tb),
-      [a, b],
-      [0, 1]
-    );
+    const { wasm } = await expectParity(`bmm3 ${formName([ta, tb])}`, (x, y) => tf.matMul(x!, y!, ta, tb), [a, b], [0, 1]);
     expectClose(wasm.value, referenceMatMul(a, b, ta, tb), 'vs float64 reference');
   });
 
-  it.each(FORMS)(
-    '4-D batched matMul [2,3,m,k]x[2,3,k,n] (attention heads), transposeA=%s transposeB=%s',
-    async (ta, tb) => {
-      const { a, b } = operands([2, 3], [2, 3], 6, 8, 5, ta, tb, 3);
-      await expectParity(`bmm4 ${formName([ta, tb])}`, (x, y) => tf.matMul(x!, y!, ta, tb), [a, b], [0, 1]);
-    }
-  );
+  it.each(FORMS)('4-D batched matMul [2,3,m,k]x[2,3,k,n] (attention heads), transposeA=%s transposeB=%s', async (ta, tb) => {
+    const { a, b } = operands([2, 3], [2, 3], 6, 8, 5, ta, tb, 3);
+    await expectParity(`bmm4 ${formName([ta, tb])}`, (x, y) => tf.matMul(x!, y!, ta, tb), [a, b], [0, 1]);
+  });
 
   // Gradients of broadcast batched matMul fail inside tfjs-core on every backend (the gradient keeps
   // the broadcast batch shape), so these check forward values, against cpu and a float64 reference.
@@ -127,7 +105,7 @@ describe('wasm BatchMatMul replacement', () => {
             `m=${m} ${formName(form)} [${batchA}]x[${batchB}]`,
             (x, y) => tf.matMul(x!, y!, ta, tb),
             [a, b],
-            batchA.length === batchB.length ? [0, 1] : []
+            batchA.length === batchB.length ? [0, 1] : [],
           );
           expectClose(wasm.value, referenceMatMul(a, b, ta, tb), `m=${m} ${formName(form)} vs float64 reference`);
         }
@@ -135,7 +113,7 @@ describe('wasm BatchMatMul replacement', () => {
         await expectParity(
           `fused m=${m} ${formName(form)}`,
           (x, y, c) => tf.fused.matMul({ a: x!, b: y!, transposeA: ta, transposeB: tb, bias: c, activation: 'relu' }),
-          [a, b, seeded([30], 62)]
+          [a, b, seeded([30], 62)],
         );
       }
     }
@@ -155,7 +133,7 @@ describe('wasm BatchMatMul replacement', () => {
         const again = tf.matMul(yy!, vv!); // [1, 6] again, after the other readings
         return tf.concat([asColumn.flatten(), asRow.flatten(), reshaped.flatten(), again.flatten()]);
       },
-      [v, x, y, z]
+      [v, x, y, z],
     );
     const expected = [
       ...referenceMatMul(x, v, false, true),
@@ -179,34 +157,31 @@ describe('wasm BatchMatMul replacement', () => {
 describe('wasm _FusedMatMul replacement', () => {
   const activations = ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu'] as const;
 
-  it.each(activations)(
-    'tf.fused.matMul with bias [n] and %s, every transpose form, 2-D and batched',
-    async (activation) => {
-      for (const form of FORMS) {
-        const [ta, tb] = form;
-        for (const batch of [[], [3]]) {
-          const { a, b } = operands(batch, batch, 7, 9, 6, ta, tb, 10);
-          const bias = seeded([6], 12);
-          const alpha = seeded([6], 13, 0.05, 0.3);
-          await expectParity(
-            `fused ${activation} ${formName(form)} batch[${batch}]`,
-            (x, y, c, p) =>
-              tf.fused.matMul({
-                a: x!,
-                b: y!,
-                transposeA: ta,
-                transposeB: tb,
-                bias: c,
-                activation,
-                preluActivationWeights: activation === 'prelu' ? p : undefined,
-                leakyreluAlpha: 0.15,
-              }),
-            [a, b, bias, alpha]
-          );
-        }
+  it.each(activations)('tf.fused.matMul with bias [n] and %s, every transpose form, 2-D and batched', async (activation) => {
+    for (const form of FORMS) {
+      const [ta, tb] = form;
+      for (const batch of [[], [3]]) {
+        const { a, b } = operands(batch, batch, 7, 9, 6, ta, tb, 10);
+        const bias = seeded([6], 12);
+        const alpha = seeded([6], 13, 0.05, 0.3);
+        await expectParity(
+          `fused ${activation} ${formName(form)} batch[${batch}]`,
+          (x, y, c, p) =>
+            tf.fused.matMul({
+              a: x!,
+              b: y!,
+              transposeA: ta,
+              transposeB: tb,
+              bias: c,
+              activation,
+              preluActivationWeights: activation === 'prelu' ? p : undefined,
+              leakyreluAlpha: 0.15,
+            }),
+          [a, b, bias, alpha],
+        );
       }
     }
-  );
+  });
 
   it('bias and prelu weights of other broadcastable shapes ([1], [m,n], per-row alpha)', async () => {
     const { a, b } = operands([], [], 5, 7, 4, false, true, 14);
@@ -228,7 +203,7 @@ describe('wasm _FusedMatMul replacement', () => {
             activation,
             preluActivationWeights: activation === 'prelu' ? p : undefined,
           }),
-        [a, b, bias, alpha]
+        [a, b, bias, alpha],
       );
     }
   });
@@ -242,7 +217,7 @@ describe('wasm _FusedMatMul replacement', () => {
           `fused grad ${activation} ${formName(form)}`,
           (x, y, c) => tf.fused.matMul({ a: x!, b: y!, transposeA: ta, transposeB: tb, bias: c, activation }),
           [a, b, seeded([5], 18)],
-          [0, 1, 2]
+          [0, 1, 2],
         );
       }
     }
@@ -260,15 +235,9 @@ describe('training kernels on wasm', () => {
   it('unsortedSegmentSum drops out-of-range segment ids, float32 and int32', async () => {
     const x = seeded([6, 3], 22);
     const segments = [0, 4, 2, -1, 2, 9];
-    await expectParity(
-      'segment sum',
-      (v, s) => tf.unsortedSegmentSum(v!, s as tf.Tensor1D, 5),
-      [x, seeded([6], 1)],
-      [],
-      {
-        intInputs: { 1: segments },
-      }
-    );
+    await expectParity('segment sum', (v, s) => tf.unsortedSegmentSum(v!, s as tf.Tensor1D, 5), [x, seeded([6], 1)], [], {
+      intInputs: { 1: segments },
+    });
     await expectParity(
       'segment sum int32',
       (v, s) => tf.cast(tf.unsortedSegmentSum(tf.cast(tf.mul(v!, 10), 'int32'), s as tf.Tensor1D, 5), 'float32'),
@@ -276,7 +245,7 @@ describe('training kernels on wasm', () => {
       [],
       {
         intInputs: { 1: segments },
-      }
+      },
     );
   });
 
@@ -285,7 +254,7 @@ describe('training kernels on wasm', () => {
       'patch embed',
       (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, 4, 'valid'),
       [seeded([2, 12, 8, 3], 23), seeded([4, 4, 3, 7], 24)],
-      [0, 1]
+      [0, 1],
     );
   });
 
@@ -300,14 +269,13 @@ describe('training kernels on wasm', () => {
         `conv2d s${stride} ${pad}`,
         (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, stride, pad),
         [seeded(xShape, 25), seeded(fShape, 26)],
-        [0, 1]
+        [0, 1],
       );
     }
   });
 
   const filterGrad =
-    (filterShape: number[], stride: number, dataFormat: 'NHWC' | 'NCHW') =>
-    (x: tf.Tensor | undefined, dy: tf.Tensor | undefined) =>
+    (filterShape: number[], stride: number, dataFormat: 'NHWC' | 'NCHW') => (x: tf.Tensor | undefined, dy: tf.Tensor | undefined) =>
       tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: x!, dy: dy! }, {
         strides: [stride, stride],
         pad: 'same',
@@ -339,7 +307,7 @@ describe('training kernels on wasm', () => {
     expectClose(
       whole.value,
       first.value.map((v, i) => v + (last.value[i] as number)),
-      'chunked filter gradient'
+      'chunked filter gradient',
     );
   });
 
@@ -348,41 +316,26 @@ describe('training kernels on wasm', () => {
       'depthwise',
       (x, f) => tf.depthwiseConv2d(x as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'),
       [seeded([1, 6, 5, 3], 27), seeded([3, 3, 3, 2], 28)],
-      [0, 1]
+      [0, 1],
     );
   });
 
   it('cpu-copy fallbacks with list and string inputs: Ragged* and StaticRegexReplace', async () => {
     const run = () =>
       tf.tidy(() => {
-        const range = tf.raggedRange(
-          tf.tensor1d([0, 5], 'int32'),
-          tf.tensor1d([3, 7], 'int32'),
-          tf.tensor1d([1, 1], 'int32')
-        );
-        const gathered = tf.raggedGather(
-          [tf.tensor1d([0, 2, 5], 'int32')],
-          tf.tensor1d([1, 2, 3, 4, 5]),
-          tf.tensor1d([1, 0], 'int32'),
-          1
-        );
+        const range = tf.raggedRange(tf.tensor1d([0, 5], 'int32'), tf.tensor1d([3, 7], 'int32'), tf.tensor1d([1, 1], 'int32'));
+        const gathered = tf.raggedGather([tf.tensor1d([0, 2, 5], 'int32')], tf.tensor1d([1, 2, 3, 4, 5]), tf.tensor1d([1, 0], 'int32'), 1);
         const dense = tf.raggedTensorToTensor(
           [2, 3],
           tf.tensor1d([1, 2, 3]),
           tf.scalar(0),
           [tf.tensor1d([0, 2, 3], 'int32')],
-          ['ROW_SPLITS']
+          ['ROW_SPLITS'],
         );
         const text = tf.string.staticRegexReplace(tf.tensor1d(['abcb', 'bb'], 'string'), 'b', 'x');
         return {
           numbers: (
-            [
-              range.rtNestedSplits,
-              range.rtDenseValues,
-              ...gathered.outputNestedSplits,
-              gathered.outputDenseValues,
-              dense,
-            ] as tf.Tensor[]
+            [range.rtNestedSplits, range.rtDenseValues, ...gathered.outputNestedSplits, gathered.outputDenseValues, dense] as tf.Tensor[]
           ).map((t) => Array.from(t.dataSync())),
           text: text.arraySync(),
         };
@@ -407,7 +360,7 @@ describe('training kernels on wasm', () => {
       'layerNorm',
       (x, w, b) => layerNorm(x!, w!, b!, 1e-6),
       [seeded([2, 5, 16], 30, -2, 2), seeded([16], 31, 0.5, 1.5), seeded([16], 32)],
-      [0, 1, 2]
+      [0, 1, 2],
     );
   });
 
@@ -429,7 +382,7 @@ describe('training kernels on wasm', () => {
       'attention',
       (q, k, v) => attention(q!, k!, v!),
       [seeded([2, 3, 6, 8], 34), seeded([2, 3, 6, 8], 35), seeded([2, 3, 6, 8], 36)],
-      [0, 1, 2]
+      [0, 1, 2],
     );
   });
 });
@@ -465,12 +418,7 @@ describe('kernel registration', () => {
   it('fallbacks cover every kernel the cpu backend has and wasm lacks, except complex and drawing', async () => {
     const info = await useRuntime('wasm');
     expect(info.kernels.fallbacks).toEqual(
-      expect.arrayContaining([
-        tf.UnsortedSegmentSum,
-        tf.Conv2DBackpropFilter,
-        tf.DepthwiseConv2dNativeBackpropFilter,
-        tf.Einsum,
-      ])
+      expect.arrayContaining([tf.UnsortedSegmentSum, tf.Conv2DBackpropFilter, tf.DepthwiseConv2dNativeBackpropFilter, tf.Einsum]),
     );
     const onWasm = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
     const gaps = tf
@@ -479,7 +427,7 @@ describe('kernel registration', () => {
       .filter((name) => !onWasm.has(name));
     expect(
       gaps.every((name) => NO_CPU_FALLBACK.has(name)),
-      `gaps left: ${gaps.join(', ')}`
+      `gaps left: ${gaps.join(', ')}`,
     ).toBe(true);
   });
 

@@ -14,8 +14,7 @@ function toChannelsLast(backend: WasmBackendLike, t: tf.TensorInfo): tf.TensorIn
 const conv2DBackpropFilter: tf.KernelFunc = (args) => {
   const backend = asWasmBackend(args.backend);
   const { x, dy } = args.inputs as unknown as Record<'x' | 'dy', tf.TensorInfo>;
-  const { strides, pad, dataFormat, dimRoundingMode, filterShape } =
-    args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
   if (x.dtype !== 'float32' || dy.dtype !== 'float32') {
     throw new Error(`Conv2DBackpropFilter on wasm supports float32 only, got ${x.dtype}/${dy.dtype}`);
   }
@@ -32,7 +31,7 @@ const conv2DBackpropFilter: tf.KernelFunc = (args) => {
       pad,
       dimRoundingMode,
       false,
-      'channelsLast'
+      'channelsLast',
     );
     const { batchSize, outHeight, outWidth, outChannels } = info;
     const patchLen = info.filterHeight * info.filterWidth * info.inChannels;
@@ -51,7 +50,7 @@ const conv2DBackpropFilter: tf.KernelFunc = (args) => {
               [rows, outChannels],
               'float32',
               undefined,
-              f32View(backend, dyL).slice(b0 * rowsPerImage * outChannels, (b0 + images) * rowsPerImage * outChannels)
+              f32View(backend, dyL).slice(b0 * rowsPerImage * outChannels, (b0 + images) * rowsPerImage * outChannels),
             );
       try {
         im2col(backend, xL, cols, info, b0, images);
@@ -93,10 +92,9 @@ function im2col(
   cols: tf.TensorInfo,
   info: tf.backend_util.Conv2DInfo,
   firstImage: number,
-  images: number
+  images: number,
 ): void {
-  const { inHeight, inWidth, inChannels, outHeight, outWidth, filterHeight, filterWidth, strideHeight, strideWidth } =
-    info;
+  const { inHeight, inWidth, inChannels, outHeight, outWidth, filterHeight, filterWidth, strideHeight, strideWidth } = info;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
   const patchLen = filterHeight * filterWidth * inChannels;

@@ -8,15 +8,7 @@ import { asWasmBackend } from './wasm-internals.js';
  * Kernels that cannot go through a value copy: complex64 tensors do not exist on wasm, Draw
  * paints a canvas. They stay unregistered (and are reported as gaps).
  */
-export const NO_CPU_FALLBACK: ReadonlySet<string> = new Set([
-  'Complex',
-  'ComplexAbs',
-  'FFT',
-  'IFFT',
-  'Imag',
-  'Real',
-  'Draw',
-]);
+export const NO_CPU_FALLBACK: ReadonlySet<string> = new Set(['Complex', 'ComplexAbs', 'FFT', 'IFFT', 'Imag', 'Real', 'Draw']);
 
 function cpuBackend(): tf.KernelBackend {
   const cpu = tf.findBackend('cpu');
@@ -60,9 +52,7 @@ export function cpuFallbackConfig(kernelName: string): tf.KernelConfig | null {
     // Inputs come as a named map, as an array (Einsum), or as a map holding a list (the Ragged ones).
     const cpuInputs = (Array.isArray(inputs) ? [] : {}) as Record<string, unknown>;
     try {
-      for (const [name, value] of Object.entries(
-        inputs as Record<string, tf.TensorInfo | tf.TensorInfo[] | undefined>
-      )) {
+      for (const [name, value] of Object.entries(inputs as Record<string, tf.TensorInfo | tf.TensorInfo[] | undefined>)) {
         if (!value) continue;
         cpuInputs[name] = Array.isArray(value) ? value.map(toCpu) : toCpu(value);
       }

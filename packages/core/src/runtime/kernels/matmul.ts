@@ -56,8 +56,7 @@ function shapePointer(wasm: WasmModuleLike): number {
 
 function rawFusedMatMul(wasm: WasmModuleLike): RawFusedMatMul {
   const fn = wasm['__FusedMatMul'];
-  if (typeof fn !== 'function')
-    throw new Error('wasm kernels: this tfjs-backend-wasm build has no _FusedMatMul export');
+  if (typeof fn !== 'function') throw new Error('wasm kernels: this tfjs-backend-wasm build has no _FusedMatMul export');
   return fn as RawFusedMatMul;
 }
 
@@ -73,26 +72,12 @@ function fastCall(
   bId: number,
   n: number,
   outId: number,
-  epi: Epilogue
+  epi: Epilogue,
 ): void {
   const wasm = backend.wasm;
   const ptr = shapePointer(wasm);
   new Int32Array(wasm.HEAPU8.buffer, ptr, 6).set([1, rows, k, 1, k, n]);
-  rawFusedMatMul(wasm)(
-    aId,
-    ptr,
-    3,
-    bId,
-    ptr + 12,
-    3,
-    0,
-    0,
-    epi.activation,
-    epi.biasId,
-    epi.preluId,
-    epi.leakyreluAlpha,
-    outId
-  );
+  rawFusedMatMul(wasm)(aId, ptr, 3, bId, ptr + 12, 3, 0, 0, epi.activation, epi.biasId, epi.preluId, epi.leakyreluAlpha, outId);
 }
 
 /** [batch, r, c] → [batch, c, r] with the wasm Transpose kernel (fast, and it drops size-1 dims). */
@@ -129,9 +114,7 @@ function unravel(i: number, shape: readonly number[]): number[] {
  */
 function packsAs(backend: WasmBackendLike, b: tf.TensorInfo, k: number, n: number): boolean {
   const stored = tensorData(backend, b).shape;
-  return (
-    stored[stored.length - 1] === n && (stored[stored.length - 2] ?? 1) === k && tf.util.sizeFromShape(stored) === k * n
-  );
+  return stored[stored.length - 1] === n && (stored[stored.length - 2] ?? 1) === k && tf.util.sizeFromShape(stored) === k * n;
 }
 
 interface MatMulDims {
@@ -157,7 +140,7 @@ function matMulDims(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, tra
     k === kB,
     () =>
       `Error in matMul: inner shapes (${k}) and (${kB}) of Tensors with shapes ${a.shape} and ${b.shape} ` +
-      `and transposeA=${transposeA} and transposeB=${transposeB} must match.`
+      `and transposeA=${transposeA} and transposeB=${transposeB} must match.`,
   );
   const batchShapeA = a.shape.slice(0, -2);
   const batchShapeB = b.shape.slice(0, -2);
@@ -184,8 +167,7 @@ function matMulDims(a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, tra
  */
 function preferSwapped(d: MatMulDims, transposeA: boolean, transposeB: boolean): boolean {
   const { m, k, n, batchA, batchB, batchOut } = d;
-  const direct =
-    (transposeA ? batchA * m * k : 0) + (transposeB ? batchB * k * n : 0) + (batchB === 1 ? k * n : batchOut * k * n);
+  const direct = (transposeA ? batchA * m * k : 0) + (transposeB ? batchB * k * n : 0) + (batchB === 1 ? k * n : batchOut * k * n);
   const swapped =
     (transposeB ? 0 : batchB * k * n) +
     (transposeA ? 0 : batchA * m * k) +
@@ -206,7 +188,7 @@ function directMatMul(
   transposeA: boolean,
   transposeB: boolean,
   epi: Epilogue,
-  d: MatMulDims = matMulDims(a, b, transposeA, transposeB)
+  d: MatMulDims = matMulDims(a, b, transposeA, transposeB),
 ): tf.TensorInfo {
   const { m, k, n, batchShapeA, batchShapeB, outBatchShape, batchA, batchB, batchOut } = d;
   const out = backend.makeOutput([...outBatchShape, m, n], 'float32');
@@ -279,7 +261,7 @@ function swappedMatMul(
   b: tf.TensorInfo,
   transposeA: boolean,
   transposeB: boolean,
-  d: MatMulDims
+  d: MatMulDims,
 ): tf.TensorInfo {
   const { m, n, outBatchShape, batchOut } = d;
   const outT = directMatMul(backend, b, a, !transposeB, !transposeA, NO_EPILOGUE); // [...batch, n, m]
@@ -298,13 +280,7 @@ function shouldSwap(d: MatMulDims, transposeA: boolean, transposeB: boolean): bo
 }
 
 /** a·b with no epilogue, in whichever form copies less. */
-function fastMatMul(
-  backend: WasmBackendLike,
-  a: tf.TensorInfo,
-  b: tf.TensorInfo,
-  transposeA: boolean,
-  transposeB: boolean
-): tf.TensorInfo {
+function fastMatMul(backend: WasmBackendLike, a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transposeB: boolean): tf.TensorInfo {
   const d = matMulDims(a, b, transposeA, transposeB);
   return shouldSwap(d, transposeA, transposeB)
     ? swappedMatMul(backend, a, b, transposeA, transposeB, d)
@@ -327,7 +303,7 @@ function separateEpilogue(
   bias: tf.TensorInfo | undefined,
   activation: string,
   prelu: tf.TensorInfo | undefined,
-  leakyreluAlpha: number
+  leakyreluAlpha: number,
 ): tf.TensorInfo {
   if (bias) y = step(backend, y, runKernel('Add', { inputs: { a: y, b: bias }, backend }));
   switch (activation) {
@@ -365,7 +341,7 @@ export function wasmMatMul(
   a: tf.TensorInfo,
   b: tf.TensorInfo,
   transposeA: boolean,
-  transposeB: boolean
+  transposeB: boolean,
 ): tf.TensorInfo {
   return fastMatMul(backend, a, b, transposeA, transposeB);
 }

@@ -11,8 +11,7 @@ const unsortedSegmentSum: tf.KernelFunc = (args) => {
   if (x.dtype !== 'float32' && x.dtype !== 'int32') {
     throw new Error(`UnsortedSegmentSum on wasm supports float32 and int32, got ${x.dtype}`);
   }
-  if (segmentIds.dtype !== 'int32')
-    throw new Error(`UnsortedSegmentSum: segmentIds must be int32, got ${segmentIds.dtype}`);
+  if (segmentIds.dtype !== 'int32') throw new Error(`UnsortedSegmentSum: segmentIds must be int32, got ${segmentIds.dtype}`);
   const rows = tf.util.sizeFromShape(segmentIds.shape);
   const inner = rows === 0 ? 0 : tf.util.sizeFromShape(x.shape) / rows;
   const outShape = [numSegments, ...x.shape.slice(segmentIds.shape.length)];

@@ -28,12 +28,7 @@ export interface WasmBackendLike {
   dataIdMap: { get(dataId: object): WasmTensorData | undefined };
   /** Private in the typings; read to hand out ids for heap views that cannot collide. */
   dataIdNextNumber: number;
-  makeOutput(
-    shape: number[],
-    dtype: tf.DataType,
-    memoryOffset?: number,
-    values?: tf.backend_util.BackendValues
-  ): tf.TensorInfo;
+  makeOutput(shape: number[], dtype: tf.DataType, memoryOffset?: number, values?: tf.backend_util.BackendValues): tf.TensorInfo;
   disposeData(dataId: object, force?: boolean): boolean;
   readSync(dataId: object): tf.backend_util.BackendValues;
 }
@@ -52,7 +47,7 @@ export type RawFusedMatMul = (
   biasId: number,
   preluId: number,
   leakyreluAlpha: number,
-  outId: number
+  outId: number,
 ) => void;
 
 export function asWasmBackend(backend: unknown): WasmBackendLike {
@@ -105,7 +100,7 @@ export function reshapedInfo(t: tf.TensorInfo, shape: number[]): tf.TensorInfo {
 /** Calls another wasm kernel directly, the way tfjs kernels compose (no engine, no tape). */
 export function runKernel(
   name: string,
-  args: { inputs: tf.NamedTensorInfoMap; backend: WasmBackendLike; attrs?: tf.NamedAttrMap }
+  args: { inputs: tf.NamedTensorInfoMap; backend: WasmBackendLike; attrs?: tf.NamedAttrMap },
 ): tf.TensorInfo {
   const config = tf.getKernel(name, 'wasm');
   if (!config) throw new Error(`wasm kernels: kernel ${name} is not registered for wasm`);

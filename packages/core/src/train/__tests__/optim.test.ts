@@ -68,7 +68,12 @@ describe('AdamW', () => {
     expect(b.dataSync()[0]).toBeCloseTo(expectB[0]!, 6);
     const state = opt.stateDict();
     expect(state.meta.steps).toEqual({ 'fc.weight': 2, 'fc.bias': 2 });
-    expect([...state.tensors.keys()].sort()).toEqual(['exp_avg.fc.bias', 'exp_avg.fc.weight', 'exp_avg_sq.fc.bias', 'exp_avg_sq.fc.weight']);
+    expect([...state.tensors.keys()].sort()).toEqual([
+      'exp_avg.fc.bias',
+      'exp_avg.fc.weight',
+      'exp_avg_sq.fc.bias',
+      'exp_avg_sq.fc.weight',
+    ]);
     opt.dispose();
     tf.dispose([w, b]);
   });

@@ -9,7 +9,17 @@ import { readExpectedFile } from '../../node/parity-file.js';
 
 describe('decodeTensorJson', () => {
   it('flattens row-major and checks nesting against the shape', () => {
-    const t = decodeTensorJson({ dtype: 'int64', shape: [2, 3], data: [[1, 2, 3], [4, 5, 6]] }, 'x');
+    const t = decodeTensorJson(
+      {
+        dtype: 'int64',
+        shape: [2, 3],
+        data: [
+          [1, 2, 3],
+          [4, 5, 6],
+        ],
+      },
+      'x',
+    );
     expect(t.kind).toBe('int');
     expect(Array.from(t.data)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(() => decodeTensorJson({ dtype: 'float32', shape: [2, 2], data: [[1, 2], [3]] }, 'bad')).toThrow(/depth 1/);
@@ -41,14 +51,19 @@ describe('readExpectedFile', () => {
   it('reads the fixture layout and reports a malformed file with its path', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-parity-'));
     const good = join(dir, 'expected.json');
-    writeFileSync(good, JSON.stringify({ meta: { calls: { loss: 'f(x)' } }, outputs: { loss: 0.25, y: { dtype: 'float32', shape: [1], data: [2] } } }));
+    writeFileSync(
+      good,
+      JSON.stringify({ meta: { calls: { loss: 'f(x)' } }, outputs: { loss: 0.25, y: { dtype: 'float32', shape: [1], data: [2] } } }),
+    );
     const { meta, outputs } = await readExpectedFile(good);
     expect(meta.calls).toEqual({ loss: 'f(x)' });
     expect(outputs.loss!.shape).toEqual([]);
     expect(Array.from(outputs.y!.data)).toEqual([2]);
     const bad = join(dir, 'bad.json');
     writeFileSync(bad, '{"meta": {}}');
-    await expect(readExpectedFile(bad)).rejects.toSatisfy((e: unknown) => isVlError(e, 'DATA_INVALID') && (e as Error).message.includes(bad));
+    await expect(readExpectedFile(bad)).rejects.toSatisfy(
+      (e: unknown) => isVlError(e, 'DATA_INVALID') && (e as Error).message.includes(bad),
+    );
   });
 
   it('decodes the shipped BLIP fixture', async () => {
