@@ -1,51 +1,144 @@
-// Entry of `blip capfilt …` from the executable: runs the command; usage errors and refusals before
-// the run starts (invalid options, a locked or conflicting --out, a journal of another run) exit 2.
-import { isVlError, type ModelCommandSpec } from '@vl/core';
-import { type Io, processIo, UsageError } from './args.js';
-import { CAPFILT_HELP, capfiltCommand } from './command.js';
+// `blip capfilt …` (= `vl capfilt blip …`) as a command of BLIP's model spec: declarative options that
+// @vl/core/cli parses with commander like every other command, and CapFilt's exit codes: 2 for usage
+// errors and refusals before the run starts (invalid options, a locked or conflicting --out, a journal of
+// another run), 3 when the counts do not add up, 1 for failures while running.
+import { type Io, isVlError, type ModelCommandSpec, type OptionSpec, type RunContext, VlError } from '@vl/core';
+import { addModelCommand, COMMON, createProgram, processIo, type ProgramState, runProgram, type Values } from '@vl/core/cli';
+import { capfiltCommand, mergeCommand } from './command.js';
+import { LIMITS } from './validate.js';
 
 /** Error codes that mean "refused before doing anything": exit 2, like a usage error. */
 export const REFUSAL_CODES = ['INVALID_ARGUMENT', 'CONFIG_INVALID', 'OUTPUT_LOCKED', 'OUTPUT_CONFLICT', 'RESUME_MISMATCH'] as const;
 
 /** The exit code for an error thrown by a CapFilt command: 2 for refusals, 1 otherwise. */
 export function capfiltExitCode(err: unknown): number {
-  if (err instanceof UsageError) return 2;
   return REFUSAL_CODES.some((c) => isVlError(err, c)) ? 2 : 1;
 }
 
-export async function runCapfiltCli(argv: string[], io: Io = processIo): Promise<number> {
-  try {
-    return await capfiltCommand(argv, io);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      io.err(`blip capfilt: ${err.message}\n\n${CAPFILT_HELP}`);
+// Numbers are parsed as numbers only: their ranges and integrality are checked in one place,
+// validateCapfiltOptions (issue 14), which names the option and the range.
+const OPTIONS: readonly OptionSpec[] = [
+  {
+    flags: '--data <file>',
+    description:
+      'JSONL, CSV (TSV by .tsv), COCO Karpathy JSON, or WebDataset shards (a.tar b.tar, shard-{0000..0009}.tar); repeat it, or list more files after the options',
+    kind: 'strings',
+  },
+  { flags: '--images <root>', description: "folder the list's image paths are relative to (default: the folder of the list file)" },
+  {
+    flags: '--out <dir>',
+    description: 'output folder (outputs, resume journal, lock); may not be or hold an input file or the image root',
+  },
+  { flags: '--captioner <dir>', description: 'BlipForConditionalGeneration checkpoint folder that writes the synthetic captions' },
+  { flags: '--filter <dir>', description: 'BlipForImageTextRetrieval checkpoint folder whose ITM head scores the captions' },
+  {
+    flags: '--num-captions <n>',
+    description: `synthetic captions per image, 0–${LIMITS.numCaptions} (0: filter only)`,
+    kind: 'number',
+    default: 1,
+  },
+  { flags: '--top-p <p>', description: 'nucleus sampling p, in (0, 1]', kind: 'number', default: 0.9 },
+  { flags: '--beam <k>', description: `beam search with k beams (1–${LIMITS.beam}) instead of sampling`, kind: 'number' },
+  {
+    flags: '--threshold <t>',
+    description: 'keep a caption when its filter score ≥ t, in [0, 1] (default: 0.5 unless --keep-rate)',
+    kind: 'number',
+  },
+  {
+    flags: '--keep-rate <r>',
+    description:
+      'instead of --threshold: the threshold that keeps a fraction r ∈ (0, 1] of the original captions of the first --calibrate-on records',
+    kind: 'number',
+  },
+  {
+    flags: '--calibrate-on <m>',
+    description: `input records --keep-rate calibrates on (1–${LIMITS.calibrateOn})`,
+    kind: 'number',
+    default: 256,
+  },
+  { flags: '--itc', description: 'score = (ITM probability + (ITC cosine + 1) / 2) / 2, ITM and ITC together as BLIP re-ranks' },
+  {
+    flags: '--batch-size <b>',
+    description: `records per filter forward and per journal entry (1–${LIMITS.batchSize})`,
+    kind: 'number',
+    default: 8,
+  },
+  { flags: '--shard <i/n>', description: 'process only the records at input positions p with p mod n = i' },
+  { flags: '--seed <s>', description: 'seeds the sampler', kind: 'number', default: 0 },
+  {
+    flags: '--max-length <l>',
+    description: `caption tokens, prompt included (2–${LIMITS.maxLength}, and at most the captioner's max_position_embeddings)`,
+    kind: 'number',
+    default: 30,
+  },
+  COMMON.quiet,
+  COMMON.backend,
+];
+
+const HELP = `Every input record ends kept (an original caption passed), replaced (only synthetic ones passed),
+dropped (none passed) or failed (with a reason). Writes the cleaned dataset in the input's format
+(tar input: cleaned.tar), records.jsonl, report.json, report.md, histograms.png, samples.png,
+and capfilt.done.json last. Rerun the same command after a crash to resume from journal.jsonl.
+Exit 0; 2 for invalid options or a refused --out; 3 when the counts do not add up; 1 for a failure while running.`;
+
+type Run = (ctx: RunContext, values: Values, args: string[]) => Promise<number>;
+
+/** What a failure (not a refusal) does: the CLI prints it and exits 1; the in-process entry rethrows it. */
+type OnFailure = (err: unknown, io: Io) => number;
+
+/** A command's run with CapFilt's exit codes: refusals printed and exit 2, failures to `onFailure`. */
+function guarded(run: Run, onFailure: OnFailure): Run {
+  return async (ctx, values, args) => {
+    try {
+      return await run(ctx, values, args);
+    } catch (err) {
+      if (capfiltExitCode(err) !== 2) return onFailure(err, ctx.io);
+      ctx.io.err(`blip capfilt: ${(err as Error).message}`);
+      if (isVlError(err, 'INVALID_ARGUMENT')) ctx.io.err('(add --help for usage)');
       return 2;
     }
-    if (capfiltExitCode(err) === 2) {
-      io.err(`blip capfilt: ${(err as Error).message}`);
-      return 2;
-    }
-    throw err;
-  }
+  };
 }
 
+function capfiltSpec(onFailure: OnFailure): ModelCommandSpec {
+  return {
+    name: 'capfilt',
+    description:
+      'CapFilt: caption every image, filter original and synthetic captions with ITM (+ITC), write the cleaned dataset and a report',
+    arguments: '[data...]',
+    options: OPTIONS,
+    help: HELP,
+    run: guarded(capfiltCommand, onFailure),
+    subcommands: [
+      {
+        name: 'merge',
+        description: 'merge the output folders of the `--shard i/n` runs of one command into what the unsharded run writes',
+        arguments: '<shard-dirs...>',
+        options: [{ flags: '--out <dir>', description: 'output folder of the merged dataset and report' }],
+        run: guarded(mergeCommand, onFailure),
+      },
+    ],
+  };
+}
+
+/** CapFilt as BLIP's own command in the model contract (`vl capfilt blip …`, `blip capfilt …`). */
+export const capfiltCommandSpec: ModelCommandSpec = capfiltSpec((err, io) => {
+  const text = err instanceof VlError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+  io.err(`blip capfilt: ${text}`);
+  return 1;
+});
+
 /**
- * CapFilt as BLIP's own command in the model contract (`vl capfilt blip …`, `blip capfilt …`). Its
- * arguments pass through to the parser above (see args.ts); exit codes as runCapfiltCli's, 1 for failures.
+ * Runs `blip capfilt <argv>` in-process, parsed as the CLI parses it; returns the exit code (0, 2 or 3)
+ * and throws a failure instead of exiting 1, so a caller sees the error itself.
  */
-export const capfiltCommandSpec: ModelCommandSpec = {
-  name: 'capfilt',
-  description:
-    'CapFilt: caption every image, filter original and synthetic captions with ITM (+ITC), write the cleaned dataset and a report',
-  arguments: '[args...]',
-  options: [],
-  passThrough: true,
-  async run(ctx, _values, args) {
-    try {
-      return await runCapfiltCli(args, ctx.io);
-    } catch (err) {
-      ctx.io.err(`blip capfilt: ${err instanceof Error ? err.message : String(err)}`);
-      return capfiltExitCode(err);
-    }
-  },
-};
+export async function runCapfiltCli(argv: readonly string[], io: Io = processIo): Promise<number> {
+  let failure: { err: unknown } | undefined;
+  const spec = capfiltSpec((err) => ((failure = { err }), 1));
+  const state: ProgramState = { code: 0 };
+  const program = createProgram('blip', spec.description, io);
+  addModelCommand(program, spec.name, spec, io, state);
+  const code = await runProgram(program, state, [spec.name, ...argv], io);
+  if (failure) throw failure.err;
+  return code;
+}

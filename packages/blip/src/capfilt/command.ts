@@ -1,10 +1,10 @@
-// `blip capfilt …` and `blip capfilt merge …`: argument parsing, progress with ETA on stderr, and a
-// summary on stdout. The pipeline is in pipeline.ts, the outputs in output.ts.
+// `blip capfilt …` and `blip capfilt merge …` once @vl/core/cli has parsed their flags (the OptionSpecs are
+// in cli.ts): the options object, progress with ETA on stderr, and a summary on stdout. The pipeline is in
+// pipeline.ts, the outputs in output.ts.
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { SingleBar } from 'cli-progress';
-import { VlError } from '@vl/core';
-import { backendOpt, type Io, num, type Parsed, parse, startRuntime, str, UsageError } from './args.js';
+import { type Io, type RunContext, VlError } from '@vl/core';
+import { required, type Values } from '@vl/core/cli';
 import { checkOutSeparate, checkpointIdentity, dataIdentity, diffIdentity, realpathLoose, type RunIdentity } from './identity.js';
 import { type JournalHeader, journalRecords, type RecordResult, scanJournal } from './journal.js';
 import { acquireOutLock } from './lock.js';
@@ -23,36 +23,9 @@ import {
 } from './pipeline.js';
 import { checkModelsForOptions, validateCapfiltOptions } from './validate.js';
 
-export const CAPFILT_HELP = `usage: blip capfilt --data FILE|SHARDS --out DIR --captioner CKPT --filter CKPT [--images ROOT]
-                    [--num-captions 1] [--top-p 0.9 | --beam K] [--threshold 0.5 | --keep-rate R --calibrate-on 256]
-                    [--itc] [--batch-size 8] [--shard i/n] [--seed 0] [--max-length 30] [--quiet]
-       blip capfilt merge --out DIR SHARD_DIR...
-  --data: JSONL, CSV, COCO Karpathy JSON, or WebDataset shards (a.tar b.tar, or shard-{0000..0009}.tar).
-  Every input record ends kept (an original caption passed), replaced (only synthetic ones passed),
-  dropped (none passed) or failed (with a reason). Writes the cleaned dataset in the input's format
-  (tar input: cleaned.tar), records.jsonl, report.json, report.md, histograms.png, samples.png,
-  and capfilt.done.json last. Exit 0; 2 for invalid options or a refused --out; 3 when counts do not add up.
-  Rerun the same command after a crash to resume from journal.jsonl.`;
-
-function progressBar(quiet: boolean) {
-  if (quiet) return { update: (_d: number, _t: number) => {}, stop: () => {} };
-  const b = new SingleBar({
-    format: 'capfilt [{bar}] {value}/{total} records | {percentage}% | ETA {eta_formatted}',
-    stream: process.stderr,
-    noTTYOutput: !process.stderr.isTTY,
-    notTTYSchedule: 5000,
-    hideCursor: Boolean(process.stderr.isTTY),
-    etaBuffer: 50,
-  });
-  let started = false;
-  return {
-    update(done: number, total: number) {
-      if (!started) b.start(total, done);
-      started = true;
-      b.update(done);
-    },
-    stop: () => started && b.stop(),
-  };
+/** A refusal before anything is written (exit 2), about `subject` (an option or a folder). */
+function refuse(subject: string | undefined, message: string, hint?: string): VlError {
+  return new VlError('INVALID_ARGUMENT', message, { subject, hint });
 }
 
 function summary(io: Io, r: CapfiltReport, out: string): void {
@@ -67,69 +40,42 @@ function summary(io: Io, r: CapfiltReport, out: string): void {
 function parseShard(s: string | undefined): { index: number; count: number } | undefined {
   if (s === undefined) return undefined;
   const m = /^(\d+)\/(\d+)$/.exec(s);
-  if (!m) throw new UsageError(`--shard must be i/n with 0 ≤ i < n, got '${s}'`);
+  if (!m) throw refuse('--shard', `--shard must be i/n with 0 ≤ i < n, got '${s}'`);
   return { index: Number(m[1]), count: Number(m[2]) };
 }
 
-/** A number option as given (ranges are checked by validateCapfiltOptions). */
-function numOpt(p: Parsed, name: string): number | undefined {
-  return p.values[name] === undefined ? undefined : num(p, name, 0);
-}
-
-/** The options object of `blip capfilt` from its arguments (values only; validate it next). */
-export function capfiltOptionsFrom(p: Parsed): CapfiltOptions {
-  const data = [...((p.values.data as string[] | undefined) ?? []), ...p.positionals];
+/**
+ * The options object of `blip capfilt` from its parsed flags (defaults filled in by the OptionSpecs) and
+ * its positionals (more data files); values only, validate it next.
+ */
+export function capfiltOptionsFrom(v: Values, positionals: readonly string[]): CapfiltOptions {
+  const data = [...((v.data as string[] | undefined) ?? []), ...positionals];
+  const num = (name: string) => v[name] as number | undefined;
   return {
     data: data.length === 1 ? (data[0] as string) : data,
-    images: str(p, 'images'),
-    out: str(p, 'out') ?? '',
-    captioner: str(p, 'captioner') ?? '',
-    filter: str(p, 'filter') ?? '',
-    numCaptions: numOpt(p, 'num-captions') ?? 1,
-    topP: numOpt(p, 'top-p') ?? 0.9,
-    beam: numOpt(p, 'beam'),
-    threshold: numOpt(p, 'threshold'),
-    keepRate: numOpt(p, 'keep-rate'),
-    calibrateOn: numOpt(p, 'calibrate-on') ?? 256,
-    itc: Boolean(p.values.itc),
-    batchSize: numOpt(p, 'batch-size') ?? 8,
-    shard: parseShard(str(p, 'shard')),
-    seed: numOpt(p, 'seed') ?? 0,
-    maxLength: numOpt(p, 'max-length') ?? 30,
+    images: v.images as string | undefined,
+    out: (v.out as string | undefined) ?? '',
+    captioner: (v.captioner as string | undefined) ?? '',
+    filter: (v.filter as string | undefined) ?? '',
+    numCaptions: num('numCaptions'),
+    topP: num('topP'),
+    beam: num('beam'),
+    threshold: num('threshold'),
+    keepRate: num('keepRate'),
+    calibrateOn: num('calibrateOn'),
+    itc: Boolean(v.itc),
+    batchSize: num('batchSize'),
+    shard: parseShard(v.shard as string | undefined),
+    seed: num('seed'),
+    maxLength: num('maxLength'),
   };
 }
 
-export async function capfiltCommand(argv: string[], io: Io): Promise<number> {
-  if (argv[0] === 'merge') return mergeCommand(argv.slice(1), io);
-  const p = parse(
-    argv,
-    {
-      data: { type: 'string', multiple: true },
-      images: { type: 'string' },
-      out: { type: 'string' },
-      captioner: { type: 'string' },
-      filter: { type: 'string' },
-      'num-captions': { type: 'string' },
-      'top-p': { type: 'string' },
-      beam: { type: 'string' },
-      threshold: { type: 'string' },
-      'keep-rate': { type: 'string' },
-      'calibrate-on': { type: 'string' },
-      itc: { type: 'boolean' },
-      'batch-size': { type: 'string' },
-      shard: { type: 'string' },
-      seed: { type: 'string' },
-      'max-length': { type: 'string' },
-      quiet: { type: 'boolean' },
-      ...backendOpt,
-    },
-    true,
-  );
-  if (p.values.help) return (io.out(CAPFILT_HELP), 0);
-  const opts = capfiltOptionsFrom(p);
+/** `blip capfilt [data…] --out … --captioner … --filter …`: the options checked (issue 14), then the run. */
+export async function capfiltCommand(ctx: RunContext, values: Values, positionals: readonly string[]): Promise<number> {
+  const opts = capfiltOptionsFrom(values, positionals);
   validateCapfiltOptions(opts);
-  await startRuntime(p);
-  return runCapfiltJob(opts, io, Boolean(p.values.quiet));
+  return runCapfiltJob(opts, ctx);
 }
 
 /**
@@ -137,7 +83,8 @@ export async function capfiltCommand(argv: string[], io: Io): Promise<number> {
  * folder's lock, counts the source, checks a journal to resume against this run's identity, loads
  * and checks the models, runs, writes the outputs. Exit code 0, or 3 when the counts do not add up.
  */
-export async function runCapfiltJob(opts: CapfiltOptions, io: Io, quiet = false): Promise<number> {
+export async function runCapfiltJob(opts: CapfiltOptions, ctx: RunContext): Promise<number> {
+  const io = ctx.io;
   const files = dataFiles(opts.data);
   const root = resolve(opts.images ?? dirname(files[0] as string));
   const names = files.map((f) => basename(f));
@@ -168,7 +115,7 @@ export async function runCapfiltJob(opts: CapfiltOptions, io: Io, quiet = false)
       sourceRecords++;
       if (inShard(item.index, opts.shard)) mine++;
     }
-    const bar = progressBar(quiet);
+    const bar = ctx.progress('capfilt records');
     const models = await loadModels(opts);
     const t0 = Date.now();
     let state;
@@ -212,12 +159,10 @@ async function* mergeByIndex(sources: AsyncGenerator<RecordResult>[]): AsyncGene
   }
 }
 
-async function mergeCommand(argv: string[], io: Io): Promise<number> {
-  const p = parse(argv, { out: { type: 'string' } }, true);
-  if (p.values.help) return (io.out(CAPFILT_HELP), 0);
-  const out = str(p, 'out', true) as string;
-  const dirs = p.positionals;
-  if (dirs.length === 0) throw new UsageError('give the shard output folders');
+/** `blip capfilt merge --out DIR SHARD_DIR…`: the finished shards of one run, merged as one unsharded run writes it. */
+export async function mergeCommand(ctx: RunContext, values: Values, dirs: readonly string[]): Promise<number> {
+  const io = ctx.io;
+  const out = required<string>(values, 'out');
   const realOut = await realpathLoose(out);
   for (const d of dirs) {
     if ((await realpathLoose(d)) === realOut) {
@@ -227,9 +172,9 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
   const headers: JournalHeader[] = [];
   for (const d of dirs) {
     const s = await scanJournal(join(d, JOURNAL));
-    if (!s.header) throw new UsageError(`${d} has no CapFilt journal`);
-    if (s.header.version !== 2) throw new UsageError(`${d} comes from an older CapFilt version: rerun its capfilt command`);
-    if (!outputsComplete(d)) throw new UsageError(`${d} is not finished (no ${DONE_FILE}): rerun its capfilt command first`);
+    if (!s.header) throw refuse(d, `not a CapFilt output folder (no ${JOURNAL})`);
+    if (s.header.version !== 2) throw refuse(d, 'written by an older CapFilt version', 'rerun its capfilt command');
+    if (!outputsComplete(d)) throw refuse(d, `not finished (no ${DONE_FILE})`, 'rerun its capfilt command first');
     headers.push(s.header);
   }
   const h0 = headers[0] as JournalHeader;
@@ -240,13 +185,14 @@ async function mergeCommand(argv: string[], io: Io): Promise<number> {
     if (h.threshold !== h0.threshold) changes.push(`threshold ${h0.threshold} → ${h.threshold}`);
     if (h.sourceRecords !== h0.sourceRecords) changes.push(`source records ${h0.sourceRecords} → ${h.sourceRecords}`);
     if ((h.shard?.count ?? 1) !== count) changes.push(`shard count ${count} → ${h.shard?.count ?? 1}`);
-    if (changes.length) throw new UsageError(`${dirs[i]} comes from another run than ${dirs[0]}: ${changes.join('; ')}`);
+    if (changes.length) throw refuse(dirs[i], `comes from another run than ${dirs[0]}: ${changes.join('; ')}`);
     const idx = h.shard?.index ?? 0;
-    if (seen.has(idx)) throw new UsageError(`shard ${idx}/${count} given twice`);
+    if (seen.has(idx)) throw refuse(dirs[i], `shard ${idx}/${count} given twice`);
     seen.add(idx);
   }
   if (seen.size !== count)
-    throw new UsageError(
+    throw refuse(
+      undefined,
       `have ${seen.size} of ${count} shards (missing ${[...Array(count).keys()].filter((i) => !seen.has(i)).join(', ')})`,
     );
   await mkdir(out, { recursive: true });

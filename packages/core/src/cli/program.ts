@@ -65,23 +65,18 @@ function mountTemplate(
   return cmd;
 }
 
-/** Mounts a model's own command (e.g. BLIP's capfilt) and its subcommands. */
-function mountModelCommand(parent: Command, name: string, c: ModelCommandSpec, io: Io, state: ProgramState): Command {
-  if (c.passThrough) {
-    const raw = parent.command(name).description(c.description).argument('[args...]').helpOption(false);
-    raw.allowUnknownOption().allowExcessArguments().passThroughOptions();
-    raw.action(async () => {
-      state.code = await c.run(context(io, {}), {}, raw.args);
-    });
-    return raw;
-  }
+/**
+ * Mounts a model's own command (e.g. BLIP's capfilt) and its subcommands under `parent` as `name`:
+ * its OptionSpecs become commander options, `help` follows the option list.
+ */
+export function addModelCommand(parent: Command, name: string, c: ModelCommandSpec, io: Io, state: ProgramState): Command {
   const cmd = parent.command(name).description(c.description);
   if (c.arguments) cmd.arguments(c.arguments);
   for (const o of c.options) cmd.addOption(toOption(o));
   if (c.help) cmd.addHelpText('after', `\n${c.help}`);
   // `capfilt merge --out …`: options after a subcommand's name belong to the subcommand.
   if (c.subcommands?.length) cmd.enablePositionalOptions();
-  for (const sub of c.subcommands ?? []) mountModelCommand(cmd, sub.name, sub, io, state);
+  for (const sub of c.subcommands ?? []) addModelCommand(cmd, sub.name, sub, io, state);
   cmd.action(async () => {
     const values = cmd.opts();
     if ('backend' in values || c.options.some((o) => o.flags.startsWith('--backend'))) await startBackend(values);
@@ -129,7 +124,7 @@ export function addModelCommands(program: Command, io: Io, state: ProgramState):
       'commands',
       list.map((l) => l.spec),
     );
-    for (const l of list) mountModelCommand(g, l.spec.name, l.command, io, state);
+    for (const l of list) addModelCommand(g, l.spec.name, l.command, io, state);
   }
 }
 
@@ -138,7 +133,7 @@ export function createModelProgram(modelName: string, io: Io, state: ProgramStat
   const spec = getModel(modelName);
   const program = createProgram(modelName, `${spec.description} — the same commands as \`vl <command> ${modelName}\``, io);
   for (const t of MODEL_COMMANDS) if (spec[t.needs] !== undefined) mountTemplate(program, t.name, t, spec, io, state, true);
-  for (const c of spec.commands ?? []) mountModelCommand(program, c.name, c, io, state);
+  for (const c of spec.commands ?? []) addModelCommand(program, c.name, c, io, state);
   return program;
 }
 

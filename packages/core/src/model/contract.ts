@@ -178,8 +178,6 @@ export interface ModelCommandSpec {
   /** Returns the exit code. Throw UsageError-coded VlError('INVALID_ARGUMENT') for bad flags. */
   run(ctx: RunContext, values: Record<string, unknown>, args: string[]): Promise<number>;
   subcommands?: readonly ModelCommandSpec[];
-  /** Hand every argument after the command name to `run` unparsed (a command that still parses its own). */
-  passThrough?: boolean;
 }
 
 /** Everything `vl` knows about one model. Optional parts are capabilities: a command a model lacks says so. */
