@@ -23,7 +23,8 @@ import {
 } from '@vl/core';
 import { BLIP_VISION_NAMES } from './vision-names.js';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
-import { checkpointFolder, loadBlipWeights, readBlipConfig, saveBlipFolder } from './checkpoint.js';
+import { applyBlipCheckpoint, type BlipCheckpointReport, readBlipCheckpoint, saveBlipFolder } from './checkpoint.js';
+import type { BlipTarget } from './official-keys.js';
 import { textDecoderStep } from './decoder-step.js';
 import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
 
@@ -32,23 +33,24 @@ export interface FromPretrainedOptions {
   tokenizer?: BertTokenizer | null;
 }
 
-/** Builds `make(config)`, loads the folder's weights strictly, switches to eval mode, attaches the tokenizer. */
-async function loadPretrained<M extends Module & { tokenizer: BertTokenizer | null; tokenizerDir: string | null }>(
-  dir: string,
-  make: (config: BlipConfig) => M,
-  options: FromPretrainedOptions,
-): Promise<M> {
+/**
+ * Reads the checkpoint (either key layout), builds `make(config)`, loads the weights strictly, switches to eval
+ * mode, attaches the tokenizer and the load report.
+ */
+async function loadPretrained<
+  M extends Module & { tokenizer: BertTokenizer | null; tokenizerDir: string | null; checkpointReport: BlipCheckpointReport | null },
+>(dir: string, target: BlipTarget, make: (config: BlipConfig) => M, options: FromPretrainedOptions): Promise<M> {
   await ensureRuntime();
-  const config = await readBlipConfig(dir);
-  const model = make(config);
+  const checkpoint = await readBlipCheckpoint(dir, target);
+  const model = make(checkpoint.config);
   try {
-    await loadBlipWeights(model, dir);
+    applyBlipCheckpoint(model, checkpoint);
+    model.checkpointReport = checkpoint.report;
     if (options.tokenizer !== undefined) {
       model.tokenizer = options.tokenizer;
     } else {
-      const folder = await checkpointFolder(dir);
-      model.tokenizer = await loadTokenizerFrom(folder);
-      if (model.tokenizer) model.tokenizerDir = folder;
+      model.tokenizer = await loadTokenizerFrom(checkpoint.folder);
+      if (model.tokenizer) model.tokenizerDir = checkpoint.folder;
     }
   } catch (err) {
     model.dispose();
@@ -183,10 +185,16 @@ export class BlipForConditionalGeneration extends Module {
   tokenizer: BertTokenizer | null = null;
   /** Where the tokenizer files are; `savePretrained` copies them. */
   tokenizerDir: string | null = null;
+  /** Set by `fromPretrained`: the layout read and every key set aside or filled, with the reason. */
+  checkpointReport: BlipCheckpointReport | null = null;
 
-  /** Loads a Hugging Face `BlipForConditionalGeneration` folder (config.json + model.safetensors [+ tokenizer]). */
+  /**
+   * Loads a checkpoint folder (config.json + weights [+ tokenizer]) or weights file: Hugging Face's
+   * `BlipForConditionalGeneration`, or Salesforce's original BLIP_Decoder or BLIP_Pretrain (`visual_encoder.*`,
+   * `text_decoder.*`; the released `.pth` files as they are).
+   */
   static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BlipForConditionalGeneration> {
-    return loadPretrained(dir, (c) => new BlipForConditionalGeneration(c), options);
+    return loadPretrained(dir, 'BlipForConditionalGeneration', (c) => new BlipForConditionalGeneration(c), options);
   }
 
   /** Writes the same layout back (tied decoder bias omitted, position ids as I64). */
@@ -338,10 +346,14 @@ export class BlipForImageTextRetrieval extends Module {
   readonly itm_head: Linear;
   tokenizer: BertTokenizer | null = null;
   tokenizerDir: string | null = null;
+  checkpointReport: BlipCheckpointReport | null = null;
 
-  /** Loads a Hugging Face `BlipForImageTextRetrieval` folder. */
+  /**
+   * Loads Hugging Face's `BlipForImageTextRetrieval`, or Salesforce's original BLIP_Retrieval or BLIP_Pretrain
+   * (online weights; the momentum twins, queues and temperature are listed as unused in `checkpointReport`).
+   */
   static async fromPretrained(dir: string, options: FromPretrainedOptions = {}): Promise<BlipForImageTextRetrieval> {
-    return loadPretrained(dir, (c) => new BlipForImageTextRetrieval(c), options);
+    return loadPretrained(dir, 'BlipForImageTextRetrieval', (c) => new BlipForImageTextRetrieval(c), options);
   }
 
   async savePretrained(dir: string): Promise<void> {

@@ -8,7 +8,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   BertAttention,
-  camelizeKeys,
   type BertLMPredictionHead,
   type BertTokenizer,
   clampTemperature,
@@ -41,11 +40,9 @@ import {
   VlError,
   validateConfig,
 } from '@vl/core';
-import { readCheckpoint, readJsonFile } from '@vl/core/node';
-import { join } from 'node:path';
 import { z } from 'zod';
-import { saveBlipFolder } from './checkpoint.js';
-import { type BlipConfig, type BlipTextConfig, parseBlipConfig } from './config.js';
+import { applyBlipCheckpoint, readBlipCheckpoint, saveBlipFolder } from './checkpoint.js';
+import type { BlipConfig, BlipTextConfig } from './config.js';
 import {
   BlipForConditionalGeneration,
   BlipForImageTextRetrieval,
@@ -377,24 +374,28 @@ export class BlipForPretraining extends Module {
     await saveBlipFolder(this, config, dir, 'BlipForPretraining', this.tokenizerDir);
   }
 
+  /**
+   * Reads a folder this class saved, or Salesforce's original BLIP_Pretrain checkpoint (`model_base.pth`,
+   * `model_base_capfilt_large.pth`, …: see official-keys.ts), from a folder or the weights file itself.
+   */
   static async fromPretrained(dir: string): Promise<BlipForPretraining> {
     await ensureRuntime();
-    const path = join(dir, 'config.json');
-    const raw = camelizeKeys<Record<string, unknown>>(await readJsonFile(path), { subject: path });
-    const { blipPretraining: opts, encTokenId: enc, ...rest } = raw;
-    const config = parseBlipConfig(rest, path, snakeKey);
+    // Any format core reads (model.safetensors, a sharded index, pytorch_model.bin / .pth), either key layout.
+    const ck = await readBlipCheckpoint(dir, 'BlipForPretraining');
+    const { blipPretraining: opts, encTokenId: enc, ...config } = ck.config;
+    const s = ck.official;
     const model = new BlipForPretraining(
-      config,
-      parsePretrainingOptions(opts, `${path} blip_pretraining`, snakeKey),
+      config as BlipConfig,
+      s
+        ? { queueSize: s.queueSize, momentum: s.momentum }
+        : parsePretrainingOptions(opts, `${ck.report.config} blip_pretraining`, snakeKey),
       new Rng(0),
-      typeof enc === 'number' ? enc : null,
+      s ? s.encTokenId : typeof enc === 'number' ? enc : null,
     );
     try {
-      // Any format core reads: model.safetensors, a sharded index, pytorch_model.bin / .pth.
-      const { tensors, report } = await readCheckpoint(dir);
-      model.loadStateDict(tensors, { source: report.files.join(', ') });
-      model.tokenizer = await loadTokenizerFrom(dir);
-      if (model.tokenizer) model.tokenizerDir = dir;
+      applyBlipCheckpoint(model, ck);
+      model.tokenizer = await loadTokenizerFrom(ck.folder);
+      if (model.tokenizer) model.tokenizerDir = ck.folder;
     } catch (err) {
       model.dispose();
       throw err;

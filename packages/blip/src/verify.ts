@@ -1,11 +1,15 @@
 // `blip verify`: runs a checkpoint on inputs in the reference fixture format and compares every
 // output that expected.json names with the call its `meta.calls` describes (max abs diff per
 // output; token ids exact). The parity tests call `verifyCheckpoint` too, so they test this path.
+// Fixtures of Hugging Face's classes are computed here; those of Salesforce's original classes
+// (meta.model_class BLIP_Decoder / BLIP_Retrieval / BLIP_Pretrain) in verify-official.ts.
 import * as tf from '@tensorflow/tfjs-core';
 import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport } from '@vl/core';
 import { readExpectedFile, readTensorJsonFile } from '@vl/core/node';
 import { readBlipConfig } from './checkpoint.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
+import type { OfficialBlipClass } from './official-keys.js';
+import { officialClassOfMeta, verifyOfficial } from './verify-official.js';
 
 export interface VerifyOptions {
   model: string;
@@ -16,7 +20,8 @@ export interface VerifyOptions {
 }
 
 export interface VerifyResult {
-  modelClass: 'BlipForConditionalGeneration' | 'BlipForImageTextRetrieval';
+  /** The Hugging Face class of a `fixtures/blip-hf` fixture, or the original class of a `fixtures/blip-official` one. */
+  modelClass: 'BlipForConditionalGeneration' | 'BlipForImageTextRetrieval' | OfficialBlipClass;
   report: ParityReport;
 }
 
@@ -34,7 +39,10 @@ function ids(rows: number[][]): ActualOutput {
 }
 
 /** Which class the fixture is for: meta.model_class, else config.json's architectures. */
-async function modelClassOf(meta: Record<string, unknown>, dir: string): Promise<VerifyResult['modelClass']> {
+async function modelClassOf(
+  meta: Record<string, unknown>,
+  dir: string,
+): Promise<'BlipForConditionalGeneration' | 'BlipForImageTextRetrieval'> {
   const fromMeta = typeof meta.model_class === 'string' ? meta.model_class : undefined;
   const arch = fromMeta ?? (await readBlipConfig(dir)).architectures?.[0];
   if (arch === 'BlipForConditionalGeneration' || arch === 'BlipForImageTextRetrieval') return arch;
@@ -144,6 +152,17 @@ async function retrievalOutputs(
 export async function verifyCheckpoint(options: VerifyOptions): Promise<VerifyResult> {
   const expected = await readExpectedFile(options.expected);
   const { tensors: inputs, other } = await readTensorJsonFile(options.inputs);
+  const official = officialClassOfMeta(expected.meta);
+  if (official) {
+    return verifyOfficial({
+      checkpoint: options.model,
+      modelClass: official,
+      inputs: { tensors: inputs, other },
+      inputsPath: options.inputs,
+      expected: expected.outputs,
+      tol: options.tol ?? 1e-4,
+    });
+  }
   const modelClass = await modelClassOf(expected.meta, options.model);
   const wanted = new Set(Object.keys(expected.outputs));
   let actual: Record<string, ActualOutput>;
