@@ -226,9 +226,6 @@ function fillReason(key: string, report: BlipCheckpointReport): string | null {
   if (report.officialClass === 'BLIP_Pretrain' && key === 'queues.idx_queue') {
     return 'BLIP_Pretrain keeps no image ids in its queue: every slot starts empty (−100), as BLIP_Retrieval initialises it';
   }
-  if (report.officialClass === 'BLIP_Pretrain' && key === 'queues.ptr_queue') {
-    return "BLIP_Pretrain's pointer is queue_ptr: starts at 0, as BLIP_Retrieval initialises it";
-  }
   return null;
 }
 

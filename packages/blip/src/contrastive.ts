@@ -1,17 +1,18 @@
 // BLIP's ITC and ITM as the original training classes compute them (salesforce/BLIP `blip_retrieval.py`
 // BLIP_Retrieval.forward and `blip_pretrain.py` BLIP_Pretrain.forward), over the parts both of our training
 // classes have (BlipForRetrievalTraining, BlipForPretraining): online towers, projections, ITM head, temperature,
-// the momentum twins and the feature queues. No momentum update and no enqueue here: the callers do that.
+// the momentum twins and core's MomentumContrastive block (EMA + queues). No momentum update and no enqueue here:
+// the callers do that.
 import * as tf from '@tensorflow/tfjs-core';
 import {
-  type FeatureQueue,
+  firstToken,
   itcLoss,
-  itcMomentumTargets,
   itmLoss,
   type ItmNegatives,
   itmPairs,
   l2Normalize,
   type Linear,
+  type MomentumContrastive,
   type TextTransformer,
   type VisionTransformer,
 } from '@vl/core';
@@ -28,13 +29,8 @@ export interface BlipContrastiveParts {
   readonly vision_proj_m: Linear | null;
   readonly text_encoder_m: TextTransformer | null;
   readonly text_proj_m: Linear | null;
-  /** `image_queue`, `text_queue` [E, Q] and, with image ids, `idx_queue` [1, Q]. */
-  readonly queues: FeatureQueue | null;
-}
-
-export function clsRow(h: tf.Tensor): tf.Tensor2D {
-  const [b, , d] = h.shape as [number, number, number];
-  return tf.reshape(tf.slice(h, [0, 0, 0], [b, 1, d]), [b, d]);
+  /** The twins' EMA and the queues (`image_queue`, `text_queue` [E, Q], `idx_queue` [1, Q]); null: no twins. */
+  readonly contrastive: MomentumContrastive | null;
 }
 
 export interface BlipItcInputs {
@@ -80,51 +76,25 @@ export function blipItc(parts: BlipContrastiveParts, inputs: BlipItcInputs): Bli
     const { pixels, inputIds, attentionMask } = inputs;
     const imageEmbeds = inputs.imageEmbeds ?? parts.vision_model.forward(pixels).lastHiddenState;
     const textEmbeds = parts.text_encoder.forward({ inputIds, attentionMask }).lastHiddenState;
-    const imageFeat = l2Normalize(parts.vision_proj.forward(clsRow(imageEmbeds)));
-    const textFeat = l2Normalize(parts.text_proj.forward(clsRow(textEmbeds)));
-    let imageFeatM = imageFeat;
-    let textFeatM = textFeat;
-    const { vision_model_m: vm, vision_proj_m: vp, text_encoder_m: tm, text_proj_m: tp } = parts;
-    if (vm && vp && tm && tp) {
-      imageFeatM = l2Normalize(vp.forward(clsRow(vm.forward(pixels).lastHiddenState)));
-      textFeatM = l2Normalize(tp.forward(clsRow(tm.forward({ inputIds, attentionMask }).lastHiddenState)));
+    const imageFeat = l2Normalize(parts.vision_proj.forward(firstToken(imageEmbeds)));
+    const textFeat = l2Normalize(parts.text_proj.forward(firstToken(textEmbeds)));
+    const imageIds = inputs.imageIds ? Array.from(inputs.imageIds) : undefined;
+    const { vision_model_m: vm, vision_proj_m: vp, text_encoder_m: tm, text_proj_m: tp, contrastive } = parts;
+    if (!(contrastive && vm && vp && tm && tp)) {
+      // No twins: in-batch ITC with hard targets.
+      const itc = itcLoss({ imageFeat, textFeat, temp: parts.temp, imageIds });
+      return { imageEmbeds, imageFeat, textEmbeds, textFeat, imageFeatM: imageFeat, textFeatM: textFeat, ...pick(itc) };
     }
-    let imageAll = tf.transpose(imageFeatM); // [E, B]
-    let textAll = tf.transpose(textFeatM);
-    let idsAll: number[] | undefined;
-    const q = parts.queues;
-    if (q) {
-      imageAll = tf.concat([imageAll, q.get('image_queue')], 1); // [E, B + Q]
-      textAll = tf.concat([textAll, q.get('text_queue')], 1);
-      if (inputs.imageIds && q.fieldNames.includes('idx_queue')) {
-        idsAll = [...Array.from(inputs.imageIds), ...Array.from(q.get('idx_queue').dataSync())];
-      }
-    }
-    const soft = itcMomentumTargets(imageFeatM, textFeatM, imageAll, textAll, parts.temp);
-    const itc = itcLoss({
-      imageFeat,
-      textFeat,
-      temp: parts.temp,
-      imageFeatAll: imageAll,
-      textFeatAll: textAll,
-      imageIds: inputs.imageIds,
-      imageIdsAll: idsAll,
-      softTargets: soft,
-      alpha: inputs.alpha,
-    });
-    return {
-      imageEmbeds,
-      imageFeat,
-      textEmbeds,
-      textFeat,
-      imageFeatM,
-      textFeatM,
-      simI2t: itc.simI2t,
-      simT2i: itc.simT2i,
-      targets: itc.targets,
-      loss: itc.loss,
-    };
+    const imageFeatM = l2Normalize(vp.forward(firstToken(vm.forward(pixels).lastHiddenState)));
+    const textFeatM = l2Normalize(tp.forward(firstToken(tm.forward({ inputIds, attentionMask }).lastHiddenState)));
+    // Columns: the twins' batch features, then the queue; soft targets alpha·softmax(sim_m) + (1 − alpha)·positives.
+    const itc = contrastive.itc({ imageFeat, textFeat, imageFeatM, textFeatM, temp: parts.temp, alpha: inputs.alpha, imageIds });
+    return { imageEmbeds, imageFeat, textEmbeds, textFeat, imageFeatM, textFeatM, ...pick(itc) };
   });
+}
+
+function pick(itc: { simI2t: tf.Tensor; simT2i: tf.Tensor; targets: tf.Tensor; loss: tf.Scalar }) {
+  return { simI2t: itc.simI2t, simT2i: itc.simT2i, targets: itc.targets, loss: itc.loss };
 }
 
 export interface BlipItmInputs {
@@ -149,10 +119,10 @@ export interface BlipItmOutputs {
 
 /** ITM over the positive pairs and the given negatives, as BLIP's training forward. */
 export function blipItm(parts: BlipContrastiveParts, inputs: BlipItmInputs): BlipItmOutputs {
+  const b = inputs.imageEmbeds.shape[0] as number;
   const pairs = itmPairs(inputs.negatives);
   let accuracy = 0;
   const out = tf.tidy(() => {
-    const b = inputs.imageEmbeds.shape[0] as number;
     const textIdx = tf.tensor1d(pairs.textIndex, 'int32');
     const h = parts.text_encoder.forward({
       inputIds: tf.gather(inputs.encInputIds, textIdx),
@@ -160,7 +130,7 @@ export function blipItm(parts: BlipContrastiveParts, inputs: BlipItmInputs): Bli
       encoderHiddenStates: tf.gather(inputs.imageEmbeds, tf.tensor1d(pairs.imageIndex, 'int32')),
     }).lastHiddenState; // [3B, T, H]
     const [, t, d] = h.shape as [number, number, number];
-    const logits = parts.itm_head.forward(clsRow(h)); // [3B, 2]
+    const logits = parts.itm_head.forward(firstToken(h)); // [3B, 2]
     const itm = itmLoss(logits, pairs.labels);
     accuracy = itm.accuracy;
     return { posEmbeds: tf.slice(h, [0, 0, 0], [b, t, d]), logits, loss: itm.loss };

@@ -24,6 +24,7 @@ import {
 import { BLIP_VISION_NAMES } from './vision-names.js';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
 import { applyBlipCheckpoint, type BlipCheckpointReport, readBlipCheckpoint, saveBlipFolder } from './checkpoint.js';
+import { inferenceConfig } from './official-config.js';
 import type { BlipTarget } from './official-keys.js';
 import { textDecoderStep } from './decoder-step.js';
 import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
@@ -42,7 +43,7 @@ async function loadPretrained<
 >(dir: string, target: BlipTarget, make: (config: BlipConfig) => M, options: FromPretrainedOptions): Promise<M> {
   await ensureRuntime();
   const checkpoint = await readBlipCheckpoint(dir, target);
-  const model = make(checkpoint.config);
+  const model = make(inferenceConfig(checkpoint.config));
   try {
     applyBlipCheckpoint(model, checkpoint);
     model.checkpointReport = checkpoint.report;

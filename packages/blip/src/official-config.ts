@@ -215,17 +215,37 @@ export function blipConfigFromOfficial(
     },
     subject,
   );
-  return {
-    config,
-    settings: {
-      modelClass: cls,
-      prompt: k.prompt ?? (cls === 'BLIP_Decoder' ? 'a picture of ' : ''),
-      encTokenId: tokens.enc,
-      queueSize: k.queue_size ?? 57600,
-      momentum: k.momentum ?? 0.995,
-      negativeAllRank: k.negative_all_rank ?? false,
-    },
+  const settings: OfficialBlipSettings = {
+    modelClass: cls,
+    prompt: k.prompt ?? (cls === 'BLIP_Decoder' ? 'a picture of ' : ''),
+    encTokenId: tokens.enc,
+    queueSize: k.queue_size ?? 57600,
+    momentum: k.momentum ?? 0.995,
+    negativeAllRank: k.negative_all_rank ?? false,
   };
+  // The training classes read their options from the config, under the names their own savePretrained writes.
+  if (cls === 'BLIP_Pretrain') {
+    Object.assign(config, {
+      blipPretraining: { queueSize: settings.queueSize, momentum: settings.momentum },
+      encTokenId: settings.encTokenId,
+    });
+  } else if (cls === 'BLIP_Retrieval') {
+    Object.assign(config, {
+      blipRetrievalTraining: { queueSize: settings.queueSize, momentum: settings.momentum, negativeAllRank: settings.negativeAllRank },
+      encTokenId: settings.encTokenId,
+    });
+  }
+  return { config, settings };
+}
+
+/** The config fields only the training classes read (dropped when an inference class is built from the config). */
+export const TRAINING_CONFIG_FIELDS = ['blipPretraining', 'blipRetrievalTraining', 'encTokenId'] as const;
+
+/** The config without the training classes' fields. */
+export function inferenceConfig(config: BlipConfig): BlipConfig {
+  const out: BlipConfig = { ...config };
+  for (const f of TRAINING_CONFIG_FIELDS) delete out[f];
+  return out;
 }
 
 function parseOfficial(raw: unknown, subject: string): OfficialJson {

@@ -8,7 +8,8 @@
 //   visual_encoder{,_m}.blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp} ↔ vision_model{,_m}.encoder.layers.N.{layer_norm1,
 //                                                                    self_attn.qkv, self_attn.projection, layer_norm2, mlp}
 //   visual_encoder{,_m}.norm                                        ↔ vision_model{,_m}.post_layernorm
-//   image_queue, text_queue, idx_queue, queue_ptr, ptr_queue        ↔ queues.* (core's FeatureQueue)
+//   image_queue, text_queue, idx_queue, queue_ptr                   ↔ queues.* (core's MomentumContrastive queue)
+//   ptr_queue (BLIP_Retrieval's name for its pointer)                → queues.queue_ptr (and back for BLIP_Retrieval)
 // The ViT attention is the fused `qkv` Linear [3W, W] in both trees (core's 'fused' layout), so no tensor changes.
 //
 // Tied entries of the official state dicts (every name is in the file, with identical bytes):
@@ -57,7 +58,9 @@ export const BLIP_OFFICIAL_RENAMES: readonly (readonly [official: string, ours: 
         [`visual_encoder${m}.norm.`, `vision_model${m}.post_layernorm.`],
       ] as const,
   ),
-  ...(['image_queue', 'text_queue', 'idx_queue', 'queue_ptr', 'ptr_queue'] as const).map((q) => [q, `queues.${q}`] as const),
+  ...(['image_queue', 'text_queue', 'idx_queue', 'queue_ptr'] as const).map((q) => [q, `queues.${q}`] as const),
+  // BLIP_Retrieval names its pointer ptr_queue; ours is core's MomentumContrastive queue_ptr in both classes.
+  ['ptr_queue', 'queues.queue_ptr'],
 ];
 
 interface CompiledRule {
@@ -181,16 +184,7 @@ const PART_REASON: Readonly<Record<string, string>> = {
 export function unusedReason(officialKey: string, target: BlipTarget): string | null {
   const part = PARTS.find((p) => p.matches(officialKey));
   if (!part) return null;
-  if (TARGET_PARTS[target].includes(part.name)) {
-    // Each training class has its own queue pointer and ids: BLIP_Retrieval's idx_queue/ptr_queue, BLIP_Pretrain's queue_ptr.
-    if (target === 'BlipForPretraining' && (officialKey === 'ptr_queue' || officialKey === 'idx_queue')) {
-      return `BLIP_Retrieval's ${officialKey}: BlipForPretraining keeps its own queue pointer (queue_ptr)`;
-    }
-    if (target === 'BlipForRetrievalTraining' && officialKey === 'queue_ptr') {
-      return "BLIP_Pretrain's queue pointer: BlipForRetrievalTraining keeps its own (ptr_queue)";
-    }
-    return null;
-  }
+  if (TARGET_PARTS[target].includes(part.name)) return null;
   return `${PART_REASON[part.name]}: not part of ${target}`;
 }
 
@@ -256,16 +250,22 @@ export function fromOfficialState<T extends StateLike>(official: ReadonlyMap<str
 }
 
 /**
- * Our state dict (of any @vl/blip class) → the official names, the tied duplicates written back as the original
- * `state_dict()` has them: the decoder bias always; for BlipForPretraining (`sharedDecoder`) every
- * `text_decoder.bert.*` entry outside the self-attention, from `text_encoder.*`. `copy` duplicates a value.
+ * Our state dict (of any @vl/blip class) → the names of `officialClass`'s `state_dict()`, the tied duplicates
+ * written back as the original has them: the decoder bias always; for BLIP_Pretrain every `text_decoder.bert.*`
+ * entry outside the self-attention, from `text_encoder.*`. BLIP_Retrieval's pointer is `ptr_queue`; BLIP_Pretrain
+ * has no `idx_queue` (ours is left out). `copy` duplicates a value.
  */
-export function toOfficialState<T>(ours: ReadonlyMap<string, T>, options: { sharedDecoder: boolean; copy: (v: T) => T }): Map<string, T> {
+export function toOfficialState<T>(
+  ours: ReadonlyMap<string, T>,
+  options: { officialClass: OfficialBlipClass; copy: (v: T) => T },
+): Map<string, T> {
+  const cls = options.officialClass;
   const out = new Map<string, T>();
   for (const [key, value] of ours) {
-    const official = ourToOfficialKey(key);
+    if (cls === 'BLIP_Pretrain' && key === 'queues.idx_queue') continue;
+    const official = cls === 'BLIP_Retrieval' && key === 'queues.queue_ptr' ? 'ptr_queue' : ourToOfficialKey(key);
     out.set(official, value);
-    if (options.sharedDecoder && key.startsWith('text_encoder.')) {
+    if (cls === 'BLIP_Pretrain' && key.startsWith('text_encoder.')) {
       const dup = `text_decoder.bert.${key.slice('text_encoder.'.length)}`;
       if (sharedEncoderKey(dup) !== null) out.set(dup, options.copy(value));
     }

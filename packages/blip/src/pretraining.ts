@@ -383,14 +383,11 @@ export class BlipForPretraining extends Module {
     // Any format core reads (model.safetensors, a sharded index, pytorch_model.bin / .pth), either key layout.
     const ck = await readBlipCheckpoint(dir, 'BlipForPretraining');
     const { blipPretraining: opts, encTokenId: enc, ...config } = ck.config;
-    const s = ck.official;
     const model = new BlipForPretraining(
       config as BlipConfig,
-      s
-        ? { queueSize: s.queueSize, momentum: s.momentum }
-        : parsePretrainingOptions(opts, `${ck.report.config} blip_pretraining`, snakeKey),
+      parsePretrainingOptions(opts, `${ck.report.config} blip_pretraining`, snakeKey),
       new Rng(0),
-      s ? s.encTokenId : typeof enc === 'number' ? enc : null,
+      typeof enc === 'number' ? enc : null,
     );
     try {
       applyBlipCheckpoint(model, ck);

@@ -9,17 +9,17 @@ import {
   type BertTokenizer,
   clampTemperature,
   combineLosses,
+  drawItmPairs,
   ensureRuntime,
-  FeatureQueue,
+  type FeatureQueue,
   type ForwardResult,
   initTemperature,
   Linear,
   Module,
-  MomentumEncoder,
+  MomentumContrastive,
   objectiveEnabled,
   type ObjectivesConfig,
   Rng,
-  sampleItmNegatives,
   type TextTransformer,
   type VisionTransformer,
   VlError,
@@ -60,9 +60,10 @@ export class BlipForRetrievalTraining extends Module {
   readonly vision_proj_m: Linear;
   readonly text_encoder_m: TextTransformer;
   readonly text_proj_m: Linear;
-  /** `image_queue`, `text_queue` [E, Q], `idx_queue` [1, Q] (−100 = empty), pointer `ptr_queue`. */
+  /** `image_queue`, `text_queue` [E, Q], `idx_queue` [1, Q] (−100 = empty) and the pointer (BLIP's `ptr_queue`). */
   readonly queues: FeatureQueue;
-  readonly momentumEncoder: MomentumEncoder;
+  /** The twins' EMA and the queues. */
+  readonly contrastive: MomentumContrastive;
   /** [ENC]: column 0 of the image-grounded encoder's input. */
   encTokenId: number;
   tokenizer: BertTokenizer | null = null;
@@ -88,24 +89,17 @@ export class BlipForRetrievalTraining extends Module {
     this.vision_proj_m = this.registerModule('vision_proj_m', new Linear(v.hiddenSize, e, rng));
     this.text_encoder_m = this.registerModule('text_encoder_m', blipTextModel(t, rng, { causal: false }));
     this.text_proj_m = this.registerModule('text_proj_m', new Linear(t.hiddenSize, e, rng));
-    this.momentumEncoder = new MomentumEncoder(
-      [
+    this.contrastive = new MomentumContrastive({
+      pairs: [
         [this.vision_model, this.vision_model_m],
         [this.vision_proj, this.vision_proj_m],
         [this.text_encoder, this.text_encoder_m],
         [this.text_proj, this.text_proj_m],
       ],
-      { momentum: this.options.momentum },
-    );
-    this.queues = this.registerModule(
-      'queues',
-      new FeatureQueue({
-        size: this.options.queueSize,
-        fields: { image_queue: { dim: e }, text_queue: { dim: e }, idx_queue: { dim: 1, init: -100, dtype: 'int32' } },
-        pointerName: 'ptr_queue',
-        rng: rng.fork('queues'),
-      }),
-    );
+      momentum: this.options.momentum,
+      queue: { size: this.options.queueSize, dim: e, imageIds: true, rng: rng.fork('queues') },
+    });
+    this.queues = this.registerModule('queues', this.contrastive.queue as FeatureQueue);
   }
 
   /**
@@ -116,12 +110,14 @@ export class BlipForRetrievalTraining extends Module {
   static async fromPretrained(path: string): Promise<BlipForRetrievalTraining> {
     await ensureRuntime();
     const ck = await readBlipCheckpoint(path, 'BlipForRetrievalTraining');
-    const saved = (ck.config.blipRetrievalTraining ?? {}) as Partial<BlipRetrievalTrainingOptions>;
-    const s = ck.official;
-    const options = s ? { queueSize: s.queueSize, momentum: s.momentum, negativeAllRank: s.negativeAllRank } : saved;
-    const enc = s?.encTokenId ?? (typeof ck.config.encTokenId === 'number' ? ck.config.encTokenId : undefined);
-    const { blipRetrievalTraining: _o, encTokenId: _e, ...config } = ck.config;
-    const model = new BlipForRetrievalTraining(config as BlipConfig, options, new Rng(0), enc);
+    // From the config: written by savePretrained, or translated from BLIP_Retrieval's kwargs (official-config.ts).
+    const { blipRetrievalTraining: options, encTokenId: enc, ...config } = ck.config;
+    const model = new BlipForRetrievalTraining(
+      config as BlipConfig,
+      (options ?? {}) as Partial<BlipRetrievalTrainingOptions>,
+      new Rng(0),
+      typeof enc === 'number' ? enc : undefined,
+    );
     try {
       applyBlipCheckpoint(model, ck);
       model.checkpointReport = ck.report;
@@ -156,7 +152,7 @@ export class BlipForRetrievalTraining extends Module {
   /** Trainer `afterStep`: clamp the temperature and take one EMA step (BLIP does both at the start of the next forward). */
   afterStep(): void {
     clampTemperature(this.temp);
-    this.momentumEncoder.update();
+    this.contrastive.update();
   }
 
   enabled(name: 'itc' | 'itm'): boolean {
@@ -185,13 +181,16 @@ export class BlipForRetrievalTraining extends Module {
       const attentionMask = tf.tensor2d(batch.attentionMask, [b, t], 'int32');
       const itc = blipItc(this, { pixels, inputIds, attentionMask, imageIds: ids, alpha: ctx.alpha });
       if (this.enabled('itc')) out.itc = itc.loss;
-      this.queues.enqueue({ image_queue: itc.imageFeatM, text_queue: itc.textFeatM, idx_queue: tf.tensor1d(Array.from(ids), 'int32') });
+      this.contrastive.enqueue(itc.imageFeatM, itc.textFeatM, Array.from(ids));
       if (this.enabled('itm')) {
-        const negatives = sampleItmNegatives({
+        // BLIP_Retrieval weighs the negatives by the online features of the batch (not the ITC similarities).
+        const { negatives } = drawItmPairs({
           simI2t: tf.div(tf.matMul(itc.imageFeat, itc.textFeat, false, true), this.temp),
           simT2i: tf.div(tf.matMul(itc.textFeat, itc.imageFeat, false, true), this.temp),
+          batchSize: b,
           rng: ctx.rng.fork('itm'),
-          imageIds: ids,
+          imageIds: Array.from(ids),
+          strategy: 'hard',
         });
         const enc = Int32Array.from(batch.inputIds);
         for (let r = 0; r < enc.length; r += t) enc[r] = this.encTokenId;

@@ -5,8 +5,18 @@
 // where BLIP derives them ([DEC] and [ENC] in column 0, LM targets with pads and the prompt masked), so a wrong
 // token id in the translated config shows up as a failed output.
 import * as tf from '@tensorflow/tfjs-core';
-import { type ActualOutput, compareOutputs, type DecodedTensor, generate, lmLabels, lmLoss, type ParityReport, VlError } from '@vl/core';
-import { type BlipContrastiveParts, blipItc, blipItm, clsRow } from './contrastive.js';
+import {
+  type ActualOutput,
+  compareOutputs,
+  type DecodedTensor,
+  firstToken,
+  generate,
+  lmLabels,
+  lmLoss,
+  type ParityReport,
+  VlError,
+} from '@vl/core';
+import { type BlipContrastiveParts, blipItc, blipItm } from './contrastive.js';
 import { textDecoderStep } from './decoder-step.js';
 import { BlipForConditionalGeneration } from './modeling.js';
 import type { OfficialBlipClass } from './official-keys.js';
@@ -171,7 +181,7 @@ async function contrastiveOutputs(
       sim_t2i: itc.simT2i,
       loss_ita_static: itc.loss,
       itm_pos_embeds: itm.posEmbeds,
-      itm_logits_pos: model.itm_head.forward(clsRow(itm.posEmbeds)),
+      itm_logits_pos: model.itm_head.forward(firstToken(itm.posEmbeds)),
       itm_logits_all: itm.logits,
       loss_itm_static: itm.loss,
     };
