@@ -85,15 +85,15 @@ export interface BlipCheckpoint {
   report: BlipCheckpointReport;
 }
 
-const TARGETS: readonly BlipTarget[] = [
+export const BLIP_TARGETS: readonly BlipTarget[] = [
   'BlipForConditionalGeneration',
   'BlipForImageTextRetrieval',
   'BlipForRetrievalTraining',
   'BlipForPretraining',
 ];
 
-function isTarget(name: string | undefined): name is BlipTarget {
-  return TARGETS.includes(name as BlipTarget);
+export function isBlipTarget(name: string | undefined): name is BlipTarget {
+  return BLIP_TARGETS.includes(name as BlipTarget);
 }
 
 /**
@@ -138,7 +138,7 @@ export async function readBlipCheckpoint(path: string, target?: BlipTarget): Pro
         files: fileReport.files,
         layout,
         officialClass: null,
-        target: target ?? (isTarget(arch) ? arch : 'BlipForConditionalGeneration'),
+        target: target ?? (isBlipTarget(arch) ? arch : 'BlipForConditionalGeneration'),
         config: configPath,
         unused: [],
         filled: [],
@@ -197,6 +197,30 @@ export async function readBlipCheckpoint(path: string, target?: BlipTarget): Pro
       resized,
     },
   };
+}
+
+/**
+ * The class a checkpoint describes, from its key names and config.json only (no tensor data is read): the
+ * original class's holder for an official-layout file, else config.json's `architectures`.
+ */
+export async function blipCheckpointTarget(path: string): Promise<BlipTarget> {
+  const names: string[] = [];
+  await readCheckpoint(path, {
+    filter: (n) => {
+      names.push(n);
+      return false;
+    },
+  });
+  if (detectBlipLayout(names) === 'official') {
+    const cls = officialClassOf(names);
+    if (cls) return OFFICIAL_CLASS_TARGET[cls];
+  }
+  const arch = (await readBlipConfig(path)).architectures?.[0] ?? 'BlipForConditionalGeneration';
+  if (isBlipTarget(arch)) return arch;
+  throw new VlError('CONFIG_INVALID', `architecture '${arch}' is not one BLIP builds`, {
+    subject: join(await checkpointFolder(path), 'config.json'),
+    hint: `expected one of ${BLIP_TARGETS.join(', ')}`,
+  });
 }
 
 /**

@@ -1,52 +1,120 @@
-// BLIP's implementation of the model contract (@vl/core ModelSpec): config and presets, the Hugging
-// Face folder layout and key map, ITC/ITM/LM objectives, verify, caption, match, train, eval, and
-// CapFilt as BLIP's own command. index.ts registers it; `vl <command> blip` and `blip <command>` run it.
+// BLIP's implementation of the model contract (@vl/core ModelSpec): config and presets, the folder layout and
+// both key maps (ours = Hugging Face's, and Salesforce's original BLIP: official-keys.ts), ITC/ITM/LM objectives,
+// verify, caption, match, train, eval, and CapFilt as BLIP's own command. index.ts registers it; `vl <command> blip`
+// and `blip <command>` run it.
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { type HostTensor, type ModelSpec, type Module, Rng, type StateEntry, validateConfig, VlError } from '@vl/core';
+import { type HostTensor, type ModelSpec, Rng, type StateEntry, validateConfig, VlError } from '@vl/core';
 import { capfiltCommandSpec } from './capfilt/cli.js';
-import { readBlipConfig, TIED_KEYS } from './checkpoint.js';
+import { BLIP_TARGETS, blipCheckpointTarget, isBlipTarget, TIED_KEYS } from './checkpoint.js';
 import { type BlipConfig, blipConfigFromJson, blipConfigSchema, blipPreset } from './config.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
-import { pretrainingOptionsSchema } from './pretraining.js';
+import { blipConfigFromOfficial, inferenceConfig, isOfficialBlipConfig } from './official-config.js';
+import {
+  type BlipTarget,
+  detectBlipLayout,
+  fromOfficialState,
+  OFFICIAL_CLASS_TARGET,
+  type OfficialBlipClass,
+  officialClassOf,
+  toOfficialState,
+} from './official-keys.js';
+import { BlipForPretraining, parsePretrainingOptions, pretrainingOptionsSchema } from './pretraining.js';
+import { BlipForRetrievalTraining, type BlipRetrievalTrainingOptions } from './retrieval-training.js';
 import { evaluateBlip, pretrainBlip } from './train.js';
 import { verifyCheckpoint } from './verify.js';
 
-type BlipModel = BlipForConditionalGeneration | BlipForImageTextRetrieval;
+type BlipModel = BlipForConditionalGeneration | BlipForImageTextRetrieval | BlipForRetrievalTraining | BlipForPretraining;
 
-const OPTIONAL_BUFFER = /(^|\.)embeddings\.position_ids$/;
+/** Keys a file may lack: `position_ids` (newer transformers drop it) and the queue's image ids (BLIP_Pretrain has none). */
+const OPTIONAL_KEY = /((^|\.)embeddings\.position_ids|^queues\.idx_queue)$/;
 
-function architectureOf(config: BlipConfig, subject: string): 'BlipForConditionalGeneration' | 'BlipForImageTextRetrieval' {
+function architectureOf(config: BlipConfig, subject: string): BlipTarget {
   const arch = config.architectures?.[0] ?? 'BlipForConditionalGeneration';
-  if (arch === 'BlipForConditionalGeneration' || arch === 'BlipForImageTextRetrieval') return arch;
+  if (isBlipTarget(arch)) return arch;
   throw new VlError('CONFIG_INVALID', `architecture '${arch}' is not one BLIP builds`, {
     subject,
-    hint: 'expected BlipForConditionalGeneration or BlipForImageTextRetrieval',
+    hint: `expected one of ${BLIP_TARGETS.join(', ')}`,
   });
 }
 
-async function fromPretrained(dir: string): Promise<BlipModel> {
-  const arch = architectureOf(await readBlipConfig(dir), join(dir, 'config.json'));
-  return arch === 'BlipForImageTextRetrieval'
-    ? BlipForImageTextRetrieval.fromPretrained(dir)
-    : BlipForConditionalGeneration.fromPretrained(dir);
+/** A fresh model of the class the config names; the training classes read their options from it. */
+function build(config: BlipConfig): BlipModel {
+  const arch = architectureOf(config, 'config');
+  const { blipPretraining, blipRetrievalTraining, encTokenId, ...rest } = config;
+  const base = rest as BlipConfig;
+  const enc = typeof encTokenId === 'number' ? encTokenId : undefined;
+  if (arch === 'BlipForPretraining') return new BlipForPretraining(base, parsePretrainingOptions(blipPretraining), new Rng(0), enc ?? null);
+  if (arch === 'BlipForRetrievalTraining')
+    return new BlipForRetrievalTraining(base, (blipRetrievalTraining ?? {}) as Partial<BlipRetrievalTrainingOptions>, new Rng(0), enc);
+  const inference = inferenceConfig(config);
+  return arch === 'BlipForImageTextRetrieval' ? new BlipForImageTextRetrieval(inference) : new BlipForConditionalGeneration(inference);
 }
 
-/** The model's state under Hugging Face keys (the tied decoder bias omitted, as transformers saves it). */
-function toOfficial(model: Module): Map<string, HostTensor> {
+/** A folder or weights file, either layout, loaded into the class it describes. */
+async function fromPretrained(path: string): Promise<BlipModel> {
+  const target = await blipCheckpointTarget(path);
+  if (target === 'BlipForPretraining') return BlipForPretraining.fromPretrained(path);
+  if (target === 'BlipForRetrievalTraining') return BlipForRetrievalTraining.fromPretrained(path);
+  if (target === 'BlipForImageTextRetrieval') return BlipForImageTextRetrieval.fromPretrained(path);
+  return BlipForConditionalGeneration.fromPretrained(path);
+}
+
+/** The original class whose state dict a model of ours corresponds to. */
+function officialClassOfModel(model: BlipModel): OfficialBlipClass {
+  if (model instanceof BlipForConditionalGeneration) return 'BLIP_Decoder';
+  if (model instanceof BlipForPretraining) {
+    if (!model.options.shareDecoder) {
+      throw new VlError('INVALID_ARGUMENT', 'BLIP_Pretrain ties the decoder to the text encoder; this model has its own decoder weights', {
+        subject: 'toOfficial',
+        hint: 'only a model pretrained with shareDecoder (the default) has an official layout',
+      });
+    }
+    return 'BLIP_Pretrain';
+  }
+  // BlipForRetrievalTraining: the whole BLIP_Retrieval state; BlipForImageTextRetrieval: its online part.
+  return 'BLIP_Retrieval';
+}
+
+/**
+ * The model's state under the original BLIP names (the `state_dict()` of BLIP_Decoder / BLIP_Retrieval /
+ * BLIP_Pretrain, tied duplicates included), what `torch.save({'model': …})` held. A BlipForImageTextRetrieval has
+ * no twins, queues or temperature, so its dict is BLIP_Retrieval's online part only.
+ */
+function toOfficial(model: BlipModel): Map<string, HostTensor> {
   const stored = model.storedDtypes();
-  const out = new Map<string, HostTensor>();
+  const ours = new Map<string, HostTensor>();
   for (const [key, t] of model.stateDict()) {
-    if (key in TIED_KEYS) continue;
     const int = t.dtype === 'int32';
-    out.set(key, {
+    ours.set(key, {
       dtype: int ? 'int32' : 'float32',
       shape: [...t.shape],
       data: int ? Int32Array.from(t.dataSync()) : Float32Array.from(t.dataSync()),
       fileDtype: stored.get(key) ?? (int ? 'I32' : 'F32'),
     });
   }
-  return out;
+  return toOfficialState(ours, { officialClass: officialClassOfModel(model), copy: (v) => ({ ...v, data: v.data.slice() }) });
+}
+
+/**
+ * A state dict in either layout → ours. Salesforce's names (told by `visual_encoder.*`) are mapped for the class
+ * that saved them, tied duplicates checked equal and dropped; Hugging Face's pass through, the tied decoder bias dropped.
+ */
+function fromOfficial(official: ReadonlyMap<string, StateEntry>, subject: string): Map<string, StateEntry> {
+  if (detectBlipLayout(official.keys()) !== 'official') {
+    const out = new Map(official);
+    for (const tied of Object.keys(TIED_KEYS)) out.delete(tied);
+    return out;
+  }
+  const cls = officialClassOf(official.keys());
+  if (!cls)
+    throw new VlError('CHECKPOINT_INVALID', 'an original BLIP checkpoint without text_encoder.* or text_decoder.* keys', { subject });
+  const r = fromOfficialState(official, OFFICIAL_CLASS_TARGET[cls]);
+  const problems = [
+    ...r.tieMismatches.map((t) => `'${t.key}' differs from '${t.source}', which BLIP ties it to`),
+    ...r.unknown.map((k) => `'${k}' belongs to no part of BLIP`),
+  ];
+  if (problems.length) throw new VlError('STATE_DICT_MISMATCH', problems.join('; '), { subject });
+  return r.tensors;
 }
 
 /** BLIP's pretraining options from the --config file, the objective weights and the `vl train` switches. */
@@ -79,26 +147,17 @@ export const blipModel: ModelSpec<BlipConfig, BlipModel> = {
   description: 'BLIP (Li et al. 2022): captioning, retrieval/ITM, pretraining with ITC+ITM+LM, CapFilt',
   checkpoint: {
     configSchema: blipConfigSchema,
-    parseConfig: (raw, subject) => blipConfigFromJson(raw, subject),
+    // Either form: Hugging Face's config.json, or the original code's (factory kwargs + med_config: official-config.ts).
+    parseConfig: (raw, subject) =>
+      isOfficialBlipConfig(raw) ? blipConfigFromOfficial(raw, subject).config : blipConfigFromJson(raw, subject),
     presets: {
       tiny: (o = {}) => blipPreset('tiny', { vocabSize: o.vocabSize, imageSize: o.imageSize }),
       base: (o = {}) => blipPreset('base', { vocabSize: o.vocabSize, imageSize: o.imageSize }),
     },
-    build: (config) =>
-      architectureOf(config, 'config') === 'BlipForImageTextRetrieval'
-        ? new BlipForImageTextRetrieval(config)
-        : new BlipForConditionalGeneration(config),
+    build,
     fromPretrained,
     savePretrained: (model, dir) => model.savePretrained(dir),
-    keyMap: {
-      fromOfficial(official: ReadonlyMap<string, StateEntry>) {
-        const out = new Map(official);
-        for (const tied of Object.keys(TIED_KEYS)) out.delete(tied);
-        return out;
-      },
-      toOfficial,
-      optional: (key) => OPTIONAL_BUFFER.test(key),
-    },
+    keyMap: { fromOfficial, toOfficial, optional: (key) => OPTIONAL_KEY.test(key) },
   },
   objectives: [
     { name: 'itc', description: 'image-text contrastive loss', defaultWeight: 1 },

@@ -73,7 +73,7 @@ export class BlipForRetrievalTraining extends Module {
   constructor(config: BlipConfig, options: Partial<BlipRetrievalTrainingOptions> = {}, rng: Rng = new Rng(0), encTokenId?: number) {
     super();
     this.config = config;
-    this.options = { ...DEFAULTS, ...options };
+    this.options = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) };
     const v = config.visionConfig;
     const t = config.textConfig;
     const e = config.imageTextHiddenSize;
@@ -111,10 +111,13 @@ export class BlipForRetrievalTraining extends Module {
     await ensureRuntime();
     const ck = await readBlipCheckpoint(path, 'BlipForRetrievalTraining');
     // From the config: written by savePretrained, or translated from BLIP_Retrieval's kwargs (official-config.ts).
-    const { blipRetrievalTraining: options, encTokenId: enc, ...config } = ck.config;
+    // A pretraining checkpoint brings its own queue (size and contents) and momentum.
+    const { blipRetrievalTraining: own, blipPretraining: pre, encTokenId: enc, ...config } = ck.config;
+    const fromPretraining = pre as { queueSize?: number; momentum?: number } | undefined;
+    const options = own ?? (fromPretraining ? { queueSize: fromPretraining.queueSize, momentum: fromPretraining.momentum } : {});
     const model = new BlipForRetrievalTraining(
       config as BlipConfig,
-      (options ?? {}) as Partial<BlipRetrievalTrainingOptions>,
+      options as Partial<BlipRetrievalTrainingOptions>,
       new Rng(0),
       typeof enc === 'number' ? enc : undefined,
     );

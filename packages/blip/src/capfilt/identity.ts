@@ -58,20 +58,31 @@ export async function dataIdentity(files: readonly string[]): Promise<DataFileId
   return out;
 }
 
-export async function checkpointIdentity(dir: string): Promise<CheckpointIdentity> {
-  const real = await realpathLoose(dir);
+/** Weights files: a checkpoint given as one of these is that file plus the other (non-weights) files of its folder. */
+const WEIGHTS_FILE = /\.(safetensors|pth|pt|bin|ckpt)$/i;
+
+/**
+ * A checkpoint folder, every file hashed; or a weights file (e.g. an original BLIP `.pth`): that file and its
+ * folder's other files that are not weights (config.json, vocab.txt, …), so a second checkpoint kept in the same
+ * folder is not part of it.
+ */
+export async function checkpointIdentity(path: string): Promise<CheckpointIdentity> {
+  const real = await realpathLoose(path);
+  const isFile = (await stat(real).catch(() => null))?.isFile() ?? false;
+  const dir = isFile ? dirname(real) : real;
   const files: Record<string, string> = {};
   let names: string[];
   try {
-    names = (await readdir(real)).sort();
+    names = (await readdir(dir)).sort();
   } catch (err) {
-    throw new VlError('CONFIG_INVALID', `cannot read the checkpoint folder: ${(err as Error).message}`, { subject: dir });
+    throw new VlError('CONFIG_INVALID', `cannot read the checkpoint folder: ${(err as Error).message}`, { subject: path });
   }
   for (const name of names) {
-    const st = await stat(join(real, name)).catch(() => null);
-    if (st?.isFile()) files[name] = await sha256File(join(real, name));
+    if (isFile && WEIGHTS_FILE.test(name) && name !== basename(real)) continue;
+    const st = await stat(join(dir, name)).catch(() => null);
+    if (st?.isFile()) files[name] = await sha256File(join(dir, name));
   }
-  return { dir: real, files };
+  return { dir: isFile ? real : dir, files };
 }
 
 export function fingerprintOf(id: RunIdentity): string {

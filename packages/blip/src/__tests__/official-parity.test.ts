@@ -1,0 +1,251 @@
+// Salesforce's original BLIP checkpoints (fixtures/blip-official) through @vl/blip: `verify` reproduces every output
+// of the three reference classes from model.safetensors and from pytorch_model.pth (a folder or the file itself);
+// the same files load into the inference classes the way Hugging Face's converter uses them, with every key that is
+// not read listed with its reason; `vl convert` and the spec's key map go both ways.
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { type DecodedTensor, initRuntime, isVlError } from '@vl/core';
+import { readExpectedFile, readSafetensorsFile, readTensorJsonFile } from '@vl/core/node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../cli.js';
+import { blipModel } from '../model-spec.js';
+import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
+import type { OfficialBlipClass } from '../official-keys.js';
+import { BlipForPretraining } from '../pretraining.js';
+import { BlipForRetrievalTraining } from '../retrieval-training.js';
+import { verifyCheckpoint } from '../verify.js';
+import { OFFICIAL, OFFICIAL_CLASSES } from './official-helpers.js';
+
+const OUTPUTS: Readonly<Record<OfficialBlipClass, readonly string[]>> = {
+  BLIP_Decoder: ['image_embeds', 'decoder_logits', 'loss_lm', 'greedy_sequences', 'beam_sequences', 'greedy_sequence_logits'],
+  BLIP_Retrieval: [
+    'image_embeds',
+    'image_feat',
+    'text_embeds',
+    'text_feat',
+    'sim_i2t',
+    'sim_t2i',
+    'sim_targets',
+    'loss_ita_static',
+    'itm_pos_embeds',
+    'itm_logits_pos',
+    'itm_logits_all',
+    'loss_itm_static',
+  ],
+  BLIP_Pretrain: [
+    'image_embeds',
+    'image_feat',
+    'text_embeds',
+    'text_feat',
+    'sim_i2t',
+    'sim_t2i',
+    'loss_ita_static',
+    'itm_pos_embeds',
+    'itm_logits_pos',
+    'itm_logits_all',
+    'loss_itm_static',
+    'decoder_logits',
+    'loss_lm_static',
+  ],
+};
+
+let tmp: string;
+beforeAll(async () => {
+  await initRuntime({ backend: 'cpu' });
+  tmp = await mkdtemp(join(tmpdir(), 'vl-blip-official-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** A folder holding config.json and only the given weights file of a fixture. */
+async function onlyFile(cls: OfficialBlipClass, file: string): Promise<string> {
+  const dir = join(tmp, `${cls}-${file}`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir);
+  await copyFile(join(OFFICIAL[cls], 'config.json'), join(dir, 'config.json'));
+  await copyFile(join(OFFICIAL[cls], file), join(dir, file));
+  return dir;
+}
+
+async function expectPasses(cls: OfficialBlipClass, model: string): Promise<void> {
+  const dir = OFFICIAL[cls];
+  const { modelClass, report } = await verifyCheckpoint({
+    model,
+    inputs: join(dir, 'inputs.json'),
+    expected: join(dir, 'expected.json'),
+    tol: 1e-4,
+  });
+  expect(modelClass).toBe(cls);
+  expect(report.checks.map((c) => c.name).sort()).toEqual([...OUTPUTS[cls]].sort());
+  for (const c of report.checks) {
+    expect(c.passed, `${cls} ${c.name}: max abs diff ${c.maxAbsDiff} ${c.note ?? ''}`).toBe(true);
+    if (c.kind === 'int') expect(c.maxAbsDiff).toBe(0);
+  }
+}
+
+describe('verify on the original BLIP fixtures', () => {
+  for (const cls of OFFICIAL_CLASSES) {
+    it(`${cls}: every output within 1e-4 (ids exact) from model.safetensors and from pytorch_model.pth`, async () => {
+      const before = tf.memory().numTensors;
+      await expectPasses(cls, join(OFFICIAL[cls], 'model.safetensors'));
+      await expectPasses(cls, join(OFFICIAL[cls], 'pytorch_model.pth'));
+      await expectPasses(cls, await onlyFile(cls, 'pytorch_model.pth'));
+      expect(tf.memory().numTensors).toBe(before);
+    });
+  }
+
+  it('`vl verify blip --checkpoint FILE.pth` exits 0 and prints the report', async () => {
+    const dir = OFFICIAL.BLIP_Pretrain;
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    const args = [
+      'verify',
+      '--checkpoint',
+      join(dir, 'pytorch_model.pth'),
+      '--inputs',
+      join(dir, 'inputs.json'),
+      '--expected',
+      join(dir, 'expected.json'),
+    ];
+    expect(await runCli([...args, '--backend', 'cpu'], io)).toBe(0);
+    expect(lines.join('\n')).toMatch(/^BLIP_Pretrain .*pytorch_model\.pth/);
+    expect(lines.join('\n')).toContain('all outputs within tolerance');
+  });
+});
+
+/** Reads expected.json outputs and inputs.json tensors of a fixture. */
+async function fixture(cls: OfficialBlipClass) {
+  const dir = OFFICIAL[cls];
+  return {
+    expected: (await readExpectedFile(join(dir, 'expected.json'))).outputs,
+    inputs: (await readTensorJsonFile(join(dir, 'inputs.json'))).tensors,
+  };
+}
+
+const tensor = (t: DecodedTensor | undefined) => tf.tensor(t!.data, t!.shape, t!.kind === 'int' ? 'int32' : 'float32');
+
+async function maxDiff(actual: tf.Tensor, expected: DecodedTensor | undefined): Promise<number> {
+  expect(actual.shape).toEqual(expected!.shape);
+  const a = await actual.data();
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (expected!.data[i] as number)));
+  return m;
+}
+
+describe('official checkpoints into the inference classes', () => {
+  it("BLIP_Pretrain → BlipForConditionalGeneration (Hugging Face's converter path): the pretrain decoder's logits, unused keys with reasons", async () => {
+    const { expected, inputs } = await fixture('BLIP_Pretrain');
+    const model = await BlipForConditionalGeneration.fromPretrained(join(OFFICIAL.BLIP_Pretrain, 'pytorch_model.pth'), { tokenizer: null });
+    const logits = model.forward({
+      pixelValues: tensor(inputs.image),
+      inputIds: tensor(inputs.decoder_input_ids),
+      attentionMask: tensor(inputs.attention_mask),
+    });
+    expect(await maxDiff(logits.decoderLogits, expected.decoder_logits)).toBeLessThan(1e-4);
+    tf.dispose([logits.decoderLogits, logits.imageEmbeds]);
+    const report = model.checkpointReport!;
+    expect(report).toMatchObject({ layout: 'official', officialClass: 'BLIP_Pretrain', target: 'BlipForConditionalGeneration' });
+    const unused = new Map(report.unused.map((u) => [u.key, u.reason]));
+    expect([...unused.keys()].every((k) => !k.startsWith('text_decoder.') && !k.startsWith('visual_encoder.'))).toBe(true);
+    expect(unused.get('text_encoder_m.embeddings.LayerNorm.weight')).toMatch(/momentum twin/);
+    expect(unused.get('queue_ptr')).toMatch(/queue/);
+    expect(unused.size).toBe(354 - 132); // everything but BLIP_Decoder's 132 entries
+    expect(report.tied).toEqual([{ key: 'text_decoder.cls.predictions.decoder.bias', source: 'text_decoder.cls.predictions.bias' }]);
+    model.dispose();
+  });
+
+  it('BLIP_Retrieval → BlipForImageTextRetrieval: ITM logits and ITC features; twins, queues and temp listed as unused', async () => {
+    const { expected, inputs } = await fixture('BLIP_Retrieval');
+    const model = await BlipForImageTextRetrieval.fromPretrained(OFFICIAL.BLIP_Retrieval, { tokenizer: null });
+    const pixels = tensor(inputs.image);
+    const itm = model.forwardItm({
+      pixelValues: pixels,
+      inputIds: tensor(inputs.encoder_input_ids),
+      attentionMask: tensor(inputs.attention_mask),
+    });
+    expect(await maxDiff(itm.itmScore, expected.itm_logits_pos)).toBeLessThan(1e-4);
+    expect(await maxDiff(itm.questionEmbeds, expected.itm_pos_embeds)).toBeLessThan(1e-4);
+    const itc = model.forwardItc({ pixelValues: pixels, inputIds: tensor(inputs.input_ids), attentionMask: tensor(inputs.attention_mask) });
+    expect(await maxDiff(itc.imageFeat, expected.image_feat)).toBeLessThan(1e-4);
+    expect(await maxDiff(itc.textFeat, expected.text_feat)).toBeLessThan(1e-4);
+    tf.dispose([pixels, ...Object.values(itm), ...Object.values(itc)]);
+    const reasons = new Set(model.checkpointReport!.unused.map((u) => u.reason.split(':')[0]));
+    expect([...reasons].sort()).toEqual(
+      [
+        'a momentum twin (training state',
+        'the ITC feature queue (training state)',
+        'the learned ITC temperature (training; inference ranks by cosine similarity)',
+      ].sort(),
+    );
+    model.dispose();
+  });
+
+  it('a captioner checkpoint has no text encoder: loading it as a retrieval model lists the missing keys', async () => {
+    const err = await BlipForImageTextRetrieval.fromPretrained(OFFICIAL.BLIP_Decoder, { tokenizer: null }).catch((e: unknown) => e);
+    expect(isVlError(err, 'STATE_DICT_MISMATCH')).toBe(true);
+    expect((err as Error).message).toMatch(/missing.*text_encoder\.embeddings\.word_embeddings\.weight/s);
+  });
+
+  it("BLIP_Pretrain → BlipForRetrievalTraining (train_retrieval.py's start): the queue's image ids are filled, with the reason", async () => {
+    const model = await BlipForRetrievalTraining.fromPretrained(OFFICIAL.BLIP_Pretrain);
+    expect(model.checkpointReport!.filled).toEqual([
+      { key: 'queues.idx_queue', reason: expect.stringMatching(/BLIP_Pretrain keeps no image ids/) as unknown as string },
+    ]);
+    expect(Array.from(model.queues.get('idx_queue').dataSync())).toEqual(Array(8).fill(-100));
+    expect(model.checkpointReport!.unused.every((u) => u.key.startsWith('text_decoder.'))).toBe(true);
+    model.dispose();
+  });
+
+  it('without config.json the sizes come from the shapes, which needs the bert-base-uncased vocabulary: the tiny fixture is refused with a hint', async () => {
+    const dir = join(tmp, 'no-config');
+    await mkdir(dir, { recursive: true });
+    await copyFile(join(OFFICIAL.BLIP_Decoder, 'pytorch_model.pth'), join(dir, 'model_base_caption_capfilt_large.pth'));
+    const err = await BlipForConditionalGeneration.fromPretrained(join(dir, 'model_base_caption_capfilt_large.pth')).catch(
+      (e: unknown) => e,
+    );
+    expect(isVlError(err, 'CONFIG_INVALID')).toBe(true);
+    expect((err as Error).message).toMatch(/99 entries, not bert-base-uncased/);
+    // A Hugging Face config.json next to original weights is refused too.
+    await writeFile(join(dir, 'config.json'), JSON.stringify({ architectures: ['BlipForConditionalGeneration'] }));
+    const err2 = await BlipForConditionalGeneration.fromPretrained(dir).catch((e: unknown) => e);
+    expect((err2 as Error).message).toMatch(/Hugging Face's form, but the weights use the original BLIP names/);
+  });
+});
+
+describe('the BLIP ModelSpec key map, both ways', () => {
+  it('toOfficial gives back each reference state dict bit for bit; fromPretrained picks the class from the keys', async () => {
+    const kinds = {
+      BLIP_Decoder: BlipForConditionalGeneration,
+      BLIP_Retrieval: BlipForRetrievalTraining,
+      BLIP_Pretrain: BlipForPretraining,
+    };
+    for (const cls of OFFICIAL_CLASSES) {
+      const model = await blipModel.checkpoint.fromPretrained(join(OFFICIAL[cls], 'pytorch_model.pth'));
+      expect(model).toBeInstanceOf(kinds[cls]);
+      const official = blipModel.checkpoint.keyMap.toOfficial(model);
+      const { tensors } = await readSafetensorsFile(join(OFFICIAL[cls], 'model.safetensors'));
+      expect([...official.keys()].sort()).toEqual([...tensors.keys()].sort());
+      for (const [k, v] of tensors) {
+        expect(official.get(k)!.shape, k).toEqual(v.shape);
+        expect(Buffer.from(official.get(k)!.data.buffer).equals(Buffer.from(v.data.buffer)), k).toBe(true);
+      }
+      model.dispose();
+    }
+  });
+
+  it('`vl convert blip` turns an original .pth into our layout, which passes verify', async () => {
+    const out = join(tmp, 'converted-retrieval');
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+    const code = await runCli(
+      ['convert', '--in', join(OFFICIAL.BLIP_Retrieval, 'pytorch_model.pth'), '--out', out, '--backend', 'cpu'],
+      io,
+    );
+    expect(code, lines.join('\n')).toBe(0);
+    expect(lines.join('\n')).toContain('unused keys: none');
+    await expectPasses('BLIP_Retrieval', out);
+  });
+});
