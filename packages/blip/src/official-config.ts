@@ -158,7 +158,8 @@ export function blipConfigFromOfficial(
   const k = o.model_kwargs;
   const vit = BLIP_VITS[k.vit];
   const v = o.vision_config ?? { embed_dim: vit.width, depth: vit.depth, num_heads: vit.heads, mlp_ratio: 4, patch_size: 16, in_chans: 3 };
-  const imageSize = v.img_size ?? k.image_size ?? CLASS_DEFAULTS[cls].imageSize;
+  // The factory's image_size is what VisionTransformer gets as img_size; a different img_size is only a record.
+  const imageSize = k.image_size ?? v.img_size ?? CLASS_DEFAULTS[cls].imageSize;
   // BLIP_Pretrain builds from bert_config.json (bert-base-uncased's vocabulary) and then resizes the embeddings to
   // len(tokenizer), which init_tokenizer made two longer ([DEC], [ENC]); the other classes' med_config has the final size.
   const vocab = 'bert_config.json' in o && !('med_config.json' in o) ? med.vocab_size + 2 : med.vocab_size;

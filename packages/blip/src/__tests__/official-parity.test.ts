@@ -2,7 +2,7 @@
 // of the three reference classes from model.safetensors and from pytorch_model.pth (a folder or the file itself);
 // the same files load into the inference classes the way Hugging Face's converter uses them, with every key that is
 // not read listed with its reason; `vl convert` and the spec's key map go both ways.
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -196,6 +196,25 @@ describe('official checkpoints into the inference classes', () => {
     ]);
     expect(Array.from(model.queues.get('idx_queue').dataSync())).toEqual(Array(8).fill(-100));
     expect(model.checkpointReport!.unused.every((u) => u.key.startsWith('text_decoder.'))).toBe(true);
+    model.dispose();
+  });
+
+  it("another image size resizes the position embeddings as BLIP's load_checkpoint does, and says so", async () => {
+    const dir = join(tmp, 'decoder-32px');
+    await mkdir(dir, { recursive: true });
+    const config = JSON.parse(await readFile(join(OFFICIAL.BLIP_Decoder, 'config.json'), 'utf8')) as {
+      model_kwargs: { image_size: number };
+    };
+    config.model_kwargs.image_size = 32; // a 4×4 patch grid in the file, 8×8 for the model
+    await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+    await copyFile(join(OFFICIAL.BLIP_Decoder, 'model.safetensors'), join(dir, 'model.safetensors'));
+    const model = await BlipForConditionalGeneration.fromPretrained(dir, { tokenizer: null });
+    expect(model.checkpointReport!.resized).toEqual([
+      { key: 'vision_model.embeddings.position_embedding', from: [1, 17, 24], to: [1, 65, 24] },
+    ]);
+    const out = model.visionForward(tf.zeros([1, 3, 32, 32]));
+    expect(out.lastHiddenState.shape).toEqual([1, 65, 24]);
+    tf.dispose([out.lastHiddenState, out.poolerOutput]);
     model.dispose();
   });
 
