@@ -168,15 +168,12 @@ export const blipModel: ModelSpec<BlipConfig, BlipModel> = {
   tasks: ['retrieval', 'captioning'],
 
   async verify(req) {
-    if (req.grads !== undefined)
-      throw new VlError('TASK_UNSUPPORTED', 'BLIP verify checks outputs only: no gradient fixtures exist for it yet', {
-        subject: req.grads,
-      });
     const { modelClass, report } = await verifyCheckpoint({
       model: req.checkpoint,
       inputs: req.inputs,
       expected: req.expected,
       tol: req.tol,
+      grads: req.grads,
     });
     return { title: `${modelClass} ${req.checkpoint}`, report };
   },

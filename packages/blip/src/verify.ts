@@ -4,7 +4,7 @@
 // Fixtures of Hugging Face's classes are computed here; those of Salesforce's original classes
 // (meta.model_class BLIP_Decoder / BLIP_Retrieval / BLIP_Pretrain) in verify-official.ts.
 import * as tf from '@tensorflow/tfjs-core';
-import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport } from '@vl/core';
+import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport, VlError } from '@vl/core';
 import { readExpectedFile, readTensorJsonFile } from '@vl/core/node';
 import { readBlipConfig } from './checkpoint.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
@@ -17,6 +17,8 @@ export interface VerifyOptions {
   expected: string;
   /** Max abs diff allowed on float outputs (default 1e-4); ids must match exactly. */
   tol?: number;
+  /** Expected gradients (`grads.safetensors` of fixtures/blip-official's pretrain folder). */
+  grads?: string;
 }
 
 export interface VerifyResult {
@@ -160,7 +162,14 @@ export async function verifyCheckpoint(options: VerifyOptions): Promise<VerifyRe
       inputs: { tensors: inputs, other },
       inputsPath: options.inputs,
       expected: expected.outputs,
+      expectedPath: options.expected,
       tol: options.tol ?? 1e-4,
+      grads: options.grads,
+    });
+  }
+  if (options.grads !== undefined) {
+    throw new VlError('TASK_UNSUPPORTED', 'gradient fixtures exist for BLIP_Pretrain (fixtures/blip-official) only', {
+      subject: options.grads,
     });
   }
   const modelClass = await modelClassOf(expected.meta, options.model);

@@ -6,14 +6,14 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type DecodedTensor, initRuntime, isVlError } from '@vl/core';
+import { type DecodedTensor, decodeTensorJson, initRuntime, isVlError, Rng, type TensorJson } from '@vl/core';
 import { readExpectedFile, readSafetensorsFile, readTensorJsonFile } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli.js';
 import { blipModel } from '../model-spec.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import type { OfficialBlipClass } from '../official-keys.js';
-import { BlipForPretraining } from '../pretraining.js';
+import { BlipForPretraining, type PretrainBatch } from '../pretraining.js';
 import { BlipForRetrievalTraining } from '../retrieval-training.js';
 import { verifyCheckpoint } from '../verify.js';
 import { OFFICIAL, OFFICIAL_CLASSES } from './official-helpers.js';
@@ -97,7 +97,7 @@ describe('verify on the original BLIP fixtures', () => {
     });
   }
 
-  it('`vl verify blip --checkpoint FILE.pth` exits 0 and prints the report', async () => {
+  it('`vl verify blip --checkpoint FILE.pth --grads` exits 0: every output, and the gradients of ITC, ITM and LM', async () => {
     const dir = OFFICIAL.BLIP_Pretrain;
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
@@ -110,9 +110,22 @@ describe('verify on the original BLIP fixtures', () => {
       '--expected',
       join(dir, 'expected.json'),
     ];
-    expect(await runCli([...args, '--backend', 'cpu'], io)).toBe(0);
-    expect(lines.join('\n')).toMatch(/^BLIP_Pretrain .*pytorch_model\.pth/);
-    expect(lines.join('\n')).toContain('all outputs within tolerance');
+    expect(await runCli([...args, '--grads', join(dir, 'grads.safetensors'), '--backend', 'cpu'], io)).toBe(0);
+    const text = lines.join('\n');
+    expect(text).toMatch(/^BLIP_Pretrain .*pytorch_model\.pth/);
+    // One check per loss over all its tensors (99, 126 and 129 parameters, as grads.json counts them).
+    expect(text).toMatch(/grads\/ita\s+\[99\]\s.*ok/);
+    expect(text).toMatch(/grads\/itm\s+\[126\]\s.*ok/);
+    expect(text).toMatch(/grads\/lm\s+\[129\]\s.*ok/);
+    expect(text).toContain('all outputs within tolerance');
+    // Past a tiny tolerance the gradient checks fail too.
+    lines.length = 0;
+    expect(await runCli([...args, '--grads', join(dir, 'grads.safetensors'), '--tol', '1e-9', '--backend', 'cpu'], io)).toBe(1);
+    expect(lines.join('\n')).toMatch(/grads\/ita .*FAIL/);
+    // Gradient fixtures exist for BLIP_Pretrain only.
+    const r = OFFICIAL.BLIP_Retrieval;
+    const other = ['verify', '--checkpoint', r, '--inputs', join(r, 'inputs.json'), '--expected', join(r, 'expected.json')];
+    expect(await runCli([...other, '--grads', join(dir, 'grads.safetensors'), '--backend', 'cpu'], io)).not.toBe(0);
   });
 });
 
@@ -231,6 +244,57 @@ describe('official checkpoints into the inference classes', () => {
     await writeFile(join(dir, 'config.json'), JSON.stringify({ architectures: ['BlipForConditionalGeneration'] }));
     const err2 = await BlipForConditionalGeneration.fromPretrained(dir).catch((e: unknown) => e);
     expect((err2 as Error).message).toMatch(/Hugging Face's form, but the weights use the original BLIP names/);
+  });
+});
+
+describe("the training classes' forward against the reference's forward()", () => {
+  /** The recorded `informative` values of a fixture: forward()'s losses and the queues after it. */
+  async function informative(cls: OfficialBlipClass): Promise<Record<string, DecodedTensor>> {
+    const raw = (await readTensorJsonFile(join(OFFICIAL[cls], 'expected.json'))).other.informative as Record<string, TensorJson>;
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, decodeTensorJson(v, k)]));
+  }
+
+  async function batchOf(cls: OfficialBlipClass, withIds: boolean): Promise<PretrainBatch> {
+    const { inputs } = await fixture(cls);
+    const [b, t] = inputs.input_ids!.shape as [number, number];
+    return {
+      pixels: inputs.image!.data as Float32Array,
+      imageSize: inputs.image!.shape[2] as number,
+      inputIds: inputs.input_ids!.data as Int32Array,
+      attentionMask: inputs.attention_mask!.data as Int32Array,
+      batchSize: b,
+      seqLength: t,
+      imageIds: withIds ? Array.from(inputs.idx!.data) : undefined,
+    };
+  }
+
+  // With a batch of 2 every hard negative is forced (the other pair), so our draws equal the recorded ones.
+  it('BlipForPretraining.forward: loss_ita, loss_itm, loss_lm and the queues after it', async () => {
+    const rec = await informative('BLIP_Pretrain');
+    const model = (await BlipForPretraining.fromPretrained(OFFICIAL.BLIP_Pretrain)).eval();
+    const r = model.forward(await batchOf('BLIP_Pretrain', false), { rng: new Rng(0), alpha: 0.4 });
+    expect(await maxDiff(r.losses.itc!, rec.loss_ita)).toBeLessThan(1e-4);
+    expect(await maxDiff(r.losses.itm!, rec.loss_itm)).toBeLessThan(1e-4);
+    expect(await maxDiff(r.losses.lm!, rec.loss_lm)).toBeLessThan(1e-4);
+    tf.dispose([r.loss, ...Object.values(r.losses)]);
+    expect(await maxDiff(model.queues!.get('image_queue'), rec.forward_image_queue_after)).toBeLessThan(1e-4);
+    expect(await maxDiff(model.queues!.get('text_queue'), rec.forward_text_queue_after)).toBeLessThan(1e-4);
+    expect(model.queues!.pointer).toBe(rec.forward_queue_ptr_after!.data[0]);
+    model.dispose();
+  });
+
+  it('BlipForRetrievalTraining.forward: loss_ita, loss_itm and the queues, ids and pointer after it', async () => {
+    const rec = await informative('BLIP_Retrieval');
+    const model = await BlipForRetrievalTraining.fromPretrained(OFFICIAL.BLIP_Retrieval);
+    const r = model.forward(await batchOf('BLIP_Retrieval', true), { rng: new Rng(0), alpha: 0.4 });
+    expect(await maxDiff(r.losses.itc!, rec.loss_ita)).toBeLessThan(1e-4);
+    expect(await maxDiff(r.losses.itm!, rec.loss_itm)).toBeLessThan(1e-4);
+    tf.dispose([r.loss, ...Object.values(r.losses)]);
+    expect(await maxDiff(model.queues.get('image_queue'), rec.forward_image_queue_after)).toBeLessThan(1e-4);
+    expect(await maxDiff(model.queues.get('text_queue'), rec.forward_text_queue_after)).toBeLessThan(1e-4);
+    expect(Array.from(model.queues.get('idx_queue').dataSync())).toEqual(Array.from(rec.forward_idx_queue_after!.data));
+    expect(model.queues.pointer).toBe(rec.forward_ptr_queue_after!.data[0]);
+    model.dispose();
   });
 });
 
