@@ -1,5 +1,6 @@
 // BERT text embeddings: word + absolute position (+ token type) embeddings, LayerNorm, dropout
-// (HF `BlipTextEmbeddings`, `BertEmbeddings`; ALBEF `xbert.BertEmbeddings`).
+// (HF `BlipTextEmbeddings`, `BertEmbeddings`; ALBEF `xbert.BertEmbeddings`; VLMo's, whose
+// position_embedding_type 'rel_pos' keeps the position table but never adds it).
 //
 // Parameter names: word_embeddings.weight [V, D], position_embeddings.weight [P, D],
 // [token_type_embeddings.weight [T, D] when type_vocab_size > 0], LayerNorm.{weight,bias},
@@ -20,6 +21,12 @@ export interface TextEmbeddingsConfig {
   /** Default 1e-12 (BERT). */
   layerNormEps?: number;
   hiddenDropoutProb?: number;
+  /**
+   * HF `position_embedding_type`. Only 'absolute' (the default) adds the position table; any other
+   * value (HF's 'relative_key', VLMo's 'rel_pos') keeps the table, which checkpoints hold, but does not
+   * add it: the model puts positions into attention instead.
+   */
+  positionEmbeddingType?: string;
 }
 
 export interface TextEmbeddingsInputs {
@@ -41,11 +48,14 @@ export class BertEmbeddings extends Module {
   readonly LayerNorm: LayerNorm;
   private readonly dropout: Dropout;
   readonly maxPositions: number;
+  /** Whether forward adds the absolute position embeddings (positionEmbeddingType 'absolute'). */
+  readonly absolutePositions: boolean;
 
   constructor(config: TextEmbeddingsConfig, rng: Rng) {
     super();
     const d = config.hiddenSize;
     this.maxPositions = config.maxPositionEmbeddings;
+    this.absolutePositions = (config.positionEmbeddingType ?? 'absolute') === 'absolute';
     this.word_embeddings = this.registerModule('word_embeddings', new Embedding(config.vocabSize, d, rng));
     this.position_embeddings = this.registerModule('position_embeddings', new Embedding(this.maxPositions, d, rng));
     const types = config.typeVocabSize ?? 0;
@@ -75,8 +85,10 @@ export class BertEmbeddings extends Module {
     }
     return tf.tidy(() => {
       let h = inputs.inputIds ? this.word_embeddings.forward(inputs.inputIds) : (inputs.inputsEmbeds as tf.Tensor); // [B, T, D]
-      const positionIds = tf.slice(this.getBuffer('position_ids'), [0, past], [1, t]); // [1, T]
-      h = tf.add(h, this.position_embeddings.forward(positionIds)); // broadcast over B
+      if (this.absolutePositions) {
+        const positionIds = tf.slice(this.getBuffer('position_ids'), [0, past], [1, t]); // [1, T]
+        h = tf.add(h, this.position_embeddings.forward(positionIds)); // broadcast over B
+      }
       if (this.token_type_embeddings) {
         const types = inputs.tokenTypeIds ?? tf.zeros([b, t], 'int32');
         h = tf.add(h, this.token_type_embeddings.forward(types));

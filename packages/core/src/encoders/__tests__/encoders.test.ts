@@ -136,6 +136,24 @@ describe('TextTransformer', () => {
     expect(() => emb.forward({ inputIds: ids, pastLength: 14 })).toThrow(/maxPositionEmbeddings/);
   });
 
+  it("embeddings with a relative position type keep the position table but do not add it (VLMo 'rel_pos')", () => {
+    const config = { ...textConfig, typeVocabSize: 2 };
+    const absolute = new BertEmbeddings(config, new Rng(0));
+    const relative = new BertEmbeddings({ ...config, positionEmbeddingType: 'rel_pos' }, new Rng(0));
+    randomize(absolute, 1);
+    randomize(relative, 1);
+    expect([...relative.stateDict().keys()]).toEqual([...absolute.stateDict().keys()]);
+    expect(relative.absolutePositions).toBe(false);
+    const ids = tf.tensor2d([[3, 4, 5]], [1, 3], 'int32');
+    // Hand-built: LayerNorm(word[ids] + token_type[0]), no position rows.
+    const sum = tf.add(tf.gather(relative.word_embeddings.weight, ids), tf.gather(relative.token_type_embeddings!.weight, [0]));
+    expect(maxAbsDiff(relative.forward({ inputIds: ids }), relative.LayerNorm.forward(sum))).toBeLessThan(1e-6);
+    // The same weights with absolute positions differ by exactly the position rows inside the norm.
+    const withPos = tf.add(sum, tf.slice(absolute.position_embeddings.weight, [0, 0], [3, 8]));
+    expect(maxAbsDiff(absolute.forward({ inputIds: ids }), absolute.LayerNorm.forward(withPos))).toBeLessThan(1e-6);
+    expectNoLeak(() => relative.forward({ inputIds: ids }));
+  });
+
   it('bidirectional encoder: padding does not change real tokens', () => {
     const enc = new TextTransformer(textConfig, new Rng(0), { crossAttentionFrom: 1, pooler: true });
     randomize(enc, 1);
