@@ -114,7 +114,6 @@ export {
 export {
   BEIT3_LAYER_PRESET,
   MultiwayLayer,
-  VLMO_LAYER_PRESET,
   type MultiwayLayerConfig,
   type MultiwayLayerForward,
 } from './blocks/multiway-layer.js';

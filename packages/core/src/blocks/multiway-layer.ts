@@ -2,7 +2,8 @@
 // multiway=True): a TransformerLayer whose chosen parts have one copy per expert, with a route required in
 // every forward. Which expert each token uses is the caller's `route`; see multiway.ts.
 //
-// Parameter names, VLMo preset (experts as suffixes; VLMO_FUSION_EXPERTS adds the `_vl` ones):
+// Parameter names, VLMo layout (experts as suffixes, VLMO_FUSION_EXPERTS adds the `_vl` ones; the
+// preset is VLMO_LAYER_PRESET in @vl/vlmo):
 //   gamma_1, gamma_2, norm1.*, attn.q_bias, attn.v_bias, attn.qkv.weight, attn.proj.*,
 //   norm2_text.*, norm2_imag.*, [norm2_vl.*], mlp_text.fc{1,2}.*, mlp_imag.fc{1,2}.*, [mlp_vl.fc{1,2}.*]
 // BEiT-3 preset (experts as children A = image, B = text; attention multiway too):
@@ -10,10 +11,9 @@
 //   final_layer_norm.{A,B}.*, ffn.{A,B}.{fc1,ffn_layernorm,fc2}.*
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../runtime/rng.js';
-import { type ExpertNaming, type Route, TORCHSCALE_EXPERTS, VLMO_EXPERTS } from './multiway.js';
+import { type ExpertNaming, type Route, TORCHSCALE_EXPERTS } from './multiway.js';
 import {
   type LayerPart,
-  TIMM_VIT_LAYER_NAMES,
   TORCHSCALE_LAYER_NAMES,
   TransformerLayer,
   type TransformerLayerConfig,
@@ -27,17 +27,6 @@ export interface MultiwayLayerConfig extends Omit<TransformerLayerConfig, 'atten
   /** The parts with experts. Default ['norm2', 'mlp'] (VLMo); BEiT-3 has all four. */
   multiwayParts?: readonly LayerPart[];
 }
-
-/** VLMo base: fused qkv with q/v biases, layer scale, expert FFNs and their norms (plus: layerScaleInit null). */
-export const VLMO_LAYER_PRESET = {
-  qkvLayout: 'fused',
-  qkvBias: 'qv',
-  layerScaleInit: 0.1,
-  layerNormEps: 1e-6,
-  names: TIMM_VIT_LAYER_NAMES,
-  experts: VLMO_EXPERTS,
-  multiwayParts: ['norm2', 'mlp'],
-} as const satisfies Partial<MultiwayLayerConfig>;
 
 /** BEiT-3: torchscale names, sub-LN, eps 1e-5, every part multiway with A/B children. */
 export const BEIT3_LAYER_PRESET = {

@@ -11,13 +11,27 @@ import { Rng } from '../../runtime/rng.js';
 import { AttentionPooler } from '../attention-pooler.js';
 import { BertLayer } from '../bert-layer.js';
 import { DropPath, dropPathSchedule } from '../drop-path.js';
-import { VLMO_FUSION_EXPERTS } from '../multiway.js';
-import { BEIT3_LAYER_PRESET, MultiwayLayer, VLMO_LAYER_PRESET } from '../multiway-layer.js';
+import { VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
+import { BEIT3_LAYER_PRESET, MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
 import { OPEN_CLIP_LAYER_NAMES, TIMM_VIT_LAYER_NAMES, TORCHSCALE_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
 });
+
+/**
+ * The layer layout these tests exercise with suffix-named experts: VLMo's `Block` (fused qkv with q/v
+ * biases, layer scale, expert FFNs and their norms). The model's own preset lives in @vl/vlmo.
+ */
+const SUFFIX_EXPERT_LAYOUT = {
+  qkvLayout: 'fused',
+  qkvBias: 'qv',
+  layerScaleInit: 0.1,
+  layerNormEps: 1e-6,
+  names: TIMM_VIT_LAYER_NAMES,
+  experts: VLMO_EXPERTS,
+  multiwayParts: ['norm2', 'mlp'],
+} as const satisfies Partial<MultiwayLayerConfig>;
 
 const D = 8;
 const keys = (m: Module) => [...m.stateDict().keys()].sort();
@@ -216,7 +230,7 @@ describe('MultiwayLayer', () => {
   const base = { hiddenSize: D, numHeads: 2, intermediateSize: 16 };
 
   it('VLMo names: shared attention, mlp_imag/mlp_text, mlp_vl only with the VL expert', () => {
-    const layer = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    const layer = new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     const k = keys(layer);
     for (const key of ['norm1.weight', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'gamma_1', 'gamma_2'])
       expect(k).toContain(key);
@@ -225,11 +239,11 @@ describe('MultiwayLayer', () => {
       expect(k).toContain(`mlp_${e}.fc1.weight`);
       expect(k).toContain(`mlp_${e}.fc2.bias`);
     }
-    expect(keys(new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET }, new Rng(0))).some((s) => s.includes('_vl'))).toBe(false);
+    expect(keys(new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT }, new Rng(0))).some((s) => s.includes('_vl'))).toBe(false);
   });
 
   it('fed one modality, equals the plain layer with that expert (VLMo)', () => {
-    const mw = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     randomize(mw, 1);
     const x = randomTensor([2, 5, D], new Rng(2));
     const mask = paddingMask(
@@ -255,7 +269,7 @@ describe('MultiwayLayer', () => {
   });
 
   it('a split route gives each part its own expert', () => {
-    const mw = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT }, new Rng(0));
     randomize(mw, 3);
     const x = randomTensor([1, 5, D], new Rng(4));
     // Attention is shared, so per position the split output equals the output of the route its
@@ -311,7 +325,7 @@ describe('MultiwayLayer', () => {
   it('gradients match finite differences with a split route (VLMo and BEiT-3 modes)', () => {
     const x = tf.variable(randomTensor([1, 4, D], new Rng(9), 0.7));
     const p = probe([1, 4, D], 3);
-    const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET }, new Rng(0));
+    const vlmo = new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT }, new Rng(0));
     randomize(vlmo, 10);
     const textFirst = [
       { expert: 'text', length: 2 },
@@ -335,7 +349,7 @@ describe('MultiwayLayer', () => {
       { expert: 'text', length: 1 },
     ];
     expectNoLeak(() => mw.forward(x, { route, outputAttentions: true }));
-    const vlmo = new MultiwayLayer({ ...base, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    const vlmo = new MultiwayLayer({ ...base, ...SUFFIX_EXPERT_LAYOUT, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     expectNoLeak(() => vlmo.forward(x, { route: 'vl' }));
     expectNoLeak(() =>
       vlmo.forward(x, {

@@ -14,13 +14,27 @@ import type { Module } from '../../nn/module.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { Multiway, type Route, TORCHSCALE_EXPERTS, VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
-import { BEIT3_LAYER_PRESET, MultiwayLayer, VLMO_LAYER_PRESET } from '../multiway-layer.js';
+import { BEIT3_LAYER_PRESET, MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
 import { Container } from '../path-module.js';
-import { TransformerLayer } from '../transformer-layer.js';
+import { TIMM_VIT_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
 });
+
+/**
+ * The layer layout these tests exercise with suffix-named experts: VLMo's `Block` (fused qkv with q/v
+ * biases, layer scale, expert FFNs and their norms). The model's own preset lives in @vl/vlmo.
+ */
+const SUFFIX_EXPERT_LAYOUT = {
+  qkvLayout: 'fused',
+  qkvBias: 'qv',
+  layerScaleInit: 0.1,
+  layerNormEps: 1e-6,
+  names: TIMM_VIT_LAYER_NAMES,
+  experts: VLMO_EXPERTS,
+  multiwayParts: ['norm2', 'mlp'],
+} as const satisfies Partial<MultiwayLayerConfig>;
 
 const D = 8;
 const layerSizes = { hiddenSize: D, numHeads: 2, intermediateSize: 16 };
@@ -209,14 +223,14 @@ describe('Multiway layers built from TransformerLayer', () => {
       'mlp_imag.fc2.weight',
       'mlp_imag.fc2.bias',
     ];
-    expect([...new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET }, new Rng(0)).stateDict().keys()]).toEqual(official);
+    expect([...new MultiwayLayer({ ...layerSizes, ...SUFFIX_EXPERT_LAYOUT }, new Rng(0)).stateDict().keys()]).toEqual(official);
     // A layer from vlffn_start_layer_index on (blocks.3) adds the VL expert. VLMo registers mlp_vl before
     // norm2_vl; here both parts list their experts in the same order, so only the set is compared.
-    const fusion = new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    const fusion = new MultiwayLayer({ ...layerSizes, ...SUFFIX_EXPERT_LAYOUT, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     const vl = ['mlp_vl.fc1.weight', 'mlp_vl.fc1.bias', 'mlp_vl.fc2.weight', 'mlp_vl.fc2.bias', 'norm2_vl.weight', 'norm2_vl.bias'];
     expect([...fusion.stateDict().keys()].sort()).toEqual([...official, ...vl].sort());
     // VLMo-base_plus has no layer scale: no gamma keys.
-    const plus = new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET, layerScaleInit: null }, new Rng(0));
+    const plus = new MultiwayLayer({ ...layerSizes, ...SUFFIX_EXPERT_LAYOUT, layerScaleInit: null }, new Rng(0));
     expect([...plus.stateDict().keys()]).toEqual(official.slice(2));
   });
 
@@ -283,7 +297,7 @@ describe('Multiway layers built from TransformerLayer', () => {
       return report.loaded;
     };
     // vlmo-seed0: D 32, 4 heads, mlp 64, depth 4, vlffn_start_layer_index 2; plus: D 30, 3 heads, no layer scale.
-    const base = { hiddenSize: 32, numHeads: 4, intermediateSize: 64, ...VLMO_LAYER_PRESET };
+    const base = { hiddenSize: 32, numHeads: 4, intermediateSize: 64, ...SUFFIX_EXPERT_LAYOUT };
     for (const i of [0, 1, 2, 3]) {
       const layer = new MultiwayLayer({ ...base, experts: i >= 2 ? VLMO_FUSION_EXPERTS : VLMO_EXPERTS }, new Rng(0));
       expect(await loadLayer('vlmo-official/vlmo-seed0', `transformer.blocks.${i}.`, layer)).toBe(i >= 2 ? 27 : 21);
@@ -299,7 +313,7 @@ describe('Multiway layers built from TransformerLayer', () => {
 
   it('a missing route is a typed error in the layer and in multiway attention', () => {
     const x = randomTensor([1, 3, D], new Rng(1));
-    const vlmo = new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET }, new Rng(0));
+    const vlmo = new MultiwayLayer({ ...layerSizes, ...SUFFIX_EXPERT_LAYOUT }, new Rng(0));
     expectRouteError(() => (vlmo as TransformerLayer).forward(x), /no route given.*text, image/);
     expectRouteError(() => vlmo.forward(x, { route: 'vl' }), /unknown expert "vl": this module has text, image/);
     const attn = new MultiHeadAttention(
@@ -315,7 +329,7 @@ describe('Multiway layers built from TransformerLayer', () => {
   });
 
   it('gradients reach exactly the experts that got tokens (N = 3)', () => {
-    const layer = new MultiwayLayer({ ...layerSizes, ...VLMO_LAYER_PRESET, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
+    const layer = new MultiwayLayer({ ...layerSizes, ...SUFFIX_EXPERT_LAYOUT, experts: VLMO_FUSION_EXPERTS }, new Rng(0));
     randomize(layer, 5);
     const x = randomTensor([2, 5, D], new Rng(6));
     const params = layer.namedParameters();
