@@ -2,3 +2,4 @@
 // side effect). A new model package adds one line here and a dependency in package.json.
 import '@vl/albef';
 import '@vl/blip';
+import '@vl/vlmo';
