@@ -12,6 +12,8 @@ import { runVl } from '../program.js';
 const FIXTURES = fileURLToPath(new URL('../../../../fixtures/', import.meta.url));
 const BLIP = join(FIXTURES, 'blip-hf', 'blip-retrieval-seed0');
 const ALBEF = join(FIXTURES, 'albef-official', 'albef-seed0');
+const VLMO = join(FIXTURES, 'vlmo-official', 'vlmo-seed0');
+const VLMO_PLUS = join(FIXTURES, 'vlmo-official', 'vlmo-plus-seed4');
 const tmp = mkdtempSync(join(tmpdir(), 'vl-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -45,7 +47,7 @@ describe('vl --help', () => {
 
   it('has help for each model command, with the same flags for every model', async () => {
     const helps = await Promise.all(
-      ['blip', 'albef'].map(async (m) => {
+      ['blip', 'albef', 'vlmo'].map(async (m) => {
         const c = capture();
         expect(await runVl(['verify', m, '--help'], c.io)).toBe(0);
         return c.out.join('\n').replace(m, 'MODEL');
@@ -53,14 +55,17 @@ describe('vl --help', () => {
     );
     expect(helps[0]).toContain('--checkpoint <dir>');
     expect(helps[0]).toBe(helps[1]);
+    expect(helps[0]).toBe(helps[2]);
   });
 });
 
 describe('vl verify', () => {
-  it('passes on the BLIP and ALBEF fixtures with exit 0', async () => {
+  it('passes on the BLIP, ALBEF and both VLMo fixtures with exit 0', async () => {
     for (const [model, dir] of [
       ['blip', BLIP],
       ['albef', ALBEF],
+      ['vlmo', VLMO],
+      ['vlmo', VLMO_PLUS],
     ] as const) {
       const c = capture();
       expect(await runVl(verify(model, dir), c.io), c.err.join('\n')).toBe(0);
@@ -82,13 +87,26 @@ describe('vl verify', () => {
     expect(text).toContain('1 output(s) out of tolerance');
   });
 
+  it('exits 1 on a perturbed VLMo expected file (vl verify vlmo)', async () => {
+    const expected = JSON.parse(readFileSync(join(VLMO_PLUS, 'expected.json'), 'utf8')) as { outputs: Record<string, { data: unknown }> };
+    const feats = expected.outputs.fusion_cls_feats as { data: number[][] };
+    (feats.data[1] as number[])[3] = ((feats.data[1] as number[])[3] as number) - 0.01;
+    const perturbed = join(tmp, 'vlmo-perturbed.json');
+    writeFileSync(perturbed, JSON.stringify(expected));
+    const c = capture();
+    expect(await runVl(verify('vlmo', VLMO_PLUS, perturbed), c.io)).toBe(1);
+    const text = c.out.join('\n');
+    expect(text).toMatch(/fusion_cls_feats\s+\[2,30\]\s+1\.00e-2\s+0\.0001\s+FAIL/);
+    expect(text).toContain('1 output(s) out of tolerance');
+  });
+
   it('exits 2 on usage errors, unknown and planned models', async () => {
     const cases: [string[], RegExp][] = [
       [['verify', 'blip', '--checkpoint', BLIP], /--inputs is required/],
       [['verify', 'blip', '--bogus'], /unknown option '--bogus'/],
       [['verify', 'blip', ...verify('blip', BLIP).slice(2), '--tol', 'abc'], /must be a number/],
-      [['verify', 'nosuch', '--checkpoint', BLIP], /unknown model 'nosuch'.*albef, blip/],
-      [['verify', 'vlmo', '--checkpoint', BLIP], /'vlmo' is planned \(@vl\/vlmo\) but not implemented/],
+      [['verify', 'nosuch', '--checkpoint', BLIP], /unknown model 'nosuch'.*albef, blip, vlmo/],
+      [['verify', 'beit3', '--checkpoint', BLIP], /'beit3' is planned \(@vl\/beit3\) but not implemented/],
       [['caption', 'albef', 'x.png'], /'albef' does not support caption/],
       [['verify'], /give the model first/],
       [['nope'], /unknown command 'nope'/],
@@ -106,6 +124,7 @@ describe('vl convert', () => {
     for (const [model, dir] of [
       ['blip', BLIP],
       ['albef', ALBEF],
+      ['vlmo', VLMO_PLUS],
     ] as const) {
       const out = join(tmp, `${model}-converted`);
       const c = capture();
