@@ -5,8 +5,11 @@
 // in snake_case (fixtures/vlmo-official/*/config.json); TypeScript sees them in camelCase. Missing
 // transformer kwargs come from the `model_arch` entry point, so a config.json with only `vlmo_config`
 // (what the official scripts print) builds the released architecture.
-import { camelizeKeys, snakeKey, snakifyKeys, validateConfig, VlError } from '@vl/core';
+import { camelizeKeys, IMAGE_NORMS, type ImageNorm, snakeKey, snakifyKeys, validateConfig, VlError } from '@vl/core';
 import { z } from 'zod';
+
+/** VLMo normalises pixels with mean 0.5 / std 0.5 (`inception_normalize` in `vlmo/transforms/utils.py`): x·2 − 1. */
+export const VLMO_IMAGE_NORM: ImageNorm = IMAGE_NORMS.inception;
 
 /** `config.py` `_loss_names`: a weight per task; > 0 turns the task (and the heads it needs) on. */
 export interface VlmoLossNames {

@@ -13,6 +13,7 @@ export {
   parseVlmoConfig,
   VLMO_ARCH_KWARGS,
   VLMO_ARCHS,
+  VLMO_IMAGE_NORM,
   vlmoConfigFromJson,
   vlmoConfigSchema,
   vlmoConfigToJson,
