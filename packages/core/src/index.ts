@@ -291,7 +291,7 @@ export { itmAccuracy, itmMatchProbabilities, rocAuc } from './eval/itm.js';
 export { retrievalRecall, type DirectionResult, type RetrievalInput, type RetrievalResult } from './eval/retrieval.js';
 export { ptbTokenize } from './eval/text.js';
 
-// Parity checks against reference outputs (tensor JSON decoding, comparison, report).
+// Parity checks against reference outputs (tensor JSON decoding, comparison, report) and gradients.
 export {
   compareOutputs,
   decodeTensorJson,
@@ -304,6 +304,16 @@ export {
   type TensorJson,
   type TensorJsonDtype,
 } from './verify/parity.js';
+export {
+  checkGradients,
+  compareGradients,
+  officialNames,
+  parameterGradients,
+  splitLossGradients,
+  type CompareGradientsInput,
+  type GradientReplay,
+  type ReferenceGradients,
+} from './verify/grads.js';
 
 // Pretraining objectives: ITC, ITM (+ hard negatives), MLM (+ masking), LM, MIM (+ block masking).
 export {

@@ -20,6 +20,7 @@ export { CHECKPOINT_FILE_NAMES, findCheckpointFile, readCheckpoint, type ReadChe
 export { readJsonFile, writeJsonFile } from './node/json-file.js';
 export { loadModuleFile, saveModuleFile } from './node/module-file.js';
 export { readExpectedFile, readTensorJsonFile } from './node/parity-file.js';
+export { readReferenceGradients } from './node/grads-file.js';
 
 // Data: tokenizer files, image files (guarded reads) and decoding (sharp), dataset readers, loaders, the synthetic
 // dataset writer.

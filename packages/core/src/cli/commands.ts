@@ -57,11 +57,16 @@ const verify: CommandTemplate = {
     { flags: '--expected <file>', description: 'expected.json of the fixture ({ meta, outputs })' },
     {
       flags: '--tol <x>',
-      description: "max abs diff per float output (default: the fixture's meta.tolerance_max_abs, else 1e-4)",
+      description:
+        "max abs diff per float output and per gradient tensor (default: the fixture's meta.tolerance_max_abs / grads.json's, else 1e-4)",
       kind: 'number',
       min: 0,
     },
-    { flags: '--grads <file>', description: 'expected gradients (same format, keyed by official parameter names)' },
+    {
+      flags: '--grads <file>',
+      description:
+        "the reference's gradients (grads.safetensors, keys '<loss>/<official parameter name>'; grads.json beside it gives the losses' values): each loss replayed on its own, every parameter's gradient compared",
+    },
     COMMON.json,
     COMMON.backend,
   ],

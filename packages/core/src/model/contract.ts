@@ -74,7 +74,11 @@ export interface VerifyRequest {
   expected: string;
   /** Max abs diff per float output; undefined: the fixture's meta.tolerance_max_abs, else 1e-4. */
   tol?: number;
-  /** Expected gradients (same file format, keyed by official parameter names). */
+  /**
+   * The reference's gradients: a safetensors file keyed `<loss>/<official parameter name>` (grads.json
+   * beside it: the losses' values and tolerance). The model replays each loss on its own and compares
+   * every parameter's gradient (core verify/grads.ts); a model without a replay answers TASK_UNSUPPORTED.
+   */
   grads?: string;
 }
 
