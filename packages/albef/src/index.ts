@@ -13,4 +13,5 @@ export * from './config.js';
 export * from './model.js';
 export * from './checkpoint.js';
 export * from './verify.js';
+export * from './verify-grads.js';
 export * from './retrieval.js';

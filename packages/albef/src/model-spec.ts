@@ -1,13 +1,14 @@
 // ALBEF's implementation of the model contract (@vl/core ModelSpec): config and presets, the official
 // salesforce/ALBEF key map and folder layout, ITC/ITM/MLM objectives, verify, and the ablation adapter.
 // index.ts registers it; `vl <command> albef` and `albef <command>` run it.
-import { type ModelSpec, VlError } from '@vl/core';
+import type { ModelSpec } from '@vl/core';
 import { z } from 'zod';
 import { albefAblation } from './ablation.js';
 import { fromOfficialStateDict, loadAlbef, saveAlbef, toOfficialStateDict } from './checkpoint.js';
 import { type AlbefConfig, albefConfig, albefConfigFromJson } from './config.js';
 import { Albef } from './model.js';
 import { verifyAlbef } from './verify.js';
+import { verifyAlbefGradients } from './verify-grads.js';
 
 const numbers = z.record(z.string(), z.number());
 
@@ -49,12 +50,12 @@ export const albefModel: ModelSpec<AlbefConfig, Albef> = {
   tasks: ['retrieval', 'itm'],
 
   async verify(req) {
-    if (req.grads !== undefined)
-      throw new VlError('TASK_UNSUPPORTED', 'ALBEF verify checks outputs only: no gradient fixtures exist for it yet', {
-        subject: req.grads,
-      });
     const report = await verifyAlbef({ model: req.checkpoint, inputs: req.inputs, expected: req.expected, tol: req.tol });
-    return { title: `ALBEF ${req.checkpoint}`, report };
+    if (req.grads === undefined) return { title: `ALBEF ${req.checkpoint}`, report };
+    // ITA, ITM and MLM of the recorded forward, each back-propagated on its own (verify-grads.ts).
+    const grads = await verifyAlbefGradients({ ...req, model: req.checkpoint, grads: req.grads });
+    const checks = [...report.checks, ...grads.checks];
+    return { title: `ALBEF ${req.checkpoint} (outputs and gradients)`, report: { checks, passed: report.passed && grads.passed } };
   },
 
   ablation: albefAblation,
