@@ -15,6 +15,7 @@ export * from './decoder-step.js';
 export * from './processor.js';
 export * from './vision-names.js';
 export * from './verify.js';
+export * from './verify-grads.js';
 export * from './pretraining.js';
 export * from './retrieval-training.js';
 export * from './contrastive.js';

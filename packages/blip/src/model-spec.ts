@@ -22,6 +22,7 @@ import { BlipForPretraining, parsePretrainingOptions, pretrainingOptionsSchema }
 import { BlipForRetrievalTraining, type BlipRetrievalTrainingOptions } from './retrieval-training.js';
 import { evaluateBlip, pretrainBlip } from './train.js';
 import { verifyCheckpoint } from './verify.js';
+import { verifyBlipGradients } from './verify-grads.js';
 
 type BlipModel = BlipForConditionalGeneration | BlipForImageTextRetrieval | BlipForRetrievalTraining | BlipForPretraining;
 
@@ -175,7 +176,17 @@ export const blipModel: ModelSpec<BlipConfig, BlipModel> = {
       tol: req.tol,
       grads: req.grads,
     });
-    return { title: `${modelClass} ${req.checkpoint}`, report };
+    if (req.grads === undefined) return { title: `${modelClass} ${req.checkpoint}`, report };
+    // LM, or ITM and ITC, each back-propagated on its own (verify-grads.ts).
+    const grads = await verifyBlipGradients({
+      model: req.checkpoint,
+      inputs: req.inputs,
+      grads: req.grads,
+      tol: req.tol,
+      keyMap: blipModel.checkpoint.keyMap,
+    });
+    const checks = [...report.checks, ...grads.checks];
+    return { title: `${modelClass} ${req.checkpoint} (outputs and gradients)`, report: { checks, passed: report.passed && grads.passed } };
   },
 
   async caption(req) {
