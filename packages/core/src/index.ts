@@ -305,6 +305,7 @@ export {
   type TensorJsonDtype,
 } from './verify/parity.js';
 export {
+  centralDifference,
   checkGradients,
   compareGradients,
   officialNames,

@@ -70,6 +70,36 @@ export function parameterGradients(model: Module, loss: () => tf.Scalar): { valu
 }
 
 /**
+ * The central difference (f(θ + ε) − f(θ − ε)) / 2ε of `loss` in one element of a parameter: a
+ * check of gradients where no reference exists (other seeds and shapes). The parameter is restored
+ * exactly afterwards. In float32 expect agreement to about 1e-2 relative, not 1e-4: the loss rounds
+ * to ~1e-7 relative and the step adds an O(ε²) curvature term. A loss that treats a quantity as a
+ * constant (a stop-gradient, e.g. ALBEF's momentum soft targets, which depend on `temp`) has a
+ * gradient that the difference of the full function does not match, by design.
+ */
+export function centralDifference(parameter: tf.Variable, index: number, loss: () => number, eps: number): number {
+  const original = parameter.dataSync().slice();
+  if (!Number.isInteger(index) || index < 0 || index >= original.length) {
+    throw new VlError('INVALID_ARGUMENT', `element ${index} is outside a parameter of ${original.length}`, { subject: parameter.name });
+  }
+  const set = (delta: number) =>
+    tf.tidy(() => {
+      const moved = original.slice();
+      moved[index] = (moved[index] as number) + delta;
+      parameter.assign(tf.tensor(moved, parameter.shape, parameter.dtype));
+    });
+  try {
+    set(eps);
+    const plus = loss();
+    set(-eps);
+    const minus = loss();
+    return (plus - minus) / (2 * eps);
+  } finally {
+    set(0);
+  }
+}
+
+/**
  * Our state-dict key → official key, for naming rows: each official entry of `keyMap.toOfficial`
  * mapped back alone (a rename map; entries that map to nothing alone, e.g. tied duplicates, are skipped).
  */

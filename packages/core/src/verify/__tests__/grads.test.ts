@@ -15,7 +15,15 @@ import { readReferenceGradients } from '../../node/grads-file.js';
 import { writeSafetensorsFile } from '../../node/safetensors-file.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import { checkGradients, compareGradients, type GradientReplay, officialNames, parameterGradients, splitLossGradients } from '../grads.js';
+import {
+  centralDifference,
+  checkGradients,
+  compareGradients,
+  type GradientReplay,
+  officialNames,
+  parameterGradients,
+  splitLossGradients,
+} from '../grads.js';
 import { formatParityReport } from '../parity.js';
 
 beforeAll(async () => {
@@ -88,6 +96,22 @@ describe('parameterGradients', () => {
     const { grads } = parameterGradients(toy, () => tf.sum(tf.mul(toy.proj.forward(x), toy.scale)) as tf.Scalar);
     expect([...grads.keys()].sort()).toEqual(['proj.weight', 'scale']);
     expect(Array.from(grads.get('scale')!.data)).toEqual([-1]);
+    x.dispose();
+    toy.dispose();
+  });
+});
+
+describe('centralDifference', () => {
+  it('is exact on a quadratic, agrees with the gradient, and restores the parameter', () => {
+    const toy = new Toy();
+    const x = X();
+    const f = () => tf.tidy(() => tf.sum(tf.square(toy.proj.forward(x))).dataSync()[0]!);
+    // y = [-0.5, -0.5]; d/dW Σ y² = 2·Σ_rows y·x = 2·(-0.5·[1, 2] − 0.5·[3, 4]) = [-4, -6].
+    const { grads } = parameterGradients(toy, () => tf.sum(tf.square(toy.proj.forward(x))) as tf.Scalar);
+    expect(Array.from(grads.get('proj.weight')!.data)).toEqual([-4, -6]);
+    expect(centralDifference(toy.proj.weight, 1, f, 0.25)).toBeCloseTo(-6, 4);
+    expect(Array.from(toy.proj.weight.dataSync())).toEqual([1, -1]);
+    expect(() => centralDifference(toy.proj.weight, 2, f, 0.25)).toThrow(/outside a parameter of 2/);
     x.dispose();
     toy.dispose();
   });
