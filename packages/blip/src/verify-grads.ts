@@ -69,6 +69,38 @@ export function symmetricItcLoss(similarity: tf.Tensor, temperature = BLIP_GRADI
 export type BlipGradientModel = BlipForConditionalGeneration | BlipForImageTextRetrieval;
 type BlipModel = BlipGradientModel;
 
+/** A batch as the fixtures hold it: pixel values [B, 3, H, W], input ids and attention mask [B, T]. */
+export interface BlipLossBatch {
+  pixelValues: tf.Tensor;
+  inputIds: tf.Tensor;
+  attentionMask: tf.Tensor;
+}
+
+/**
+ * The loss named as the fixture README defines it, through the class's own forward: 'lm' for
+ * BlipForConditionalGeneration; 'itm' (row 0 a match, the others not) and 'itc' for BlipForImageTextRetrieval.
+ */
+export function blipReferenceLoss(model: BlipGradientModel, name: string, batch: BlipLossBatch): tf.Scalar {
+  if (model instanceof BlipForConditionalGeneration && name === 'lm') {
+    const { decoderLogits } = model.forward(batch);
+    const labels = labelsFromMask(batch.inputIds.dataSync(), batch.attentionMask.dataSync());
+    return lmLoss(decoderLogits, labels, { labelSmoothing: 0.1 }) as tf.Scalar;
+  }
+  if (model instanceof BlipForImageTextRetrieval && name === 'itm') {
+    const { itmScore } = model.forwardItm(batch);
+    const b = itmScore.shape[0] as number;
+    return itmLoss(
+      itmScore,
+      Int32Array.from({ length: b }, (_, i) => (i === 0 ? 1 : 0)),
+    ).loss;
+  }
+  if (model instanceof BlipForImageTextRetrieval && name === 'itc') return symmetricItcLoss(model.forwardItc(batch).itmScore);
+  throw new VlError('TASK_UNSUPPORTED', `${model.constructor.name} has no '${name}' loss to replay`, {
+    subject: name,
+    hint: 'lm on BlipForConditionalGeneration; itm and itc on BlipForImageTextRetrieval',
+  });
+}
+
 function replayFor(
   modelClass: keyof typeof BLIP_GRADIENT_LOSSES,
   checkpoint: string,
@@ -87,22 +119,7 @@ function replayFor(
       modelClass === 'BlipForImageTextRetrieval'
         ? BlipForImageTextRetrieval.fromPretrained(checkpoint, { tokenizer: null })
         : BlipForConditionalGeneration.fromPretrained(checkpoint, { tokenizer: null }),
-    loss(model, name) {
-      const x = batch(); // made inside variableGrads' scope: freed with it
-      if (model instanceof BlipForConditionalGeneration) {
-        const { decoderLogits } = model.forward(x);
-        return lmLoss(decoderLogits, labelsFromMask(inputs.inputIds.data, inputs.attentionMask.data), { labelSmoothing: 0.1 }) as tf.Scalar;
-      }
-      if (name === 'itm') {
-        const { itmScore } = model.forwardItm(x);
-        const b = itmScore.shape[0] as number;
-        return itmLoss(
-          itmScore,
-          Int32Array.from({ length: b }, (_, i) => (i === 0 ? 1 : 0)),
-        ).loss;
-      }
-      return symmetricItcLoss(model.forwardItc(x).itmScore);
-    },
+    loss: (model, name) => blipReferenceLoss(model, name, batch()), // the batch is made inside variableGrads' scope: freed with it
   };
 }
 
