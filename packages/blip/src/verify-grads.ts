@@ -22,7 +22,7 @@ import {
   VlError,
 } from '@vl/core';
 import { readReferenceGradients, readTensorJsonFile } from '@vl/core/node';
-import { readBlipConfig } from './checkpoint.js';
+import { readBlipConfig, TIED_KEYS } from './checkpoint.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
 
 /** The temperature of the fixture's ITC loss: a constant of the loss, not a parameter. */
@@ -65,6 +65,15 @@ export function symmetricItcLoss(similarity: tf.Tensor, temperature = BLIP_GRADI
   });
 }
 
+/** Hugging Face's names are ours; the tied decoder bias, which the files never hold, lives once as `cls.predictions.bias`. */
+const HF_KEY_MAP: GradientReplay<BlipModel>['keyMap'] = {
+  fromOfficial(official) {
+    const out = new Map(official);
+    for (const tied of Object.keys(TIED_KEYS)) out.delete(tied);
+    return out;
+  },
+};
+
 /** The classes whose gradients are verified. */
 export type BlipGradientModel = BlipForConditionalGeneration | BlipForImageTextRetrieval;
 type BlipModel = BlipGradientModel;
@@ -105,7 +114,7 @@ function replayFor(
   modelClass: keyof typeof BLIP_GRADIENT_LOSSES,
   checkpoint: string,
   inputs: BlipGradientInputs,
-  keyMap: KeyMap<BlipModel>,
+  keyMap: GradientReplay<BlipModel>['keyMap'],
 ): GradientReplay<BlipModel> {
   const batch = () => ({
     pixelValues: tensorOf(inputs.pixelValues),
@@ -130,8 +139,8 @@ export interface VerifyBlipGradientsOptions {
   grads: string;
   /** Max abs diff per gradient tensor; default grads.json's tolerance_max_abs, else 1e-4. */
   tol?: number;
-  /** The checkpoint key map (blipModel.checkpoint.keyMap): the reference's parameter names onto ours. */
-  keyMap: KeyMap<BlipModel>;
+  /** The reference's parameter names onto ours; default Hugging Face's (= ours, the tied decoder bias dropped). */
+  keyMap?: Pick<KeyMap<BlipModel>, 'fromOfficial'> & Partial<Pick<KeyMap<BlipModel>, 'toOfficial'>>;
 }
 
 /** Computes the losses the gradients file holds for the checkpoint's class and compares every gradient. */
@@ -153,6 +162,6 @@ export async function verifyBlipGradients(options: VerifyBlipGradientsOptions): 
     attentionMask: need(tensors, 'attention_mask', options.inputs),
   };
   const tol = options.tol ?? reference.tolerance ?? 1e-4;
-  const checks = await checkGradients(replayFor(arch, options.model, inputs, options.keyMap), reference, tol);
+  const checks = await checkGradients(replayFor(arch, options.model, inputs, options.keyMap ?? HF_KEY_MAP), reference, tol);
   return { checks, passed: checks.every((c) => c.passed) };
 }

@@ -4,10 +4,11 @@
 // Fixtures of Hugging Face's classes are computed here; those of Salesforce's original classes
 // (meta.model_class BLIP_Decoder / BLIP_Retrieval / BLIP_Pretrain) in verify-official.ts.
 import * as tf from '@tensorflow/tfjs-core';
-import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport, VlError } from '@vl/core';
+import { compareOutputs, type ActualOutput, type DecodedTensor, type ParityReport } from '@vl/core';
 import { readExpectedFile, readTensorJsonFile } from '@vl/core/node';
 import { readBlipConfig } from './checkpoint.js';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
+import { verifyBlipGradients } from './verify-grads.js';
 import type { OfficialBlipClass } from './official-keys.js';
 import { officialClassOfMeta, verifyOfficial } from './verify-official.js';
 
@@ -17,7 +18,10 @@ export interface VerifyOptions {
   expected: string;
   /** Max abs diff allowed on float outputs (default 1e-4); ids must match exactly. */
   tol?: number;
-  /** Expected gradients (`grads.safetensors` of fixtures/blip-official's pretrain folder). */
+  /**
+   * Expected gradients: `grads.safetensors` of fixtures/blip-official's pretrain folder (verify-official.ts), or
+   * of the Hugging Face fixtures (verify-grads.ts).
+   */
   grads?: string;
 }
 
@@ -167,11 +171,6 @@ export async function verifyCheckpoint(options: VerifyOptions): Promise<VerifyRe
       grads: options.grads,
     });
   }
-  if (options.grads !== undefined) {
-    throw new VlError('TASK_UNSUPPORTED', 'gradient fixtures exist for BLIP_Pretrain (fixtures/blip-official) only', {
-      subject: options.grads,
-    });
-  }
   const modelClass = await modelClassOf(expected.meta, options.model);
   const wanted = new Set(Object.keys(expected.outputs));
   let actual: Record<string, ActualOutput>;
@@ -190,5 +189,9 @@ export async function verifyCheckpoint(options: VerifyOptions): Promise<VerifyRe
       model.dispose();
     }
   }
-  return { modelClass, report: compareOutputs(expected.outputs, actual, options.tol ?? 1e-4) };
+  const report = compareOutputs(expected.outputs, actual, options.tol ?? 1e-4);
+  if (options.grads === undefined) return { modelClass, report };
+  // The Hugging Face fixtures' LM, or ITM and ITC, each back-propagated on its own (verify-grads.ts).
+  const grads = await verifyBlipGradients({ model: options.model, inputs: options.inputs, grads: options.grads, tol: options.tol });
+  return { modelClass, report: { checks: [...report.checks, ...grads.checks], passed: report.passed && grads.passed } };
 }
