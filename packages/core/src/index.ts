@@ -71,6 +71,7 @@ export {
   extendedAttentionMask,
   FLOAT32_MIN,
   paddingMask,
+  prefixCausalAllowed,
   type ExtendedMaskOptions,
 } from './attention/masks.js';
 export {

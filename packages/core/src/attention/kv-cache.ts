@@ -62,6 +62,29 @@ export class AttentionCache {
     this.replace(k, v);
   }
 
+  /**
+   * Keeps the first `length` cached positions and drops the rest (BEiT-3's caption search drops the
+   * placeholder's position after every step). A cache holding no more than `length` is left as is.
+   */
+  truncate(length: number): void {
+    if (!Number.isInteger(length) || length < 0) {
+      throw new VlError('INVALID_ARGUMENT', `cannot truncate a cache to ${length} positions`, { subject: 'AttentionCache.truncate' });
+    }
+    if (!this.k || !this.v || length >= this.length) return;
+    if (length === 0) {
+      this.dispose();
+      return;
+    }
+    const [k, v] = tf.tidy(() => {
+      const [b, h, , d] = (this.k as tf.Tensor).shape as [number, number, number, number];
+      return [
+        tf.slice(this.k as tf.Tensor, [0, 0, 0, 0], [b, h, length, d]),
+        tf.slice(this.v as tf.Tensor, [0, 0, 0, 0], [b, h, length, d]),
+      ];
+    });
+    this.replace(k, v);
+  }
+
   private replace(k: tf.Tensor, v: tf.Tensor): void {
     const oldK = this.k;
     const oldV = this.v;
@@ -116,6 +139,11 @@ export class KVCache {
       l.self.reorder(indices);
       l.cross.reorder(indices);
     }
+  }
+
+  /** Keeps the first `length` positions of every self-attention cache (cross caches hold the image and stay). */
+  truncate(length: number): void {
+    for (const l of this.layers) l.self.truncate(length);
   }
 
   dispose(): void {

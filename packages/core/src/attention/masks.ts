@@ -42,6 +42,30 @@ export function causalAllowed(queryLength: number, keyLength: number): tf.Tensor
   return tf.tensor2d(data, [queryLength, keyLength]);
 }
 
+/**
+ * 1/0 matrix [P + T, P + T] of a prefix language model (UniLM's seq-to-seq mask; BEiT-3 captioning's
+ * `uni_mask`, inverted): the P prefix rows see the whole prefix and nothing after it; each of the T
+ * following rows sees the whole prefix and, causally, the following tokens up to itself.
+ */
+export function prefixCausalAllowed(prefixLength: number, causalLength: number): tf.Tensor2D {
+  if (!Number.isInteger(prefixLength) || !Number.isInteger(causalLength) || prefixLength < 0 || causalLength < 0) {
+    throw new VlError(
+      'INVALID_ARGUMENT',
+      `prefix and causal lengths must be non-negative integers, got ${prefixLength} and ${causalLength}`,
+      {
+        subject: 'prefixCausalAllowed',
+      },
+    );
+  }
+  const n = prefixLength + causalLength;
+  const data = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const last = i < prefixLength ? prefixLength - 1 : i; // the last key row i may see
+    for (let j = 0; j <= last; j++) data[i * n + j] = 1;
+  }
+  return tf.tensor2d(data, [n, n]);
+}
+
 /** Additive causal mask [1, 1, Tq, Tk]. */
 export function causalMask(queryLength: number, keyLength: number, maskValue: number = BERT_MASK_VALUE): tf.Tensor {
   return tf.tidy(() => tf.reshape(tf.mul(tf.sub(1, causalAllowed(queryLength, keyLength)), maskValue), [1, 1, queryLength, keyLength]));

@@ -76,6 +76,12 @@ export interface ParityReport {
 export interface ActualOutput {
   shape: number[];
   data: ArrayLike<number>;
+  /**
+   * Which elements count (1) and which the reference says not to compare (0), one per element; for
+   * outputs only partly defined, such as the logits of beam-search steps an image no longer takes
+   * part in. Absent: every element is compared.
+   */
+  compareWhere?: ArrayLike<number>;
 }
 
 /** Compares every expected output with the actual one of the same name. */
@@ -104,14 +110,39 @@ export function compareOutputs(
       });
       continue;
     }
+    const where = act.compareWhere;
+    if (where && where.length !== exp.data.length) {
+      checks.push({
+        name,
+        kind: exp.kind,
+        shape: exp.shape,
+        maxAbsDiff: Infinity,
+        tolerance: tol,
+        passed: false,
+        note: `compareWhere has ${where.length} entries for ${exp.data.length} elements`,
+      });
+      continue;
+    }
     let diff = 0;
+    let compared = 0;
     for (let i = 0; i < exp.data.length; i++) {
+      if (where && !where[i]) continue;
+      compared++;
       const a = act.data[i] as number;
       const e = exp.data[i] as number;
       const d = a === e ? 0 : Math.abs(a - e);
       diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
     }
-    checks.push({ name, kind: exp.kind, shape: exp.shape, maxAbsDiff: diff, tolerance: tol, passed: diff <= tol });
+    const note = where ? `compared at ${compared} of ${exp.data.length} elements` : undefined;
+    checks.push({
+      name,
+      kind: exp.kind,
+      shape: exp.shape,
+      maxAbsDiff: diff,
+      tolerance: tol,
+      passed: diff <= tol,
+      ...(note ? { note } : {}),
+    });
   }
   return { checks, passed: checks.every((c) => c.passed) };
 }

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { AttentionCache, KVCache } from '../kv-cache.js';
-import { BERT_MASK_VALUE, causalMask, extendedAttentionMask, FLOAT32_MIN, paddingMask } from '../masks.js';
+import { BERT_MASK_VALUE, causalMask, extendedAttentionMask, FLOAT32_MIN, paddingMask, prefixCausalAllowed } from '../masks.js';
 import { BERT_ATTENTION_NAMES, MultiHeadAttention } from '../multi-head-attention.js';
 import { expectNoLeak, gradCheck, maxAbsDiff, probe, randomTensor } from './helpers.js';
 
@@ -47,6 +47,35 @@ describe('masks', () => {
     expect(m.shape).toEqual([1, 1, 3, 3]);
     expect(Array.from(m.dataSync(), (x) => x + 0)).toEqual([0, v, v, 0, 0, v, 0, 0, v]);
     expect(() => extendedAttentionMask({ attentionMask: tf.ones([1, 2]), queryLength: 1, keyLength: 3 })).toThrow(/covers 2 keys/);
+  });
+});
+
+describe('prefixCausalAllowed', () => {
+  it('prefix rows see the prefix only; the rest see the prefix and themselves causally (by hand)', () => {
+    // prefix 2, causal 3: rows 0–1 see keys 0–1; row 2 sees 0–2, row 3 sees 0–3, row 4 sees 0–4.
+    expect(prefixCausalAllowed(2, 3).arraySync()).toEqual([
+      [1, 1, 0, 0, 0],
+      [1, 1, 0, 0, 0],
+      [1, 1, 1, 0, 0],
+      [1, 1, 1, 1, 0],
+      [1, 1, 1, 1, 1],
+    ]);
+    expect(prefixCausalAllowed(0, 2).arraySync()).toEqual([
+      [1, 0],
+      [1, 1],
+    ]);
+    expect(prefixCausalAllowed(2, 0).arraySync()).toEqual([
+      [1, 1],
+      [1, 1],
+    ]);
+    expect(() => prefixCausalAllowed(-1, 2)).toThrow(/non-negative integers/);
+  });
+
+  it('its last rows equal the causal mask of a cache holding the prefix and the earlier tokens', () => {
+    const full = prefixCausalAllowed(3, 4);
+    const lastTwo = tf.slice(full, [5, 0], [2, 7]);
+    const causal = tf.add(tf.div(causalMask(2, 7, -1), 1), 1); // allowed = 1 + mask / 1 (mask is 0 or −1)
+    expect(Array.from(lastTwo.dataSync())).toEqual(Array.from(tf.reshape(causal, [2, 7]).dataSync()));
   });
 });
 
@@ -181,6 +210,33 @@ describe('MultiHeadAttention', () => {
     cache.dispose();
     // A self cache must not be given a context.
     expect(() => attn.forward(x, { context: image, cache: new AttentionCache('self') })).toThrow(/self-attention cache/);
+  });
+
+  it('truncate keeps the first positions of every self cache and frees what it drops', () => {
+    const before = tf.memory().numTensors;
+    const kv = new KVCache(2);
+    const steps = tf.tensor4d(
+      Float32Array.from({ length: 2 * H * 3 * 4 }, (_, i) => i),
+      [2, H, 3, 4],
+    );
+    for (const l of kv.layers) {
+      l.self.update(tf.clone(steps), tf.mul(steps, 2)); // the cache owns what it is given
+      l.cross.update(tf.ones([2, H, 5, 4]), tf.ones([2, H, 5, 4]));
+    }
+    kv.truncate(2);
+    expect(kv.length).toBe(2);
+    const kept = tf.slice(steps, [0, 0, 0, 0], [2, H, 2, 4]);
+    expect(maxAbsDiff(kv.layer(1).self.key as tf.Tensor, kept)).toBe(0);
+    expect(tf.tidy(() => maxAbsDiff(kv.layer(1).self.value as tf.Tensor, tf.mul(kept, 2)))).toBe(0);
+    expect(kv.layer(0).cross.length).toBe(5);
+    kv.truncate(7); // longer than the cache: unchanged
+    expect(kv.length).toBe(2);
+    expect(() => kv.truncate(-1)).toThrow(/cannot truncate/);
+    kv.truncate(0);
+    expect(kv.layer(0).self.filled).toBe(false);
+    tf.dispose([steps, kept]);
+    kv.dispose();
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('KVCache reorders and disposes every layer', () => {

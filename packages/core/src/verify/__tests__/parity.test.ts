@@ -47,6 +47,35 @@ describe('compareOutputs', () => {
   });
 });
 
+describe('compareOutputs with compareWhere', () => {
+  it('skips the elements marked 0, says how many were compared, and rejects a mask of the wrong size', () => {
+    const expected = {
+      steps: decodeTensorJson(
+        {
+          dtype: 'float32',
+          shape: [2, 2],
+          data: [
+            [1, 2],
+            [3, 4],
+          ],
+        },
+        'e',
+      ),
+    };
+    const actual = { shape: [2, 2], data: [1, 2, 3, 99] };
+    expect(compareOutputs(expected, { steps: actual }, 1e-4).passed).toBe(false);
+    const masked = compareOutputs(expected, { steps: { ...actual, compareWhere: [1, 1, 1, 0] } }, 1e-4);
+    expect(masked.passed).toBe(true);
+    expect(masked.checks[0]!.note).toBe('compared at 3 of 4 elements');
+    expect(formatParityReport(masked)).toMatch(/steps .* ok \(compared at 3 of 4 elements\)/);
+    const off = compareOutputs(expected, { steps: { shape: [2, 2], data: [1, 2.5, 3, 99], compareWhere: [1, 1, 1, 0] } }, 1e-4);
+    expect(off.checks[0]!.maxAbsDiff).toBe(0.5);
+    const bad = compareOutputs(expected, { steps: { ...actual, compareWhere: [1, 1] } }, 1e-4);
+    expect(bad.checks[0]!.note).toMatch(/compareWhere has 2 entries for 4 elements/);
+    expect(bad.passed).toBe(false);
+  });
+});
+
 describe('readExpectedFile', () => {
   it('reads the fixture layout and reports a malformed file with its path', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vl-parity-'));
