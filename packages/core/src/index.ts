@@ -112,7 +112,7 @@ export {
   type Route,
   type RouteSegment,
 } from './blocks/multiway.js';
-export { BEIT3_LAYER_PRESET, MultiwayLayer, type MultiwayLayerConfig, type MultiwayLayerForward } from './blocks/multiway-layer.js';
+export { MultiwayLayer, type MultiwayLayerConfig, type MultiwayLayerForward } from './blocks/multiway-layer.js';
 export { Container, PathModule } from './blocks/path-module.js';
 export {
   OPEN_CLIP_LAYER_NAMES,

@@ -6,15 +6,15 @@
 // preset is VLMO_LAYER_PRESET in @vl/vlmo):
 //   gamma_1, gamma_2, norm1.*, attn.q_bias, attn.v_bias, attn.qkv.weight, attn.proj.*,
 //   norm2_text.*, norm2_imag.*, [norm2_vl.*], mlp_text.fc{1,2}.*, mlp_imag.fc{1,2}.*, [mlp_vl.fc{1,2}.*]
-// BEiT-3 preset (experts as children A = image, B = text; attention multiway too):
+// BEiT-3 layout (experts as children A = image, B = text; attention multiway too; the preset is
+// BEIT3_LAYER_PRESET in @vl/beit3):
 //   self_attn_layer_norm.{A,B}.*, self_attn.{q,k,v,out}_proj.{A,B}.*, self_attn.inner_attn_ln.{A,B}.*,
 //   final_layer_norm.{A,B}.*, ffn.{A,B}.{fc1,ffn_layernorm,fc2}.*
 import type * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../runtime/rng.js';
-import { type ExpertNaming, type Route, TORCHSCALE_EXPERTS } from './multiway.js';
+import type { ExpertNaming, Route } from './multiway.js';
 import {
   type LayerPart,
-  TORCHSCALE_LAYER_NAMES,
   TransformerLayer,
   type TransformerLayerConfig,
   type TransformerLayerForward,
@@ -27,17 +27,6 @@ export interface MultiwayLayerConfig extends Omit<TransformerLayerConfig, 'atten
   /** The parts with experts. Default ['norm2', 'mlp'] (VLMo); BEiT-3 has all four. */
   multiwayParts?: readonly LayerPart[];
 }
-
-/** BEiT-3: torchscale names, sub-LN, eps 1e-5, every part multiway with A/B children. */
-export const BEIT3_LAYER_PRESET = {
-  qkvLayout: 'separate',
-  qkvBias: 'full',
-  subLn: true,
-  layerNormEps: 1e-5,
-  names: TORCHSCALE_LAYER_NAMES,
-  experts: TORCHSCALE_EXPERTS,
-  multiwayParts: ['norm1', 'attention', 'norm2', 'mlp'],
-} as const satisfies Partial<MultiwayLayerConfig>;
 
 export interface MultiwayLayerForward extends Omit<TransformerLayerForward, 'context' | 'route'> {
   route: Route;

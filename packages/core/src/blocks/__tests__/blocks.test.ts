@@ -11,8 +11,8 @@ import { Rng } from '../../runtime/rng.js';
 import { AttentionPooler } from '../attention-pooler.js';
 import { BertLayer } from '../bert-layer.js';
 import { DropPath, dropPathSchedule } from '../drop-path.js';
-import { VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
-import { BEIT3_LAYER_PRESET, MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
+import { TORCHSCALE_EXPERTS, VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
+import { MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
 import { OPEN_CLIP_LAYER_NAMES, TIMM_VIT_LAYER_NAMES, TORCHSCALE_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
 
 beforeAll(async () => {
@@ -31,6 +31,21 @@ const SUFFIX_EXPERT_LAYOUT = {
   names: TIMM_VIT_LAYER_NAMES,
   experts: VLMO_EXPERTS,
   multiwayParts: ['norm2', 'mlp'],
+} as const satisfies Partial<MultiwayLayerConfig>;
+
+/**
+ * The layer layout these tests exercise with child-named experts: torchscale's `EncoderLayer` as BEiT-3
+ * builds it (separate q/k/v with biases, sub-LN, eps 1e-5, every part multiway as A/B). The model's own
+ * preset lives in @vl/beit3.
+ */
+const CHILD_EXPERT_LAYOUT = {
+  qkvLayout: 'separate',
+  qkvBias: 'full',
+  subLn: true,
+  layerNormEps: 1e-5,
+  names: TORCHSCALE_LAYER_NAMES,
+  experts: TORCHSCALE_EXPERTS,
+  multiwayParts: ['norm1', 'attention', 'norm2', 'mlp'],
 } as const satisfies Partial<MultiwayLayerConfig>;
 
 const D = 8;
@@ -288,7 +303,7 @@ describe('MultiwayLayer', () => {
   });
 
   it('BEiT-3 mode: attention projections and norms multiway too; one modality equals the plain torchscale layer', () => {
-    const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
     const k = keys(mw);
     for (const key of [
       'self_attn_layer_norm.A.weight',
@@ -332,7 +347,7 @@ describe('MultiwayLayer', () => {
       { expert: 'image', length: 2 },
     ];
     gradCheck(() => p(vlmo.forward(x, { route: textFirst }).hidden), { x, ...params(vlmo) }, { samples: 2 });
-    const beit3 = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
+    const beit3 = new MultiwayLayer({ ...base, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
     randomize(beit3, 11);
     const imageFirst = [
       { expert: 'image', length: 1 },
@@ -342,7 +357,7 @@ describe('MultiwayLayer', () => {
   });
 
   it('does not leak', () => {
-    const mw = new MultiwayLayer({ ...base, ...BEIT3_LAYER_PRESET }, new Rng(0));
+    const mw = new MultiwayLayer({ ...base, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
     const x = randomTensor([2, 4, D], new Rng(1));
     const route = [
       { expert: 'image', length: 3 },

@@ -14,9 +14,9 @@ import type { Module } from '../../nn/module.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { Multiway, type Route, TORCHSCALE_EXPERTS, VLMO_EXPERTS, VLMO_FUSION_EXPERTS } from '../multiway.js';
-import { BEIT3_LAYER_PRESET, MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
+import { MultiwayLayer, type MultiwayLayerConfig } from '../multiway-layer.js';
 import { Container } from '../path-module.js';
-import { TIMM_VIT_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
+import { TIMM_VIT_LAYER_NAMES, TORCHSCALE_LAYER_NAMES, TransformerLayer } from '../transformer-layer.js';
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
@@ -34,6 +34,21 @@ const SUFFIX_EXPERT_LAYOUT = {
   names: TIMM_VIT_LAYER_NAMES,
   experts: VLMO_EXPERTS,
   multiwayParts: ['norm2', 'mlp'],
+} as const satisfies Partial<MultiwayLayerConfig>;
+
+/**
+ * The layer layout these tests exercise with child-named experts: torchscale's `EncoderLayer` as BEiT-3
+ * builds it (separate q/k/v with biases, sub-LN, eps 1e-5, every part multiway as A/B). The model's own
+ * preset lives in @vl/beit3.
+ */
+const CHILD_EXPERT_LAYOUT = {
+  qkvLayout: 'separate',
+  qkvBias: 'full',
+  subLn: true,
+  layerNormEps: 1e-5,
+  names: TORCHSCALE_LAYER_NAMES,
+  experts: TORCHSCALE_EXPERTS,
+  multiwayParts: ['norm1', 'attention', 'norm2', 'mlp'],
 } as const satisfies Partial<MultiwayLayerConfig>;
 
 const D = 8;
@@ -277,7 +292,7 @@ describe('Multiway layers built from TransformerLayer', () => {
       'final_layer_norm.B.weight',
       'final_layer_norm.B.bias',
     ];
-    const keys = [...new MultiwayLayer({ ...layerSizes, ...BEIT3_LAYER_PRESET }, new Rng(0)).stateDict().keys()];
+    const keys = [...new MultiwayLayer({ ...layerSizes, ...CHILD_EXPERT_LAYOUT }, new Rng(0)).stateDict().keys()];
     expect([...keys].sort()).toEqual([...official].sort());
     // Within each multiway part, A comes before B as in torchscale.
     for (const key of keys.filter((k) => k.includes('.A.'))) {
@@ -306,7 +321,7 @@ describe('Multiway layers built from TransformerLayer', () => {
     expect(await loadLayer('vlmo-official/vlmo-plus-seed4', 'transformer.blocks.0.', plus)).toBe(19);
     // BEiT-3 tiny: D 32, 4 heads, ffn 80, in every fine-tuned model of the release.
     for (const task of ['retrieval', 'captioning', 'vqa', 'classification', 'nlvr2']) {
-      const layer = new MultiwayLayer({ hiddenSize: 32, numHeads: 4, intermediateSize: 80, ...BEIT3_LAYER_PRESET }, new Rng(0));
+      const layer = new MultiwayLayer({ hiddenSize: 32, numHeads: 4, intermediateSize: 80, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
       expect(await loadLayer(`beit3-official/beit3-${task}-seed0`, 'beit3.encoder.layers.0.', layer)).toBe(40);
     }
   });
@@ -361,7 +376,7 @@ describe('Multiway layers built from TransformerLayer', () => {
   });
 
   it('BEiT-3: a split route equals each part run through its own expert, attention joint over all tokens', () => {
-    const layer = new MultiwayLayer({ ...layerSizes, ...BEIT3_LAYER_PRESET }, new Rng(0));
+    const layer = new MultiwayLayer({ ...layerSizes, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
     randomize(layer, 8);
     const x = randomTensor([2, 5, D], new Rng(9));
     const nv = 3;
@@ -402,7 +417,7 @@ describe('Multiway layers built from TransformerLayer', () => {
   });
 
   it('does not leak', () => {
-    const layer = new MultiwayLayer({ ...layerSizes, ...BEIT3_LAYER_PRESET }, new Rng(0));
+    const layer = new MultiwayLayer({ ...layerSizes, ...CHILD_EXPERT_LAYOUT }, new Rng(0));
     const x = randomTensor([2, 4, D], new Rng(1));
     const route = [
       { expert: 'image', length: 1 },
