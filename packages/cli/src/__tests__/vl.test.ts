@@ -14,6 +14,7 @@ const BLIP = join(FIXTURES, 'blip-hf', 'blip-retrieval-seed0');
 const ALBEF = join(FIXTURES, 'albef-official', 'albef-seed0');
 const VLMO = join(FIXTURES, 'vlmo-official', 'vlmo-seed0');
 const VLMO_PLUS = join(FIXTURES, 'vlmo-official', 'vlmo-plus-seed4');
+const BEIT3 = (task: string) => join(FIXTURES, 'beit3-official', `beit3-${task}-seed0`);
 const tmp = mkdtempSync(join(tmpdir(), 'vl-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -73,6 +74,32 @@ describe('vl verify', () => {
     }
   });
 
+  it('passes on the five BEiT-3 fixtures (folder, and the .pth next to its config) with exit 0', async () => {
+    for (const task of ['retrieval', 'captioning', 'vqa', 'classification', 'nlvr2']) {
+      const dir = BEIT3(task);
+      const c = capture();
+      const argv = verify('beit3', dir);
+      if (task === 'captioning') argv[3] = join(dir, 'pytorch_model.pth');
+      expect(await runVl(argv, c.io), `${task}: ${c.err.join('\n')}`).toBe(0);
+      expect(c.out.join('\n')).toContain('all outputs within tolerance');
+    }
+  });
+
+  it('exits 1 on a perturbed BEiT-3 expected file (one caption id), naming the output', async () => {
+    const dir = BEIT3('captioning');
+    const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as { outputs: Record<string, { data: unknown }> };
+    const ids = expected.outputs.beam3_decoded as { data: number[][] };
+    (ids.data[1] as number[])[2] = ((ids.data[1] as number[])[2] as number) + 1;
+    const perturbed = join(tmp, 'beit3-perturbed.json');
+    writeFileSync(perturbed, JSON.stringify(expected));
+    const c = capture();
+    expect(await runVl(verify('beit3', dir, perturbed), c.io)).toBe(1);
+    const text = c.out.join('\n');
+    expect(text).toMatch(/beam3_decoded\s+\[2,10\]\s+1\.00e\+0\s+0\s+FAIL/);
+    expect(text).toMatch(/beam1_step_logits .* ok \(compared at 1089 of 1782 elements\)/);
+    expect(text).toContain('1 output(s) out of tolerance');
+  });
+
   it('exits 1 with a table naming the output that differs', async () => {
     const expected = JSON.parse(readFileSync(join(ALBEF, 'expected.json'), 'utf8')) as { outputs: Record<string, { data: unknown }> };
     const itm = expected.outputs.itm_logits_pos as { data: number[][] };
@@ -105,8 +132,8 @@ describe('vl verify', () => {
       [['verify', 'blip', '--checkpoint', BLIP], /--inputs is required/],
       [['verify', 'blip', '--bogus'], /unknown option '--bogus'/],
       [['verify', 'blip', ...verify('blip', BLIP).slice(2), '--tol', 'abc'], /must be a number/],
-      [['verify', 'nosuch', '--checkpoint', BLIP], /unknown model 'nosuch'.*albef, blip, vlmo/],
-      [['verify', 'beit3', '--checkpoint', BLIP], /'beit3' is planned \(@vl\/beit3\) but not implemented/],
+      [['verify', 'nosuch', '--checkpoint', BLIP], /unknown model 'nosuch'.*albef, beit3, blip, vlmo/],
+      [['verify', 'coca', '--checkpoint', BLIP], /'coca' is planned \(@vl\/coca\) but not implemented/],
       [['caption', 'albef', 'x.png'], /'albef' does not support caption/],
       [['verify'], /give the model first/],
       [['nope'], /unknown command 'nope'/],
@@ -120,11 +147,12 @@ describe('vl verify', () => {
 });
 
 describe('vl convert', () => {
-  it('writes the folder layout from a safetensors file + config; the result verifies like the original', async () => {
+  it('writes the folder layout from a weights file (.safetensors, or BEiT-3\'s {"model": …} .pth) + config; the result verifies like the original', async () => {
     for (const [model, dir] of [
       ['blip', BLIP],
       ['albef', ALBEF],
       ['vlmo', VLMO_PLUS],
+      ['beit3', BEIT3('vqa')],
     ] as const) {
       const out = join(tmp, `${model}-converted`);
       const c = capture();
@@ -134,7 +162,7 @@ describe('vl convert', () => {
             'convert',
             model,
             '--in',
-            join(dir, 'model.safetensors'),
+            join(dir, model === 'beit3' ? 'pytorch_model.pth' : 'model.safetensors'),
             '--config',
             join(dir, 'config.json'),
             '--out',

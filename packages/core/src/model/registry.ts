@@ -4,11 +4,10 @@
 import { VlError } from '../errors.js';
 import type { AnyModelSpec } from './contract.js';
 
-/** Models the project plans (issues 19–20) but has not implemented: `vl` says so instead of "unknown". */
+/** Models the project plans (issue 20) but has not implemented: `vl` says so instead of "unknown". */
 export const PLANNED_MODELS: Readonly<Record<string, string>> = {
   coca: '@vl/coca',
   clip: '@vl/coca',
-  beit3: '@vl/beit3',
 };
 
 const KEY = Symbol.for('@vl/core/model-registry');
