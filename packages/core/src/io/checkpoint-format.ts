@@ -18,13 +18,14 @@ function hasAt(bytes: Uint8Array, at: number, pattern: readonly number[]): boole
 /** Classifies a file from its first bytes (up to SNIFF_BYTES of them). */
 export function sniffCheckpoint(head: Uint8Array): SniffedFormat {
   if (hasAt(head, 0, [0x50, 0x4b, 0x03, 0x04]) || hasAt(head, 0, [0x50, 0x4b, 0x05, 0x06])) return 'torch-zip';
+  // safetensors: a little-endian u64 header length (below 2^40), then a JSON object with a string key
+  // (`{"`). Checked before pickles: a header length whose low byte is 0x80 starts like a pickle's PROTO.
+  if (head.length >= 10 && head[5] === 0 && head[6] === 0 && head[7] === 0 && head[8] === 0x7b && head[9] === 0x22) return 'safetensors';
   if (hasAt(head, 257, [0x75, 0x73, 0x74, 0x61, 0x72])) return 'torch-legacy-tar';
   if (head[0] === 0x80) {
     for (let at = 0; at < Math.min(head.length, 32); at++) if (hasAt(head, at, LEGACY_MAGIC)) return 'torch-legacy';
     return 'pickle';
   }
-  // safetensors: a little-endian u64 header length, then a JSON object.
-  if (head.length >= 9 && head[8] === 0x7b && head[5] === 0 && head[6] === 0 && head[7] === 0) return 'safetensors';
   return 'unknown';
 }
 

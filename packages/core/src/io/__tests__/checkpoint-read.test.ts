@@ -1,9 +1,10 @@
 // readCheckpoint, the one entry point for weights in any format: folders, sharded safetensors (read lazily),
 // and the errors for paths that hold no checkpoint or an ambiguous one.
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readCheckpoint } from '../../node/checkpoint-file.js';
+import { sniffCheckpoint } from '../checkpoint-format.js';
 import { writeSafetensorsFile } from '../../node/safetensors-file.js';
 import type { HostTensor } from '../safetensors.js';
 import { openShardedSafetensors } from '../../node/safetensors-sharded.js';
@@ -111,6 +112,20 @@ describe('readCheckpoint paths', () => {
     const text = join(temp.dir, 'notes.bin');
     await writeFile(text, 'hello, not weights');
     expect((await catchVlErrorAsync(() => readCheckpoint(text), 'CHECKPOINT_INVALID')).subject).toBe(text);
+  });
+
+  it('a safetensors file whose header length starts with the byte 0x80 (a pickle PROTO) is read as safetensors', async () => {
+    // Grow one tensor name until the JSON header's length is ≡ 0x80 (mod 256), as a saved BEiT-3 retrieval model's is.
+    for (let pad = 0; pad < 256; pad++) {
+      const file = join(temp.dir, `proto-like-${pad}.safetensors`);
+      await writeSafetensorsFile(file, { [`w${'x'.repeat(pad)}`]: tensor([1, 2], [2]) });
+      const bytes = new Uint8Array(await readFile(file));
+      if (bytes[0] !== 0x80) continue;
+      expect(sniffCheckpoint(bytes.subarray(0, 512))).toBe('safetensors');
+      expect([...(await readCheckpoint(file)).tensors.keys()]).toEqual([`w${'x'.repeat(pad)}`]);
+      return;
+    }
+    throw new Error('no header length ≡ 0x80 (mod 256) was produced');
   });
 
   it('a key for a safetensors file is an INVALID_ARGUMENT (it has no containers)', async () => {
