@@ -161,8 +161,12 @@ export async function generateCaptions(
         [rows, 2],
         'int32',
       );
-      const logits = model.decodeStep(ids, curLen, cache, curLen === 2 ? images : null); // [R, V]
-      ids.dispose();
+      let logits: tf.Tensor;
+      try {
+        logits = model.decodeStep(ids, curLen, cache, curLen === 2 ? images : null); // [R, V]
+      } finally {
+        ids.dispose();
+      }
       let logp: Float32Array;
       try {
         if (options.recordStepLogits) stepLogits.push((await logits.data()) as Float32Array);
