@@ -29,7 +29,7 @@ export interface Beit3Generated {
   decoded: Int32Array[];
   /** The kept hypothesis' score per image: cumulative log-probability / len^length_penalty (as float32). */
   scores: number[];
-  /** Per image, the words only (special ids and the mask placeholder left out, as `skip_special_tokens` does for them). */
+  /** Per image, the words only: every special id (bos, pad, eos, unk, mask) left out, as `skip_special_tokens` does. */
   tokens: number[][];
   /** Steps run (cur_len 2, 3, …). */
   steps: number;
@@ -98,7 +98,7 @@ export async function generateCaptions(
   const numBeams = options.numBeams ?? gen?.numBeams ?? 3;
   const maxLen = options.maxLength ?? gen?.numMaxBpeTokens ?? 64;
   const lengthPenalty = options.lengthPenalty ?? gen?.lengthPenalty ?? 0.6;
-  const { bos, pad, eos, mask } = model.config.tokens;
+  const { bos, pad, eos, unk, mask } = model.config.tokens;
   const v = model.dims.vocabSize;
   if (!Number.isInteger(numBeams) || numBeams < 1) {
     throw new VlError('INVALID_ARGUMENT', `num_beams must be a positive integer, got ${numBeams}`, { subject: 'BEiT-3 generate' });
@@ -220,7 +220,7 @@ export async function generateCaptions(
     const decoded: Int32Array[] = [];
     const scores: number[] = [];
     const tokens: number[][] = [];
-    const special = new Set([bos, pad, eos, mask]);
+    const special = new Set([bos, pad, eos, unk, mask]); // all_special_ids of XLMRobertaTokenizer
     for (const h of hyps) {
       const out = new Int32Array(maxLen).fill(pad);
       let best: { score: number; ids: Int32Array } | undefined;

@@ -230,6 +230,8 @@ describe('BEiT-3 captioning generation', () => {
     const inputs = await inputsOf(dir);
     const image = tensorOf(inputs.image);
     const res = await generateCaptions(model, image, { numBeams: 1, maxLength: 10, recordStepLogits: true });
+    // expected.json beam1_decoded: [0, 97, 2, 1, …] and [0, 49, 48, 10, 48, 48, 63, 48, 97, 2]; the words without the special ids.
+    expect(res.tokens).toEqual([[], [49, 48, 10, 48, 48, 63, 48]]);
     const v = model.dims.vocabSize;
     const { mask } = model.config.tokens;
     // With one beam, row b's prefix at step s is the words chosen at steps 0..s−1 (the argmax of the
