@@ -45,6 +45,16 @@ function checkpointOf(values: Values): string {
   return dir;
 }
 
+/** The values of a model's own declared options, by camelCase name (those given or defaulted). */
+function modelOptions(declared: readonly OptionSpec[] | undefined, values: Values): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const o of declared ?? []) {
+    const key = attributeOf(o.flags);
+    if (values[key] !== undefined) options[key] = values[key];
+  }
+  return options;
+}
+
 const jsonReplacer = (_k: string, v: unknown) => (v === Infinity ? 'inf' : v);
 
 const verify: CommandTemplate = {
@@ -256,11 +266,7 @@ const train: CommandTemplate = {
     const config = configPath ? ((await readJsonFile(configPath)) as Record<string, unknown>) : {};
     const objectives: Record<string, number> = {};
     for (const o of spec.objectives) if (v[camel(o.name)] !== undefined) objectives[o.name] = v[camel(o.name)] as number;
-    const options: Record<string, unknown> = {};
-    for (const o of spec.trainOptions ?? []) {
-      const key = attributeOf(o.flags);
-      if (v[key] !== undefined) options[key] = v[key];
-    }
+    const options = modelOptions(spec.trainOptions, v);
     const r = await (spec.train as NonNullable<AnyModelSpec['train']>)(
       {
         train: trainFile,
@@ -301,6 +307,7 @@ const evaluate: CommandTemplate = {
     { flags: '--beams <k>', description: 'caption beam width (1 = greedy)', kind: 'int', min: 1, default: 3 },
     { flags: '--max-length <n>', description: 'longest caption in tokens', kind: 'int', min: 2, default: 30 },
     { flags: '--out <file>', description: 'also write the report here (JSON)' },
+    ...(spec.evalOptions ?? []),
     COMMON.json,
     COMMON.quiet,
     COMMON.backend,
@@ -320,6 +327,7 @@ const evaluate: CommandTemplate = {
         numBeams: v.beams as number,
         maxLength: v.maxLength as number,
         out: optional<string>(v, 'out'),
+        options: modelOptions(spec.evalOptions, v),
       },
       ctx,
     );

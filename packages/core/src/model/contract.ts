@@ -150,6 +150,8 @@ export interface EvalRequest {
   numBeams: number;
   maxLength: number;
   out?: string;
+  /** The model's own `vl eval` switches (ModelSpec.evalOptions), by camelCase name; absent when it declares none. */
+  options?: Record<string, unknown>;
 }
 
 export interface EvalSummary {
@@ -200,6 +202,8 @@ export interface ModelSpec<C = unknown, M extends Module = Module> {
   /** The model's own `vl train` switches (objective weights come from `objectives`). */
   trainOptions?: readonly OptionSpec[];
   train?(req: TrainRequest, ctx: RunContext): Promise<TrainSummary>;
+  /** The model's own `vl eval` switches (e.g. VLMo's `--rerank-k`), declared like trainOptions. */
+  evalOptions?: readonly OptionSpec[];
   evaluate?(req: EvalRequest, ctx: RunContext): Promise<EvalSummary>;
   ablation?: AblationAdapter;
   commands?: readonly ModelCommandSpec[];
