@@ -343,6 +343,7 @@ export {
   combineLosses,
   crossEntropy,
   IGNORE_INDEX,
+  logitsAccuracy,
   objectiveEnabled,
   softCrossEntropy,
   type CrossEntropyOptions,
