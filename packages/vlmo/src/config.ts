@@ -22,6 +22,11 @@ export interface VlmoLossNames {
   nlvr2: number;
   /** Retrieval fine-tuning: only `itc_text_proj`, `itc_image_proj` and `logit_scale`. */
   irtr: number;
+  /**
+   * Others kept as they are. One is ours: `mim`, stage-1 masked image modelling (not an official loss
+   * name: the official stage 1 is BEiT's own pretraining); > 0 adds BEiT's `mask_token` and `lm_head`
+   * under `transformer.` (sized by VlmoSection.visualVocabSize).
+   */
   [key: string]: number;
 }
 
@@ -42,6 +47,11 @@ export interface VlmoSection {
   lossNames: VlmoLossNames;
   /** MLM masking probability; BERT's 0.15. */
   mlmProb: number;
+  /**
+   * Size of the visual vocabulary the stage-1 MIM head predicts (`transformer.lm_head`); not an official
+   * key (stage 1 is BEiT there, whose DALL-E tokenizer has 8192 codes, the default).
+   */
+  visualVocabSize?: number;
   [key: string]: unknown;
 }
 
@@ -180,6 +190,7 @@ const sectionSchema = z
     dropPathRate: z.number().min(0).max(1).default(0.1),
     lossNames: lossNamesSchema.default(() => lossNamesSchema.parse({ itm: 1, itc: 1, mlm: 1 })),
     mlmProb: z.number().min(0).max(1).default(0.15),
+    visualVocabSize: int(2).optional(),
   })
   .loose();
 
@@ -350,7 +361,7 @@ export interface VlmoDims {
   numHeads: number;
   headDim: number;
   intermediateSize: number;
-  /** Effective first VL-FFN layer: depth when text-only MLM (stage 2) is on, as the official code sets it. */
+  /** Effective first VL-FFN layer: depth when text-only MLM (stage 2, as the official code sets it) or MIM (stage 1) is on. */
   vlffnStart: number;
   relativePosition: boolean;
   absolutePosition: boolean;
@@ -362,7 +373,12 @@ export interface VlmoDims {
   bertLayerNormEps: number;
   /** Which heads `VLMo.__init__` builds for these loss names. */
   heads: { mlm: boolean; itm: boolean; itc: boolean; itcVl: boolean };
+  /** Visual vocabulary of the stage-1 MIM head, or null without one (loss_names.mim 0, every official config). */
+  visualVocabSize: number | null;
 }
+
+/** BEiT's DALL-E tokenizer has 8192 codes: the MIM head's default size. */
+export const BEIT_VISUAL_VOCAB_SIZE = 8192;
 
 export function vlmoDims(config: VlmoConfig): VlmoDims {
   const s = config.vlmoConfig;
@@ -380,7 +396,8 @@ export function vlmoDims(config: VlmoConfig): VlmoDims {
     numHeads: k.numHeads,
     headDim: k.embedDim / k.numHeads,
     intermediateSize: Math.floor(k.embedDim * k.mlpRatio),
-    vlffnStart: l.textmlm > 0 ? k.depth : k.vlffnStartLayerIndex,
+    // Stage 2 (textmlm) as the official code; stage 1 (our mim) likewise, as the BEiT it stands for has no VL-FFN.
+    vlffnStart: l.textmlm > 0 || (l.mim ?? 0) > 0 ? k.depth : k.vlffnStartLayerIndex,
     relativePosition: k.needRelativePositionEmbed,
     absolutePosition: k.useAbsPosEmb,
     layerScaleInit: k.layerScaleInitValues,
@@ -390,6 +407,7 @@ export function vlmoDims(config: VlmoConfig): VlmoDims {
     dropPathRate: s.dropPathRate,
     bertLayerNormEps: config.bertConfig.layerNormEps,
     heads: { mlm: l.mlm > 0 || l.textmlm > 0, itm: l.itm > 0, itc: l.itc > 0 || l.irtr > 0, itcVl: l.itc > 0 },
+    visualVocabSize: (l.mim ?? 0) > 0 ? (s.visualVocabSize ?? BEIT_VISUAL_VOCAB_SIZE) : null,
   };
 }
 
@@ -409,15 +427,27 @@ function archPreset(
   });
 }
 
+export interface VlmoPresetOverrides {
+  vocabSize?: number;
+  imageSize?: number;
+  /** Text length every text is padded to; the relative table's text rows grow with it when it passes max_text_len_of_initckpt. */
+  maxTextLen?: number;
+}
+
 /**
  * Named configs. `tiny` has the sizes of the vlmo-seed0 fixture (the `vlmo_base_patch16` path: relative
  * positions, layer scale); `base`, `large` and `basePlus` are the released architectures at 224 px.
- * Overrides change the vocabulary and the image size (the relative table follows the grid).
+ * Overrides change the vocabulary, the image size (the relative table follows the grid) and the text length.
  */
-export function vlmoPreset(name: VlmoPresetName, overrides: { vocabSize?: number; imageSize?: number } = {}): VlmoConfig {
+export function vlmoPreset(name: VlmoPresetName, overrides: VlmoPresetOverrides = {}): VlmoConfig {
   const section: Partial<VlmoSection> = {};
   if (overrides.vocabSize !== undefined) section.vocabSize = overrides.vocabSize;
   if (overrides.imageSize !== undefined) section.imageSize = overrides.imageSize;
+  if (overrides.maxTextLen !== undefined) {
+    section.maxTextLen = overrides.maxTextLen;
+    const initLen = name === 'tiny' ? 12 : 196;
+    if (overrides.maxTextLen > initLen) section.maxTextLenOfInitckpt = overrides.maxTextLen;
+  }
   switch (name) {
     case 'tiny':
       return archPreset(

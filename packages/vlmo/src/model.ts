@@ -68,13 +68,21 @@ export const VLMO_LAYER_PRESET = {
 /** LayerNorm eps of `transformer.norm`, `norm1` and `norm2_*` (partial(nn.LayerNorm, eps=1e-6)). */
 const NORM_EPS = 1e-6;
 
-/** `MultiWayTransformer`: patch embedding, class token, [pos_embed], the Multiway blocks, final norm. */
+/**
+ * `MultiWayTransformer`: patch embedding, class token, [pos_embed], the Multiway blocks, final norm; and,
+ * for stage-1 masked image modelling only, BEiT's `mask_token` and `lm_head` (the names a BEiT checkpoint
+ * gets under the official `convert_to_textpt_ckpt`, which prefixes every BEiT key with `transformer.`).
+ */
 export class MultiwayTransformer extends PathModule {
   readonly patchEmbed: PatchEmbedding;
   readonly clsToken: tf.Variable;
   readonly posEmbed: tf.Variable | null;
   readonly blocks: ModuleList<MultiwayLayer>;
   readonly norm: LayerNorm;
+  /** [1, 1, D]: replaces masked patch embeddings (BEiT `mask_token`); null without MIM. */
+  readonly maskToken: tf.Variable | null;
+  /** Linear(D, visual vocabulary) on the normed patch states (BEiT `lm_head`); null without MIM. */
+  readonly lmHead: Linear | null;
 
   constructor(
     readonly dims: VlmoDims,
@@ -105,10 +113,16 @@ export class MultiwayTransformer extends PathModule {
       ),
     );
     this.norm = this.placeModule('norm', new LayerNorm(d, NORM_EPS));
+    const mim = dims.visualVocabSize;
+    this.maskToken = mim === null ? null : this.placeParameter('mask_token', truncNormal([1, 1, d], rng, 0.02));
+    this.lmHead = mim === null ? null : this.placeModule('lm_head', new Linear(d, mim, rng));
   }
 
-  /** `visual_embed`: pixels [B, C, S, S] → [cls; patches] (+ pos_embed) [B, P, D]. */
-  visualEmbed(pixels: tf.Tensor): tf.Tensor {
+  /**
+   * `visual_embed`: pixels [B, C, S, S] → [cls; patches] (+ pos_embed) [B, P, D]. With `patchMask`
+   * [B, g²] (1 = masked, MIM only) masked patch embeddings are replaced by `mask_token` first, as BEiT does.
+   */
+  visualEmbed(pixels: tf.Tensor, patchMask?: tf.Tensor): tf.Tensor {
     const { imageSize, inChans } = this.dims;
     const [, c, h, w] = pixels.shape;
     if (pixels.rank !== 4 || c !== inChans || h !== imageSize || w !== imageSize) {
@@ -118,12 +132,33 @@ export class MultiwayTransformer extends PathModule {
       });
     }
     return tf.tidy(() => {
-      const { patches } = this.patchEmbed.forward(pixels); // [B, g², D]
+      let { patches } = this.patchEmbed.forward(pixels); // [B, g², D]
       const b = patches.shape[0] as number;
+      if (patchMask) {
+        const token = this.need(this.maskToken);
+        const n = this.dims.grid * this.dims.grid;
+        if (patchMask.rank !== 2 || patchMask.shape[0] !== b || patchMask.shape[1] !== n) {
+          throw new VlError('SHAPE_MISMATCH', `patch mask must be [${b}, ${n}], got [${patchMask.shape}]`, {
+            subject: 'VLMo visual_embed',
+          });
+        }
+        const w = tf.expandDims(tf.cast(patchMask, 'float32'), 2); // [B, g², 1]
+        patches = tf.add(tf.mul(patches, tf.sub(1, w)), tf.mul(token, w));
+      }
       const cls = tf.broadcastTo(this.clsToken, [b, 1, this.dims.hiddenSize]); // [B, 1, D]
       const x = tf.concat([cls, patches], 1); // [B, P, D]
       return this.posEmbed ? tf.add(x, this.posEmbed) : x;
     });
+  }
+
+  private need<T>(part: T | null): T {
+    if (part === null) {
+      throw new VlError('TASK_UNSUPPORTED', 'this VLMo has no mask_token / lm_head (masked image modelling)', {
+        subject: 'VLMo',
+        hint: 'they exist when vlmo_config.loss_names.mim > 0 (the stage-1 config, `vl train vlmo --stage 1`)',
+      });
+    }
+    return part;
   }
 }
 
@@ -509,6 +544,22 @@ export class Vlmo extends Module {
   /** `mlm_score(text_feats)` [B, T, V]. */
   mlmLogits(textFeats: tf.Tensor): tf.Tensor {
     return this.need(this.mlm_score, 'mlm_score', 'mlm or textmlm').forward(textFeats);
+  }
+
+  /**
+   * Stage-1 masked image modelling (BEiT's forward, on VLMo's image-only route): masked patches replaced
+   * by `mask_token`, token type 1 added, V-FFN in every layer, `transformer.norm`, then `lm_head` on the
+   * patch rows. pixels [B, C, S, S], patchMask [B, g²] (1 = masked) → logits [B, g², visual vocabulary].
+   */
+  mimLogits(pixels: tf.Tensor, patchMask: tf.Tensor, options: VlmoForwardOptions = {}): tf.Tensor {
+    const head = this.need(this.transformer.lmHead, 'transformer.lm_head', 'mim');
+    return tf.tidy(() => {
+      const embeds = tf.add(this.transformer.visualEmbed(pixels, patchMask), this.typeRow(1)); // [B, P, D]
+      const [b, p, d] = embeds.shape as [number, number, number];
+      const masks = this.layerMasks('image', p, p, null);
+      const h = this.transformer.norm.forward(this.runLayers(embeds, 0, this.dims.depth, masks, 'image', [0, 0], options.rng));
+      return head.forward(tf.slice(h, [0, 1, 0], [b, p - 1, d])); // [B, g², V]
+    });
   }
 
   /** exp(logit_scale) (or exp(logit_vl_scale) with `vl`): the ITC temperature's inverse, a scalar. */
