@@ -1,6 +1,6 @@
 // @vl/vlmo: VLMo (microsoft/unilm `vlmo/`) on @vl/core — the Multiway transformer under the official key
 // names, image-only / text-only / fusion modes, ITC / ITM / MLM heads, checkpoint loading (folders and
-// released .pt files) and verify. Importing it registers the model `vlmo` in @vl/core's registry (a
+// released .pt files), verify, retrieval / ITM evaluation and the three pretraining stages. Importing it registers the model `vlmo` in @vl/core's registry (a
 // declared side effect, see package.json).
 import { registerModel } from '@vl/core';
 import { vlmoModel } from './model-spec.js';
@@ -10,6 +10,7 @@ registerModel(vlmoModel);
 export { initRuntime } from '@vl/core';
 export { vlmoModel } from './model-spec.js';
 export {
+  BEIT_VISUAL_VOCAB_SIZE,
   parseVlmoConfig,
   VLMO_ARCH_KWARGS,
   VLMO_ARCHS,
@@ -25,6 +26,7 @@ export {
   type VlmoDims,
   type VlmoLossNames,
   type VlmoPresetName,
+  type VlmoPresetOverrides,
   type VlmoSection,
   type VlmoTokens,
   type VlmoTransformerKwargs,
@@ -70,3 +72,38 @@ export {
   type VerifyVlmoOptions,
   type VlmoReferenceInputs,
 } from './verify.js';
+export {
+  topKIndices,
+  VLMO_OUTSIDE_TOP_K,
+  vlmoDualEncoderFeatures,
+  vlmoItmEvaluation,
+  vlmoItmLogits,
+  vlmoRetrievalMetrics,
+  vlmoRetrievalScores,
+  type VlmoItmEvaluation,
+  type VlmoRetrievalMetrics,
+  type VlmoRetrievalOptions,
+  type VlmoRetrievalScores,
+  type VlmoTexts,
+} from './retrieval.js';
+export {
+  evaluateVlmo,
+  matchVlmo,
+  vlmoEncodeTexts,
+  vlmoTokenizer,
+  type VlmoEvalOptions,
+  type VlmoEvalReport,
+  type VlmoEvalTask,
+} from './evaluate.js';
+export { VLMO_STAGES, VLMO_STAGES_LIST, vlmoStage, vlmoStageConfig, type VlmoStage, type VlmoStageSpec } from './stages.js';
+export { VlmoPretrainer, vlmoMaskingGenerator, type VlmoPretrainBatch, type VlmoPretrainOptions } from './pretraining.js';
+export {
+  loadVlmoInit,
+  pretrainVlmo,
+  VLMO_TINY_TRAIN_TEXT_LEN,
+  VLMO_TINY_VISUAL_VOCAB,
+  vlmoModelDir,
+  type VlmoInitReport,
+  type VlmoTrainOptions,
+  type VlmoTrainSummary,
+} from './train.js';
