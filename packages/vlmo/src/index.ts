@@ -1,7 +1,7 @@
 // @vl/vlmo: VLMo (microsoft/unilm `vlmo/`) on @vl/core — the Multiway transformer under the official key
 // names, image-only / text-only / fusion modes, ITC / ITM / MLM heads, checkpoint loading (folders and
-// released .pt files), verify, retrieval / ITM evaluation and the three pretraining stages. Importing it registers the model `vlmo` in @vl/core's registry (a
-// declared side effect, see package.json).
+// released .pt files), verify, retrieval / ITM evaluation and the three pretraining stages. Importing it
+// registers the model `vlmo` in @vl/core's registry (a declared side effect, see package.json).
 import { registerModel } from '@vl/core';
 import { vlmoModel } from './model-spec.js';
 
