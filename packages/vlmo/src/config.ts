@@ -52,6 +52,8 @@ export interface VlmoSection {
    * key (stage 1 is BEiT there, whose DALL-E tokenizer has 8192 codes, the default).
    */
   visualVocabSize?: number;
+  /** Answers the VQA head scores (`vqav2_label_size`, 3129 in config.py); read when loss_names.vqa > 0. */
+  vqav2LabelSize?: number;
   [key: string]: unknown;
 }
 
@@ -191,6 +193,7 @@ const sectionSchema = z
     lossNames: lossNamesSchema.default(() => lossNamesSchema.parse({ itm: 1, itc: 1, mlm: 1 })),
     mlmProb: z.number().min(0).max(1).default(0.15),
     visualVocabSize: int(2).optional(),
+    vqav2LabelSize: int().optional(),
   })
   .loose();
 
@@ -309,14 +312,6 @@ function complete(parsed: z.output<typeof vlmoConfigSchema>, subject: string, ke
       }
     }
   }
-  const lossNames = section.lossNames;
-  for (const task of ['vqa', 'nlvr2'] as const) {
-    if (lossNames[task] > 0) {
-      problems.push(
-        `${at(['vlmoConfig', 'lossNames', task])} > 0: the ${task.toUpperCase()} fine-tuning head is not implemented yet in @vl/vlmo`,
-      );
-    }
-  }
   if (problems.length) {
     throw new VlError('CONFIG_INVALID', problems.join('; '), { subject, hint: 'fix the fields named (see docs/vlmo.md, "Config")' });
   }
@@ -375,7 +370,16 @@ export interface VlmoDims {
   heads: { mlm: boolean; itm: boolean; itc: boolean; itcVl: boolean };
   /** Visual vocabulary of the stage-1 MIM head, or null without one (loss_names.mim 0, every official config). */
   visualVocabSize: number | null;
+  /** Answers of the VQA classifier (`vqav2_label_size`), or null without it (loss_names.vqa 0). */
+  vqaLabels: number | null;
+  /** The NLVR2 classifier (loss_names.nlvr2 > 0); it also makes `token_type_embeddings` three rows. */
+  nlvr2: boolean;
+  /** Rows of the top-level `token_type_embeddings`: 2 (text, image), 3 with NLVR2 (its second image). */
+  numTokenTypes: number;
 }
+
+/** config.py's `vqav2_label_size`: the VQA v2 answer vocabulary. */
+export const VQAV2_LABEL_SIZE = 3129;
 
 /** BEiT's DALL-E tokenizer has 8192 codes: the MIM head's default size. */
 export const BEIT_VISUAL_VOCAB_SIZE = 8192;
@@ -408,6 +412,9 @@ export function vlmoDims(config: VlmoConfig): VlmoDims {
     bertLayerNormEps: config.bertConfig.layerNormEps,
     heads: { mlm: l.mlm > 0 || l.textmlm > 0, itm: l.itm > 0, itc: l.itc > 0 || l.irtr > 0, itcVl: l.itc > 0 },
     visualVocabSize: (l.mim ?? 0) > 0 ? (s.visualVocabSize ?? BEIT_VISUAL_VOCAB_SIZE) : null,
+    vqaLabels: l.vqa > 0 ? (s.vqav2LabelSize ?? VQAV2_LABEL_SIZE) : null,
+    nlvr2: l.nlvr2 > 0,
+    numTokenTypes: l.nlvr2 > 0 ? 3 : 2,
   };
 }
 

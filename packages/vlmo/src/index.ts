@@ -14,6 +14,7 @@ export {
   parseVlmoConfig,
   VLMO_ARCH_KWARGS,
   VLMO_ARCHS,
+  VQAV2_LABEL_SIZE,
   VLMO_IMAGE_NORM,
   vlmoConfigFromJson,
   vlmoConfigSchema,
@@ -36,6 +37,7 @@ export {
   ItmHead,
   MultiwayTransformer,
   Vlmo,
+  VlmoClassifier,
   VLMO_LAYER_PRESET,
   type FittedText,
   type VlmoForwardOptions,
@@ -107,3 +109,4 @@ export {
   type VlmoTrainOptions,
   type VlmoTrainSummary,
 } from './train.js';
+export { vlmoNlvr2Loss, vlmoVqaLoss } from './finetune.js';

@@ -124,7 +124,7 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
       }
       if (s.resumedFrom) lines.push(`resumed from ${s.resumedFrom}`);
       lines.push(
-        `frozen: ${s.frozen.length} tensors (${s.frozenScalars.toLocaleString('en')} weights); trained: ${s.trainedScalars.toLocaleString('en')} weights`,
+        `frozen: ${s.frozen.length} tensors (${s.frozenScalars.toLocaleString('en')} weights); trainable: ${s.trainedScalars.toLocaleString('en')} weights`,
       );
       lines.push(`losses, first 10% of steps: ${fmt(s.first)}`, `losses, last 10% of steps:  ${fmt(s.last)}`);
       lines.push(`wrote ${s.out.model}, ${s.out.metrics}`);

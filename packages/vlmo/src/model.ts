@@ -22,6 +22,7 @@ import {
   Embedding,
   FLOAT32_MIN,
   firstToken,
+  gelu,
   l2Normalize,
   LayerNorm,
   Linear,
@@ -186,6 +187,26 @@ export class ItmHead extends Module {
   }
 }
 
+/**
+ * The VQA and NLVR2 classifiers: `nn.Sequential(Linear(in, 2D), LayerNorm(2D), GELU(), Linear(2D, out))`,
+ * whose state-dict keys are the Sequential's indices `0`, `1` and `3` (GELU, index 2, has no weights).
+ * The LayerNorm has PyTorch's default eps 1e-5.
+ */
+export class VlmoClassifier extends Module {
+  readonly fc1: Linear;
+  readonly norm: LayerNorm;
+  readonly fc2: Linear;
+  constructor(inFeatures: number, hidden: number, outFeatures: number, rng: Rng) {
+    super();
+    this.fc1 = this.registerModule('0', new Linear(inFeatures, 2 * hidden, rng));
+    this.norm = this.registerModule('1', new LayerNorm(2 * hidden, 1e-5));
+    this.fc2 = this.registerModule('3', new Linear(2 * hidden, outFeatures, rng));
+  }
+  forward(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => this.fc2.forward(gelu(this.norm.forward(this.fc1.forward(x)))));
+  }
+}
+
 /** tf.tidy for results that hold nulls (heads a config lacks); tidy walks them like any container. */
 function tidy<T>(fn: () => T): T {
   return tf.tidy(fn as () => tf.TensorContainer) as T;
@@ -261,6 +282,10 @@ export class Vlmo extends Module {
   readonly itc_vl_image_proj: ItcHead | null;
   readonly logitScale: tf.Variable | null;
   readonly logitVlScale: tf.Variable | null;
+  /** VQA fine-tuning head over the pooled fusion output [B, D] → [B, answers]; null unless loss_names.vqa > 0. */
+  readonly vqa_classifier: VlmoClassifier | null;
+  /** NLVR2 head over two pooled fusion outputs concatenated [B, 2D] → [B, 2]; null unless loss_names.nlvr2 > 0. */
+  readonly nlvr2_classifier: VlmoClassifier | null;
   /** What loading changed or skipped (legacy buffers of released files, truncated position rows). */
   loadNotes: string[] = [];
   private readonly indexCache = new Map<string, RelativeIndex>();
@@ -294,7 +319,7 @@ export class Vlmo extends Module {
         rng,
       ),
     );
-    this.token_type_embeddings = this.registerModule('token_type_embeddings', new Embedding(2, d, rng));
+    this.token_type_embeddings = this.registerModule('token_type_embeddings', new Embedding(dims.numTokenTypes, d, rng));
     this.pooler = this.registerModule('pooler', new BertPooler(d, rng));
     const { heads } = dims;
     this.mlm_score = heads.mlm
@@ -311,6 +336,18 @@ export class Vlmo extends Module {
     const initScale = Math.log(1 / 0.07);
     this.logitScale = heads.itc ? this.registerParameter('logit_scale', tf.scalar(initScale)) : null;
     this.logitVlScale = heads.itcVl ? this.registerParameter('logit_vl_scale', tf.scalar(initScale)) : null;
+    // Built after the pretrained weights load in VLMo.__init__; NLVR2 also gives the second image its own
+    // token type, row 2, initialised from the image row 1.
+    this.vqa_classifier =
+      dims.vqaLabels === null ? null : this.registerModule('vqa_classifier', new VlmoClassifier(d, d, dims.vqaLabels, rng));
+    this.nlvr2_classifier = dims.nlvr2 ? this.registerModule('nlvr2_classifier', new VlmoClassifier(2 * d, d, 2, rng)) : null;
+    if (dims.numTokenTypes === 3) this.copyImageTokenType();
+  }
+
+  /** token_type_embeddings row 2 ← row 1, as VLMo.__init__ does when it widens the table for NLVR2. */
+  copyImageTokenType(): void {
+    const w = this.token_type_embeddings.weight;
+    w.assign(tf.tidy(() => tf.concat([tf.slice(w, [0, 0], [2, -1]), tf.slice(w, [1, 0], [1, -1])], 0)));
   }
 
   // ---------------------------------------------------------------- inputs
@@ -559,6 +596,30 @@ export class Vlmo extends Module {
       const masks = this.layerMasks('image', p, p, null);
       const h = this.transformer.norm.forward(this.runLayers(embeds, 0, this.dims.depth, masks, 'image', [0, 0], options.rng));
       return head.forward(tf.slice(h, [0, 1, 0], [b, p - 1, d])); // [B, g², V]
+    });
+  }
+
+  /** `vqa_classifier(cls_feats)` [B, answers]: VQA scores over the pooled fusion output (`compute_vqa`). */
+  vqaLogits(clsFeats: tf.Tensor): tf.Tensor {
+    return this.need(this.vqa_classifier, 'vqa_classifier', 'vqa').forward(clsFeats);
+  }
+
+  /**
+   * NLVR2 (`compute_nlvr2`): the text fused with each image, the first with token type 1 and the second
+   * with token type 2, pooled outputs concatenated [B, 2D], then `nlvr2_classifier` → [B, 2].
+   */
+  nlvr2Logits(
+    pixels1: tf.Tensor,
+    pixels2: tf.Tensor,
+    ids: tf.Tensor,
+    mask: tf.Tensor,
+    options: VlmoForwardOptions & { truncate?: boolean } = {},
+  ): tf.Tensor {
+    const head = this.need(this.nlvr2_classifier, 'nlvr2_classifier', 'nlvr2');
+    return tf.tidy(() => {
+      const a = this.fuse(pixels1, ids, mask, { ...options, tokenTypeIdx: 1, rng: options.rng?.fork('image-1') }).clsFeats;
+      const b = this.fuse(pixels2, ids, mask, { ...options, tokenTypeIdx: 2, rng: options.rng?.fork('image-2') }).clsFeats;
+      return head.forward(tf.concat([a, b], 1));
     });
   }
 

@@ -58,6 +58,8 @@ export interface VlmoTrainOptions {
 export interface VlmoInitReport {
   from: string;
   loaded: number;
+  /** What was adapted on the way in. */
+  notes: string[];
   fresh: string[];
   unused: string[];
 }
@@ -71,12 +73,14 @@ export interface VlmoTrainSummary {
   last: Record<string, number>;
   init: VlmoInitReport | null;
   resumedFrom: string | null;
-  /** Parameter names the stage froze, and the count of scalars trained and frozen. */
+  /** Parameter names the stage froze, and the count of scalars left trainable and frozen. */
   frozen: string[];
   trainedScalars: number;
   frozenScalars: number;
   out: { model: string; metrics: string; ckpt: string };
 }
+
+const TOKEN_TYPES = 'token_type_embeddings.weight';
 
 /** `DIR/model` when DIR is a `vl train vlmo` output folder, else DIR itself. */
 export function vlmoModelDir(dir: string): string {
@@ -93,6 +97,18 @@ export async function loadVlmoInit(model: Vlmo, dir: string): Promise<VlmoInitRe
   const { tensors } = await readCheckpoint(from);
   const file = fromOfficialStateDict(tensors);
   const ours = model.stateDict();
+  // An NLVR2 model widens token_type_embeddings to 3 rows; from a 2-row checkpoint row 2 copies row 1, as VLMo.__init__ does.
+  const types = file.get(TOKEN_TYPES);
+  const ourTypes = ours.get(TOKEN_TYPES);
+  let widenTypes = false;
+  if (types && ourTypes && types.shape[0] === 2 && ourTypes.shape[0] === 3 && types.shape[1] === ourTypes.shape[1]) {
+    const d = types.shape[1] as number;
+    const data = new Float32Array(3 * d);
+    data.set(Float32Array.from(types.data as ArrayLike<number>).subarray(0, 2 * d));
+    data.set(data.subarray(d, 2 * d), 2 * d);
+    file.set(TOKEN_TYPES, { dtype: 'float32', shape: [3, d], data });
+    widenTypes = true;
+  }
   const mismatched: string[] = [];
   const load = new Map<string, StateEntry>();
   for (const [key, value] of file) {
@@ -111,6 +127,7 @@ export async function loadVlmoInit(model: Vlmo, dir: string): Promise<VlmoInitRe
   return {
     from,
     loaded: load.size,
+    notes: widenTypes ? ['token_type_embeddings widened to 3 rows for NLVR2 (row 2 = row 1)'] : [],
     fresh: [...ours.keys()].filter((k) => !file.has(k)),
     unused: [...file.keys()].filter((k) => !ours.has(k)),
   };

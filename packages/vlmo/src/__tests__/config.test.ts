@@ -102,9 +102,6 @@ describe('config.json', () => {
     expect(configError(() => vlmoConfigFromJson({ vlmo_config: { image_size: 30 }, transformer_kwargs: sizes }))).toMatch(
       /not a multiple of patch size 8/,
     );
-    expect(configError(() => vlmoConfigFromJson({ vlmo_config: { loss_names: { vqa: 1 } } }))).toMatch(
-      /VQA fine-tuning head is not implemented yet/,
-    );
     expect(configError(() => vlmoConfigFromJson({ vlmo_config: {}, bert_config: { hidden_size: 100 } }))).toMatch(
       /bert_config\.hidden_size 100 ≠ 768/,
     );
