@@ -3,7 +3,7 @@
 // layout, its pretraining objectives and three stages (`train`), retrieval and ITM evaluation (`evaluate`),
 // `match`, and verify against the official fixtures. index.ts registers it; `vl <command> vlmo` and
 // `vlmo <command>` run it.
-import { type ModelSpec, type ObjectivesConfig, VlError } from '@vl/core';
+import { camelizeKeys, type ModelSpec, type ObjectivesConfig, VlError } from '@vl/core';
 import { fromOfficialStateDict, loadVlmo, saveVlmo, toOfficialStateDict } from './checkpoint.js';
 import { type VlmoConfig, vlmoConfigFromJson, vlmoConfigSchema, vlmoPreset } from './config.js';
 import { Vlmo } from './model.js';
@@ -82,6 +82,17 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
     if (!['tiny', 'base', 'basePlus', 'large'].includes(req.preset)) {
       throw new VlError('INVALID_ARGUMENT', `--preset must be tiny, base, basePlus or large, got '${req.preset}'`);
     }
+    const extra = Object.keys(req.config).filter((k) => !['objectives', 'vlmo_config', 'transformer_kwargs'].includes(k));
+    if (extra.length) {
+      throw new VlError('INVALID_ARGUMENT', `--config has unknown keys ${extra.join(', ')}`, {
+        hint: 'VLMo reads objectives, vlmo_config and transformer_kwargs (config.json fields to change, snake_case)',
+      });
+    }
+    const section = (k: string) => camelizeKeys<Record<string, unknown> | undefined>(req.config[k], { subject: `--config ${k}` });
+    const architecture =
+      req.config.vlmo_config !== undefined || req.config.transformer_kwargs !== undefined
+        ? { vlmoConfig: section('vlmo_config'), transformerKwargs: section('transformer_kwargs') }
+        : undefined;
     const objectives: ObjectivesConfig = { ...(req.config.objectives as ObjectivesConfig | undefined) };
     for (const [k, w] of Object.entries(req.objectives)) objectives[k] = { ...objectives[k], weight: w };
     const unknown = Object.keys(req.objectives).filter((k) => !VLMO_STAGES[stage].objectives.includes(k));
@@ -103,6 +114,7 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
         maxTextLen: o.maxTextLen as number | undefined,
         visualVocabSize: o.visualVocab as number | undefined,
         maskPatches: o.maskPatches as number | undefined,
+        architecture,
         objectives,
         batchSize: req.batchSize,
         epochs: req.epochs,

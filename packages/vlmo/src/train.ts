@@ -11,7 +11,7 @@ import { basename, join } from 'node:path';
 import { type BertTokenizer, DataReport, type ObjectivesConfig, PatchCodebookTokenizer, Rng, type StateEntry, VlError } from '@vl/core';
 import { createDataLoader, loadBertTokenizer, readCheckpoint, readDataset, type StepRecord, Trainer } from '@vl/core/node';
 import { fromOfficialStateDict, readVlmoConfig, saveVlmo } from './checkpoint.js';
-import { VLMO_IMAGE_NORM, type VlmoConfig, type VlmoPresetName, vlmoPreset } from './config.js';
+import { parseVlmoConfig, VLMO_IMAGE_NORM, type VlmoConfig, type VlmoPresetName, vlmoPreset } from './config.js';
 import { Vlmo } from './model.js';
 import { type VlmoPretrainBatch, VlmoPretrainer } from './pretraining.js';
 import { VLMO_STAGES, type VlmoStage, vlmoStageConfig } from './stages.js';
@@ -37,6 +37,11 @@ export interface VlmoTrainOptions {
   maxTextLen?: number;
   /** Stage 1: size of the visual vocabulary (default: tiny 64, else 8192). */
   visualVocabSize?: number;
+  /**
+   * Without `init`: fields of the preset's config to change (camelCase sections, as VlmoConfig), e.g.
+   * `{ transformerKwargs: { vlffnStartLayerIndex: 4 }, vlmoConfig: { dropPathRate: 0 } }`; validated.
+   */
+  architecture?: { vlmoConfig?: Record<string, unknown>; transformerKwargs?: Record<string, unknown> };
   objectives?: ObjectivesConfig;
   /** Stage 1: masked patches per image and the smallest block (see vlmoMaskingGenerator). */
   maskPatches?: number;
@@ -157,6 +162,17 @@ async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer): Promise<Vlm
       imageSize: o.imageSize,
       maxTextLen: o.maxTextLen ?? (preset === 'tiny' ? VLMO_TINY_TRAIN_TEXT_LEN : undefined),
     });
+    if (o.architecture) {
+      const { bertConfig: _derived, ...rest } = base;
+      base = parseVlmoConfig(
+        {
+          ...rest,
+          vlmoConfig: { ...base.vlmoConfig, ...o.architecture.vlmoConfig },
+          transformerKwargs: { ...base.transformerKwargs, ...o.architecture.transformerKwargs },
+        },
+        'the --config architecture overrides',
+      );
+    }
   }
   const tokens = {
     pad: tok.padId,
@@ -180,6 +196,12 @@ export async function pretrainVlmo(o: VlmoTrainOptions): Promise<VlmoTrainSummar
   const stage = VLMO_STAGES[o.stage];
   if (!stage) throw new VlError('INVALID_ARGUMENT', `stage must be 1, 2 or 3, got ${String(o.stage)}`, { subject: 'pretrainVlmo' });
   if (o.init && !existsSync(o.init)) throw new VlError('INVALID_ARGUMENT', 'no such folder', { subject: o.init });
+  if (o.init && o.architecture) {
+    throw new VlError('INVALID_ARGUMENT', 'architecture overrides apply to a fresh model, not to one started from --init', {
+      subject: o.init,
+      hint: "a stage takes its previous stage's architecture; change it at the stage that starts from a preset",
+    });
+  }
   const tok = await loadBertTokenizer(o.vocab);
   const config = await stageConfig(o, tok);
   const seed = o.seed ?? 0;

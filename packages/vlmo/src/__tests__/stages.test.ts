@@ -149,6 +149,51 @@ describe('the stage forwards', () => {
   });
 });
 
+describe('gradients of the stage losses', () => {
+  it('match central differences on the parameters each stage trains (same draws for every evaluation)', () => {
+    const tok = new PatchCodebookTokenizer({ patchSize: 8, vocabSize: 16, rng: new Rng(0) });
+    const cases = [
+      [1, ['transformer.blocks.0.attn.qkv.weight', 'transformer.lm_head.weight']],
+      [2, ['transformer.blocks.1.mlp_text.fc2.weight', 'relative_position_bias_table']],
+      [3, ['transformer.blocks.2.mlp_vl.fc1.weight', 'transformer.blocks.0.attn.proj.weight']],
+    ] as const;
+    for (const [stage, names] of cases) {
+      const model = new Vlmo(vlmoStageConfig(tiny, stage, { visualVocabSize: 16 }), new Rng(6)).eval();
+      const p = new VlmoPretrainer(model, { stage, visualTokenizer: tok });
+      const data = batch(3, 8);
+      const loss = () => p.forward(data, new Rng(5)).loss;
+      const params = new Map(model.namedParameters());
+      const vars = names.map((n) => params.get(n)!);
+      const { value, grads } = tf.variableGrads(loss, vars);
+      value.dispose();
+      for (const [i, v] of vars.entries()) {
+        const g = grads[v.name]!.dataSync();
+        let at = 0;
+        for (let j = 1; j < g.length; j++) if (Math.abs(g[j]!) > Math.abs(g[at]!)) at = j;
+        const orig = v.dataSync().slice();
+        const eps = 1e-2;
+        const lossAt = (delta: number) => {
+          const moved = orig.slice();
+          moved[at] = moved[at]! + delta;
+          v.assign(tf.tensor(moved, v.shape));
+          const l = loss();
+          const x = l.dataSync()[0]!;
+          l.dispose();
+          return x;
+        };
+        const numeric = (lossAt(eps) - lossAt(-eps)) / (2 * eps);
+        v.assign(tf.tensor(orig, v.shape));
+        expect(Math.abs(numeric - g[at]!), `stage ${stage} ${names[i]}: analytic ${g[at]} numeric ${numeric}`).toBeLessThan(
+          0.02 * Math.abs(g[at]!) + 1e-4,
+        );
+      }
+      tf.dispose(Object.values(grads));
+      model.dispose();
+    }
+    tok.dispose();
+  });
+});
+
 describe('--init', () => {
   it('loads the keys both have, reports new and unused ones, and refuses other shapes listing them all', async () => {
     const s1 = new Vlmo(vlmoStageConfig(tiny, 1, { visualVocabSize: 16 }), new Rng(4));

@@ -3,7 +3,7 @@
 // goes down; stage 2 leaves the frozen weights, the image rows of the shared tables and hence every
 // image-only output bit-identical while the L-FFN moves; then `eval` (Recall@K both ways, re-ranking,
 // ITM accuracy/AUC, all in range) and `match` on the stage-3 model. wasm, for speed.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -118,6 +118,9 @@ describe('vlmo train --stage 1|2|3', () => {
     const text = await train(3, ['--init', run(2)]);
     expect(text).toMatch(/init from .*: \d+ tensors loaded, 20 new \(freshly initialised\), 0 not used/);
     expect(text).toMatch(/losses, last 10% of steps: +itc [\d.]+, itm [\d.]+, mlm [\d.]+/);
+    // On the tiny preset these 8 steps take ITC from above chance to about ln 8 and ITM towards its class
+    // prior: the plateau docs/vlmo.md describes, not yet above-chance matching. Correct gradients are
+    // stages.test.ts's, and the ITC / ITM / MLM loss values the parity tests'.
     expectDecreasing(3, ['itc', 'itm']);
     const [before, after] = [await weights(run(2)), await weights(run(3))];
     for (const k of [
@@ -128,6 +131,29 @@ describe('vlmo train --stage 1|2|3', () => {
       expect(same(after.get(k)!, before.get(k)!), k).toBe(false);
     }
   }, 120_000);
+
+  it('--config changes the fresh model architecture (config.json fields) and is refused with --init or unknown keys', async () => {
+    const file = join(tmp, 'arch.json');
+    writeFileSync(file, JSON.stringify({ transformer_kwargs: { layer_scale_init_values: null }, vlmo_config: { drop_path_rate: 0 } }));
+    const out = join(tmp, 'arch');
+    const c = capture();
+    const args = ['train', '--stage', '1', '--data', data, '--batch-size', '8', '--max-steps', '1', '--backend', 'wasm', '--quiet'];
+    expect(await runCli([...args, '--out', out, '--config', file], c.io), c.lines.join('\n')).toBe(0);
+    const saved = JSON.parse(readFileSync(join(out, 'model', 'config.json'), 'utf8')) as {
+      transformer_kwargs: Record<string, unknown>;
+      vlmo_config: Record<string, unknown>;
+    };
+    expect(saved.transformer_kwargs.layer_scale_init_values).toBeNull();
+    expect(saved.vlmo_config.drop_path_rate).toBe(0);
+    const m = await loadVlmo(join(out, 'model'));
+    expect([...m.stateDict().keys()].some((k) => k.includes('gamma_'))).toBe(false);
+    m.dispose();
+    expect(await runCli([...args, '--out', join(tmp, 'arch2'), '--config', file, '--init', run(1)], c.io)).toBe(2);
+    expect(c.lines.join('\n')).toMatch(/not to one started from --init/);
+    writeFileSync(file, JSON.stringify({ transformer_kwarg: {} }));
+    expect(await runCli([...args, '--out', join(tmp, 'arch3'), '--config', file], c.io)).toBe(2);
+    expect(c.lines.join('\n')).toMatch(/--config has unknown keys transformer_kwarg/);
+  }, 60_000);
 
   it('refuses a stage that does not exist, an objective the stage lacks, and a missing --init', async () => {
     const c = capture();
