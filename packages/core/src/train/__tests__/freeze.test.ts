@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Embedding, Linear } from '../../nn/layers.js';
 import { Module } from '../../nn/module.js';
-import { combineLosses } from '../../objectives/losses.js';
+import { combineLosses, type ForwardResult } from '../../objectives/losses.js';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { Trainer } from '../../node/trainer.js';
@@ -27,12 +27,13 @@ class TwoExperts extends Module {
     this.a = this.registerModule('expert_a', new Linear(3, 3, rng));
     this.b = this.registerModule('expert_b', new Linear(3, 1, rng));
   }
-  forward(x: tf.Tensor) {
-    return tf.tidy(() => {
+  forward(x: tf.Tensor): ForwardResult {
+    const fit = tf.tidy(() => {
       const rows = tf.gather(this.table.weight, tf.tensor1d([0, 1, 0], 'int32')); // [3, 3]
       const y = this.b.forward(tf.relu(this.a.forward(tf.add(x, rows))));
-      return combineLosses({ fit: tf.mean(tf.square(tf.sub(y, 1))) as tf.Scalar });
+      return tf.mean(tf.square(tf.sub(y, 1))) as tf.Scalar;
     });
+    return combineLosses({ fit });
   }
 }
 
