@@ -32,16 +32,26 @@ export interface VlErrorDetails {
   cause?: unknown;
 }
 
+/** Marks a VlError of any copy of @vl/core (ESM and CJS builds, two installed versions): `instanceof` checks it. */
+const BRAND = Symbol.for('vl.error');
+
 export class VlError extends Error {
   readonly code: VlErrorCode;
   readonly subject?: string;
   readonly hint?: string;
+
+  /** True for a VlError made by any copy of @vl/core in the process, not only this copy's class. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== VlError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as { [BRAND]?: unknown })[BRAND] === true;
+  }
 
   constructor(code: VlErrorCode, message: string, details: VlErrorDetails = {}) {
     const where = details.subject ? ` [${details.subject}]` : '';
     const hint = details.hint ? ` — ${details.hint}` : '';
     super(`${code}${where}: ${message}${hint}`, details.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'VlError';
+    Object.defineProperty(this, BRAND, { value: true });
     this.code = code;
     this.subject = details.subject;
     this.hint = details.hint;

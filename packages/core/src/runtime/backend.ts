@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { VlError } from '../errors.js';
+import { runtimeSlot } from './state.js';
 import { installWasmKernels, type InstalledKernels } from './wasm-kernels.js';
 
 export type BackendChoice = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu' | 'webgl';
@@ -49,20 +50,21 @@ export interface InitRuntimeOptions {
   verbose?: boolean;
 }
 
-let current: RuntimeInfo | null = null;
-
 const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
   'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu',
   'tfjs-node': '@tensorflow/tfjs-node',
 };
 
+/** The slice of Node's `process` the runtime uses. */
+interface NodeProcess {
+  versions?: { node?: string };
+  env: Record<string, string | undefined>;
+  stderr: { write(text: string): unknown };
+}
+
 /** Node's `process`, or undefined in a browser or worker (read through globalThis so bundlers inject no shim). */
-function nodeProcess(): { env: Record<string, string | undefined>; stderr: { write(text: string): unknown } } | undefined {
-  const p = (
-    globalThis as {
-      process?: { versions?: { node?: string }; env: Record<string, string | undefined>; stderr: { write(text: string): unknown } };
-    }
-  ).process;
+function nodeProcess(): NodeProcess | undefined {
+  const p = (globalThis as { process?: NodeProcess }).process;
   return p?.versions?.node ? p : undefined;
 }
 
@@ -123,15 +125,21 @@ interface AccelModule {
   accelStatus?(): { info?: { threads?: number } };
 }
 const ACCEL_PACKAGE = '@vl/accel';
-let accelModule: AccelModule | null = null;
-let accelWanted = false;
+
+/** What `initRuntime` chose and registered, shared by every copy of core in the process (see state.ts). */
+interface BackendState {
+  current: RuntimeInfo | null;
+  accelModule: AccelModule | null;
+  accelWanted: boolean;
+}
+const state = runtimeSlot<BackendState>('backend', () => ({ current: null, accelModule: null, accelWanted: false }));
 
 /** Registers @vl/accel's kernels on wasm (after core's, which become their fallbacks), or says why not. */
 async function loadAccel(wanted: boolean, why: string): Promise<AccelInfo> {
   const off = (note: string): AccelInfo => ({ active: false, note, threads: null });
   if (!wanted) return off(why);
   if (!nodeProcess()) return off(`${ACCEL_PACKAGE} needs Node.js`);
-  if (!accelModule) {
+  if (!state.accelModule) {
     const loaded = await importOptional(ACCEL_PACKAGE);
     if (!loaded.ok) {
       return off(
@@ -140,8 +148,9 @@ async function loadAccel(wanted: boolean, why: string): Promise<AccelInfo> {
           : `${ACCEL_PACKAGE} is installed but failed to load: ${loaded.message}`,
       );
     }
-    accelModule = loaded.module as AccelModule;
+    state.accelModule = loaded.module as AccelModule;
   }
+  const accelModule = state.accelModule;
   try {
     const { active, note } = accelModule.registerAccelKernels(tf);
     return { active, note, threads: active ? (accelModule.accelStatus?.().info?.threads ?? null) : null };
@@ -175,7 +184,8 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
         : 'auto';
   const wantKernels = options.wasmKernels ?? true;
   const wantAccel = options.accel ?? envVar('VL_ACCEL') !== '0';
-  if (current && requested === current.requested && current.kernels.enabled === wantKernels && accelWanted === wantAccel) {
+  const { current } = state;
+  if (current && requested === current.requested && current.kernels.enabled === wantKernels && state.accelWanted === wantAccel) {
     return current;
   }
 
@@ -211,9 +221,9 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
   }
   // accel's kernels come off first (restoring core's or the stock ones), so core installs over a
   // known state, and go back on top: core's kernels are then their fallbacks.
-  accelModule?.unregisterAccelKernels(tf);
+  state.accelModule?.unregisterAccelKernels(tf);
   const kernels = installWasmKernels(tfName === 'wasm' && wantKernels);
-  accelWanted = wantAccel;
+  state.accelWanted = wantAccel;
   const accel = await loadAccel(
     tfName === 'wasm' && wantKernels && wantAccel,
     tfName !== 'wasm'
@@ -227,14 +237,23 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
     requested === 'auto'
       ? `best installed backend${skipped.length ? ` (${skipped.join('; ')})` : ''}`
       : `requested by ${options.backend !== undefined ? 'initRuntime({ backend })' : 'VL_BACKEND'}`;
-  current = { choice: picked.choice, backend: tfName, reason: `${picked.note}; ${why}`, candidates, kernels, requested, accel };
-  if (options.verbose) nodeProcess()?.stderr.write(`[vl] backend ${picked.choice}: ${current.reason}; accel: ${accel.note}\n`);
-  return current;
+  const info: RuntimeInfo = {
+    choice: picked.choice,
+    backend: tfName,
+    reason: `${picked.note}; ${why}`,
+    candidates,
+    kernels,
+    requested,
+    accel,
+  };
+  state.current = info;
+  if (options.verbose) nodeProcess()?.stderr.write(`[vl] backend ${picked.choice}: ${info.reason}; accel: ${accel.note}\n`);
+  return info;
 }
 
-/** The info of the last `initRuntime` call, or null before it. */
+/** The info of the last `initRuntime` call (by any copy of @vl/core in the process), or null before it. */
 export function runtimeInfo(): RuntimeInfo | null {
-  return current;
+  return state.current;
 }
 
 /**
@@ -242,5 +261,5 @@ export function runtimeInfo(): RuntimeInfo | null {
  * `initRuntime()`), so it never overrides a backend the application chose.
  */
 export async function ensureRuntime(): Promise<RuntimeInfo> {
-  return current ?? initRuntime();
+  return state.current ?? initRuntime();
 }

@@ -6,6 +6,7 @@ import { cpuFallbackConfig } from './kernels/cpu-fallback.js';
 import { createFastMatMulKernels } from './kernels/matmul.js';
 import { asWasmBackend } from './kernels/wasm-internals.js';
 import { unsortedSegmentSumConfig } from './kernels/segment-sum.js';
+import { runtimeSlot } from './state.js';
 
 export interface InstalledKernels {
   /** Whether core's replacement kernels are active. */
@@ -38,10 +39,17 @@ const REPLACED: readonly string[] = [...FAST, ...CORRECTED];
 /** Hot gaps get direct heap implementations; every other gap gets the generic cpu round trip. */
 const DIRECT_FALLBACKS: readonly tf.KernelConfig[] = [unsortedSegmentSumConfig, conv2DBackpropFilterConfig];
 
-/** The stock configs, saved before the first replacement so `installWasmKernels(false)` can put them back. */
-let stock: Map<string, tf.KernelConfig> | null = null;
-let replacements: tf.KernelConfig[] | null = null;
-let fallbacks: string[] | null = null;
+/**
+ * Shared by every copy of core in the process (see state.ts): `stock` holds the stock configs, saved before the
+ * first replacement so `installWasmKernels(false)` can put them back (a second copy must not save the first
+ * copy's replacements as "stock"); `replacements` and `fallbacks` are what was registered.
+ */
+interface WasmKernelState {
+  stock: Map<string, tf.KernelConfig> | null;
+  replacements: tf.KernelConfig[] | null;
+  fallbacks: string[] | null;
+}
+const state = runtimeSlot<WasmKernelState>('wasmKernels', () => ({ stock: null, replacements: null, fallbacks: null }));
 
 function register(config: tf.KernelConfig): void {
   // Re-registering an existing name makes tfjs warn and keep the old one: unregister first.
@@ -50,7 +58,7 @@ function register(config: tf.KernelConfig): void {
 }
 
 function installFallbacks(): string[] {
-  if (fallbacks) return fallbacks;
+  if (state.fallbacks) return state.fallbacks;
   const installed: string[] = [];
   for (const config of DIRECT_FALLBACKS) {
     if (tf.getKernel(config.kernelName, 'wasm')) continue;
@@ -65,8 +73,8 @@ function installFallbacks(): string[] {
     tf.registerKernel(config);
     installed.push(kernelName);
   }
-  fallbacks = installed.sort();
-  return fallbacks;
+  state.fallbacks = installed.sort();
+  return state.fallbacks;
 }
 
 /**
@@ -77,13 +85,15 @@ function installFallbacks(): string[] {
 export function installWasmKernels(enabled: boolean): InstalledKernels {
   if (!tf.getKernel(tf.BatchMatMul, 'wasm')) return { enabled: false, replaced: [], fallbacks: [] };
   const filled = installFallbacks();
-  if (!stock) {
-    stock = new Map();
+  if (!state.stock) {
+    const saved = new Map<string, tf.KernelConfig>();
     for (const name of REPLACED) {
       const config = tf.getKernel(name, 'wasm');
-      if (config) stock.set(name, config);
+      if (config) saved.set(name, config);
     }
+    state.stock = saved;
   }
+  const stock = state.stock;
   const stockBatchMatMul = stock.get(tf.BatchMatMul);
   const stockFusedMatMul = stock.get(tf._FusedMatMul);
   if (!stockBatchMatMul || !stockFusedMatMul) {
@@ -93,18 +103,17 @@ export function installWasmKernels(enabled: boolean): InstalledKernels {
     for (const config of stock.values()) register(config);
     return { enabled, replaced: [], fallbacks: [...filled] };
   }
-  const saved = stock;
-  replacements ??= [
+  const replacements = (state.replacements ??= [
     ...createFastMatMulKernels({ batchMatMul: stockBatchMatMul, fusedMatMul: stockFusedMatMul }),
-    ...CORRECTED.filter((name) => saved.has(name)).flatMap((name) => cpuFallbackConfig(name) ?? []),
-  ];
+    ...CORRECTED.filter((name) => stock.has(name)).flatMap((name) => cpuFallbackConfig(name) ?? []),
+  ]);
   for (const config of replacements) register(config);
   return { enabled, replaced: replacements.map((c) => c.kernelName), fallbacks: [...filled] };
 }
 
 /** Whether the kernel registered now for wasm is the stock one (for tests and the bench). */
 export function isStockWasmKernel(kernelName: string): boolean {
-  const saved = stock?.get(kernelName);
+  const saved = state.stock?.get(kernelName);
   const current = tf.getKernel(kernelName, 'wasm');
   return saved === undefined ? current !== undefined : current === saved;
 }
@@ -112,7 +121,7 @@ export function isStockWasmKernel(kernelName: string): boolean {
 /** Whether core's own BatchMatMul is the one registered for wasm now (not stock, not another package's). */
 export function coreWasmMatMulActive(): boolean {
   const current = tf.getKernel(tf.BatchMatMul, 'wasm');
-  return current !== undefined && (replacements?.includes(current) ?? false);
+  return current !== undefined && (state.replacements?.includes(current) ?? false);
 }
 
 /** Threads the active wasm backend computes on (its XNNPACK pool), or null when wasm is not the active backend. */
