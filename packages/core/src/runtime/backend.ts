@@ -55,11 +55,15 @@ const NATIVE_PACKAGES: Record<'tfjs-node-gpu' | 'tfjs-node', string> = {
   'tfjs-node': '@tensorflow/tfjs-node',
 };
 
+type ProcessListener = (...args: unknown[]) => void;
+
 /** The slice of Node's `process` the runtime uses. */
 interface NodeProcess {
   versions?: { node?: string };
   env: Record<string, string | undefined>;
   stderr: { write(text: string): unknown };
+  listeners?(event: string): ProcessListener[];
+  removeListener?(event: string, listener: ProcessListener): unknown;
 }
 
 /** Node's `process`, or undefined in a browser or worker (read through globalThis so bundlers inject no shim). */
@@ -159,6 +163,39 @@ async function loadAccel(wanted: boolean, why: string): Promise<AccelInfo> {
   }
 }
 
+/** The process events Emscripten's Node glue (tfjs-backend-wasm's module) listens to. */
+const EMSCRIPTEN_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+
+/** Emscripten's two listeners, as tfjs-backend-wasm 4.x ships them: rethrow anything but its own ExitStatus; rethrow a rejection. */
+const EMSCRIPTEN_LISTENER = [/\binstanceof ExitStatus\b[\s\S]*\bthrow\b/, /^function\s*\(\s*(\w+)\s*\)\s*\{\s*throw\s+\1\s*;?\s*\}$/];
+
+function processListeners(): Map<string, ProcessListener[]> {
+  const p = nodeProcess();
+  return new Map(EMSCRIPTEN_EVENTS.map((event) => [event, p?.listeners?.(event) ?? []]));
+}
+
+/**
+ * Removes the process listeners Emscripten's glue adds when the wasm backend initialises under Node: its
+ * `uncaughtException` listener rethrows from inside the listener, so any uncaught error (a bug, an EPIPE on
+ * stdout) ends the process with code 7 and a stack that starts in tf-backend-wasm.node.js, and its
+ * `unhandledRejection` listener turns every rejection into that. Without them Node reports the error where it
+ * was thrown and exits with 1. Removed: listeners of Emscripten's shape (the backend may have initialised before
+ * `initRuntime`), and, when `before` is given (the lists from just before the wasm backend initialised), any
+ * listener of those events that appeared meanwhile (a minified glue has other names). Node only.
+ */
+function detachEmscriptenHandlers(before: Map<string, ProcessListener[]> | null): void {
+  const p = nodeProcess();
+  if (!p?.listeners || !p.removeListener) return;
+  for (const event of EMSCRIPTEN_EVENTS) {
+    const earlier = before ? new Set(before.get(event) ?? []) : null;
+    for (const listener of p.listeners(event)) {
+      const added = earlier !== null && !earlier.has(listener);
+      if (!added && !EMSCRIPTEN_LISTENER.some((shape) => shape.test(Function.prototype.toString.call(listener)))) continue;
+      p.removeListener(event, listener);
+    }
+  }
+}
+
 function parseChoice(value: string, source: string): BackendChoice | 'auto' {
   const v = value.trim().toLowerCase();
   if (v === 'auto' || v === '') return 'auto';
@@ -207,6 +244,7 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
     });
   }
   const tfName = picked.choice === 'tfjs-node-gpu' || picked.choice === 'tfjs-node' ? 'tensorflow' : picked.choice;
+  const listenersBefore = processListeners();
   const ok = await tf.setBackend(tfName);
   if (!ok) {
     throw new VlError('BACKEND_UNAVAILABLE', `tfjs could not initialise the '${tfName}' backend`, {
@@ -215,6 +253,7 @@ export async function initRuntime(options: InitRuntimeOptions = {}): Promise<Run
     });
   }
   await tf.ready();
+  detachEmscriptenHandlers(tfName === 'wasm' ? listenersBefore : null);
   if (tfName === 'cpu') {
     // The cpu backend prints an advert for tfjs-node on first use; we already report the choice.
     (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
