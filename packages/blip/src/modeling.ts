@@ -27,7 +27,7 @@ import { applyBlipCheckpoint, type BlipCheckpointReport, readBlipCheckpoint, sav
 import { inferenceConfig } from './official-config.js';
 import type { BlipTarget } from './official-keys.js';
 import { textDecoderStep } from './decoder-step.js';
-import { type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
+import { checkTokenizerIds, type ImageInput, loadTokenizerFrom, pixelValuesFrom } from './processor.js';
 
 export interface FromPretrainedOptions {
   /** Use this tokenizer instead of the folder's (null: none). */
@@ -47,10 +47,13 @@ async function loadPretrained<
   try {
     applyBlipCheckpoint(model, checkpoint);
     model.checkpointReport = checkpoint.report;
+    const text = checkpoint.config.textConfig;
     if (options.tokenizer !== undefined) {
       model.tokenizer = options.tokenizer;
+      if (model.tokenizer)
+        checkTokenizerIds(model.tokenizer, text, { tokenizer: 'the tokenizer option', config: checkpoint.report.config });
     } else {
-      model.tokenizer = await loadTokenizerFrom(checkpoint.folder);
+      model.tokenizer = await loadTokenizerFrom(checkpoint.folder, { ids: text, configFile: checkpoint.report.config });
       if (model.tokenizer) model.tokenizerDir = checkpoint.folder;
     }
   } catch (err) {

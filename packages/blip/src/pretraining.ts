@@ -391,7 +391,7 @@ export class BlipForPretraining extends Module {
     );
     try {
       applyBlipCheckpoint(model, ck);
-      model.tokenizer = await loadTokenizerFrom(ck.folder);
+      model.tokenizer = await loadTokenizerFrom(ck.folder, { ids: config.textConfig, configFile: ck.report.config });
       if (model.tokenizer) model.tokenizerDir = ck.folder;
     } catch (err) {
       model.dispose();

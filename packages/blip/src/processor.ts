@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type BertTokenizer, IMAGE_NORMS, type ImageNorm, imagesToTensor } from '@vl/core';
+import { type BertTokenizer, IMAGE_NORMS, type ImageNorm, imagesToTensor, VlError } from '@vl/core';
 import { preprocessImage, loadBertTokenizer } from '@vl/core/node';
 
 /** BLIP normalises pixels with OpenAI CLIP's mean/std (`BlipImageProcessor`, the original `transform_test`). */
@@ -61,13 +61,57 @@ export async function pixelValuesFrom(images: ImageInput | readonly ImageInput[]
   }
 }
 
+/** The token ids of a BLIP text config that must be the tokenizer's ([DEC] starts captions, [SEP] ends them). */
+export interface BlipTokenIds {
+  bosTokenId: number;
+  padTokenId: number;
+  sepTokenId: number;
+}
+
+/** Where a tokenizer and a config came from, for the error message (file paths, or how they were made). */
+export interface TokenizerCheckSources {
+  tokenizer: string;
+  config: string;
+}
+
+/**
+ * Throws CONFIG_INVALID when the tokenizer's `[DEC]` (else `[CLS]`, as `withTokenizerIds` picks), `[PAD]` or
+ * `[SEP]` id is not the config's `bos_token_id`, `pad_token_id` or `sep_token_id`: the model would start
+ * captions on the wrong token and decode ids through the wrong vocabulary (captions of `[UNK]`), silently.
+ */
+export function checkTokenizerIds(tokenizer: BertTokenizer, ids: BlipTokenIds, sources: TokenizerCheckSources): void {
+  const pairs = [
+    { token: '[DEC]', key: 'bos_token_id', tokenizerId: tokenizer.tokenToId('[DEC]') ?? tokenizer.clsId, configId: ids.bosTokenId },
+    { token: '[PAD]', key: 'pad_token_id', tokenizerId: tokenizer.padId, configId: ids.padTokenId },
+    { token: '[SEP]', key: 'sep_token_id', tokenizerId: tokenizer.sepId, configId: ids.sepTokenId },
+  ];
+  const wrong = pairs.filter((p) => p.tokenizerId !== p.configId);
+  if (wrong.length === 0) return;
+  throw new VlError(
+    'CONFIG_INVALID',
+    `the tokenizer and the config disagree on token ids: ${wrong
+      .map((w) => `${w.token} is ${w.tokenizerId} in ${sources.tokenizer} but text_config.${w.key} is ${w.configId} in ${sources.config}`)
+      .join('; ')}`,
+    {
+      subject: `${sources.tokenizer} vs ${sources.config}`,
+      hint:
+        'use the tokenizer the checkpoint was trained with (BLIP adds [DEC] and [ENC] right after the BERT vocabulary: ' +
+        '30522 and 30523 for bert-base-uncased), or correct the ids in config.json',
+    },
+  );
+}
+
 /**
  * The tokenizer in a checkpoint folder (tokenizer.json, else vocab.txt), with [DEC]/[ENC] added when missing;
- * null when neither file exists.
+ * null when neither file exists. With `against`, its [DEC]/[PAD]/[SEP] ids are checked against the config's
+ * (`checkTokenizerIds`).
  */
-export async function loadTokenizerFrom(dir: string): Promise<BertTokenizer | null> {
-  if (!existsSync(join(dir, 'tokenizer.json')) && !existsSync(join(dir, 'vocab.txt'))) return null;
-  return loadBertTokenizer(dir, { addedTokens: BLIP_ADDED_TOKENS });
+export async function loadTokenizerFrom(dir: string, against?: { ids: BlipTokenIds; configFile: string }): Promise<BertTokenizer | null> {
+  const file = ['tokenizer.json', 'vocab.txt'].map((f) => join(dir, f)).find((f) => existsSync(f));
+  if (file === undefined) return null;
+  const tokenizer = await loadBertTokenizer(dir, { addedTokens: BLIP_ADDED_TOKENS });
+  if (against) checkTokenizerIds(tokenizer, against.ids, { tokenizer: file, config: against.configFile });
+  return tokenizer;
 }
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.txt', 'special_tokens_map.json'] as const;

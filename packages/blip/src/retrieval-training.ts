@@ -124,7 +124,7 @@ export class BlipForRetrievalTraining extends Module {
     try {
       applyBlipCheckpoint(model, ck);
       model.checkpointReport = ck.report;
-      model.tokenizer = await loadTokenizerFrom(ck.folder);
+      model.tokenizer = await loadTokenizerFrom(ck.folder, { ids: config.textConfig, configFile: ck.report.config });
       if (model.tokenizer) model.tokenizerDir = ck.folder;
     } catch (err) {
       model.dispose();
