@@ -23,7 +23,7 @@ const NOT_INSTALLED = new Set(['@vl/accel']);
  * Public packages owned by a branch in flight (the BEiT-3 port): published, but neither installed nor checked
  * with attw until that branch lands its package.json (the per-condition exports map) or makes it private.
  */
-const IN_FLIGHT = new Set(['@vl/beit3']);
+const IN_FLIGHT = new Set([]);
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const work = mkdtempSync(join(tmpdir(), 'vl-release-'));

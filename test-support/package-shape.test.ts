@@ -31,7 +31,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
  * Packages still on the flat map (`types`/`import`/`require` side by side), owned by a branch in flight: they are
  * checked for resolving only. Remove a name when its package.json moves to the per-condition form.
  */
-const FLAT_EXPORTS_PENDING = new Set(['@vl/beit3']);
+const FLAT_EXPORTS_PENDING = new Set<string>([]);
 
 /** Code entries: `.` and `./sub` with conditions (not `./package.json`). */
 const entries = Object.entries(pkg.exports).filter((e): e is [string, Conditions] => typeof e[1] === 'object');

@@ -102,7 +102,8 @@ export async function readAlbefConfig(dir: string): Promise<AlbefConfig> {
 /**
  * Builds the model from `config.json` and loads the weights of `dir` under official keys: a folder's
  * model.safetensors or ALBEF.pth, or a weights file next to config.json (any format core reads),
- * strictly: a missing, extra or mis-shaped key is an error that lists them all.
+ * strictly: a missing, extra or mis-shaped key is an error that lists them all. The model comes back in eval mode
+ * (no dropout), as Hugging Face's `from_pretrained` and @vl/blip's loaders do: call `model.train()` to fine-tune.
  */
 export async function loadAlbef(dir: string, options: { pretrain?: AlbefPretrainOptions } = {}): Promise<Albef> {
   const info = await stat(dir).catch(() => null);
@@ -118,7 +119,7 @@ export async function loadAlbef(dir: string, options: { pretrain?: AlbefPretrain
     model.dispose();
     throw err;
   }
-  return model;
+  return model.eval();
 }
 
 /** Writes `dir/config.json` and `dir/model.safetensors` under official keys. */

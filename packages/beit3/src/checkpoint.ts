@@ -84,7 +84,8 @@ export interface LoadBeit3Options {
 /**
  * Builds the model config.json names (the factory's task class) and loads the weights at `path`: a folder
  * (model.safetensors, else pytorch_model.pth or its only weights file), or a weights file next to
- * config.json. Strict; what was adapted is in `model.loadNotes`.
+ * config.json. Strict; what was adapted is in `model.loadNotes`. The model comes back in eval mode (no drop-path),
+ * as Hugging Face's `from_pretrained` and @vl/blip's loaders do: call `model.train()` to fine-tune.
  */
 export async function loadBeit3(path: string, options: LoadBeit3Options = {}): Promise<Beit3Model> {
   const info = await stat(path).catch(() => null);
@@ -129,6 +130,7 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
     throw err;
   }
   model.loadNotes = notes;
+  model.eval();
   return model;
 }
 

@@ -79,7 +79,8 @@ export interface LoadVlmoOptions {
  * Builds VLMo from `config.json` and loads the weights at `path`: a folder (model.safetensors, else
  * pytorch_model.pth or its only .pt/.pth/.bin), or a weights file next to config.json. Strict: a
  * missing, extra or mis-shaped key fails with all of them listed and nothing half-loaded. What was
- * skipped or adapted is in `model.loadNotes`.
+ * skipped or adapted is in `model.loadNotes`. The model comes back in eval mode (no dropout or drop-path), as
+ * Hugging Face's `from_pretrained` and @vl/blip's loaders do: call `model.train()` to fine-tune.
  */
 export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Promise<Vlmo> {
   const info = await stat(path).catch(() => null);
@@ -112,6 +113,7 @@ export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Pro
     throw err;
   }
   model.loadNotes = notes;
+  model.eval();
   return model;
 }
 

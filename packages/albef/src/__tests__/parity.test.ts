@@ -109,6 +109,8 @@ describe('ALBEF official checkpoint (salesforce/ALBEF b9727e43)', () => {
         expect(maxDiff(written.tensors.get(k)!.data, t.data), k).toBe(0);
       }
       const again = await loadAlbef(out);
+      // Loaded for inference, as from_pretrained: dropout off.
+      expect([model.training, again.training]).toEqual([false, false]);
       again.dispose();
     } finally {
       await rm(out, { recursive: true, force: true });

@@ -80,6 +80,8 @@ describe.each(BEIT3_TASKS)('BEiT-3 official fixture: %s', (task) => {
     await saveBeit3(model, out);
     const again = await loadBeit3(out);
     expect(again.config).toEqual(model.config);
+    // Loaded for inference, as from_pretrained: no drop-path without an Rng.
+    expect([model.training, again.training]).toEqual([false, false]);
     const inputs = await inputsOf(dir);
     const a = await beit3ReferenceOutputs(model, inputs);
     const b = await beit3ReferenceOutputs(again, inputs);

@@ -42,7 +42,10 @@ export interface ModelCheckpointSpec<C = unknown, M extends Module = Module> {
   presets: Readonly<Record<string, (overrides?: { vocabSize?: number; imageSize?: number }) => C>>;
   /** The architecture the config names, freshly initialised. */
   build(config: C): M;
-  /** Reads a folder (`config.json` + weights) strictly: a missing, extra or mis-shaped key lists them all. */
+  /**
+   * Reads a folder (`config.json` + weights) strictly: a missing, extra or mis-shaped key lists them all. The model
+   * comes back in eval mode (no dropout or drop-path), as Hugging Face's `from_pretrained` does; `train()` to fine-tune.
+   */
   fromPretrained(dir: string): Promise<M>;
   /** Writes the folder `fromPretrained` reads. */
   savePretrained(model: M, dir: string): Promise<void>;

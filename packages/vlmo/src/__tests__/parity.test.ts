@@ -110,6 +110,8 @@ describe.each(CASES)('VLMo official fixture %s', (name) => {
     await saveVlmo(model, out);
     const again = await loadVlmo(out);
     expect(again.config).toEqual(model.config);
+    // Loaded for inference, as from_pretrained: dropout and drop-path off.
+    expect([model.training, again.training]).toEqual([false, false]);
     const inputs = await inputsOf(dir);
     const a = vlmoReferenceOutputs(model, inputs);
     const b = vlmoReferenceOutputs(again, inputs);
