@@ -5,20 +5,25 @@
 // then, in fresh projects, installs every public package by name with npm and with strict pnpm
 // (hoist=false) and runs there: ESM and CommonJS scripts that caption and match with the tiny BLIP
 // fixtures, the bins (`blip --help`, `blip caption`, `vl --help`), TypeScript under node16 (ESM and CJS)
-// and bundler, and @arethetypeswrong/cli on every published tarball. Exit 0 when all pass.
+// and bundler, and @arethetypeswrong/cli on every published tarball. @vl/accel's prebuilt binary is made first
+// (`npm run native:prebuild`, which needs cc, make, python3 and libopenblas-dev) and published in its platform
+// package; the npm install runs with no compiler on PATH, and both projects show initRuntime() reporting the
+// native kernels active. Exit 0 when all pass.
 // Needs `npm run build` first and the npm registry (for tfjs, pnpm, verdaccio; cached after the first run).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const VERDACCIO = 'verdaccio@5.33.0'; // 6.x needs Node 22
 const PNPM = 'pnpm@10.34.9';
 const ATTW = '@arethetypeswrong/cli@0.18.5';
-/** Published, but not installed by the check: its install step builds native code (issue 17 item 3). */
-const NOT_INSTALLED = new Set(['@vl/accel']);
+/** Published, but not installed by name: users get them through @vl/accel's optionalDependencies. */
+const PLATFORM_PACKAGE = /^@vl\/accel-/;
+/** What `npm run native:prebuild` writes into the platform package (ignored by git, so copied into the clone). */
+const PREBUILT_FILES = ['vl_accel.node', 'prebuild.json', 'OPENBLAS-LICENSE'];
 /**
  * Public packages owned by a branch in flight (the BEiT-3 port): published, but neither installed nor checked
  * with attw until that branch lands its package.json (the per-condition exports map) or makes it private.
@@ -75,6 +80,8 @@ async function startRegistry() {
       "  '@vl/*': { access: $all, publish: $authenticated }",
       "  '**': { access: $all, publish: $authenticated, proxy: npmjs }",
       'log: { type: stdout, format: pretty, level: warn }',
+      // The platform package of @vl/accel is ~6 MiB packed; verdaccio's default limit is 10mb.
+      'max_body_size: 100mb',
       '',
     ].join('\n'),
   );
@@ -124,7 +131,10 @@ function versionAndPublish(env) {
   const clone = join(work, 'repo');
   run('git', ['clone', '--quiet', '--no-local', repo, clone]);
   const packages = readdirSync(join(clone, 'packages'));
-  for (const name of packages) {
+  for (const name of packages.filter((n) => n.startsWith('accel-'))) {
+    for (const file of PREBUILT_FILES) cpSync(join(repo, 'packages', name, file), join(clone, 'packages', name, file));
+  }
+  for (const name of packages.filter((n) => !n.startsWith('accel-'))) {
     const dist = join(repo, 'packages', name, 'dist');
     if (!existsSync(dist)) throw new Error(`packages/${name}/dist is missing: run npm run build first`);
     cpSync(dist, join(clone, 'packages', name, 'dist'), { recursive: true });
@@ -220,6 +230,42 @@ function typescript(dir) {
   }
 }
 
+const ACCEL = `
+import { initRuntime } from '@vl/core';
+const { backend, accel } = await initRuntime();
+if (backend !== 'wasm' || !accel.active) throw new Error('native kernels not active: ' + backend + ', ' + accel.note);
+console.log('accel:', accel.note);
+`;
+
+/** PATH with node and sh only (the bins' shebangs need node; npm runs install scripts with sh): no cc, make or python3. */
+function compilerFreePath() {
+  const bin = join(work, 'no-compiler-bin');
+  mkdirSync(bin, { recursive: true });
+  symlinkSync(process.execPath, join(bin, 'node'));
+  symlinkSync('/bin/sh', join(bin, 'sh'));
+  for (const tool of ['cc', 'gcc', 'make', 'python3']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`], { env: { PATH: bin } }).status === 0) throw new Error(`${tool} is still on ${bin}`);
+  }
+  return bin;
+}
+
+/** npm's own CLI script, to run npm under a PATH that holds no npm. */
+function npmCli() {
+  const candidates = [
+    process.env.npm_execpath,
+    join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
+  ].filter((p) => p && /npm-cli\.js$/.test(p) && existsSync(p));
+  if (!candidates[0]) throw new Error('npm-cli.js not found next to node');
+  return candidates[0];
+}
+
+function checkAccel(kind, dir, env) {
+  writeFileSync(join(dir, 'accel.mjs'), ACCEL);
+  const status = JSON.parse(readFileSync(join(dir, 'node_modules', '@vl', 'accel', 'install-status.json'), 'utf8'));
+  process.stdout.write(`   @vl/accel install step: ${status.note ?? '(did not run)'}\n`);
+  process.stdout.write(`   ${run(process.execPath, ['accel.mjs'], { cwd: dir, env: { ...env, VL_BACKEND: 'wasm' } }).trim()}\n`);
+}
+
 function checkProject(kind, dir, names, env) {
   fixtures(dir);
   writeFileSync(join(dir, 'esm.mjs'), ESM(names));
@@ -236,11 +282,15 @@ function checkProject(kind, dir, names, env) {
 }
 
 async function main() {
+  log('npm run native:prebuild -w @vl/accel (the binary of the platform package)');
+  process.stdout.write(
+    `   ${run('npm', ['run', '--silent', 'native:prebuild', '-w', '@vl/accel'], { cwd: repo }).trim().split('\n').pop()}\n`,
+  );
   log(`registry (${VERDACCIO})`);
   const { url, env } = await startRegistry();
   log(`changeset version + publish into ${url}`);
   const published = versionAndPublish(env);
-  const installed = published.filter((m) => !NOT_INSTALLED.has(m.name) && !IN_FLIGHT.has(m.name));
+  const installed = published.filter((m) => !PLATFORM_PACKAGE.test(m.name) && !IN_FLIGHT.has(m.name));
   const names = installed.map((m) => m.name);
   const specs = installed.map((m) => `${m.name}@${m.version}`);
   log(`published: ${published.map((m) => `${m.name}@${m.version}`).join(', ')}`);
@@ -250,8 +300,11 @@ async function main() {
   const npmDir = join(work, 'app-npm');
   mkdirSync(npmDir);
   writeFileSync(join(npmDir, 'package.json'), JSON.stringify({ name: 'app-npm', private: true, type: 'module' }));
-  run('npm', ['install', '--no-audit', '--no-fund', ...specs], { cwd: npmDir, env });
+  // No compiler on PATH: @vl/accel's install step must take the prebuilt binary of its platform package.
+  const noCompiler = { ...env, PATH: compilerFreePath() };
+  run(process.execPath, [npmCli(), 'install', '--no-audit', '--no-fund', ...specs], { cwd: npmDir, env: noCompiler });
   checkProject('npm', npmDir, names, env);
+  checkAccel('npm', npmDir, env);
 
   log(`pnpm (${PNPM}, hoist=false): install by name`);
   const pnpmDir = join(work, 'app-pnpm');
@@ -262,9 +315,11 @@ async function main() {
   writeFileSync(join(pnpmDir, '.npmrc'), `hoist=false\nauto-install-peers=true\nregistry=${url}/\n`);
   run('npm', ['exec', '--yes', `--package=${PNPM}`, '--', 'pnpm', 'add', ...specs], { cwd: pnpmDir, env });
   checkProject('pnpm', pnpmDir, names, env);
+  // pnpm 10 runs no dependency install scripts by default: the runtime finds the platform package by itself.
+  checkAccel('pnpm', pnpmDir, env);
 
   log(`attw (${ATTW}) on every published package`);
-  for (const m of published.filter((p) => !IN_FLIGHT.has(p.name))) {
+  for (const m of published.filter((p) => !IN_FLIGHT.has(p.name) && !PLATFORM_PACKAGE.test(p.name))) {
     const out = run('npm', ['exec', '--yes', `--package=${ATTW}`, '--', 'attw', '--pack', m.dir, '--format', 'table-flipped'], { env });
     if (!/No problems found/.test(out)) throw new Error(`attw found problems in ${m.name}:\n${out}`);
     log(`  attw ${m.name}: no problems`);

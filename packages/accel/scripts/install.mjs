@@ -1,24 +1,35 @@
-// Install step of @vl/accel, the way native npm packages do it: use a prebuilt binary when one
-// loads, else build from source with node-gyp (offline, against the installed Node's headers),
-// else leave the package "unavailable". It never fails the install: the accelerator is optional,
-// and the reason it is missing is written to install-status.json for the runtime to report.
+// Install step of @vl/accel, the way native npm packages do it: use the prebuilt binary of this platform's
+// package (@vl/accel-linux-x64-gnu, an optional dependency) when it loads, else build from source with node-gyp
+// (offline, against the installed Node's headers), else leave the package "unavailable". It never fails the
+// install: the accelerator is optional, and the reason it is missing is written to install-status.json for the
+// runtime to report.
 //   node scripts/install.mjs            install-time behaviour
 //   node scripts/install.mjs --force    rebuild from source even when a binary loads
-//   node scripts/install.mjs --prebuild rebuild, then copy into prebuilds/<platform>-<arch>/
+// (`npm run native:prebuild` is scripts/prebuild.mjs: a static build that fills the platform package.)
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findOpenBlas } from './openblas.mjs';
+import { platformPackageName } from './platform.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
-const force = args.has('--force') || args.has('--prebuild');
+const force = args.has('--force');
 const BINARY = 'vl_accel.node';
 const built = join(root, 'build', 'Release', BINARY);
-const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, BINARY);
 const require = createRequire(import.meta.url);
+const platformPackage = platformPackageName();
+
+/** The platform package's binary, if npm installed that package (it is optional: only on a matching machine). */
+function prebuiltPath() {
+  try {
+    return require.resolve(`${platformPackage}/${BINARY}`);
+  } catch {
+    return null;
+  }
+}
 
 function say(line) {
   process.stdout.write(`@vl/accel: ${line}\n`);
@@ -74,7 +85,9 @@ if (process.env.VL_ACCEL_SKIP_BUILD === '1' && !force) {
 }
 
 if (!force) {
-  if (tryLoad(prebuilt) === null) finish({ built: false, prebuilt: true, note: `using the prebuilt binary ${prebuilt}` });
+  const prebuilt = prebuiltPath();
+  if (prebuilt && tryLoad(prebuilt) === null)
+    finish({ built: false, prebuilt: true, note: `using the prebuilt binary of ${platformPackage}` });
   if (tryLoad(built) === null) finish({ built: true, prebuilt: false, note: `using the binary built earlier at ${built}` });
 }
 
@@ -105,9 +118,4 @@ if (result.status !== 0) {
 const loadError = tryLoad(built);
 if (loadError) finish({ built: false, prebuilt: false, note: `the built binary does not load: ${loadError}` });
 
-if (args.has('--prebuild')) {
-  mkdirSync(dirname(prebuilt), { recursive: true });
-  copyFileSync(built, prebuilt);
-  say(`copied to ${prebuilt}`);
-}
 finish({ built: true, prebuilt: false, note: `built ${built} (OpenBLAS linked ${blas.link})` });

@@ -1,5 +1,6 @@
 // Finds and loads the native addon: a local build (build/Release, matched to this machine) first,
-// then the prebuilt binary for this platform, as node-gyp-build does. A missing or broken binary
+// then the prebuilt binary of this platform's package (@vl/accel-linux-x64-gnu, an optional
+// dependency, as sharp ships libvips). A missing or broken binary
 // is reported as "unavailable" with the reason, never thrown: the accelerator is optional.
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -66,19 +67,56 @@ function threadCount(): number {
 
 let cached: AccelStatus | null = null;
 
+/** glibc or musl on Linux (Node's report names the glibc it runs on); null elsewhere. */
+export function detectLibc(): 'gnu' | 'musl' | null {
+  if (process.platform !== 'linux') return null;
+  const header = process.report?.getReport?.().header as { glibcVersionRuntime?: string } | undefined;
+  return header?.glibcVersionRuntime ? 'gnu' : 'musl';
+}
+
+/**
+ * The package holding a platform's prebuilt binary: @vl/accel-<platform>-<arch>[-gnu|-musl], as sharp and
+ * napi-rs name theirs (scripts/platform.mjs has the same function for the install step; a test keeps them equal).
+ */
+export function platformPackageName(
+  platform: string = process.platform,
+  arch: string = process.arch,
+  libc: 'gnu' | 'musl' | null = detectLibc(),
+): string {
+  return `@vl/accel-${platform === 'linux' ? `${platform}-${arch}-${libc ?? 'gnu'}` : `${platform}-${arch}`}`;
+}
+
+/** Where the addon may be, in order: `VL_ACCEL_BINARY` alone when set; else build/Release, then the platform package's binary. */
+export function binaryCandidates(
+  root: string,
+  explicit: string | undefined,
+  resolvePackage: (specifier: string) => string | null,
+): string[] {
+  if (explicit) return [explicit];
+  const prebuilt = resolvePackage(`${platformPackageName()}/${BINARY}`);
+  return [join(root, 'build', 'Release', BINARY), ...(prebuilt ? [prebuilt] : [])];
+}
+
+function resolveFrom(require: NodeJS.Require): (specifier: string) => string | null {
+  return (specifier) => {
+    try {
+      return require.resolve(specifier);
+    } catch {
+      return null;
+    }
+  };
+}
+
 /**
  * Loads the addon once per process. `VL_ACCEL_BINARY` names an explicit binary (tests, custom
- * builds); otherwise build/Release, then prebuilds/<platform>-<arch>.
+ * builds); otherwise build/Release, then the platform package (binaryCandidates).
  */
 export function loadAccel(): AccelStatus {
   if (cached) return cached;
   const root = packageRoot();
-  const explicit = process.env.VL_ACCEL_BINARY;
-  const candidates = explicit
-    ? [explicit]
-    : [join(root, 'build', 'Release', BINARY), join(root, 'prebuilds', `${process.platform}-${process.arch}`, BINARY)];
-  const failures: string[] = [];
   const require = createRequire(import.meta.url);
+  const candidates = binaryCandidates(root, process.env.VL_ACCEL_BINARY, resolveFrom(require));
+  const failures: string[] = [];
   for (const path of candidates) {
     if (!existsSync(path)) continue;
     // The statically linked OpenBLAS picks its kernel family when the binary loads, from
@@ -125,7 +163,10 @@ export function loadAccel(): AccelStatus {
     const why = installNote(root);
     cached = {
       available: false,
-      note: `no native binary for ${process.platform}-${process.arch}${why ? ` (install: ${why})` : ''}; build it with \`npm run native:build -w @vl/accel\` after \`apt-get install -y build-essential libopenblas-dev\``,
+      note:
+        `no native binary for ${process.platform}-${process.arch} (no ${platformPackageName()} installed, no source build)` +
+        `${why ? ` (install: ${why})` : ''}; build it with \`npm rebuild @vl/accel\` (in the vl repository: ` +
+        `\`npm run native:build -w @vl/accel\`) after \`apt-get install -y build-essential python3 libopenblas-dev\``,
     };
   }
   return cached;
