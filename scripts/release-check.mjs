@@ -261,8 +261,11 @@ function npmCli() {
 
 function checkAccel(kind, dir, env) {
   writeFileSync(join(dir, 'accel.mjs'), ACCEL);
-  const status = JSON.parse(readFileSync(join(dir, 'node_modules', '@vl', 'accel', 'install-status.json'), 'utf8'));
-  process.stdout.write(`   @vl/accel install step: ${status.note ?? '(did not run)'}\n`);
+  const statusFile = join(dir, 'node_modules', '@vl', 'accel', 'install-status.json');
+  const status = existsSync(statusFile) ? JSON.parse(readFileSync(statusFile, 'utf8')) : null;
+  process.stdout.write(`   @vl/accel install step (${kind}): ${status?.note ?? 'did not run'}\n`);
+  if (kind === 'npm' && !status?.prebuilt)
+    throw new Error(`npm: @vl/accel's install step did not take the prebuilt binary: ${status?.note}`);
   process.stdout.write(`   ${run(process.execPath, ['accel.mjs'], { cwd: dir, env: { ...env, VL_BACKEND: 'wasm' } }).trim()}\n`);
 }
 

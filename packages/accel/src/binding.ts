@@ -70,8 +70,8 @@ let cached: AccelStatus | null = null;
 /** glibc or musl on Linux (Node's report names the glibc it runs on); null elsewhere. */
 export function detectLibc(): 'gnu' | 'musl' | null {
   if (process.platform !== 'linux') return null;
-  const header = process.report?.getReport?.().header as { glibcVersionRuntime?: string } | undefined;
-  return header?.glibcVersionRuntime ? 'gnu' : 'musl';
+  const report = process.report?.getReport?.() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  return report?.header?.glibcVersionRuntime ? 'gnu' : 'musl';
 }
 
 /**
