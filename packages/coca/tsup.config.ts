@@ -1,3 +1,3 @@
 import { vlTsupConfig } from '../../tsup.shared';
 
-export default vlTsupConfig({ index: 'src/index.ts' });
+export default vlTsupConfig({ index: 'src/index.ts', cli: 'src/cli.ts' });

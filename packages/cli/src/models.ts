@@ -3,4 +3,5 @@
 import '@vl/albef';
 import '@vl/beit3';
 import '@vl/blip';
+import '@vl/coca';
 import '@vl/vlmo';

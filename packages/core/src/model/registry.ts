@@ -4,11 +4,8 @@
 import { VlError } from '../errors.js';
 import type { AnyModelSpec } from './contract.js';
 
-/** Models the project plans (issue 20) but has not implemented: `vl` says so instead of "unknown". */
-export const PLANNED_MODELS: Readonly<Record<string, string>> = {
-  coca: '@vl/coca',
-  clip: '@vl/coca',
-};
+/** Models the project plans but has not implemented: `vl` says so instead of "unknown" (none at present). */
+export const PLANNED_MODELS: Readonly<Record<string, string>> = {};
 
 const KEY = Symbol.for('@vl/core/model-registry');
 type Store = Map<string, AnyModelSpec>;
