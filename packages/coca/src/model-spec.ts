@@ -1,7 +1,18 @@
 // CoCa's and CLIP's implementations of the model contract (@vl/core ModelSpec): open_clip configs and
 // presets, open_clip's key names (identity map), the folder layout, and verify against the OpenCLIP
 // fixtures. index.ts registers both; `vl <command> coca|clip` and `coca <command>` run them.
-import { type ModelSpec, type VerifyRequest, VlError } from '@vl/core';
+import {
+  camelizeKeys,
+  type EvalRequest,
+  type ModelSpec,
+  type ObjectivesConfig,
+  type RunContext,
+  type TrainRequest,
+  type VerifyRequest,
+  VlError,
+} from '@vl/core';
+import { evaluateOpenClip, type OpenClipEvalTask } from './evaluate.js';
+import { trainOpenClip } from './train.js';
 import { fromOfficialStateDict, loadClip, loadCoca, saveOpenClip, toOfficialStateDict } from './checkpoint.js';
 import { clipPreset, cocaPreset, type OpenClipConfig, openClipConfigSchema, parseOpenClipConfig } from './config.js';
 import { Clip, CoCa } from './model.js';
@@ -13,6 +24,87 @@ function noGrads(req: VerifyRequest, what: string): void {
       subject: req.grads,
     });
   }
+}
+
+const fmt = (o: Record<string, number>) =>
+  Object.entries(o)
+    .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+    .join(', ');
+const pct = (x: number | undefined) => `${(x ?? 0).toFixed(1)}%`;
+
+async function train(kind: 'clip' | 'coca', req: TrainRequest, ctx: RunContext) {
+  if (req.preset !== 'tiny' && req.preset !== 'base')
+    throw new VlError('INVALID_ARGUMENT', `--preset must be tiny or base, got '${req.preset}'`);
+  const extra = Object.keys(req.config).filter((k) => !['objectives', 'model_cfg'].includes(k));
+  if (extra.length) {
+    throw new VlError('INVALID_ARGUMENT', `--config has unknown keys ${extra.join(', ')}`, {
+      hint: 'the config reads objectives and model_cfg (open_clip config fields to change, snake_case)',
+    });
+  }
+  const objectives: ObjectivesConfig = { ...(req.config.objectives as ObjectivesConfig | undefined) };
+  for (const [k, w] of Object.entries(req.objectives)) objectives[k] = { ...objectives[k], weight: w };
+  const modelCfg =
+    req.config.model_cfg === undefined
+      ? undefined
+      : camelizeKeys<Record<string, unknown>>(req.config.model_cfg, { subject: '--config model_cfg' });
+  const progress = ctx.progress(kind);
+  try {
+    const s = await trainOpenClip({
+      model: kind,
+      train: req.train,
+      vocab: req.vocab,
+      out: req.out,
+      preset: req.preset,
+      imageSize: req.imageSize,
+      modelCfg,
+      objectives,
+      batchSize: req.batchSize,
+      epochs: req.epochs,
+      maxSteps: req.maxSteps,
+      lr: req.lr,
+      warmupSteps: req.warmupSteps,
+      weightDecay: req.weightDecay,
+      seed: req.seed,
+      checkpointEvery: req.checkpointEvery,
+      resume: !req.fresh,
+      onProgress: (done, total, r) => progress.update(done, total, fmt(r.losses)),
+    });
+    progress.stop();
+    const lines = [
+      `${kind === 'clip' ? 'CLIP' : 'CoCa'}: ${s.steps} steps in ${s.seconds.toFixed(1)}s, logit scale ${s.logitScale.toFixed(2)}`,
+    ];
+    if (s.resumedFrom) lines.push(`resumed from ${s.resumedFrom}`);
+    lines.push(`losses, first 10% of steps: ${fmt(s.first)}`, `losses, last 10% of steps:  ${fmt(s.last)}`);
+    lines.push(`wrote ${s.out.model}, ${s.out.metrics}`);
+    return { lines };
+  } finally {
+    progress.stop();
+  }
+}
+
+async function evaluate(kind: 'clip' | 'coca', req: EvalRequest) {
+  const tasks = req.tasks.filter((t): t is OpenClipEvalTask => t === 'retrieval' || t === 'zero-shot');
+  const unsupported = req.tasks.filter((t) => !tasks.includes(t as OpenClipEvalTask));
+  if (unsupported.length) {
+    throw new VlError('TASK_UNSUPPORTED', `${kind} evaluates retrieval and zero-shot, not ${unsupported.join(', ')}`, {
+      hint: '--task retrieval or --task zero-shot',
+    });
+  }
+  const r = await evaluateOpenClip({ model: kind, checkpoint: req.checkpoint, data: req.data, tasks });
+  const lines = [`${r.images} images, ${r.texts} captions`];
+  if (r.retrieval) {
+    const x = r.retrieval;
+    lines.push(
+      `retrieval: image→text R@1 ${pct(x.imageToText.recall[1])} R@5 ${pct(x.imageToText.recall[5])}; text→image R@1 ${pct(x.textToImage.recall[1])} R@5 ${pct(x.textToImage.recall[5])}`,
+    );
+  }
+  if (r.zeroShot) {
+    const z = r.zeroShot;
+    lines.push(
+      `zero-shot (${z.classes.join(' / ')}, ${z.templates.length} templates): accuracy ${pct(100 * z.accuracy)} (chance ${pct(100 * z.chance)})`,
+    );
+  }
+  return { lines, json: r };
 }
 
 const notesOf = (notes: string[]) => (notes.length ? `\n${notes.map((n) => `note: ${n}`).join('\n')}` : '');
@@ -39,7 +131,9 @@ export const cocaModel: ModelSpec<OpenClipConfig, CoCa> = {
     { name: 'contrastive', description: 'CLIP loss between the pooled image query and the text CLS (ClipLoss)', defaultWeight: 1 },
     { name: 'caption', description: 'captioning cross-entropy of the multimodal decoder, pads ignored', defaultWeight: 2 },
   ],
-  tasks: ['captioning', 'retrieval', 'zero-shot'],
+  tasks: ['retrieval', 'zero-shot'],
+  train: (req, ctx) => train('coca', req, ctx),
+  evaluate: (req) => evaluate('coca', req),
 
   async verify(req) {
     noGrads(req, 'CoCa');
@@ -70,6 +164,8 @@ export const clipModel: ModelSpec<OpenClipConfig, Clip> = {
     { name: 'contrastive', description: 'symmetric cross-entropy over scaled cosine similarities (ClipLoss)', defaultWeight: 1 },
   ],
   tasks: ['retrieval', 'zero-shot'],
+  train: (req, ctx) => train('clip', req, ctx),
+  evaluate: (req) => evaluate('clip', req),
 
   async verify(req) {
     noGrads(req, 'CLIP');
