@@ -59,3 +59,13 @@ export {
   verifyCoca,
   type VerifyOptions,
 } from './verify.js';
+export { bertToOpenClipIds, fitText, openClipSpecialIds } from './text.js';
+export { promptsFor, zeroShotAccuracy, zeroShotLogits, zeroShotWeights } from './zero-shot.js';
+export { openClipRowsFromBert, type OpenClipTrainOptions, type OpenClipTrainSummary, trainConfig, trainOpenClip } from './train.js';
+export {
+  evaluateOpenClip,
+  type OpenClipEvalOptions,
+  type OpenClipEvalResult,
+  type OpenClipEvalTask,
+  SYNTH_BACKGROUND_TEMPLATES,
+} from './evaluate.js';
