@@ -11,6 +11,7 @@ import {
   type VerifyRequest,
   VlError,
 } from '@vl/core';
+import { writeJsonFile } from '@vl/core/node';
 import { evaluateOpenClip, type OpenClipEvalTask } from './evaluate.js';
 import { trainOpenClip } from './train.js';
 import { fromOfficialStateDict, loadClip, loadCoca, saveOpenClip, toOfficialStateDict } from './checkpoint.js';
@@ -91,6 +92,7 @@ async function evaluate(kind: 'clip' | 'coca', req: EvalRequest) {
     });
   }
   const r = await evaluateOpenClip({ model: kind, checkpoint: req.checkpoint, data: req.data, tasks });
+  if (req.out) await writeJsonFile(req.out, { model: kind, checkpoint: req.checkpoint, data: req.data, ...r });
   const lines = [`${r.images} images, ${r.texts} captions`];
   if (r.retrieval) {
     const x = r.retrieval;
