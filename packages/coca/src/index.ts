@@ -69,3 +69,4 @@ export {
   type OpenClipEvalTask,
   SYNTH_BACKGROUND_TEMPLATES,
 } from './evaluate.js';
+export { ablationRows, cocaAblation } from './ablation.js';

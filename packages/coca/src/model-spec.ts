@@ -12,6 +12,7 @@ import {
   VlError,
 } from '@vl/core';
 import { writeJsonFile } from '@vl/core/node';
+import { cocaAblation } from './ablation.js';
 import { evaluateOpenClip, type OpenClipEvalTask } from './evaluate.js';
 import { trainOpenClip } from './train.js';
 import { fromOfficialStateDict, loadClip, loadCoca, saveOpenClip, toOfficialStateDict } from './checkpoint.js';
@@ -136,6 +137,7 @@ export const cocaModel: ModelSpec<OpenClipConfig, CoCa> = {
   tasks: ['retrieval', 'zero-shot'],
   train: (req, ctx) => train('coca', req, ctx),
   evaluate: (req) => evaluate('coca', req),
+  ablation: cocaAblation,
 
   async verify(req) {
     noGrads(req, 'CoCa');
