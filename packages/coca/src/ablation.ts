@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { type AblationAdapter, type AblationData, type CurvePoint, IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
 import { Trainer } from '@vl/core/node';
-import { cocaPreset } from './config.js';
+import { cocaPreset, openClipConfigToJson, parseOpenClipConfig } from './config.js';
 import { captionLoss, cocaLoss } from './loss.js';
 import { CoCa } from './model.js';
 import { bertToOpenClipIds } from './text.js';
@@ -56,9 +56,12 @@ export const cocaAblation: AblationAdapter = {
     if (mc.preset !== 'tiny' && mc.preset !== 'base') throw new VlError('CONFIG_INVALID', `preset must be tiny or base, got ${mc.preset}`);
     const size = data.train.images.size;
     const context = data.train.captions.seqLength;
-    const base = cocaPreset(mc.preset, { vocabSize: data.vocabSize + 2, imageSize: size });
-    base.modelCfg.textCfg.contextLength = context;
-    base.modelCfg.multimodalCfg!.contextLength = context;
+    const preset = cocaPreset(mc.preset, { vocabSize: data.vocabSize + 2, imageSize: size });
+    // `modelConfig.visionConfig` overrides (camelCase), e.g. { contrastivePool: 'mean' } for the pooling ablation.
+    Object.assign(preset.modelCfg.visionCfg, (mc.visionConfig ?? {}) as Record<string, unknown>);
+    preset.modelCfg.textCfg.contextLength = context;
+    preset.modelCfg.multimodalCfg!.contextLength = context;
+    const base = parseOpenClipConfig(openClipConfigToJson(preset), 'ablation modelConfig');
     const model = new CoCa(base, { seed });
     model.train();
     const o = variant.objectives;

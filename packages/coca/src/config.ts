@@ -21,6 +21,13 @@ export interface VisionCfg {
   attnPoolerQueries: number;
   /** Pooler heads (default 8); `multimodal_cfg.attn_pooler_heads` is ignored by open_clip. */
   attnPoolerHeads: number;
+  /**
+   * Ours, for the pooling ablation (not an open_clip key; absent in open_clip configs): where CoCa's
+   * contrastive feature comes from. 'attn' (open_clip): pooler query 0. 'mean' / 'cls': the mean of the
+   * trunk tokens / the trunk's CLS, through its own `contrastive_ln` and `contrastive_proj`; the pooler
+   * then only makes the captioning tokens.
+   */
+  contrastivePool?: 'attn' | 'mean' | 'cls';
   [key: string]: unknown;
 }
 
@@ -78,6 +85,7 @@ const visionSchema = z
     attentionalPool: z.boolean().default(false),
     attnPoolerQueries: posInt.default(256),
     attnPoolerHeads: posInt.default(8),
+    contrastivePool: z.enum(['attn', 'mean', 'cls']).optional(),
     lsInitValue: z.null().optional(),
   })
   .loose();

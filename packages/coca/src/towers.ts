@@ -75,6 +75,9 @@ export class VisionTower extends PathModule {
   readonly attnPool: AttentionPooler | null;
   readonly lnPost: LayerNorm;
   readonly proj: tf.Variable;
+  /** The pooling ablation's own head ('mean' / 'cls' contrastive pooling); null for open_clip's models. */
+  readonly contrastiveLn: LayerNorm | null = null;
+  readonly contrastiveProj: tf.Variable | null = null;
 
   constructor(
     readonly cfg: VisionCfg,
@@ -109,6 +112,16 @@ export class VisionTower extends PathModule {
     const outWidth = this.attnPool ? embedDim : w;
     this.lnPost = this.registerModule('ln_post', new LayerNorm(outWidth, EPS));
     this.proj = this.placeParameter('proj', normal([outWidth, embedDim], rng, outWidth ** -0.5));
+    const mode = cfg.contrastivePool ?? 'attn';
+    if (mode !== 'attn') {
+      if (!this.attnPool) {
+        throw new VlError('CONFIG_INVALID', `contrastive_pool '${mode}' is a CoCa ablation: it needs the attentional pooler`, {
+          subject: 'vision_cfg',
+        });
+      }
+      this.contrastiveLn = this.registerModule('contrastive_ln', new LayerNorm(w, EPS));
+      this.contrastiveProj = this.placeParameter('contrastive_proj', normal([w, embedDim], rng, w ** -0.5));
+    }
   }
 
   /** `_embeds`: patches (conv1, no bias) → [CLS; patches] + positions → ln_pre. [B, 1 + g², W]. */
@@ -153,7 +166,14 @@ export class VisionTower extends PathModule {
       }
       const pooled = this.lnPost.forward(this.pool(x)); // [B, Q, E]
       const [b, q, e] = pooled.shape as [number, number, number];
-      const latent = tf.matMul(token(pooled, 0), this.proj) as tf.Tensor2D;
+      let latent: tf.Tensor2D;
+      if (this.contrastiveLn && this.contrastiveProj) {
+        // Pooling ablation: the trunk's mean token or its CLS instead of pooler query 0.
+        const src = this.cfg.contrastivePool === 'mean' ? (tf.mean(x, 1) as tf.Tensor2D) : token(x, 0);
+        latent = tf.matMul(this.contrastiveLn.forward(src), this.contrastiveProj) as tf.Tensor2D;
+      } else {
+        latent = tf.matMul(token(pooled, 0), this.proj) as tf.Tensor2D;
+      }
       const tokens = tf.slice(pooled, [0, 1, 0], [b, q - 1, e]) as tf.Tensor3D;
       return { latent, tokens };
     });

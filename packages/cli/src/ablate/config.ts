@@ -52,7 +52,8 @@ export const modelSchema = z.strictObject({
   initStd: z.number().positive().optional(),
   albefConfig: z.record(z.string(), z.number()).default({}),
   bertConfig: z.record(z.string(), z.number()).default({}),
-  visionConfig: z.record(z.string(), z.number()).default({}),
+  /** Numbers, and strings for switches such as CoCa's `contrastivePool: mean` (the pooling ablation). */
+  visionConfig: z.record(z.string(), z.union([z.number(), z.string()])).default({}),
 });
 
 export const variantSchema = z.strictObject({

@@ -74,4 +74,13 @@ describe('CoCa ablation adapter', () => {
       expect(tf.memory().numTensors).toBe(before);
     }
   });
+
+  it('takes visionConfig overrides (the pooling ablation) and validates them', async () => {
+    const run = await cocaAblation.train({ preset: 'tiny', visionConfig: { contrastivePool: 'cls' } }, variant(2), 0, data());
+    expect(Number.isFinite(run.evaluate(variant(2)).r_mean)).toBe(true);
+    run.dispose();
+    await expect(cocaAblation.train({ preset: 'tiny', visionConfig: { contrastivePool: 'max' } }, variant(2), 0, data())).rejects.toThrow(
+      /contrastive_pool/,
+    );
+  });
 });

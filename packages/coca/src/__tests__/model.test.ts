@@ -263,6 +263,60 @@ describe('CoCa with other shapes and seeds', () => {
   });
 });
 
+describe('pooling ablation (ours, not open_clip)', () => {
+  it("contrastivePool 'mean' / 'cls' take the contrastive feature from the trunk through their own head", () => {
+    for (const mode of ['mean', 'cls'] as const) {
+      const config = parseOpenClipConfig({
+        model_cfg: {
+          embed_dim: 12,
+          vision_cfg: {
+            image_size: 16,
+            patch_size: 8,
+            width: 16,
+            head_width: 8,
+            layers: 1,
+            attentional_pool: true,
+            attn_pooler_queries: 3,
+            attn_pooler_heads: 3,
+            contrastive_pool: mode,
+          },
+          text_cfg: { context_length: 6, vocab_size: V, width: 12, heads: 2, layers: 1, embed_cls: true },
+          multimodal_cfg: { context_length: 6, vocab_size: V, width: 12, heads: 3, layers: 1 },
+          custom_text: true,
+        },
+      });
+      const model = randomize(new CoCa(config, { seed: 2 }), 2);
+      const keys = [...model.stateDict().keys()];
+      expect(keys).toContain('visual.contrastive_ln.weight');
+      expect(keys).toContain('visual.contrastive_proj');
+      const img = image(2, 2);
+      tf.tidy(() => {
+        const trunk = model.visual.trunk(img);
+        const src = mode === 'mean' ? tf.mean(trunk, 1) : tf.reshape(tf.slice(trunk, [0, 0, 0], [2, 1, 16]), [2, 16]);
+        const expected = tf.matMul(model.visual.contrastiveLn!.forward(src), model.visual.contrastiveProj!);
+        const got = model.encodeImage(img, { normalize: false });
+        expect(tf.max(tf.abs(tf.sub(got, expected))).dataSync()[0]).toBeLessThan(1e-6);
+        // Captioning tokens still come from the pooler (queries 1…).
+        expect(model.encodeImageTokens(img).tokens.shape).toEqual([2, 2, 12]);
+      });
+      img.dispose();
+      model.dispose();
+    }
+  });
+
+  it('open_clip configs never carry the switch, and CLIP refuses it', () => {
+    const clip = {
+      embed_dim: 8,
+      vision_cfg: { image_size: 16, patch_size: 8, width: 16, head_width: 4, layers: 1, contrastive_pool: 'mean' },
+      text_cfg: { context_length: 6, vocab_size: V, width: 12, heads: 3, layers: 1 },
+    };
+    expect(() => new Clip(parseOpenClipConfig({ model_cfg: clip }))).toThrow(/needs the attentional pooler/);
+    const plain = otherCoca(1);
+    expect(JSON.stringify(plain.config)).not.toContain('contrastivePool');
+    plain.dispose();
+  });
+});
+
 describe('CLIP with other shapes', () => {
   it('argmax pooling reads the eot position; the contrastive loss matches a hand computation', () => {
     const config = parseOpenClipConfig({
