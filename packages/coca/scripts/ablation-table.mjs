@@ -1,13 +1,18 @@
 // Prints docs/coca.md's ablation table from a `vl ablate` run's runs.jsonl (mean ± sample std over seeds):
 // contrastive retrieval R mean and the held-out captioning cross-entropy, per caption-loss weight.
-// Run: node packages/coca/scripts/ablation-table.mjs [docs/ablations/coca/runs.jsonl]
+// Several files make one table (the pooling ablation: coca/ + coca-pool-mean/ + coca-pool-cls/).
+// Run: node packages/coca/scripts/ablation-table.mjs [runs.jsonl …] [--only 'name|name']
 import { readFileSync } from 'node:fs';
 
-const file = process.argv[2] ?? 'docs/ablations/coca/runs.jsonl';
-const runs = readFileSync(file, 'utf8')
-  .trim()
-  .split('\n')
-  .map((l) => JSON.parse(l));
+const args = process.argv.slice(2);
+const onlyAt = args.indexOf('--only');
+// Variant names contain commas, so --only separates them with '|'.
+const only = onlyAt >= 0 ? new Set(args.splice(onlyAt, 2)[1].split('|')) : null;
+const files = args.length ? args : ['docs/ablations/coca/runs.jsonl'];
+const runs = files
+  .flatMap((file) => readFileSync(file, 'utf8').trim().split('\n'))
+  .map((l) => JSON.parse(l))
+  .filter((r) => !only || only.has(r.variant));
 const by = new Map();
 for (const r of runs) by.set(r.variant, [...(by.get(r.variant) ?? []), r.metrics]);
 const stat = (xs) => {
