@@ -2,9 +2,9 @@
 // the model for one seed, trains it with core's Trainer on tokenised (image, caption) pairs, and
 // evaluates retrieval (ITC ranking + ITM re-ranking).
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationAdapter, type AblationData, type CurvePoint, Rng } from '@vl/core';
+import { type AblationAdapter, type AblationData, type AblationModelConfig, type CurvePoint, Rng, VlError } from '@vl/core';
 import { Trainer } from '@vl/core/node';
-import { ALBEF_IMAGE_NORM, albefConfig, type AlbefPresetName } from './config.js';
+import { ALBEF_IMAGE_NORM, ALBEF_PRESETS, albefConfig, type AlbefPresetName } from './config.js';
 import { Albef, type AlbefBatch, reinitAlbef } from './model.js';
 import { albefRetrievalScores, itcRetrievalMetrics, retrievalMetrics } from './retrieval.js';
 
@@ -34,9 +34,27 @@ export function* pairBatches(data: AblationData['train'], batchSize: number, see
   }
 }
 
+const SECTIONS = ['albefConfig', 'bertConfig', 'visionConfig'] as const;
+
+/** The ablation config's modelConfig for ALBEF: preset tiny|base, initStd, and numeric fields of the three sections. */
+export function checkAlbefModelConfig(mc: AblationModelConfig): void {
+  const bad = (message: string) =>
+    new VlError('CONFIG_INVALID', message, { subject: 'ablation config modelConfig', hint: 'see docs/ablations.md for the ALBEF fields' });
+  if (!(mc.preset in ALBEF_PRESETS)) throw bad(`preset '${mc.preset}' is not an ALBEF preset (${Object.keys(ALBEF_PRESETS).join(', ')})`);
+  for (const [key, value] of Object.entries(mc)) {
+    if (key === 'preset' || key === 'initStd') continue;
+    if (!(SECTIONS as readonly string[]).includes(key)) throw bad(`unknown section '${key}' (ALBEF has ${SECTIONS.join(', ')})`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${key} must be an object of numbers`);
+    for (const [field, v] of Object.entries(value)) {
+      if (typeof v !== 'number') throw bad(`${key}.${field} must be a number, got ${JSON.stringify(v)}`);
+    }
+  }
+}
+
 export const albefAblation: AblationAdapter = {
   imageNorm: ALBEF_IMAGE_NORM,
   async train(mc, variant, seed, data, onStep) {
+    checkAlbefModelConfig(mc);
     const section = (k: string) => (mc[k] ?? {}) as Record<string, number>;
     const bert = section('bertConfig');
     const modelConfig = albefConfig(mc.preset as AlbefPresetName, {

@@ -8,7 +8,7 @@ registerModel(albefModel);
 
 export { initRuntime } from '@vl/core';
 export { albefModel, albefConfigSchema } from './model-spec.js';
-export { albefAblation, pairBatches } from './ablation.js';
+export { albefAblation, checkAlbefModelConfig, pairBatches } from './ablation.js';
 export * from './config.js';
 export * from './model.js';
 export * from './checkpoint.js';

@@ -8,6 +8,7 @@ import { vlmoModel } from './model-spec.js';
 registerModel(vlmoModel);
 
 export { initRuntime } from '@vl/core';
+export { vlmoAblation, vlmoAblationConfig, vlmoAblationOptions, vlmoPairBatches, type VlmoAblationOptions } from './ablation.js';
 export { vlmoModel } from './model-spec.js';
 export {
   BEIT_VISUAL_VOCAB_SIZE,

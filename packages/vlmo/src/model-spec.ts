@@ -3,6 +3,7 @@
 // layout, its pretraining objectives and three stages (`train`), retrieval and ITM evaluation (`evaluate`),
 // `match`, and verify against the official fixtures. index.ts registers it; `vl <command> vlmo` and
 // `vlmo <command>` run it.
+import { vlmoAblation } from './ablation.js';
 import { camelizeKeys, type ModelSpec, type ObjectivesConfig, VlError } from '@vl/core';
 import { fromOfficialStateDict, loadVlmo, saveVlmo, toOfficialStateDict } from './checkpoint.js';
 import { type VlmoConfig, vlmoConfigFromJson, vlmoConfigSchema, vlmoPreset } from './config.js';
@@ -51,6 +52,7 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
     { name: 'textmlm', description: 'stage 2: masked language modelling on the text-only route', defaultWeight: 1 },
   ],
   tasks: ['retrieval', 'itm'],
+  ablation: vlmoAblation,
 
   trainOptions: [
     {

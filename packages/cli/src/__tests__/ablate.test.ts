@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parseAblationConfig, resolveVariants, trainingKey } from '../ablate/config.js';
-import { pairBatches } from '@vl/albef';
+import { checkAlbefModelConfig, pairBatches } from '@vl/albef';
 import { ALBEF_IMAGE_NORM } from '@vl/albef';
 import { prepareSynthData } from '../ablate/data.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
@@ -58,12 +58,40 @@ describe('ablation config', () => {
     expect(new Set(keys).size).toBe(4);
   });
 
+  it("variants change single fields of the model's sections and carry the model's own options", () => {
+    const raw = {
+      ...tinyRaw,
+      modelConfig: { preset: 'tiny', vlmoConfig: { dropPathRate: 0, mlmProb: 0.15 }, transformerKwargs: { vlffnStartLayerIndex: 2 } },
+      defaults: { options: { stages: [3] } },
+      variants: [
+        { name: 'base' },
+        { name: 'no vl-ffn', modelConfig: { transformerKwargs: { vlffnStartLayerIndex: 4 } } },
+        { name: 'stagewise', options: { stages: [1, 2, 3] }, modelConfig: { vlmoConfig: { mlmProb: 0.25 }, preset: 'base' } },
+      ],
+      claims: [],
+    };
+    const [base, noVlffn, stagewise] = resolveVariants(parseAblationConfig(raw));
+    expect(base!.modelConfig).toEqual(raw.modelConfig);
+    expect(base!.options).toEqual({ stages: [3] });
+    expect(noVlffn!.modelConfig.transformerKwargs).toEqual({ vlffnStartLayerIndex: 4 });
+    expect(noVlffn!.modelConfig.vlmoConfig).toEqual({ dropPathRate: 0, mlmProb: 0.15 });
+    expect(stagewise!.modelConfig).toMatchObject({ preset: 'base', vlmoConfig: { dropPathRate: 0, mlmProb: 0.25 } });
+    expect(stagewise!.options).toEqual({ stages: [1, 2, 3] });
+    expect(new Set([base, noVlffn, stagewise].map((v) => trainingKey(v!))).size).toBe(3);
+  });
+
   it('rejects unknown keys, bad values, duplicate names and claims about unknown variants', () => {
     expect(() => parseAblationConfig({ ...tinyRaw, bogus: 1 })).toThrow(/bogus|Unrecognized/);
     expect(() => parseAblationConfig({ ...tinyRaw, train: { steps: 0 } })).toThrow(/train\.steps/);
     expect(() => parseAblationConfig({ ...tinyRaw, variants: [{ name: 'x', negatives: 'soft' }] })).toThrow(/negatives/);
     expect(() => parseAblationConfig({ ...tinyRaw, variants: [{ name: 'x' }, { name: 'x' }], claims: [] })).toThrow(/twice/);
     expect(() => parseAblationConfig({ ...tinyRaw, claims: [{ claim: 'c', better: 'full', worse: 'nope' }] })).toThrow(/nope/);
+    // The model's sections are checked by its adapter, before any training.
+    expect(() => checkAlbefModelConfig({ preset: 'tiny', albefConfig: { queueSize: 'x' } })).toThrow(
+      /albefConfig\.queueSize must be a number/,
+    );
+    expect(() => checkAlbefModelConfig({ preset: 'huge' })).toThrow(/'huge' is not an ALBEF preset/);
+    expect(() => checkAlbefModelConfig({ preset: 'tiny', albefconfig: {} })).toThrow(/unknown section 'albefconfig'/);
   });
 
   it('the committed configs/ablation.yaml is valid', async () => {

@@ -2,7 +2,7 @@
 // list of variants that override parts of it, the seeds to repeat each variant with, and the
 // comparisons (claims) to report. Validated with zod; every field has a default except variants.
 import { readFile } from 'node:fs/promises';
-import { type AblationVariant, VlError } from '@vl/core';
+import { type AblationModelConfig, type AblationVariant, VlError } from '@vl/core';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -42,19 +42,21 @@ export const evalSchema = z.strictObject({
   k: int().default(16),
 });
 
-/** Model settings: a preset plus section overrides (ALBEF: albefConfig / bertConfig / visionConfig, camelCase as in TypeScript). */
-export const modelSchema = z.strictObject({
-  preset: z.enum(['tiny', 'base']).default('tiny'),
+/**
+ * Model settings: a preset plus section overrides, camelCase as in TypeScript (ALBEF: albefConfig / bertConfig /
+ * visionConfig; VLMo: vlmoConfig / transformerKwargs). The sections are the model's: its adapter checks them.
+ */
+export const modelSchema = z.looseObject({
+  preset: z.string().min(1).default('tiny'),
   /**
    * Re-draw the weights from N(0, initStd²) before training (from-scratch small widths; see
    * docs/ablations.md). Absent: the model's own init (BERT's 0.02).
    */
   initStd: z.number().positive().optional(),
-  albefConfig: z.record(z.string(), z.number()).default({}),
-  bertConfig: z.record(z.string(), z.number()).default({}),
-  /** Numbers, and strings for switches such as CoCa's `contrastivePool: mean` (the pooling ablation). */
-  visionConfig: z.record(z.string(), z.union([z.number(), z.string()])).default({}),
 });
+
+/** A variant's model overrides: sections merged key by key into the base modelConfig's (`preset`/`initStd` replace). */
+const modelOverrideSchema = z.record(z.string(), z.union([z.string(), z.number(), z.record(z.string(), z.unknown())]));
 
 export const variantSchema = z.strictObject({
   name: z.string().min(1),
@@ -64,6 +66,10 @@ export const variantSchema = z.strictObject({
   distill: z.boolean().optional(),
   queueSize: int().optional(),
   useQueue: z.boolean().optional(),
+  /** Architecture changes for this variant, e.g. { vlmoConfig: { ... }, transformerKwargs: { vlffnStartLayerIndex: 4 } }. */
+  modelConfig: modelOverrideSchema.optional(),
+  /** The model's own switches (its adapter documents them), e.g. VLMo's { stages: [1, 2, 3] }. */
+  options: z.record(z.string(), z.unknown()).optional(),
   data: dataSchema.partial().optional(),
   train: trainSchema.partial().optional(),
   eval: evalSchema.partial().optional(),
@@ -81,7 +87,7 @@ export const ablationSchema = z.strictObject({
   name: z.string().min(1),
   /** A registered model with an ablation adapter (`vl ablate` checks it before training). */
   model: z.string().min(1).default('albef'),
-  modelConfig: modelSchema.default({ preset: 'tiny', albefConfig: {}, bertConfig: {}, visionConfig: {} }),
+  modelConfig: modelSchema.default({ preset: 'tiny' }),
   backend: z.enum(['auto', 'wasm', 'cpu']).default('wasm'),
   seeds: z.array(int()).min(1).default([0, 1, 2]),
   data: dataSchema.default(dataSchema.parse({})),
@@ -102,6 +108,8 @@ export type EvalConfig = z.infer<typeof evalSchema>;
 
 /** A variant with everything filled in: what one (variant, seed) run trains and evaluates. */
 export interface ResolvedVariant extends Omit<AblationVariant, 'train' | 'eval'> {
+  /** The base modelConfig with the defaults' and the variant's overrides merged in. */
+  modelConfig: AblationModelConfig;
   data: DataConfig;
   train: TrainConfig;
   eval: EvalConfig;
@@ -120,11 +128,27 @@ export function resolveVariants(config: AblationConfig): ResolvedVariant[] {
       distill: v.distill ?? d.distill ?? true,
       queueSize: v.queueSize ?? d.queueSize,
       useQueue: v.useQueue ?? d.useQueue ?? true,
+      modelConfig: mergeModelConfig(mergeModelConfig(config.modelConfig, d.modelConfig), v.modelConfig),
+      options: { ...d.options, ...v.options },
       data: { ...config.data, ...v.data },
       train: { ...config.train, ...v.train },
       eval: { ...config.eval, ...v.eval },
     };
   });
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Sections merge key by key (a variant changes one field of vlmoConfig and keeps the rest); other values replace. */
+export function mergeModelConfig(base: AblationModelConfig, override: Record<string, unknown> | undefined): AblationModelConfig {
+  const out: AblationModelConfig = { ...base };
+  for (const [key, value] of Object.entries(override ?? {})) {
+    const current = out[key];
+    out[key] = isRecord(current) && isRecord(value) ? { ...current, ...value } : value;
+  }
+  return out;
 }
 
 /** Everything that decides the trained weights (not the evaluation): variants equal here share one training run per seed. */

@@ -72,8 +72,8 @@ export async function runAblation(config: AblationConfig, options: RunAblationOp
             : ''
         }`,
       );
-      const trained = await adapter.train(config.modelConfig, first, seed, data, (r) =>
-        options.onStep?.(first.name, seed, r, first.train.steps),
+      const trained = await adapter.train(first.modelConfig, first, seed, data, (r) =>
+        options.onStep?.(first.name, seed, r, adapter.plannedSteps?.(first) ?? first.train.steps),
       );
       try {
         for (const [i, v] of group.entries()) {

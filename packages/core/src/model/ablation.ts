@@ -55,6 +55,8 @@ export interface AblationVariant {
   distill: boolean;
   queueSize: number | undefined;
   useQueue: boolean;
+  /** The model's own switches from the config (`options:`), e.g. VLMo's `stages`; the adapter validates them. */
+  options: Record<string, unknown>;
   train: AblationTrainSettings;
   eval: { k: number };
 }
@@ -76,6 +78,8 @@ export interface TrainedRun {
 export interface AblationAdapter {
   /** Image normalisation the model was trained with (the runner renders pixels with it). */
   imageNorm: { mean: readonly number[]; std: readonly number[] };
+  /** Optimizer steps a variant trains in all (default `train.steps`; more when it trains in stages). */
+  plannedSteps?(variant: AblationVariant): number;
   train(
     modelConfig: AblationModelConfig,
     variant: AblationVariant,
