@@ -30,6 +30,7 @@ import {
   objectiveEnabled,
   type ObjectivesConfig,
   ProjectionHead,
+  redrawWeights,
   Rng,
   TextTransformer,
   TIMM_VIT_NAMES,
@@ -407,22 +408,6 @@ export class Albef extends Module {
  * per-unit scale. Not used when loading checkpoints.
  */
 export function reinitAlbef(model: Albef, std: number, rng: Rng): void {
-  tf.tidy(() => {
-    for (const [name, p] of model.namedParameters()) {
-      if (!p.trainable || name === 'temp') continue;
-      const leaf = name.slice(name.lastIndexOf('.') + 1);
-      if (/LayerNorm\.weight$|norm\d?\.weight$|\.norm\.weight$/.test(name)) p.assign(tf.onesLike(p));
-      else if (p.rank <= 1 && (leaf === 'bias' || /LayerNorm|norm/.test(name))) p.assign(tf.zerosLike(p));
-      else {
-        const data = new Float32Array(p.size);
-        for (let i = 0; i < data.length; i++) {
-          let v = rng.normal();
-          while (Math.abs(v) > 2) v = rng.normal();
-          data[i] = v * std;
-        }
-        p.assign(tf.tensor(data, p.shape));
-      }
-    }
-  });
+  redrawWeights(model, std, rng, { keep: ['temp'] });
   model.contrastive.copyParams();
 }

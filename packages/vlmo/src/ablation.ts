@@ -11,6 +11,7 @@ import {
   type AblationModelConfig,
   type CurvePoint,
   PatchCodebookTokenizer,
+  redrawWeights,
   Rng,
   VlError,
 } from '@vl/core';
@@ -69,8 +70,7 @@ export function vlmoAblationConfig(mc: AblationModelConfig, data: AblationData):
       throw invalid(`unknown modelConfig section '${key}' (VLMo has ${SECTIONS.join(', ')})`);
     }
   }
-  if (mc.initStd !== undefined)
-    throw invalid('initStd is not supported for VLMo (it keeps its own init: truncated normal 0.02, layer scale)');
+  if (mc.initStd !== undefined && !(typeof mc.initStd === 'number' && mc.initStd > 0)) throw invalid('initStd must be a positive number');
   const base = vlmoPreset(mc.preset as VlmoPresetName, {
     vocabSize: data.vocabSize,
     imageSize: data.train.images.size,
@@ -110,6 +110,12 @@ export function* vlmoPairBatches(train: AblationData['train'], batchSize: number
   }
 }
 
+/**
+ * What `initStd` leaves as VLMo initialises it: the layer-scale gammas (0.1 at init: they set how much each
+ * branch adds to the residual), the contrastive temperatures, and the relative position tables (zeros).
+ */
+export const VLMO_REDRAW_KEEP = ['**.gamma_1', '**.gamma_2', 'logit_scale', 'logit_vl_scale', '**relative_position_bias_table'] as const;
+
 /** Copies every tensor the next stage's model has under the same name and shape (its new heads stay fresh). */
 function carryWeights(from: Vlmo, to: Vlmo): void {
   const ours = to.stateDict();
@@ -140,6 +146,8 @@ export const vlmoAblation: AblationAdapter = {
     try {
       for (const stage of stages) {
         const next = new Vlmo(vlmoStageConfig(base, stage, { visualVocabSize }), root.fork(`init-${stage}`));
+        // Each stage's new heads are re-drawn too; the weights carried over from the last stage then replace the rest.
+        if (mc.initStd !== undefined) redrawWeights(next, mc.initStd, root.fork(`redraw-${stage}`), { keep: VLMO_REDRAW_KEEP });
         if (model) {
           carryWeights(model, next);
           model.dispose();
