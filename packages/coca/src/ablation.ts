@@ -54,6 +54,13 @@ export const cocaAblation: AblationAdapter = {
   imageNorm: IMAGE_NORMS.clip,
   async train(mc, variant, seed, data, onStep) {
     if (mc.preset !== 'tiny' && mc.preset !== 'base') throw new VlError('CONFIG_INVALID', `preset must be tiny or base, got ${mc.preset}`);
+    // The runner leaves the model's sections to the adapter: CoCa reads only visionConfig.
+    const unknown = Object.keys(mc).filter((k) => k !== 'preset' && k !== 'visionConfig');
+    if (unknown.length) {
+      throw new VlError('CONFIG_INVALID', `CoCa's ablation takes modelConfig.preset and visionConfig, not ${unknown.join(', ')}`, {
+        subject: 'ablation config modelConfig',
+      });
+    }
     const size = data.train.images.size;
     const context = data.train.captions.seqLength;
     const preset = cocaPreset(mc.preset, { vocabSize: data.vocabSize + 2, imageSize: size });
