@@ -100,6 +100,16 @@ describe('ablation config', () => {
     expect(config.seeds.length).toBeGreaterThanOrEqual(3);
     expect(config.claims.length).toBeGreaterThanOrEqual(4);
   });
+
+  it("the committed VLMo configs are valid, down to the adapter's checks of their sections and options", async () => {
+    const { readAblationConfig } = await import('../ablate/config.js');
+    const { vlmoAblationOptions } = await import('@vl/vlmo');
+    for (const name of ['ablation-vlmo.yaml', 'ablation-vlmo-layerscale.yaml']) {
+      const config = await readAblationConfig(join(dirname(repoConfig), name));
+      expect(config.model).toBe('vlmo');
+      for (const v of resolveVariants(config)) expect(() => vlmoAblationOptions(v.options), `${name}: ${v.name}`).not.toThrow();
+    }
+  });
 });
 
 describe('ablation data', () => {
