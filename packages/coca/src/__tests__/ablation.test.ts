@@ -48,6 +48,7 @@ const variant = (captionWeight: number): AblationVariant => ({
   negatives: 'hard',
   distill: false,
   queueSize: undefined,
+  options: {},
   useQueue: false,
   train: { steps: 3, batchSize: 4, lr: 1e-3, minLr: 1e-5, weightDecay: 0.1, warmupSteps: 1 },
   eval: { k: 8 },
@@ -81,6 +82,10 @@ describe('CoCa ablation adapter', () => {
     run.dispose();
     await expect(cocaAblation.train({ preset: 'tiny', visionConfig: { contrastivePool: 'max' } }, variant(2), 0, data())).rejects.toThrow(
       /contrastive_pool/,
+    );
+    // Sections of other models are refused, not ignored.
+    await expect(cocaAblation.train({ preset: 'tiny', albefConfig: { queueSize: 8 } }, variant(2), 0, data())).rejects.toThrow(
+      /not albefConfig/,
     );
   });
 });
