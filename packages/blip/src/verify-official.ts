@@ -7,11 +7,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import {
   type ActualOutput,
+  checkGradients,
   compareOutputs,
   type DecodedTensor,
   decodeTensorJson,
   firstToken,
   generate,
+  type GradientReplay,
   isTensorJson,
   lmLabels,
   lmLoss,
@@ -19,11 +21,11 @@ import {
   type ParityReport,
   VlError,
 } from '@vl/core';
-import { readSafetensorsFile, readTensorJsonFile } from '@vl/core/node';
+import { readReferenceGradients, readTensorJsonFile } from '@vl/core/node';
 import { type BlipContrastiveParts, blipItc, blipItm } from './contrastive.js';
 import { textDecoderStep } from './decoder-step.js';
 import { BlipForConditionalGeneration } from './modeling.js';
-import { type OfficialBlipClass, ourToOfficialKey } from './official-keys.js';
+import { type OfficialBlipClass, officialToOurKey } from './official-keys.js';
 import { BlipForPretraining } from './pretraining.js';
 import { BlipForRetrievalTraining } from './retrieval-training.js';
 
@@ -214,108 +216,59 @@ const LM_HEAD_WEIGHT = 'text_decoder.cls.predictions.decoder.weight';
 const WORD_EMBEDDINGS = 'text_encoder.embeddings.word_embeddings.weight';
 
 /**
- * The gradients of BLIP_Pretrain's three losses (`grads.safetensors`, keys `<loss>/<official parameter name>`):
- * each loss recomputed from the model's parts with the hard negatives the reference drew (`expected.json` →
- * `informative`), differentiated with respect to every trainable parameter, and renamed to the official names (the
- * LM head's weight added to the word embeddings it is tied to in BLIP). One check per loss: the max abs diff over
- * all its tensors; a parameter the reference lists no gradient for must get (about) zero here.
+ * BLIP_Pretrain's three losses (`grads.safetensors`, keys `<loss>/<official parameter name>`) replayed for core's
+ * gradient comparison: each loss recomputed from a freshly loaded model's parts with the hard negatives the
+ * reference drew (`expected.json` → `informative`); official names mapped through the checkpoint key map; the LM
+ * head's gradient added onto the word embeddings it is tied to in BLIP.
  */
-async function pretrainGradChecks(
-  model: BlipForPretraining,
+function pretrainReplay(
+  checkpoint: string,
   inputs: Record<string, DecodedTensor>,
   other: Record<string, unknown>,
   informative: Record<string, DecodedTensor>,
-  gradsPath: string,
   inputsPath: string,
-  tol: number,
-): Promise<OutputCheck[]> {
-  const { tensors: expected } = await readSafetensorsFile(gradsPath);
+): GradientReplay<BlipForPretraining> {
   if (typeof other.alpha !== 'number') throw new VlError('DATA_INVALID', "inputs.json has no number 'alpha'", { subject: inputsPath });
   const alpha = other.alpha;
-  const t = model.config.textConfig;
   const ids = input(inputs, 'input_ids', inputsPath);
   const [b, len] = ids.shape as [number, number];
   const negImage = informative.forward_neg_image_idx ?? input(inputs, 'itm_neg_image_idx', inputsPath);
   const negText = informative.forward_neg_text_idx ?? input(inputs, 'itm_neg_text_idx', inputsPath);
-  const params = model.namedParameters().filter(([, p]) => p.trainable);
-  const names = new Map(params.map(([k, p]) => [p.name, k]));
-  const decIds = withFirstToken(ids, t.bosTokenId);
-  const losses: Record<string, () => tf.Scalar> = {
-    ita: () => blipItc(model, feed()).loss,
-    itm: () => {
+  // Made inside variableGrads' scope, so they are freed with it.
+  const feed = () => ({
+    pixels: toTensor(input(inputs, 'image', inputsPath)),
+    inputIds: toTensor(ids),
+    attentionMask: toTensor(input(inputs, 'attention_mask', inputsPath)),
+    alpha,
+  });
+  return {
+    losses: ['ita', 'itm', 'lm'],
+    load: async () => (await BlipForPretraining.fromPretrained(checkpoint)).eval(),
+    loss(model, name) {
+      const t = model.config.textConfig;
+      if (name === 'ita') return blipItc(model, feed()).loss;
+      if (name === 'itm') {
+        const f = feed();
+        const itc = blipItc(model, f);
+        return blipItm(model, {
+          imageEmbeds: itc.imageEmbeds,
+          encInputIds: toTensor(withFirstToken(ids, model.encTokenId ?? t.vocabSize - 1)),
+          attentionMask: f.attentionMask,
+          negatives: { imageForText: Int32Array.from(negImage.data), textForImage: Int32Array.from(negText.data) },
+        }).loss;
+      }
       const f = feed();
-      const itc = blipItc(model, f);
-      return blipItm(model, {
-        imageEmbeds: itc.imageEmbeds,
-        encInputIds: toTensor(withFirstToken(ids, model.encTokenId ?? t.vocabSize - 1)),
-        attentionMask: f.attentionMask,
-        negatives: { imageForText: Int32Array.from(negImage.data), textForImage: Int32Array.from(negText.data) },
-      }).loss;
-    },
-    lm: () => {
-      const f = feed();
+      const decIds = withFirstToken(ids, t.bosTokenId);
       const image = model.vision_model.forward(f.pixels).lastHiddenState;
       const logits = model.text_decoder.forward({ inputIds: toTensor(decIds), attentionMask: f.attentionMask, encoderHiddenStates: image });
       return lmLoss(logits, lmLabels(decIds.data, [b, len], { padTokenId: t.padTokenId }), { labelSmoothing: 0.1 }) as tf.Scalar;
     },
+    keyMap: {
+      // Rows for a gradient only we have are named by our key; every other row by the reference's.
+      fromOfficial: (official) => new Map([...official].map(([k, v]) => [officialToOurKey(k), v] as const)),
+    },
+    tied: { [LM_HEAD_WEIGHT]: WORD_EMBEDDINGS },
   };
-  function feed() {
-    return {
-      pixels: toTensor(input(inputs, 'image', inputsPath)),
-      inputIds: toTensor(ids),
-      attentionMask: toTensor(input(inputs, 'attention_mask', inputsPath)),
-      alpha,
-    };
-  }
-  const checks: OutputCheck[] = [];
-  for (const [loss, fn] of Object.entries(losses)) {
-    const { value, grads } = tf.variableGrads(
-      fn,
-      params.map(([, p]) => p),
-    );
-    const ours = new Map<string, Float32Array>();
-    for (const [varName, g] of Object.entries(grads)) {
-      const key = names.get(varName);
-      if (key !== undefined) ours.set(key === LM_HEAD_WEIGHT ? LM_HEAD_WEIGHT : ourToOfficialKey(key), g.dataSync() as Float32Array);
-    }
-    tf.dispose([value, ...Object.values(grads)]);
-    const head = ours.get(LM_HEAD_WEIGHT);
-    const emb = ours.get(WORD_EMBEDDINGS);
-    if (head && emb) {
-      for (let i = 0; i < emb.length; i++) emb[i] = (emb[i] as number) + (head[i] as number);
-      ours.delete(LM_HEAD_WEIGHT);
-    }
-    let worst = { key: '', diff: 0 };
-    let count = 0;
-    const note: string[] = [];
-    for (const [name, g] of ours) {
-      const exp = expected.get(`${loss}/${name}`);
-      let diff = 0;
-      if (exp) {
-        count++;
-        if (exp.data.length !== g.length) {
-          note.push(`${name}: ${g.length} values, expected ${exp.data.length}`);
-          diff = Infinity;
-        } else for (let i = 0; i < g.length; i++) diff = Math.max(diff, Math.abs((g[i] as number) - (exp.data[i] as number)));
-      } else {
-        for (let i = 0; i < g.length; i++) diff = Math.max(diff, Math.abs(g[i] as number)); // no gradient in the reference
-      }
-      if (!(diff <= worst.diff)) worst = { key: name, diff };
-    }
-    const missing = [...expected.keys()].filter((k) => k.startsWith(`${loss}/`) && !ours.has(k.slice(loss.length + 1)));
-    if (missing.length) note.push(`no parameter here for ${missing.join(', ')}`);
-    const maxAbsDiff = missing.length ? Infinity : worst.diff;
-    checks.push({
-      name: `grads/${loss}`,
-      kind: 'float',
-      shape: [count],
-      maxAbsDiff,
-      tolerance: tol,
-      passed: maxAbsDiff <= tol,
-      note: [...note, worst.key ? `largest at ${worst.key}` : ''].filter(Boolean).join('; '),
-    });
-  }
-  return checks;
 }
 
 /** expected.json → `informative`'s tensors (the reference's random draws), decoded. */
@@ -370,7 +323,12 @@ export async function verifyOfficial(options: {
       actual = await contrastiveOutputs(model, model.text_decoder, inputs.tensors, inputs.other, false, inputsPath);
       if (options.grads !== undefined) {
         const informative = await informativeOf(options.expectedPath);
-        gradChecks = await pretrainGradChecks(model, inputs.tensors, inputs.other, informative, options.grads, inputsPath, tol);
+        const reference = await readReferenceGradients(options.grads);
+        gradChecks = await checkGradients(
+          pretrainReplay(checkpoint, inputs.tensors, inputs.other, informative, inputsPath),
+          reference,
+          tol,
+        );
       }
     } finally {
       model.dispose();

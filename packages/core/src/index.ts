@@ -310,6 +310,7 @@ export {
   centralDifference,
   checkGradients,
   compareGradients,
+  mergeTiedGradients,
   officialNames,
   parameterGradients,
   splitLossGradients,

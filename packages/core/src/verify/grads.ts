@@ -267,6 +267,42 @@ export interface GradientReplay<M extends Module> {
   loss(model: M, name: string): tf.Scalar;
   /** The model's key map: `fromOfficial` maps the reference's names onto ours; `toOfficial` names the rows of ours. */
   keyMap: Pick<KeyMap<M>, 'fromOfficial'> & Partial<Pick<KeyMap<M>, 'toOfficial'>>;
+  /**
+   * Our parameter → the one the reference ties it to (state-dict names). Where the reference holds one tensor
+   * for two of our parameters (BLIP's LM head weight is its word embeddings), that tensor's gradient is the sum
+   * of both of ours: the first is added onto the second, of the same shape, before comparing.
+   */
+  tied?: Readonly<Record<string, string>>;
+}
+
+/** Adds each tied parameter's gradient onto its partner's (or moves it there when the partner has none). */
+export function mergeTiedGradients(
+  grads: Map<string, ActualOutput>,
+  parameters: Map<string, readonly number[]>,
+  tied: Readonly<Record<string, string>>,
+): void {
+  for (const [from, to] of Object.entries(tied)) {
+    const a = grads.get(from);
+    const target = parameters.get(to);
+    const shape = parameters.get(from);
+    if (!target || !shape || target.join() !== shape.join()) {
+      throw new VlError('INVALID_ARGUMENT', `cannot tie '${from}' [${shape ?? '?'}] to '${to}' [${target ?? '?'}]`, {
+        subject: 'GradientReplay.tied',
+        hint: 'both must be trainable parameters of one shape',
+      });
+    }
+    parameters.delete(from);
+    if (!a) continue;
+    grads.delete(from);
+    const b = grads.get(to);
+    if (!b) {
+      grads.set(to, a);
+      continue;
+    }
+    const sum = Float32Array.from(b.data as ArrayLike<number>);
+    for (let i = 0; i < sum.length; i++) sum[i] = (sum[i] as number) + (a.data[i] as number);
+    grads.set(to, { shape: b.shape, data: sum });
+  }
 }
 
 /**
@@ -301,6 +337,7 @@ export async function checkGradients<M extends Module>(
           .map(([k, p]) => [k, p.shape] as const),
       );
       const { value, grads } = parameterGradients(model, () => replay.loss(model, loss));
+      if (replay.tied) mergeTiedGradients(grads, parameters, replay.tied);
       rows.push(
         ...compareGradients({
           loss,

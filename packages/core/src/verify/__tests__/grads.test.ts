@@ -20,6 +20,7 @@ import {
   checkGradients,
   compareGradients,
   type GradientReplay,
+  mergeTiedGradients,
   officialNames,
   parameterGradients,
   splitLossGradients,
@@ -276,6 +277,52 @@ describe('checkGradients', () => {
       ]),
     );
     toy.dispose();
+  });
+
+  it("adds a tied parameter's gradient onto its partner before comparing (the reference holds one tensor)", async () => {
+    // Both `proj.weight` [1, 2] and a second [1, 2] parameter reach the loss; the reference ties them into one.
+    class Tied extends Toy {
+      readonly head = this.registerParameter('head', tf.tensor2d([[2, 0]]));
+    }
+    const tiedReplay: GradientReplay<Tied> = {
+      losses: ['sum'],
+      keyMap: { fromOfficial },
+      load: async () => new Tied(),
+      // sum(x·Wᵀ + b) + sum(x·headᵀ): d/dW = d/dhead = column sums of x = [4, 6].
+      loss: (m) => tf.add(tf.sum(m.proj.forward(X())), tf.sum(tf.matMul(X(), m.head, false, true))) as tf.Scalar,
+      tied: { head: 'proj.weight' },
+    };
+    const reference = {
+      losses: new Map([
+        [
+          'sum',
+          new Map([
+            ['model.proj.weight', host([1, 2], [8, 12])],
+            ['model.proj.bias', host([1], [2])],
+          ]),
+        ],
+      ]),
+      values: {},
+      source: 'test',
+    };
+    const rows = await checkGradients(tiedReplay, reference, 1e-6);
+    expect(rows.map((r) => [r.name, r.passed])).toEqual([['sum gradients', true]]);
+    expect(rows[0]!.note).toBe('2 tensors; worst sum/model.proj.weight');
+    // Without the tie, `proj.weight` is half the reference and `head` has no counterpart.
+    const untied = await checkGradients({ ...tiedReplay, tied: undefined }, reference, 1e-6);
+    expect(untied.map((r) => r.name)).toEqual(['sum gradients', 'sum/model.proj.weight', 'sum/head']);
+    // A tie between parameters of different shapes is a usage error.
+    const grads = new Map([['head', { shape: [1, 2], data: [1, 2] }]]);
+    expect(() =>
+      mergeTiedGradients(
+        grads,
+        new Map([
+          ['head', [1, 2]],
+          ['proj.bias', [1]],
+        ]),
+        { head: 'proj.bias' },
+      ),
+    ).toThrow(/cannot tie 'head'/);
   });
 
   it('a missing gradients file is a usage error', async () => {
