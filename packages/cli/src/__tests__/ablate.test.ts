@@ -12,7 +12,7 @@ import { checkAlbefModelConfig, pairBatches } from '@vl/albef';
 import { ALBEF_IMAGE_NORM } from '@vl/albef';
 import { prepareSynthData } from '../ablate/data.js';
 import { barChartSvg, lineChartSvg, smooth, writePng } from '../ablate/plots.js';
-import { checkClaims, markdownTable, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
+import { checkClaims, markdownTable, verdictText, summarize, summarizeVariants, type AblationResults } from '../ablate/report.js';
 import { replotAblation, runAblation } from '../ablate/run.js';
 
 const bin = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'vl.js');
@@ -149,8 +149,26 @@ describe('ablation statistics and plots', () => {
     expect(c!.stderr).toBeCloseTo(Math.sqrt(2 / 2 + 2 / 2), 10);
     expect(c!.verdict).toBe('reproduced');
     expect(c!.clear).toBe(true);
+    expect(verdictText(c!)).toBe('reproduced (> 2 s.e.)');
     const [d] = checkClaims(variants, [{ claim: 'b > a', better: 'b', worse: 'a', metric: 'r_mean' }]);
     expect(d!.verdict).toBe('not reproduced');
+    expect(verdictText(d!)).toBe('not reproduced (opposite direction)');
+    // A positive difference within 2 s.e. (the old report's "+0.17 ± 11.36 reproduced") is not reproduced.
+    const noisy = summarizeVariants(
+      [
+        { variant: 'a', seed: 0, metrics: { r_mean: 0 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'a', seed: 1, metrics: { r_mean: 20.34 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'b', seed: 0, metrics: { r_mean: 10 }, trainSeconds: 1, sharedTraining: false },
+        { variant: 'b', seed: 1, metrics: { r_mean: 10 }, trainSeconds: 1, sharedTraining: false },
+      ],
+      ['a', 'b'],
+      () => 0,
+    );
+    const [e] = checkClaims(noisy, [{ claim: 'a > b', better: 'a', worse: 'b', metric: 'r_mean' }]);
+    expect(e!.difference).toBeCloseTo(0.17, 10);
+    expect(e!.verdict).toBe('not reproduced');
+    expect(e!.clear).toBe(false);
+    expect(verdictText(e!)).toBe('not reproduced (same direction, within 2 s.e.)');
     const md = markdownTable({ variants } as AblationResults);
     expect(md).toContain('| a | 0 |');
     expect(md).toContain('11.0 ± 1.4');

@@ -31,8 +31,9 @@ export interface ClaimResult {
   difference: number;
   /** Standard error of the difference of the two means. */
   stderr: number;
-  /** 'reproduced' when better − worse > 0, 'not reproduced' otherwise; `clear` when the gap exceeds 2 stderr. */
+  /** 'reproduced' only when better − worse exceeds twice its standard error; 'not reproduced' otherwise. */
   verdict: 'reproduced' | 'not reproduced';
+  /** Same as verdict === 'reproduced' (kept for readers of older results.json). */
   clear: boolean;
 }
 
@@ -81,8 +82,9 @@ export function checkClaims(
     const b = by.get(c.worse)?.metrics[c.metric];
     const difference = a && b ? a.mean - b.mean : Number.NaN;
     const stderr = a && b ? Math.sqrt(a.std ** 2 / Math.max(1, a.n) + b.std ** 2 / Math.max(1, b.n)) : Number.NaN;
-    const verdict = difference > 0 ? 'reproduced' : 'not reproduced';
-    return { ...c, difference, stderr, verdict, clear: difference > 0 && difference > 2 * stderr };
+    // A difference within two standard errors is not evidence for the claim, whatever its sign.
+    const clear = difference > 0 && difference > 2 * stderr;
+    return { ...c, difference, stderr, verdict: clear ? 'reproduced' : 'not reproduced', clear };
   });
 }
 
@@ -120,10 +122,17 @@ export function markdownTable(results: AblationResults): string {
   return lines.join('\n');
 }
 
+/** The verdict as the tables print it: reproduced only past 2 s.e.; otherwise which way the difference went. */
+export function verdictText(c: Pick<ClaimResult, 'difference' | 'stderr' | 'verdict'>): string {
+  if (c.verdict === 'reproduced') return 'reproduced (> 2 s.e.)';
+  if (!(c.difference > 0)) return 'not reproduced (opposite direction)';
+  return 'not reproduced (same direction, within 2 s.e.)';
+}
+
 export function markdownReport(results: AblationResults): string {
   const claims = results.claims.map(
     (c) =>
-      `| ${c.claim} | ${c.better} vs ${c.worse} | ${c.metric} | ${c.difference >= 0 ? '+' : ''}${c.difference.toFixed(2)} ± ${c.stderr.toFixed(2)} | ${c.verdict}${c.verdict === 'reproduced' ? (c.clear ? ' (> 2 s.e.)' : ' (within noise)') : ''} |`,
+      `| ${c.claim} | ${c.better} vs ${c.worse} | ${c.metric} | ${c.difference >= 0 ? '+' : ''}${c.difference.toFixed(2)} ± ${c.stderr.toFixed(2)} | ${verdictText(c)} |`,
   );
   return [
     `# ${results.name}`,

@@ -150,6 +150,11 @@ export async function writeResults(results: AblationResults, out: string): Promi
 /** Re-renders the tables and plots of an earlier run from its results.json. */
 export async function replotAblation(dir: string): Promise<AblationResults> {
   const results = JSON.parse(await readFile(join(dir, 'results.json'), 'utf8')) as AblationResults;
+  // Verdicts follow the current rule (reproduced only past 2 s.e.), whatever rule wrote the file.
+  results.claims = checkClaims(
+    results.variants,
+    results.claims.map(({ claim, better, worse, metric }) => ({ claim, better, worse, metric })),
+  );
   await writeResults(results, dir);
   return results;
 }
