@@ -131,6 +131,7 @@ function pretrainingFrom(config: Record<string, unknown>, objectives: Record<str
   if (o.momentum === false) Object.assign(opts, { momentumDistillation: false, useQueue: false });
   if (o.queue === false) opts.useQueue = false;
   if (o.negatives !== undefined) opts.negatives = o.negatives;
+  if (o.randomNegativesSteps !== undefined) opts.randomNegativesSteps = o.randomNegativesSteps;
   if (o.shareDecoder === false) opts.shareDecoder = false;
   return validateConfig(opts, pretrainingOptionsSchema, subject);
 }
@@ -211,6 +212,12 @@ export const blipModel: ModelSpec<BlipConfig, BlipModel> = {
     { flags: '--no-queue', description: 'no feature queue (in-batch ITC)' },
     { flags: '--alpha <a>', description: 'distillation weight after its first-epoch ramp', kind: 'number', min: 0, default: 0.4 },
     { flags: '--negatives <kind>', description: 'ITM negatives', choices: ['hard', 'random'] },
+    {
+      flags: '--random-negatives-steps <n>',
+      description: 'with hard negatives: random ITM negatives for the first n steps (from scratch; docs/training.md)',
+      kind: 'int',
+      min: 0,
+    },
     { flags: '--no-share-decoder', description: 'separate decoder weights (BLIP shares all but self-attention with the encoder)' },
   ],
 

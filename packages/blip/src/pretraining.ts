@@ -68,6 +68,13 @@ export interface BlipPretrainingOptions {
   useQueue: boolean;
   /** ITM negatives: 'hard' ∝ softmax(ITC similarity) (paper), 'random' uniform (ablation). */
   negatives: 'hard' | 'random';
+  /**
+   * With 'hard': optimizer steps at the start that draw random negatives before mining starts (0 = the paper).
+   * From scratch the ITM head sits at the class prior until the fusion path tells pairs apart at all; hard
+   * negatives, near-duplicates of the positive once ITC has learned, give it nothing it can use yet
+   * (docs/training.md, "Why ITM did not learn").
+   */
+  randomNegativesSteps: number;
   /** Decoder shares all but self-attention with the encoder (paper); false gives it its own weights. */
   shareDecoder: boolean;
   /** Initial ITC temperature (learned, clamped to [0.001, 0.5]). */
@@ -89,6 +96,7 @@ export const pretrainingOptionsSchema = z
     queueSize: z.number().int().positive().default(57600),
     useQueue: z.boolean().default(true),
     negatives: z.enum(['hard', 'random']).default('hard'),
+    randomNegativesSteps: z.number().int().min(0).default(0),
     shareDecoder: z.boolean().default(true),
     temp: z.number().positive().default(0.07),
     labelSmoothing: z.number().min(0).max(1).default(0.1),
@@ -250,12 +258,17 @@ export class BlipForPretraining extends Module {
     this.contrastive?.update();
   }
 
+  /** The ITM negatives drawn at an optimizer step: random during `randomNegativesSteps`, then `negatives`. */
+  negativesAt(step: number): 'hard' | 'random' {
+    return this.options.negatives === 'hard' && step >= this.options.randomNegativesSteps ? 'hard' : 'random';
+  }
+
   enabled(name: 'itc' | 'itm' | 'lm'): boolean {
     return objectiveEnabled(this.options.objectives, name);
   }
 
   /** One pretraining forward: `{ loss, losses: { itc, itm, lm }, metrics }` (see docs/training.md). */
-  forward(batch: PretrainBatch, ctx: { rng: Rng; alpha: number }): ForwardResult {
+  forward(batch: PretrainBatch, ctx: { rng: Rng; alpha: number; step?: number }): ForwardResult {
     const metrics: Record<string, number> = {};
     const b = batch.batchSize;
     const t = batch.seqLength;
@@ -308,7 +321,7 @@ export class BlipForPretraining extends Module {
           batchSize: b,
           rng: ctx.rng.fork('itm'),
           imageIds: batch.imageIds,
-          strategy: this.options.negatives,
+          strategy: this.negativesAt(ctx.step ?? Infinity),
         });
         const encIds = tf.tensor2d(withFirstToken(batch.inputIds, t, this.encTokenId ?? batch.inputIds[0] ?? 0), [b, t], 'int32');
         const textIdx = tf.tensor1d(pairs.textIndex, 'int32');

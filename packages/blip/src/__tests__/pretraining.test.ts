@@ -118,6 +118,27 @@ describe('BlipForPretraining', () => {
     }
   });
 
+  it('randomNegativesSteps: random ITM negatives before that optimizer step, hard mining from it on', () => {
+    const opts = { momentumDistillation: false, useQueue: false } as const;
+    const warm = new BlipForPretraining(cfg, { ...opts, randomNegativesSteps: 3 }, new Rng(0), ENC);
+    const random = new BlipForPretraining(cfg, { ...opts, negatives: 'random' }, new Rng(0), ENC);
+    const hard = new BlipForPretraining(cfg, opts, new Rng(0), ENC);
+    expect([0, 2, 3, 10].map((s) => warm.negativesAt(s))).toEqual(['random', 'random', 'hard', 'hard']);
+    expect(hard.negativesAt(0)).toBe('hard');
+    expect(random.negativesAt(10)).toBe('random');
+    // Same weights and draws: the loss equals the random model's before step 3 and the hard model's from it.
+    const itm = (m: BlipForPretraining, step: number) => {
+      const out = m.forward(batch(6), { rng: new Rng(1), alpha: 0, step });
+      const v = out.losses.itm!.dataSync()[0]!;
+      tf.dispose([out.loss, ...Object.values(out.losses)]);
+      return v;
+    };
+    expect(itm(warm, 2)).toBe(itm(random, 2));
+    expect(itm(warm, 3)).toBe(itm(hard, 3));
+    expect(itm(random, 2)).not.toBe(itm(hard, 2));
+    for (const m of [warm, random, hard]) m.dispose();
+  });
+
   it('savePretrained → fromPretrained restores weights, twins, queues and options exactly', async () => {
     const m = new BlipForPretraining(cfg, { queueSize: 12, negatives: 'random' }, new Rng(5), ENC);
     const out = m.forward(batch(4), { rng: new Rng(1), alpha: 0.4 }); // moves the queue pointer
