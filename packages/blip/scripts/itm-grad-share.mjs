@@ -74,9 +74,32 @@ for (const loss of ['itc', 'itm', 'lm']) {
   );
   tf.dispose([value, ...Object.values(grads)]);
 }
+// How much the [ENC] state varies across captions after each text layer (no image: the part the caption
+// contributes to the cross-attention query), against its variance across features (1 after LayerNorm).
+const encIds = Int32Array.from(batch.inputIds);
+for (let r = 0; r < B; r++) encIds[r * batch.seqLength] = tok.tokenToId('[ENC]');
+const encVariance = tf.tidy(() => {
+  const out = model.text_encoder.forward({
+    inputIds: tf.tensor2d(encIds, [B, batch.seqLength], 'int32'),
+    attentionMask: tf.tensor2d(batch.attentionMask, [B, batch.seqLength], 'int32'),
+    outputHiddenStates: true,
+  });
+  return out.hiddenStates.map((h) => {
+    const cls = tf.squeeze(tf.slice(h, [0, 0, 0], [-1, 1, -1]), [1]); // [B, D]
+    return {
+      acrossCaptions: tf.mean(tf.moments(cls, 0).variance).dataSync()[0],
+      acrossFeatures: tf.mean(tf.moments(cls, 1).variance).dataSync()[0],
+    };
+  });
+});
+encVariance.forEach((v, l) =>
+  console.log(
+    `[ENC] after ${l} text layers: variance across captions ${v.acrossCaptions.toFixed(4)}, across features ${v.acrossFeatures.toFixed(4)}`,
+  ),
+);
 if (process.argv[2])
   writeFileSync(
     process.argv[2],
-    `${JSON.stringify({ command: 'node scripts/itm-grad-share.mjs', batch: B, imageSize: S, rows }, null, 2)}\n`,
+    `${JSON.stringify({ command: 'node scripts/itm-grad-share.mjs', batch: B, imageSize: S, rows, encVariance }, null, 2)}\n`,
   );
 model.dispose();

@@ -3,7 +3,8 @@
 // scripts/itm-curves.mjs wrote into a folder and writes there `table.md` (one row per run: training
 // ITM loss at the start and the end, held-out accuracy on positives / random / hard negatives) and
 // `itm-loss.png` + `auc.png` (with .svg): training ITM loss (EMA-smoothed) and held-out ROC AUC
-// of P(match), positives against random negatives and against hard negatives, per step.
+// of P(match), positives against random negatives and against hard negatives, per step; `p-gap.png`:
+// mean P(match) of positives minus that of random negatives (for runs logged before AUC was).
 // usage: node scripts/itm-report.mjs DIR
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,9 +47,9 @@ const rows = runs.map((r) => {
     .map(([k, w]) => (w === 1 ? k : `${w}·${k}`))
     .join('+');
   return [
-    r.label,
+    r.file.replace(/\.jsonl$/, ''),
     objectives,
-    o.negatives,
+    o.negatives === 'hard' && o.randomNegativesSteps ? `random for ${o.randomNegativesSteps} steps, then hard` : o.negatives,
     String(o.lr),
     String(o.steps),
     itm[0] === undefined ? '–' : mean(itm.slice(0, tenth)).toFixed(3),
@@ -181,4 +182,16 @@ await write(
   ),
   'auc',
 );
-console.log(`${runs.length} runs → ${join(dir, 'table.md')}, itm-loss.png, auc.png`);
+await write(
+  chart(
+    runs.map((r, i) => ({ name: r.label, color: i, points: r.evals.map((e) => ({ x: e.step, y: e.positive.meanP - e.random.meanP })) })),
+    {
+      title: 'held-out mean P(match): positives minus random negatives',
+      yLabel: 'P(match) gap',
+      yRange: [-0.05, 0.4],
+      hline: { y: 0, label: 'no discrimination' },
+    },
+  ),
+  'p-gap',
+);
+console.log(`${runs.length} runs → ${join(dir, 'table.md')}, itm-loss.png, auc.png, p-gap.png`);
