@@ -22,7 +22,8 @@ const runs = readdirSync(dir)
     const config = recs.find((r) => r.kind === 'config');
     return {
       file: f,
-      label: config.label,
+      // Plots and tables name a run by its file (`1-before.jsonl` → 1-before).
+      label: f.replace(/\.jsonl$/, ''),
       config,
       steps: recs.filter((r) => r.kind === 'step'),
       evals: recs.filter((r) => r.kind === 'eval'),
@@ -47,7 +48,7 @@ const rows = runs.map((r) => {
     .map(([k, w]) => (w === 1 ? k : `${w}·${k}`))
     .join('+');
   return [
-    r.file.replace(/\.jsonl$/, ''),
+    r.label,
     objectives,
     o.negatives === 'hard' && o.randomNegativesSteps ? `random for ${o.randomNegativesSteps} steps, then hard` : o.negatives,
     String(o.lr),
@@ -94,9 +95,9 @@ writeFileSync(
 const PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 function chart(series, { title, yLabel, yRange, hline }) {
-  const W = 960;
+  const W = 1040;
   const H = 520;
-  const m = { l: 70, r: 300, t: 50, b: 60 };
+  const m = { l: 70, r: 340, t: 50, b: 60 };
   const x1 = Math.max(...series.flatMap((s) => s.points.map((p) => p.x)), 1);
   const [y0, y1] = yRange;
   const px = (x) => m.l + (x / x1) * (W - m.l - m.r);
