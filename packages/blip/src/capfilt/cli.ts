@@ -4,7 +4,8 @@
 // another run), 3 when the counts do not add up, 1 for failures while running.
 import { type Io, isVlError, type ModelCommandSpec, type OptionSpec, type RunContext, VlError } from '@vl/core';
 import { addModelCommand, COMMON, createProgram, processIo, type ProgramState, runProgram, type Values } from '@vl/core/cli';
-import { capfiltCommand, mergeCommand } from './command.js';
+import { capfiltCommand, mergeCommand, statusCommand, workerCommand } from './command.js';
+import { DEFAULT_ITEM_SIZE } from './queue/items.js';
 import { LIMITS } from './validate.js';
 
 /** Error codes that mean "refused before doing anything": exit 2, like a usage error. */
@@ -75,11 +76,57 @@ const OPTIONS: readonly OptionSpec[] = [
   COMMON.backend,
 ];
 
+const QUEUE: OptionSpec = { flags: '--queue <url>', description: 'Redis of the job queue (BullMQ), redis://HOST:PORT/DB' };
+const JOB: OptionSpec = { flags: '--job <name>', description: 'name of the queued job (A–Z a–z 0–9 . _ -)' };
+
+/** The coordinator's flags: with --queue and --job, the run is spread over `capfilt worker`s (issue 21). */
+const QUEUE_OPTIONS: readonly OptionSpec[] = [
+  { ...QUEUE, description: `${QUEUE.description}: spread this run over \`capfilt worker\`s (needs --job)` },
+  JOB,
+  {
+    flags: '--item-size <n>',
+    description: 'records per work item with --queue (input positions, bad records included)',
+    kind: 'number',
+    default: DEFAULT_ITEM_SIZE,
+  },
+  {
+    flags: '--attempts <n>',
+    description: 'with --queue: failures (or worker deaths) after which an item goes to the failed set',
+    kind: 'number',
+    default: 3,
+  },
+];
+
+/** A worker takes the job's options from Redis; given flags replace them (paths on this machine) and must match the job. */
+const WORKER_OPTIONS: readonly OptionSpec[] = [
+  QUEUE,
+  JOB,
+  { flags: '--concurrency <n>', description: 'items processed at once by this worker', kind: 'number', default: 1 },
+  {
+    flags: '--stalled-interval <ms>',
+    description: "ms after which a dead worker's item is given to another worker (BullMQ lock and stalled check)",
+    kind: 'number',
+    default: 30_000,
+  },
+  ...OPTIONS.filter((o) => !['--quiet', '--backend', '--shard'].some((f) => o.flags.startsWith(f))).map((o) => {
+    const { default: _unused, ...rest } = o;
+    return { ...rest, description: `${o.description} (default: the job's)` };
+  }),
+  COMMON.quiet,
+  COMMON.backend,
+];
+
 const HELP = `Every input record ends kept (an original caption passed), replaced (only synthetic ones passed),
 dropped (none passed) or failed (with a reason). Writes the cleaned dataset in the input's format
 (tar input: cleaned.tar), records.jsonl, report.json, report.md, histograms.png, samples.png,
 and capfilt.done.json last. Rerun the same command after a crash to resume from journal.jsonl.
+With --queue URL --job NAME the records are processed by \`blip capfilt worker\`s on any machine
+that sees the data and --out (see docs/scale-out.md); the outputs are the same bytes.
 Exit 0; 2 for invalid options or a refused --out; 3 when the counts do not add up; 1 for a failure while running.`;
+
+const WORKER_HELP = `Writes each item's results to <out>/items/<id>.json (temp file + rename); an item done twice writes the
+same bytes. A worker whose files or options differ from the job's is refused (exit 2) naming the difference.
+SIGTERM or SIGINT: finishes the item in hand and exits 0; so does a finished job.`;
 
 type Run = (ctx: RunContext, values: Values, args: string[]) => Promise<number>;
 
@@ -106,7 +153,7 @@ function capfiltSpec(onFailure: OnFailure): ModelCommandSpec {
     description:
       'CapFilt: caption every image, filter original and synthetic captions with ITM (+ITC), write the cleaned dataset and a report',
     arguments: '[data...]',
-    options: OPTIONS,
+    options: [...OPTIONS, ...QUEUE_OPTIONS],
     help: HELP,
     run: guarded(capfiltCommand, onFailure),
     subcommands: [
@@ -116,6 +163,20 @@ function capfiltSpec(onFailure: OnFailure): ModelCommandSpec {
         arguments: '<shard-dirs...>',
         options: [{ flags: '--out <dir>', description: 'output folder of the merged dataset and report' }],
         run: guarded(mergeCommand, onFailure),
+      },
+      {
+        name: 'worker',
+        description:
+          'take items of a queued CapFilt job (--queue, --job) until the job is finished or SIGTERM; needs the images and the shared --out folder',
+        options: WORKER_OPTIONS,
+        help: WORKER_HELP,
+        run: guarded((ctx, values) => workerCommand(ctx, values), onFailure),
+      },
+      {
+        name: 'status',
+        description: 'progress of a queued CapFilt job: items by state, records done, workers, ETA',
+        options: [QUEUE, JOB],
+        run: guarded((ctx, values) => statusCommand(ctx, values), onFailure),
       },
     ],
   };

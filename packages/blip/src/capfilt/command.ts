@@ -3,12 +3,12 @@
 // pipeline.ts, the outputs in output.ts.
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { type Io, type RunContext, VlError } from '@vl/core';
+import { type RunContext, VlError } from '@vl/core';
 import { required, type Values } from '@vl/core/cli';
 import { checkOutSeparate, checkpointIdentity, dataIdentity, diffIdentity, realpathLoose, type RunIdentity } from './identity.js';
 import { type JournalHeader, journalRecords, type RecordResult, scanJournal } from './journal.js';
 import { acquireOutLock } from './lock.js';
-import { type CapfiltReport, DONE_FILE, outputsComplete, writeOutputs } from './output.js';
+import { DONE_FILE, outputsComplete, writeOutputs } from './output.js';
 import {
   assertResumable,
   type CapfiltOptions,
@@ -21,20 +21,17 @@ import {
   resultOptions,
   runCapfilt,
 } from './pipeline.js';
+import { runQueueJob } from './queue/coordinator.js';
+import { checkJobName, checkQueueUrl } from './queue/connection.js';
+import { DEFAULT_ITEM_SIZE } from './queue/items.js';
+import { queueStatus } from './queue/status.js';
+import { runQueueWorker } from './queue/worker.js';
+import { summary, unbalanced } from './summary.js';
 import { checkModelsForOptions, validateCapfiltOptions } from './validate.js';
 
 /** A refusal before anything is written (exit 2), about `subject` (an option or a folder). */
 function refuse(subject: string | undefined, message: string, hint?: string): VlError {
   return new VlError('INVALID_ARGUMENT', message, { subject, hint });
-}
-
-function summary(io: Io, r: CapfiltReport, out: string): void {
-  const c = r.counts;
-  io.out(`${r.input} records: kept ${c.kept}, replaced ${c.replaced}, dropped ${c.dropped}, failed ${c.failed} (threshold ${r.threshold})`);
-  io.out(
-    `captions: original ${r.captions.originalKept}/${r.captions.original} kept, synthetic ${r.captions.syntheticKept}/${r.captions.synthetic} kept, ${r.captions.written} written`,
-  );
-  io.out(`wrote ${out}`);
 }
 
 function parseShard(s: string | undefined): { index: number; count: number } | undefined {
@@ -75,7 +72,52 @@ export function capfiltOptionsFrom(v: Values, positionals: readonly string[]): C
 export async function capfiltCommand(ctx: RunContext, values: Values, positionals: readonly string[]): Promise<number> {
   const opts = capfiltOptionsFrom(values, positionals);
   validateCapfiltOptions(opts);
-  return runCapfiltJob(opts, ctx);
+  if (values.queue === undefined && values.job === undefined) return runCapfiltJob(opts, ctx);
+  const itemSize = (values.itemSize as number | undefined) ?? DEFAULT_ITEM_SIZE;
+  const attempts = (values.attempts as number | undefined) ?? 3;
+  intOption('item-size', itemSize, 1, 1_000_000);
+  intOption('attempts', attempts, 1, 100);
+  const flags = {
+    queue: checkQueueUrl(values.queue as string | undefined),
+    job: checkJobName(values.job as string | undefined),
+    itemSize,
+    attempts,
+  };
+  return runQueueJob(opts, flags, ctx);
+}
+
+function intOption(name: string, v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw refuse(`--${name}`, `--${name} must be an integer in ${lo}–${hi}, got ${v}`);
+}
+
+/** `blip capfilt worker --queue URL --job NAME [--concurrency N]`: the job's options, the worker's own paths over them. */
+export async function workerCommand(ctx: RunContext, values: Values): Promise<number> {
+  const concurrency = (values.concurrency as number | undefined) ?? 1;
+  const stalledInterval = (values.stalledInterval as number | undefined) ?? 30_000;
+  intOption('concurrency', concurrency, 1, 64);
+  intOption('stalled-interval', stalledInterval, 100, 3_600_000);
+  const given = capfiltOptionsFrom(values, []);
+  const overrides = Object.fromEntries(
+    Object.entries(given).filter(([k, v]) => v !== undefined && v !== '' && !(k === 'itc' && v === false)),
+  );
+  if (Array.isArray(overrides.data) && overrides.data.length === 0) delete overrides.data;
+  return runQueueWorker(
+    {
+      queue: checkQueueUrl(values.queue as string | undefined),
+      job: checkJobName(values.job as string | undefined),
+      concurrency,
+      stalledInterval,
+      overrides,
+    },
+    ctx,
+  );
+}
+
+/** `blip capfilt status --queue URL --job NAME`: the job's progress from anywhere. */
+export async function statusCommand(ctx: RunContext, values: Values): Promise<number> {
+  const lines = await queueStatus(checkQueueUrl(values.queue as string | undefined), checkJobName(values.job as string | undefined));
+  for (const l of lines) ctx.io.out(l);
+  return 0;
 }
 
 /**
@@ -135,13 +177,6 @@ export async function runCapfiltJob(opts: CapfiltOptions, ctx: RunContext): Prom
   } finally {
     await lock.release();
   }
-}
-
-/** Exit code 3 (and why) when records.jsonl does not hold exactly the source's records; else 0. */
-function unbalanced(io: Io, report: CapfiltReport, expected: number): number {
-  if (report.balanced) return 0;
-  io.err(`capfilt: counts do not add up: records.jsonl has ${report.input} records, the source has ${expected} (balanced: false)`);
-  return 3;
 }
 
 /** Records of several shard journals, interleaved back into input order. */
