@@ -91,7 +91,8 @@ export async function connect(url: string): Promise<Redis> {
     retryStrategy: () => null,
     enableOfflineQueue: false,
   });
-  probe.on('error', () => undefined);
+  let cause: Error | undefined; // the socket's error (ECONNREFUSED, ENOTFOUND); the rejection only says "closed"
+  probe.on('error', (err: Error) => (cause ??= err));
   try {
     await withTimeout(
       (async () => {
@@ -101,7 +102,7 @@ export async function connect(url: string): Promise<Redis> {
       CONNECT_TIMEOUT_MS + 1000,
     );
   } catch (err) {
-    throw new VlError('QUEUE_UNREACHABLE', `cannot reach the queue: ${(err as Error).message}`, {
+    throw new VlError('QUEUE_UNREACHABLE', `cannot reach the queue: ${(cause ?? (err as Error)).message}`, {
       subject: url,
       hint: 'start Redis there (redis-server), or fix --queue',
     });

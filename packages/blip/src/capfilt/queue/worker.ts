@@ -131,8 +131,11 @@ export async function runQueueWorker(flags: WorkerFlags, ctx: RunContext): Promi
       const t0 = Date.now();
       const items = await r.read(item.start, item.end);
       const results: RecordResult[] = [];
-      for (let i = 0; i < items.length; i += batchSize)
+      for (let i = 0; i < items.length; i += batchSize) {
         results.push(...(await processBatch(items.slice(i, i + batchSize), root, m, scoring, threshold)));
+        // tfjs on CPU holds the event loop; a turn between batches lets BullMQ renew the item's lock.
+        await new Promise((r) => setImmediate(r));
+      }
       await writeItem(opts.out, item, results);
       if (!ctx.quiet)
         io.err(`capfilt worker ${me}: item ${item.id} done (${results.length} records, ${((Date.now() - t0) / 1000).toFixed(1)} s)`);
