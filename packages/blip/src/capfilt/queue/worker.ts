@@ -105,6 +105,10 @@ export async function runQueueWorker(flags: WorkerFlags, ctx: RunContext): Promi
   process.on('SIGINT', onSignal);
   try {
     const meta = await waitForMeta(redis, flags, ctx);
+    if (meta.finished) {
+      io.err(`capfilt worker ${me}: job '${flags.job}' finished ${meta.finished}, nothing to do`);
+      return 0;
+    }
     const opts = effectiveOptions(meta, flags.overrides);
     const changes = diffIdentity(meta.identity, await identityOf(opts), true);
     if (changes.length) throw jobMismatch(flags.job, `worker ${me}`, changes);
