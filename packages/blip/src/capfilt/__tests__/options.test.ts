@@ -59,6 +59,10 @@ const FLAGS: [string, string | undefined][] = [
   ['--max-length', '30'],
   ['--quiet', undefined],
   ['--backend', undefined],
+  ['--queue', undefined],
+  ['--job', undefined],
+  ['--item-size', '256'],
+  ['--attempts', '3'],
 ];
 
 describe('capfilt --help', () => {
@@ -87,6 +91,22 @@ describe('capfilt --help', () => {
     expect(await runCli(['capfilt', 'merge', '--help'], io)).toBe(0);
     expect(optionEntries(io.lines).get('--out')).toMatch(/output folder/);
   });
+
+  it("worker and status have their own help; the worker's CapFilt flags default to the job's", async () => {
+    const io = capture();
+    expect(await runCli(['capfilt', 'worker', '--help'], io)).toBe(0);
+    const entries = optionEntries(io.lines);
+    expect(entries.get('--concurrency')).toContain('(default: 1)');
+    expect(entries.get('--stalled-interval')).toContain('(default: 30000)');
+    for (const flag of ['--data', '--out', '--captioner', '--filter', '--seed', '--batch-size', '--keep-rate']) {
+      expect(entries.get(flag), flag).toContain("(default: the job's)");
+      expect(entries.get(flag), flag).not.toMatch(/\(default: [\d.]+\)/);
+    }
+    expect(entries.has('--shard')).toBe(false);
+    const status = capture();
+    expect(await runCli(['capfilt', 'status', '--help'], status)).toBe(0);
+    expect([...optionEntries(status.lines).keys()].sort()).toEqual(['--help', '--job', '--queue']);
+  });
 });
 
 describe('capfilt usage errors', () => {
@@ -100,6 +120,11 @@ describe('capfilt usage errors', () => {
     [['--shard', '1-2'], /--shard must be i\/n with 0 ≤ i < n, got '1-2'/],
     [['--threshold', '0.5', '--keep-rate', '0.7'], /--threshold and --keep-rate exclude each other/],
     [['--batch-size', '0'], /--batch-size must be an integer in \[1, 4096\], got 0/],
+    [['--queue', 'redis://127.0.0.1:1/0'], /--job must be 1–100 of A–Z a–z 0–9 \. _ -, got ''/],
+    [['--queue', 'http://x', '--job', 'a'], /--queue must be a redis:\/\/HOST:PORT\/DB URL, got 'http:\/\/x'/],
+    [['--job', 'a b', '--queue', 'redis://127.0.0.1:1/0'], /--job must be 1–100 of/],
+    [['--queue', 'redis://127.0.0.1:1/0', '--job', 'a', '--item-size', '0'], /--item-size must be an integer in 1–1000000, got 0/],
+    [['--queue', 'redis://127.0.0.1:1/0', '--job', 'a', '--shard', '0/2'], /--shard and --queue exclude each other/],
   ])('%j exits 2 naming the flag, and writes nothing', async (extra, message) => {
     const io = capture();
     expect(await runCli(['capfilt', ...base, ...extra], io)).toBe(2);
