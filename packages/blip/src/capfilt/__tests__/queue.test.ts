@@ -253,6 +253,11 @@ it('a worker or coordinator with other options or files than the job is refused,
   expect(c2.stderr()).toMatch(/this command differs from queue job 'mismatch': option seed 3 → 9/);
   c.child.kill('SIGKILL');
   await c.exit;
+  // A worker started before its job exists waits for it, and a SIGTERM meanwhile ends it at once.
+  const early = worker('not-yet');
+  await early.waitFor(/waiting for job 'not-yet'/);
+  early.child.kill('SIGTERM');
+  await expectCode(early, 0);
 }, 120_000);
 
 it('an unreachable queue URL fails within seconds, naming it (status, worker, coordinator)', async () => {

@@ -79,14 +79,18 @@ function effectiveOptions(meta: JobMeta, own: Partial<CapfiltOptions>): CapfiltO
   return merged;
 }
 
-async function waitForMeta(redis: Redis, flags: WorkerFlags, ctx: RunContext): Promise<JobMeta> {
+/** The job's record, waiting for its coordinator to write it; null when told to stop first. */
+async function waitForMeta(redis: Redis, flags: WorkerFlags, ctx: RunContext, stopped: Promise<string>): Promise<JobMeta | null> {
   let told = false;
+  let stop = false;
+  void stopped.then(() => (stop = true));
   for (;;) {
     const meta = await readMeta(redis, flags.job);
     if (meta) return meta;
+    if (stop) return null;
     if (!told) ctx.io.err(`capfilt worker: waiting for job '${flags.job}' on ${flags.queue} (start its coordinator)`);
     told = true;
-    await sleep(2000);
+    await Promise.race([sleep(2000), stopped]);
   }
 }
 
@@ -104,7 +108,8 @@ export async function runQueueWorker(flags: WorkerFlags, ctx: RunContext): Promi
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   try {
-    const meta = await waitForMeta(redis, flags, ctx);
+    const meta = await waitForMeta(redis, flags, ctx, stopped);
+    if (!meta) return 0;
     if (meta.finished) {
       io.err(`capfilt worker ${me}: job '${flags.job}' finished ${meta.finished}, nothing to do`);
       return 0;
