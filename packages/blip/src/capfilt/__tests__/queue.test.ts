@@ -133,18 +133,33 @@ afterAll(async () => {
 it('3 workers write the same bytes as one process; status reports the job from anywhere', async () => {
   const out = join(dir, 'three');
   const c = coordinator(out, 'three');
+  const items = Math.ceil(inputs / 4);
+  // Before any worker: every item waiting (status polled until the coordinator has enqueued them all).
+  const waiting = `  items: 0 done, 0 active, ${items} waiting, 0 retrying, 0 failed\n  records: 0/${inputs} (0.0%), 0 workers, ? records/s, ETA ?\n`;
+  let before = '';
+  for (let i = 0; i < 40 && !before.endsWith(waiting); i++) {
+    const s = cli(['status', '--queue', redis.url, '--job', 'three']);
+    await s.exit;
+    before = s.stdout();
+    if (!before.endsWith(waiting)) await sleep(250);
+  }
+  expect(before).toMatch(
+    new RegExp(
+      `^job three: fingerprint [0-9a-f]{16}, created \\S+, out ${out}\n  ${inputs} records in ${items} items of 4, threshold [\\d.]+, 3 attempts per item\n`,
+    ),
+  );
+  expect(before.endsWith(waiting), before).toBe(true);
   const ws = [worker('three'), worker('three'), worker('three')];
-  await ws[0]?.waitFor(/item \d+-\d+ done/);
-  const status = cli(['status', '--queue', redis.url, '--job', 'three']);
-  await expectCode(status, 0);
-  expect(status.stdout()).toMatch(new RegExp(`job three: .*\\n  ${inputs} records in ${Math.ceil(inputs / 4)} items of 4`));
-  expect(status.stdout()).toMatch(/items: \d+ done, \d+ active, \d+ waiting, 0 retrying, 0 failed\n {2}records: \d+\/\d+ .* workers/);
   await expectCode(c, 0);
+  expect(c.stderr()).not.toMatch(/failed for good/);
   for (const w of ws) await expectCode(w, 0);
   expect(
     ws.every((w) => /item \d+-\d+ done/.test(w.stderr())),
     ws.map((w) => w.stderr()).join('\n'),
   ).toBe(true);
+  const after = cli(['status', '--queue', redis.url, '--job', 'three']);
+  await expectCode(after, 0);
+  expect(after.stdout()).toMatch(/\n {2}finished \d{4}-\d\d-\d\dT\S+\n$/);
   expectSameAsSingle(out);
   expect(c.stdout().split(out).join('OUT')).toBe(singleStdout.split(single).join('OUT'));
 }, 120_000);
