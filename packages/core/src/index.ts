@@ -363,6 +363,17 @@ export {
   type PatchCodebookOptions,
   type VisualTokenizer,
 } from './objectives/mim.js';
+export {
+  codebookUsage,
+  KMeansVisualTokenizer,
+  patchify,
+  RandomPatchTeacher,
+  sphericalKMeans,
+  type CodebookUsage,
+  type KMeansOptions,
+  type KMeansResult,
+  type PatchFeatureTeacher,
+} from './objectives/kmeans-tokenizer.js';
 export { maskTokens, mlmLoss, type MlmMasked, type MlmMaskingOptions } from './objectives/mlm.js';
 
 // Momentum distillation: EMA twins, feature queues, soft targets, the alpha ramp and the momentum-contrastive block.

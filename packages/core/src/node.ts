@@ -19,6 +19,16 @@ export {
 export { CHECKPOINT_FILE_NAMES, findCheckpointFile, readCheckpoint, type ReadCheckpointOptions } from './node/checkpoint-file.js';
 export { readJsonFile, writeJsonFile } from './node/json-file.js';
 export { loadModuleFile, saveModuleFile } from './node/module-file.js';
+export {
+  loadVisualTokenizer,
+  trainVisualTokenizer,
+  VISUAL_TOKENIZER_CONFIG,
+  VISUAL_TOKENIZER_WEIGHTS,
+  visualTokenizerDir,
+  type TrainedVisualTokenizer,
+  type TrainVisualTokenizerOptions,
+  type VisualTokenizerFile,
+} from './node/visual-tokenizer.js';
 export { readExpectedFile, readTensorJsonFile } from './node/parity-file.js';
 export { readReferenceGradients } from './node/grads-file.js';
 
