@@ -101,6 +101,16 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
   const source = report.files.join(', ');
   const dict = fromOfficialStateDict(tensors);
   const dims = beit3Dims(config);
+  if (dict.has('mim_head.weight')) {
+    throw new VlError(
+      'STATE_DICT_MISMATCH',
+      'these are masked-data-modeling pretraining weights (mim_head, mlm_head), not a fine-tuned model',
+      {
+        subject: source,
+        hint: 'read them with loadBeit3Mdm, or put their backbone under a fine-tuned model with loadBeit3Backbone',
+      },
+    );
+  }
   const found = detectBeit3Task(dict.keys());
   if (found !== dims.task) {
     const marker = TASK_MARKERS.find((m) => m.task === found);

@@ -73,3 +73,33 @@ export {
   type LoadBeit3Options,
 } from './checkpoint.js';
 export { beit3ReferenceOutputs, parseReferenceInputs, verifyBeit3, type Beit3ReferenceInputs, type VerifyBeit3Options } from './verify.js';
+export {
+  Beit3ForMaskedDataModeling,
+  Beit3MdmPretrainer,
+  MDM_DEFAULTS,
+  MDM_OBJECTIVES,
+  maskTextRows,
+  mdmMaskingGenerator,
+  type Beit3MdmBatch,
+  type Beit3MdmConfig,
+  type Beit3MdmSection,
+  type MaskedText,
+  type MdmMaskingOptions,
+  type MdmObjective,
+  type MdmPlan,
+  type TextMaskingOptions,
+} from './mdm.js';
+export {
+  BEIT3_MDM_TINY_TEXT_LEN,
+  BEIT3_MDM_TINY_VISUAL_VOCAB,
+  beit3MdmConfig,
+  beit3ModelDir,
+  loadBeit3Backbone,
+  loadBeit3Mdm,
+  pretrainBeit3Mdm,
+  saveBeit3Mdm,
+  trainBeit3VisualTokenizer,
+  type Beit3MdmTrainOptions,
+  type Beit3MdmTrainSummary,
+  type Beit3TokenizerTrainOptions,
+} from './mdm-train.js';

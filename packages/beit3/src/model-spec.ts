@@ -1,7 +1,7 @@
 // BEiT-3's implementation of the model contract (@vl/core ModelSpec): config and presets, the official
 // microsoft/unilm key names (identity map), the folder layout, and verify against the official fixtures.
 // index.ts registers it; `vl <command> beit3` and `beit3 <command>` run it.
-import { type ModelSpec, VlError } from '@vl/core';
+import { camelizeKeys, type ModelSpec, type ObjectivesConfig, VlError } from '@vl/core';
 import { fromOfficialStateDict, loadBeit3, saveBeit3, toOfficialStateDict } from './checkpoint.js';
 import {
   type Beit3Config,
@@ -14,6 +14,16 @@ import {
 } from './config.js';
 import { type Beit3Model, buildBeit3 } from './model.js';
 import { verifyBeit3 } from './verify.js';
+import { MDM_OBJECTIVES, type MdmMaskingOptions, type MdmObjective } from './mdm.js';
+import { pretrainBeit3Mdm, trainBeit3VisualTokenizer } from './mdm-train.js';
+
+const fmt = (o: Record<string, number>) =>
+  Object.entries(o)
+    .map(([k, v]) => `${k} ${v.toFixed(3)}`)
+    .join(', ');
+const usageLine = (label: string, u: { used: number; dead: number; vocabSize: number; perplexity: number; topShare: number }) =>
+  `${label}: ${u.used} of ${u.vocabSize} codes used, ${u.dead} dead, perplexity ${u.perplexity.toFixed(1)}, most frequent code ${(100 * u.topShare).toFixed(1)}% of patches`;
+const MDM_CONFIG_KEYS = ['objectives', 'mdm', 'freeze'];
 
 const TASK_PRESET_NAME: Readonly<Record<Beit3Task, string>> = {
   retrieval: '',
@@ -46,8 +56,115 @@ export const beit3Model: ModelSpec<Beit3Config, Beit3Model> = {
     savePretrained: (model, dir) => saveBeit3(model, dir),
     keyMap: { fromOfficial: (official) => fromOfficialStateDict(official), toOfficial: toOfficialStateDict },
   },
-  objectives: [],
+  objectives: Object.entries(MDM_OBJECTIVES).map(([name, description]) => ({
+    name,
+    description: `masked data modeling, ${description}`,
+    defaultWeight: 1,
+  })),
   tasks: ['retrieval', 'captioning', 'vqa', 'classification', 'nlvr2'],
+
+  trainOptions: [
+    {
+      flags: '--task <task>',
+      description: 'mdm: masked data modeling pretraining (needs --tokenizer); tokenizer: train the visual tokenizer MDM predicts',
+      choices: ['mdm', 'tokenizer'],
+      default: 'mdm',
+    },
+    { flags: '--tokenizer <dir>', description: 'mdm: the visual tokenizer (the --out of `--task tokenizer`)' },
+    { flags: '--visual-vocab <n>', description: 'tokenizer: codebook size (default: tiny 64, else 8192)', kind: 'int', min: 2 },
+    {
+      flags: '--text-len <n>',
+      description: 'mdm: texts padded/truncated to this many tokens (default: tiny 24, else 64)',
+      kind: 'int',
+      min: 3,
+    },
+  ],
+
+  async train(req, ctx) {
+    const o = req.options;
+    if (!['tiny', 'base', 'large'].includes(req.preset)) {
+      throw new VlError('INVALID_ARGUMENT', `--preset must be tiny, base or large for pretraining, got '${req.preset}'`, {
+        hint: 'MDM pretrains the backbone; the task presets (tinyVqa, …) are for fine-tuned models',
+      });
+    }
+    const preset = req.preset as 'tiny' | 'base' | 'large';
+    if (o.task === 'tokenizer') {
+      const progress = ctx.progress('tokenizer');
+      const t0 = Date.now();
+      const { dir, file } = await trainBeit3VisualTokenizer({
+        train: req.train,
+        out: req.out,
+        preset,
+        imageSize: req.imageSize,
+        visualVocabSize: o.visualVocab as number | undefined,
+        seed: req.seed,
+      });
+      progress.stop();
+      const lines = [
+        `visual tokenizer (k-means over random patch features, ${file.teacher.dim} wide): ${file.vocab_size} codes from ${file.training.patches} patches of ${file.training.images} images, ` +
+          `${file.training.iterations} iterations, ${file.training.reseeded} dead codes re-seeded, mean cosine ${file.training.mean_cosine.toFixed(3)}, ${((Date.now() - t0) / 1000).toFixed(1)}s`,
+        usageLine('codebook usage, training images', file.usage.train),
+      ];
+      if (file.usage.val) lines.push(usageLine('codebook usage, held-out images', file.usage.val));
+      lines.push(`wrote ${dir}`);
+      return { lines };
+    }
+    const extra = Object.keys(req.config).filter((k) => !MDM_CONFIG_KEYS.includes(k));
+    if (extra.length) {
+      throw new VlError('INVALID_ARGUMENT', `--config has unknown keys ${extra.join(', ')}`, {
+        hint: `BEiT-3 MDM reads ${MDM_CONFIG_KEYS.join(', ')} (see docs/beit3.md)`,
+      });
+    }
+    if (!o.tokenizer) {
+      throw new VlError('INVALID_ARGUMENT', 'masked data modeling needs --tokenizer DIR', {
+        hint: 'train one first: vl train beit3 --task tokenizer --data DIR --out TOK',
+      });
+    }
+    const mdm = camelizeKeys<MdmMaskingOptions | undefined>(req.config.mdm, { subject: '--config mdm' }) ?? {};
+    const freeze = req.config.freeze as string[] | undefined;
+    if (freeze !== undefined && !(Array.isArray(freeze) && freeze.every((p) => typeof p === 'string'))) {
+      throw new VlError('INVALID_ARGUMENT', '--config freeze must be a list of parameter name patterns', {
+        hint: "e.g. ['beit3.vision_embed.**']",
+      });
+    }
+    const objectives: ObjectivesConfig = { ...(req.config.objectives as ObjectivesConfig | undefined) };
+    for (const [k, w] of Object.entries(req.objectives)) objectives[k] = { ...objectives[k], weight: w };
+    const progress = ctx.progress('mdm');
+    try {
+      const s = await pretrainBeit3Mdm({
+        ...mdm,
+        train: req.train,
+        vocab: req.vocab,
+        out: req.out,
+        tokenizer: o.tokenizer as string,
+        preset,
+        imageSize: req.imageSize,
+        textLength: o.textLen as number | undefined,
+        objectives,
+        freeze,
+        batchSize: req.batchSize,
+        epochs: req.epochs,
+        maxSteps: req.maxSteps,
+        lr: req.lr,
+        warmupSteps: req.warmupSteps,
+        weightDecay: req.weightDecay,
+        seed: req.seed,
+        checkpointEvery: req.checkpointEvery,
+        resume: !req.fresh,
+        onProgress: (done, total, r) => progress.update(done, total, fmt(r.losses)),
+      });
+      progress.stop();
+      const rows = (Object.keys(MDM_OBJECTIVES) as MdmObjective[]).map((k) => `${s.rows[k]} ${k}`).join(', ');
+      const lines = [`masked data modeling: ${s.steps} steps in ${s.seconds.toFixed(1)}s; rows per batch: ${rows}`];
+      if (s.resumedFrom) lines.push(`resumed from ${s.resumedFrom}`);
+      if (s.frozen.length) lines.push(`frozen: ${s.frozen.length} tensors`);
+      lines.push(`losses, first 10% of steps: ${fmt(s.first)}`, `losses, last 10% of steps:  ${fmt(s.last)}`);
+      lines.push(`wrote ${s.out.model}, ${s.out.metrics}`);
+      return { lines };
+    } finally {
+      progress.stop();
+    }
+  },
 
   async verify(req) {
     if (req.grads !== undefined) {

@@ -180,10 +180,10 @@ export function sphericalKMeans(points: Float32Array, dim: number, options: KMea
     }
   }
   const maxIterations = options.maxIterations ?? 30;
-  let assignments = new Int32Array(n).fill(-1);
+  let assignments: Int32Array = new Int32Array(n).fill(-1);
   let reseeded = 0;
   let iterations = 0;
-  let cos = new Float32Array(n);
+  let cos: Float32Array = new Float32Array(n);
   for (let it = 0; it < maxIterations; it++) {
     const a = assign(x, centroids, n, dim, k);
     cos = a.cos;
