@@ -103,3 +103,4 @@ export {
   type Beit3MdmTrainSummary,
   type Beit3TokenizerTrainOptions,
 } from './mdm-train.js';
+export { finetuneBeit3Retrieval, type Beit3RetrievalFinetuneOptions, type Beit3RetrievalFinetuneResult } from './retrieval-finetune.js';

@@ -14,6 +14,7 @@ import { beit3ConfigFromJson } from '../config.js';
 import { type Beit3MdmConfig, Beit3ForMaskedDataModeling } from '../mdm.js';
 import { loadBeit3Backbone, loadBeit3Mdm, pretrainBeit3Mdm } from '../mdm-train.js';
 import { Beit3ForRetrieval } from '../model.js';
+import { finetuneBeit3Retrieval } from '../retrieval-finetune.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'beit3-mdm-'));
 const data = join(tmp, 'data');
@@ -116,6 +117,24 @@ describe('beit3 train --task tokenizer | mdm', () => {
     await expect(loadBeit3(join(tmp, 'full', 'model'))).rejects.toThrow(/masked-data-modeling pretraining weights/);
     retrieval.dispose();
     trained.dispose();
+
+    // Retrieval fine-tuning from that backbone runs and measures Recall@K on the test split (6 images, 6 captions).
+    const ft = await finetuneBeit3Retrieval({
+      train: join(data, 'train.jsonl'),
+      test: join(data, 'test.jsonl'),
+      vocab: join(data, 'vocab.txt'),
+      out: join(tmp, 'ft'),
+      init: join(tmp, 'full'),
+      maxTrainRecords: 6,
+      batchSize: 6,
+      maxSteps: 2,
+      seed: 1,
+    });
+    expect(ft.steps).toBe(2);
+    expect(Number.isFinite(ft.lastLoss)).toBe(true);
+    expect(ft.recall.imageToText.ranks).toHaveLength(6);
+    for (const k of [1, 5]) expect(ft.recall.textToImage.recall[k]).toBeGreaterThanOrEqual(0);
+    expect(ft.recall.imageToText.recall[10]).toBe(100);
   }, 180_000);
 
   it('refuses a missing tokenizer, unknown config keys and a task preset', async () => {

@@ -163,7 +163,7 @@ function tinySetup(objectives = {}) {
   return { model, tokenizer, pretrainer, batch };
 }
 
-const lossOf = (r: { loss: tf.Scalar; losses: Record<string, tf.Scalar> }) => {
+const lossOf = (r: { loss: tf.Scalar; losses: Record<string, tf.Scalar> }): Record<string, number> => {
   const out = { loss: r.loss.dataSync()[0]!, ...Object.fromEntries(Object.entries(r.losses).map(([k, v]) => [k, v.dataSync()[0]!])) };
   tf.dispose([r.loss, ...Object.values(r.losses)]);
   return out;
@@ -196,7 +196,7 @@ describe('Beit3MdmPretrainer', () => {
     const run = (p = plan, t = tokens) => lossOf(pretrainer.losses(batch, p, t, new Rng(0)));
     const base = run();
     expect(Object.keys(base).sort()).toEqual(['loss', 'mim', 'mlm', 'mvlm']);
-    expect(base.loss).toBeCloseTo(base.mim + base.mlm + base.mvlm, 5);
+    expect(base.loss).toBeCloseTo(base.mim! + base.mlm! + base.mvlm!, 5);
     const np = 16;
     const image = plan.image!;
     const pair = plan.pair!;
