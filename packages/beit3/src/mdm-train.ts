@@ -187,6 +187,17 @@ export async function pretrainBeit3Mdm(o: Beit3MdmTrainOptions): Promise<Beit3Md
         },
       );
     }
+    const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]!) < 1e-6);
+    if (tokFile.norm && !(same(tokFile.norm.mean, BEIT3_IMAGE_NORM.mean) && same(tokFile.norm.std, BEIT3_IMAGE_NORM.std))) {
+      throw new VlError(
+        'CONFIG_INVALID',
+        `the visual tokenizer was fitted on pixels normalised with mean ${tokFile.norm.mean} / std ${tokFile.norm.std}`,
+        {
+          subject: o.tokenizer,
+          hint: `BEiT-3 feeds mean ${BEIT3_IMAGE_NORM.mean} / std ${BEIT3_IMAGE_NORM.std}: train the tokenizer with that normalisation`,
+        },
+      );
+    }
     const textLength = o.textLength ?? (preset === 'tiny' ? BEIT3_MDM_TINY_TEXT_LEN : 64);
     if (textLength > dims.maxTextLength) {
       throw new VlError('CONFIG_INVALID', `text length ${textLength} exceeds the ${dims.maxTextLength} text positions`, {

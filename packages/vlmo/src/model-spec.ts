@@ -76,6 +76,11 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
       min: 2,
     },
     { flags: '--mask-patches <n>', description: 'stage 1: patches masked per image (default 40% of them)', kind: 'int', min: 1 },
+    {
+      flags: '--tokenizer <dir>',
+      description:
+        "stage 1: a trained visual tokenizer (e.g. `vl train beit3 --task tokenizer`'s --out); default: core's fixed random codebook",
+    },
   ],
 
   async train(req, ctx) {
@@ -116,6 +121,7 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
         maxTextLen: o.maxTextLen as number | undefined,
         visualVocabSize: o.visualVocab as number | undefined,
         maskPatches: o.maskPatches as number | undefined,
+        tokenizer: o.tokenizer as string | undefined,
         architecture,
         objectives,
         batchSize: req.batchSize,

@@ -8,8 +8,26 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type BertTokenizer, DataReport, type ObjectivesConfig, PatchCodebookTokenizer, Rng, type StateEntry, VlError } from '@vl/core';
-import { createDataLoader, loadBertTokenizer, readCheckpoint, readDataset, type StepRecord, Trainer } from '@vl/core/node';
+import {
+  type BertTokenizer,
+  DataReport,
+  type KMeansVisualTokenizer,
+  type ObjectivesConfig,
+  PatchCodebookTokenizer,
+  Rng,
+  type StateEntry,
+  VlError,
+} from '@vl/core';
+import {
+  createDataLoader,
+  loadBertTokenizer,
+  loadVisualTokenizer,
+  readCheckpoint,
+  readDataset,
+  type StepRecord,
+  Trainer,
+  type VisualTokenizerFile,
+} from '@vl/core/node';
 import { fromOfficialStateDict, readVlmoConfig, saveVlmo } from './checkpoint.js';
 import { parseVlmoConfig, VLMO_IMAGE_NORM, type VlmoConfig, type VlmoPresetName, vlmoPreset } from './config.js';
 import { Vlmo } from './model.js';
@@ -35,8 +53,13 @@ export interface VlmoTrainOptions {
   imageSize?: number;
   /** Without `init`: texts are padded to this (default: tiny 24, else the preset's 40). */
   maxTextLen?: number;
-  /** Stage 1: size of the visual vocabulary (default: tiny 64, else 8192). */
+  /** Stage 1: size of the visual vocabulary (default: the tokenizer's; else tiny 64, else 8192). */
   visualVocabSize?: number;
+  /**
+   * Stage 1: a trained visual tokenizer folder (core's `trainVisualTokenizer`, e.g. `vl train beit3 --task
+   * tokenizer`); without it the MIM targets come from core's fixed random `PatchCodebookTokenizer`.
+   */
+  tokenizer?: string;
   /**
    * Without `init`: fields of the preset's config to change (camelCase sections, as VlmoConfig), e.g.
    * `{ transformerKwargs: { vlffnStartLayerIndex: 4 }, vlmoConfig: { dropPathRate: 0 } }`; validated.
@@ -145,7 +168,7 @@ function transform(size: number) {
 }
 
 /** The config a stage trains: from `--init`'s config.json, or from a preset sized for the tokenizer. */
-async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer): Promise<VlmoConfig> {
+async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer, tokenizerVocab?: number): Promise<VlmoConfig> {
   const preset = o.preset ?? 'tiny';
   let base: VlmoConfig;
   if (o.init) {
@@ -182,7 +205,10 @@ async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer): Promise<Vlm
     mask: tok.maskId,
   };
   const visualVocabSize =
-    o.visualVocabSize ?? base.vlmoConfig.visualVocabSize ?? (base.transformerKwargs.embedDim <= 64 ? VLMO_TINY_VISUAL_VOCAB : undefined);
+    o.visualVocabSize ??
+    tokenizerVocab ??
+    base.vlmoConfig.visualVocabSize ??
+    (base.transformerKwargs.embedDim <= 64 ? VLMO_TINY_VISUAL_VOCAB : undefined);
   return vlmoStageConfig({ ...base, tokens }, o.stage, { visualVocabSize });
 }
 
@@ -190,6 +216,24 @@ async function countBatches(train: string, batchSize: number): Promise<number> {
   let n = 0;
   for await (const _ of readDataset({ path: train }, new DataReport())) n++;
   return Math.floor(n / batchSize);
+}
+
+/** A trained tokenizer must cut the model's patches from pixels normalised as the model's. */
+function checkTokenizer(file: VisualTokenizerFile, dims: { patchSize: number }, dir: string): void {
+  const problems: string[] = [];
+  if (file.patch_size !== dims.patchSize) problems.push(`its patches are ${file.patch_size} px, the model's ${dims.patchSize} px`);
+  const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((v, i) => Math.abs(v - b[i]!) < 1e-6);
+  if (file.norm && !(same(file.norm.mean, VLMO_IMAGE_NORM.mean) && same(file.norm.std, VLMO_IMAGE_NORM.std))) {
+    problems.push(
+      `it was fitted on pixels normalised with mean ${file.norm.mean} / std ${file.norm.std}, VLMo uses ${VLMO_IMAGE_NORM.mean} / ${VLMO_IMAGE_NORM.std}`,
+    );
+  }
+  if (problems.length) {
+    throw new VlError('CONFIG_INVALID', `the visual tokenizer does not fit this model: ${problems.join('; ')}`, {
+      subject: dir,
+      hint: 'train the tokenizer with the patch size and image normalisation of the model',
+    });
+  }
 }
 
 export async function pretrainVlmo(o: VlmoTrainOptions): Promise<VlmoTrainSummary> {
@@ -203,16 +247,24 @@ export async function pretrainVlmo(o: VlmoTrainOptions): Promise<VlmoTrainSummar
     });
   }
   const tok = await loadBertTokenizer(o.vocab);
-  const config = await stageConfig(o, tok);
+  const trained = o.stage === 1 && o.tokenizer ? await loadVisualTokenizer(o.tokenizer) : null;
+  let visualTokenizer: PatchCodebookTokenizer | KMeansVisualTokenizer | null = trained?.tokenizer ?? null;
+  let model: Vlmo;
+  try {
+    const config = await stageConfig(o, tok, trained?.tokenizer.vocabSize);
+    model = new Vlmo(config, new Rng(o.seed ?? 0).fork('init'));
+  } catch (err) {
+    visualTokenizer?.dispose();
+    throw err;
+  }
   const seed = o.seed ?? 0;
-  const model = new Vlmo(config, new Rng(seed).fork('init'));
-  let visualTokenizer: PatchCodebookTokenizer | null = null;
   let trainer: Trainer<VlmoPretrainBatch> | null = null;
   try {
     const init = o.init ? await loadVlmoInit(model, o.init) : null;
     const frozen = model.freeze([...stage.freeze]);
     const dims = model.dims;
-    if (o.stage === 1) {
+    if (trained) checkTokenizer(trained.file, dims, o.tokenizer as string);
+    if (o.stage === 1 && !visualTokenizer) {
       visualTokenizer = new PatchCodebookTokenizer({
         patchSize: dims.patchSize,
         channels: dims.inChans,

@@ -32,6 +32,8 @@ export interface VisualTokenizerFile {
   patch_size: number;
   channels: number;
   image_size: number;
+  /** The pixel normalisation the codebook was fitted under: a model must feed pixels normalised the same way. */
+  norm: { mean: number[]; std: number[] };
   teacher: { kind: 'random_patch_features'; dim: number };
   training: { images: number; patches: number; iterations: number; reseeded: number; mean_cosine: number; seed: number; seconds: number };
   usage: { train: CodebookUsage; val?: CodebookUsage };
@@ -137,6 +139,7 @@ export async function trainVisualTokenizer(o: TrainVisualTokenizerOptions): Prom
       patch_size: o.patchSize,
       channels,
       image_size: o.imageSize,
+      norm: { mean: [...o.norm.mean], std: [...o.norm.std] },
       teacher: { kind: 'random_patch_features', dim },
       training: {
         images,
