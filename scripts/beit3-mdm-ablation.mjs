@@ -6,7 +6,7 @@
 // means ± its standard error; "reproduced" only if it exceeds 2 standard errors).
 //
 //   npm run build && node scripts/beit3-mdm-ablation.mjs --out docs/beit3-mdm [--seeds 0,1,2] [--images 800]
-//     [--pretrain-steps 300] [--finetune-steps 200] [--finetune-records 320] [--work /tmp/beit3-mdm]
+//     [--pretrain-steps 300] [--finetune-steps 400] [--finetune-records 320] [--work /tmp/beit3-mdm]
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,7 +21,7 @@ const { values: a } = parseArgs({
     seeds: { type: 'string', default: '0,1,2' },
     images: { type: 'string', default: '800' },
     'pretrain-steps': { type: 'string', default: '300' },
-    'finetune-steps': { type: 'string', default: '200' },
+    'finetune-steps': { type: 'string', default: '400' },
     'finetune-records': { type: 'string', default: '320' },
     'visual-vocab': { type: 'string', default: '64' },
     backend: { type: 'string', default: 'wasm' },
