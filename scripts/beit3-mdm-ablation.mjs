@@ -7,7 +7,7 @@
 //
 //   npm run build && node scripts/beit3-mdm-ablation.mjs --out docs/beit3-mdm [--seeds 0,1,2] [--images 800]
 //     [--pretrain-steps 300] [--finetune-steps 400] [--finetune-records 320] [--work /tmp/beit3-mdm]
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initRuntime } from '@vl/core';
@@ -25,6 +25,10 @@ const { values: a } = parseArgs({
     'finetune-records': { type: 'string', default: '320' },
     'visual-vocab': { type: 'string', default: '64' },
     backend: { type: 'string', default: 'wasm' },
+    // scratch, mdm (images + texts + pairs), mdm-pairs (MDM on the image-text pairs only: --mim 0 --mlm 0)
+    arms: { type: 'string', default: 'scratch,mdm' },
+    // Take the runs of arms already in this results.json (same setup) instead of training them again.
+    reuse: { type: 'string' },
   },
 });
 const seeds = a.seeds.split(',').map(Number);
@@ -53,33 +57,48 @@ const tok = await trainBeit3VisualTokenizer({
 });
 console.log(`tokenizer: ${JSON.stringify(tok.file.usage)}`);
 
-const runs = [];
+const arms = a.arms.split(',');
+const ARM_OBJECTIVES = { mdm: undefined, 'mdm-pairs': { mim: { weight: 0 }, mlm: { weight: 0 } } };
+const reused = a.reuse ? JSON.parse(readFileSync(a.reuse, 'utf8')) : null;
+if (reused) {
+  for (const k of ['data', 'tokenizer', 'pretrain', 'finetune']) {
+    if (JSON.stringify(reused.setup[k]) !== JSON.stringify(setup[k])) throw new Error(`--reuse ${a.reuse}: setup.${k} differs`);
+  }
+}
+const reusedArms = new Set((reused?.runs ?? []).map((r) => r.arm).filter((arm) => arms.includes(arm)));
+const runs = (reused?.runs ?? []).filter((r) => reusedArms.has(r.arm) && seeds.includes(r.seed));
 for (const seed of seeds) {
-  const mdmDir = join(a.work, `mdm-${seed}`);
-  const p = await pretrainBeit3Mdm({
-    train,
-    vocab,
-    tokenizer: tok.dir,
-    out: mdmDir,
-    batchSize: setup.pretrain.batchSize,
-    maxSteps: setup.pretrain.steps,
-    lr: setup.pretrain.lr,
-    weightDecay: setup.pretrain.weightDecay,
-    textLength: setup.pretrain.textLength,
-    checkpointEvery: setup.pretrain.steps,
-    seed,
-    resume: false,
-  });
-  console.log(
-    `seed ${seed} MDM: ${p.steps} steps ${p.seconds.toFixed(0)}s first ${JSON.stringify(p.first)} last ${JSON.stringify(p.last)}`,
-  );
-  for (const arm of ['scratch', 'mdm']) {
+  const pretrained = {};
+  for (const arm of arms.filter((x) => x !== 'scratch' && !reusedArms.has(x))) {
+    const dir = join(a.work, `${arm}-${seed}`);
+    const p = await pretrainBeit3Mdm({
+      train,
+      vocab,
+      tokenizer: tok.dir,
+      out: dir,
+      objectives: ARM_OBJECTIVES[arm],
+      batchSize: setup.pretrain.batchSize,
+      maxSteps: setup.pretrain.steps,
+      lr: setup.pretrain.lr,
+      weightDecay: setup.pretrain.weightDecay,
+      textLength: setup.pretrain.textLength,
+      checkpointEvery: setup.pretrain.steps,
+      seed,
+      resume: false,
+    });
+    pretrained[arm] = { dir, p };
+    console.log(
+      `seed ${seed} ${arm}: ${p.steps} steps ${p.seconds.toFixed(0)}s first ${JSON.stringify(p.first)} last ${JSON.stringify(p.last)}`,
+    );
+  }
+  for (const arm of arms.filter((x) => !reusedArms.has(x))) {
+    const pre = pretrained[arm];
     const r = await finetuneBeit3Retrieval({
       train,
       test,
       vocab,
       out: join(a.work, `ft-${arm}-${seed}`),
-      init: arm === 'mdm' ? mdmDir : undefined,
+      init: pre?.dir,
       maxTrainRecords: setup.finetune.records,
       batchSize: setup.finetune.batchSize,
       maxSteps: setup.finetune.steps,
@@ -90,7 +109,7 @@ for (const seed of seeds) {
     const run = {
       seed,
       arm,
-      pretrain: arm === 'mdm' ? { seconds: p.seconds, first: p.first, last: p.last } : null,
+      pretrain: pre ? { seconds: pre.p.seconds, first: pre.p.first, last: pre.p.last } : null,
       finetuneSeconds: r.seconds,
       firstLoss: r.firstLoss,
       lastLoss: r.lastLoss,
@@ -112,26 +131,35 @@ const stat = (xs) => {
   return { mean: m, std: sd, n: xs.length };
 };
 const summary = {};
-for (const arm of ['scratch', 'mdm']) {
+for (const arm of arms) {
   summary[arm] = Object.fromEntries(metrics.map((k) => [k, stat(runs.filter((r) => r.arm === arm).map((r) => r[k]))]));
 }
-const diff = Object.fromEntries(
-  metrics.map((k) => {
-    const x = summary.mdm[k];
-    const y = summary.scratch[k];
-    const se = Math.sqrt(x.std ** 2 / x.n + y.std ** 2 / y.n);
-    return [k, { diff: x.mean - y.mean, se, beyond2Se: Math.abs(x.mean - y.mean) > 2 * se }];
-  }),
-);
-const d = diff.rMean;
-const verdict =
-  seeds.length < 2
-    ? 'no verdict: one seed gives no standard error'
-    : d.diff > 2 * d.se
-      ? `reproduced: MDM pretraining raises r_mean by ${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE)`
-      : d.diff < -2 * d.se
-        ? `contradicted: MDM pretraining lowers r_mean by ${(-d.diff).toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE)`
-        : `not reproduced: r_mean difference ${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points is within 2 SE`;
+const LABEL = { scratch: 'from scratch', mdm: 'MDM-pretrained backbone', 'mdm-pairs': 'MDM on image-text pairs only' };
+const pairs = arms.filter((x) => x !== 'scratch').map((x) => [x, 'scratch']);
+if (arms.includes('mdm') && arms.includes('mdm-pairs')) pairs.push(['mdm', 'mdm-pairs']);
+const comparisons = pairs.map(([better, worse]) => {
+  const diff = Object.fromEntries(
+    metrics.map((k) => {
+      const x = summary[better][k];
+      const y = summary[worse][k];
+      const se = Math.sqrt(x.std ** 2 / x.n + y.std ** 2 / y.n);
+      return [k, { diff: x.mean - y.mean, se, beyond2Se: Math.abs(x.mean - y.mean) > 2 * se }];
+    }),
+  );
+  const d = diff.rMean;
+  const what = `${LABEL[better]} vs ${LABEL[worse]}`;
+  const verdict =
+    seeds.length < 2
+      ? 'no verdict: one seed gives no standard error'
+      : d.diff > 2 * d.se
+        ? `reproduced: r_mean +${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE)`
+        : d.diff < -2 * d.se
+          ? `contradicted: r_mean ${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE the other way)`
+          : `not reproduced: r_mean ${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points, within 2 SE`;
+  return { better, worse, what, diff, verdict };
+});
+const verdict = comparisons[0]?.verdict;
+const diff = comparisons[0]?.diff;
 const results = {
   setup,
   runtime: { backend: runtime.backend, node: process.version, totalSeconds: (Date.now() - t0) / 1000 },
@@ -140,6 +168,7 @@ const results = {
   summary,
   diff,
   verdict,
+  comparisons,
 };
 mkdirSync(a.out, { recursive: true });
 writeFileSync(join(a.out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
@@ -147,19 +176,24 @@ const f = (s) => `${s.mean.toFixed(1)} ± ${s.std.toFixed(1)}`;
 const md = [
   '# BEiT-3 MDM pretraining → retrieval fine-tuning (tiny, synthetic scenes)',
   '',
-  `Generated by \`node scripts/beit3-mdm-ablation.mjs --out ${a.out}\` (${results.runtime.backend}, ${(results.runtime.totalSeconds / 60).toFixed(1)} min).`,
+  `Generated by \`node scripts/beit3-mdm-ablation.mjs --out ${a.out} --arms ${a.arms}${a.reuse ? ` --reuse ${a.reuse}` : ''}\` (${results.runtime.backend}, ${(results.runtime.totalSeconds / 60).toFixed(1)} min${reusedArms.size ? `; the runs of ${[...reusedArms].join(', ')} reused from that file` : ''}).`,
   `Seeds ${seeds.join(', ')}; mean ± sample std; Recall@K in percent on ${Math.round(setup.data.images * setup.data.splits[2])} test scenes (1 caption each).`,
   '',
   '| arm | TR@1 | TR@5 | IR@1 | IR@5 | r_mean (6 recalls) | final ITC loss |',
   '| --- | --- | --- | --- | --- | --- | --- |',
-  ...['scratch', 'mdm'].map(
+  ...arms.map(
     (arm) =>
-      `| ${arm === 'mdm' ? 'MDM-pretrained backbone' : 'from scratch'} | ${f(summary[arm].tr1)} | ${f(summary[arm].tr5)} | ${f(summary[arm].ir1)} | ${f(summary[arm].ir5)} | ${f(summary[arm].rMean)} | ${summary[arm].lastLoss.mean.toFixed(3)} ± ${summary[arm].lastLoss.std.toFixed(3)} |`,
+      `| ${LABEL[arm]} | ${f(summary[arm].tr1)} | ${f(summary[arm].tr5)} | ${f(summary[arm].ir1)} | ${f(summary[arm].ir5)} | ${f(summary[arm].rMean)} | ${summary[arm].lastLoss.mean.toFixed(3)} ± ${summary[arm].lastLoss.std.toFixed(3)} |`,
   ),
   '',
-  `MDM − scratch: r_mean ${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} (SE); TR@1 ${diff.tr1.diff.toFixed(1)} ± ${diff.tr1.se.toFixed(1)}; IR@1 ${diff.ir1.diff.toFixed(1)} ± ${diff.ir1.se.toFixed(1)}.`,
+  '| comparison | r_mean | TR@1 | IR@1 | verdict |',
+  '| --- | --- | --- | --- | --- |',
+  ...comparisons.map(
+    (c) =>
+      `| ${c.what} | ${c.diff.rMean.diff.toFixed(1)} ± ${c.diff.rMean.se.toFixed(1)} | ${c.diff.tr1.diff.toFixed(1)} ± ${c.diff.tr1.se.toFixed(1)} | ${c.diff.ir1.diff.toFixed(1)} ± ${c.diff.ir1.se.toFixed(1)} | ${c.verdict} |`,
+  ),
   '',
-  `**Verdict:** ${verdict}.`,
+  'Differences are of means ± the standard error of the difference; "reproduced" needs more than 2 standard errors.',
   '',
 ];
 writeFileSync(join(a.out, 'results.md'), md.join('\n'));
