@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { BACKGROUNDS, type BertTokenizer, IMAGE_NORMS, retrievalRecall, type RetrievalResult, VlError } from '@vl/core';
 import { createDataLoader, loadBertTokenizer } from '@vl/core/node';
+import { modelDir } from './caption.js';
 import { loadClip, loadCoca } from './checkpoint.js';
 import type { Clip, CoCa } from './model.js';
 import { bertToOpenClipIds } from './text.js';
@@ -41,10 +42,7 @@ export interface OpenClipEvalResult {
   zeroShot?: { classes: string[]; templates: string[]; accuracy: number; chance: number; perClass: Record<string, number> };
 }
 
-export function modelDir(dir: string): string {
-  const inner = join(dir, 'model');
-  return existsSync(join(inner, 'config.json')) ? inner : dir;
-}
+export { modelDir };
 
 function tokenizeAll(texts: readonly string[], tok: BertTokenizer, vocabSize: number, context: number): number[][] {
   return texts.map((t) =>

@@ -60,6 +60,17 @@ export {
   type VerifyOptions,
 } from './verify.js';
 export { bertToOpenClipIds, fitText, openClipSpecialIds } from './text.js';
+export {
+  captionImages,
+  captionPixels,
+  type CocaCaptionOptions,
+  decodeCaptions,
+  generateOptions,
+  loadCocaTokenizer,
+  openClipWordIds,
+  readImages,
+} from './caption.js';
+export { type CocaCaptionEvalOptions, type CocaCaptionEvalResult, evaluateCocaCaptioning } from './caption-eval.js';
 export { promptsFor, zeroShotAccuracy, zeroShotLogits, zeroShotWeights } from './zero-shot.js';
 export { openClipRowsFromBert, type OpenClipTrainOptions, type OpenClipTrainSummary, trainConfig, trainOpenClip } from './train.js';
 export {

@@ -13,7 +13,9 @@ import {
 } from '@vl/core';
 import { writeJsonFile } from '@vl/core/node';
 import { cocaAblation } from './ablation.js';
-import { evaluateOpenClip, type OpenClipEvalTask } from './evaluate.js';
+import { captionImages } from './caption.js';
+import { evaluateCocaCaptioning } from './caption-eval.js';
+import { evaluateOpenClip, type OpenClipEvalResult, type OpenClipEvalTask } from './evaluate.js';
 import { trainOpenClip } from './train.js';
 import { fromOfficialStateDict, loadClip, loadCoca, saveOpenClip, toOfficialStateDict } from './checkpoint.js';
 import { clipPreset, cocaPreset, type OpenClipConfig, openClipConfigSchema, parseOpenClipConfig } from './config.js';
@@ -85,16 +87,24 @@ async function train(kind: 'clip' | 'coca', req: TrainRequest, ctx: RunContext) 
 }
 
 async function evaluate(kind: 'clip' | 'coca', req: EvalRequest) {
-  const tasks = req.tasks.filter((t): t is OpenClipEvalTask => t === 'retrieval' || t === 'zero-shot');
-  const unsupported = req.tasks.filter((t) => !tasks.includes(t as OpenClipEvalTask));
+  const supported: readonly string[] = kind === 'coca' ? ['retrieval', 'zero-shot', 'captioning'] : ['retrieval', 'zero-shot'];
+  const unsupported = req.tasks.filter((t) => !supported.includes(t));
   if (unsupported.length) {
-    throw new VlError('TASK_UNSUPPORTED', `${kind} evaluates retrieval and zero-shot, not ${unsupported.join(', ')}`, {
-      hint: '--task retrieval or --task zero-shot',
+    throw new VlError('TASK_UNSUPPORTED', `${kind} evaluates ${supported.join(', ')}, not ${unsupported.join(', ')}`, {
+      hint: supported.map((t) => `--task ${t}`).join(' or '),
     });
   }
-  const r = await evaluateOpenClip({ model: kind, checkpoint: req.checkpoint, data: req.data, tasks });
-  if (req.out) await writeJsonFile(req.out, { model: kind, checkpoint: req.checkpoint, data: req.data, ...r });
-  const lines = [`${r.images} images, ${r.texts} captions`];
+  const tasks = req.tasks.filter((t): t is OpenClipEvalTask => t === 'retrieval' || t === 'zero-shot');
+  const r: Partial<OpenClipEvalResult> = tasks.length
+    ? await evaluateOpenClip({ model: kind, checkpoint: req.checkpoint, data: req.data, tasks })
+    : {};
+  const captioning = req.tasks.includes('captioning')
+    ? await evaluateCocaCaptioning({ checkpoint: req.checkpoint, data: req.data, numBeams: req.numBeams, maxLength: req.maxLength })
+    : undefined;
+  const json = { ...r, ...(captioning ? { captioning } : {}) };
+  if (req.out) await writeJsonFile(req.out, { model: kind, checkpoint: req.checkpoint, data: req.data, ...json });
+  const lines: string[] = [];
+  if (r.images !== undefined) lines.push(`${r.images} images, ${r.texts} captions`);
   if (r.retrieval) {
     const x = r.retrieval;
     lines.push(
@@ -107,7 +117,14 @@ async function evaluate(kind: 'clip' | 'coca', req: EvalRequest) {
       `zero-shot (${z.classes.join(' / ')}, ${z.templates.length} templates): accuracy ${pct(100 * z.accuracy)} (chance ${pct(100 * z.chance)})`,
     );
   }
-  return { lines, json: r };
+  if (captioning) {
+    const c = captioning;
+    lines.push(
+      `captioning (${c.images} images, ${req.numBeams === 1 ? 'greedy' : `${req.numBeams} beams`}): CIDEr-D ${c.cider.toFixed(3)} BLEU-4 ${c.bleu4.toFixed(3)} (chance: another image's caption, CIDEr-D ${c.chance.cider.toFixed(3)} BLEU-4 ${c.chance.bleu4.toFixed(3)})`,
+    );
+    for (const e of c.captions.slice(0, 5)) lines.push(`  ${e.image}: "${e.caption}" (ref: "${e.references[0]}")`);
+  }
+  return { lines, json };
 }
 
 const notesOf = (notes: string[]) => (notes.length ? `\n${notes.map((n) => `note: ${n}`).join('\n')}` : '');
@@ -134,10 +151,20 @@ export const cocaModel: ModelSpec<OpenClipConfig, CoCa> = {
     { name: 'contrastive', description: 'CLIP loss between the pooled image query and the text CLS (ClipLoss)', defaultWeight: 1 },
     { name: 'caption', description: 'captioning cross-entropy of the multimodal decoder, pads ignored', defaultWeight: 2 },
   ],
-  tasks: ['retrieval', 'zero-shot'],
+  tasks: ['retrieval', 'zero-shot', 'captioning'],
   train: (req, ctx) => train('coca', req, ctx),
   evaluate: (req) => evaluate('coca', req),
   ablation: cocaAblation,
+  caption: (req) =>
+    captionImages(req.checkpoint, req.images, {
+      prompt: req.prompt,
+      numBeams: req.numBeams,
+      maxLength: req.maxLength,
+      minLength: req.minLength,
+      sample: req.sample,
+      topP: req.topP,
+      seed: req.seed,
+    }),
 
   async verify(req) {
     noGrads(req, 'CoCa');
