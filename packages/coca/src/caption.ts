@@ -1,5 +1,6 @@
 // `vl caption coca` and `vl eval coca --task captioning`: generated ids (open_clip's layout, see text.ts)
-// back to text with the folder's WordPiece vocab.txt, the layout `vl train coca` writes. The CLI's
+// back to text with the folder's tokenizer: the WordPiece vocab.txt `vl train coca` writes, or open_clip's
+// BPE merges file. The CLI's
 // flags map onto open_clip's `generate` kwargs: --beams 1 is greedy (top_k with k = 1), --beams k > 1
 // one group of k beams, --sample nucleus sampling. --max-length counts the tokens after sot (eot
 // included), so seqLen = maxLength + 1 (at most the text context + 1); --min-length counts the words
@@ -13,6 +14,7 @@ import { loadBertTokenizer, preprocessImage } from '@vl/core/node';
 import { loadCoca } from './checkpoint.js';
 import { type CocaGenerateOptions, generateCoca } from './generation.js';
 import type { CoCa } from './model.js';
+import { CLIP_BPE_FILE, ClipTokenizer } from './clip-tokenizer.js';
 import { openClipSpecialIds } from './text.js';
 
 /** A model folder, or a `vl train` output folder holding one under model/. */
@@ -21,11 +23,49 @@ export function modelDir(dir: string): string {
   return existsSync(join(inner, 'config.json')) ? inner : dir;
 }
 
-/** The folder's vocab.txt (or `vocab`), checked to fit the model: model vocabulary = WordPiece + 2. */
-export async function loadCocaTokenizer(dir: string, model: CoCa, vocab?: string): Promise<BertTokenizer> {
-  const file = vocab ?? join(dir, 'vocab.txt');
+/** Word ids (no sot/eot) ↔ text: the two tokenizers a CoCa folder can hold. */
+export interface CaptionTokenizer {
+  readonly kind: 'wordpiece' | 'bpe';
+  encode(text: string): number[];
+  decode(wordIds: readonly number[]): string;
+}
+
+/** core's BertTokenizer (vocab.txt) as `vl train coca` uses it; BERT specials are skipped on decode. */
+export function wordPieceCaptionTokenizer(tok: BertTokenizer): CaptionTokenizer {
+  return {
+    kind: 'wordpiece',
+    encode: (text) => tok.encode(text, { addSpecialTokens: false }).ids,
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }),
+  };
+}
+
+/** open_clip's BPE; its decode ends every word with a space, trimmed here. */
+export function bpeCaptionTokenizer(tok: ClipTokenizer): CaptionTokenizer {
+  return { kind: 'bpe', encode: (text) => tok.encode(text), decode: (ids) => tok.decode(ids).trim() };
+}
+
+/**
+ * The folder's tokenizer, checked to fit the model: open_clip's `bpe_simple_vocab_16e6.txt.gz` (vocabulary
+ * = the model's, sot/eot at its end) if present, else `vl train coca`'s vocab.txt (model vocabulary =
+ * WordPiece + 2).
+ */
+export async function loadCocaTokenizer(dir: string, model: CoCa): Promise<CaptionTokenizer> {
+  const bpeFile = join(dir, CLIP_BPE_FILE);
+  if (existsSync(bpeFile)) {
+    const bpe = ClipTokenizer.fromFile(bpeFile);
+    if (bpe.vocabSize !== model.vocabSize) {
+      throw new VlError('CHECKPOINT_INVALID', `the BPE merges give ${bpe.vocabSize} tokens but the model has ${model.vocabSize}`, {
+        subject: bpeFile,
+      });
+    }
+    return bpeCaptionTokenizer(bpe);
+  }
+  const file = join(dir, 'vocab.txt');
   if (!existsSync(file)) {
-    throw new VlError('INVALID_ARGUMENT', 'no vocab.txt next to the model', { subject: dir, hint: 'pass a `vl train coca` output folder' });
+    throw new VlError('INVALID_ARGUMENT', `no vocab.txt or ${CLIP_BPE_FILE} next to the model`, {
+      subject: dir,
+      hint: 'pass a `vl train coca` output folder',
+    });
   }
   const tok = await loadBertTokenizer(file);
   if (tok.vocabSize + 2 !== model.vocabSize) {
@@ -38,7 +78,7 @@ export async function loadCocaTokenizer(dir: string, model: CoCa, vocab?: string
       },
     );
   }
-  return tok;
+  return wordPieceCaptionTokenizer(tok);
 }
 
 /**
@@ -57,9 +97,9 @@ export function openClipWordIds(row: readonly number[], modelVocabSize: number):
   return out;
 }
 
-/** Generated rows → captions: word ids decoded by WordPiece (BERT specials skipped). */
-export function decodeCaptions(rows: readonly (readonly number[])[], tok: BertTokenizer, modelVocabSize: number): string[] {
-  return rows.map((r) => tok.decode(openClipWordIds(r, modelVocabSize), { skipSpecialTokens: true }));
+/** Generated rows → captions, the word ids decoded by the folder's tokenizer. */
+export function decodeCaptions(rows: readonly (readonly number[])[], tok: CaptionTokenizer, modelVocabSize: number): string[] {
+  return rows.map((r) => tok.decode(openClipWordIds(r, modelVocabSize)));
 }
 
 export interface CocaCaptionOptions {
@@ -75,7 +115,7 @@ export interface CocaCaptionOptions {
 }
 
 /** The CLI's flags as open_clip `generate` kwargs for a model with these special ids. */
-export function generateOptions(model: CoCa, tok: BertTokenizer, o: CocaCaptionOptions, batch: number): CocaGenerateOptions {
+export function generateOptions(model: CoCa, tok: CaptionTokenizer, o: CocaCaptionOptions, batch: number): CocaGenerateOptions {
   const { sot, eot } = openClipSpecialIds(model.vocabSize);
   const numBeams = o.sample ? 1 : (o.numBeams ?? 1);
   // Capped at what the decoder's positions allow (the CLI's default 30 is longer than tiny contexts)
@@ -89,7 +129,7 @@ export function generateOptions(model: CoCa, tok: BertTokenizer, o: CocaCaptionO
     padTokenId: 0,
     cache: o.cache ?? true,
   };
-  const prompt = o.prompt ? tok.encode(o.prompt, { addSpecialTokens: false }).ids : [];
+  const prompt = o.prompt ? tok.encode(o.prompt) : [];
   if (prompt.length && numBeams > 1) {
     throw new VlError('INVALID_ARGUMENT', "CoCa's beam search ignores prompts (as open_clip's does)", {
       subject: '--prompt',
@@ -124,7 +164,7 @@ export async function readImages(paths: readonly string[], size: number): Promis
 /** Captions a batch of pixel tensors; returns the ids and the decoded text per image. */
 export async function captionPixels(
   model: CoCa,
-  tok: BertTokenizer,
+  tok: CaptionTokenizer,
   pixels: tf.Tensor4D,
   o: CocaCaptionOptions = {},
 ): Promise<{ ids: number[][]; captions: string[] }> {
