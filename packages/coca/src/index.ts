@@ -60,15 +60,19 @@ export {
   type VerifyOptions,
 } from './verify.js';
 export { bertToOpenClipIds, fitText, openClipSpecialIds } from './text.js';
+export { bytesToUnicode, cleanLower, CLIP_BPE_FILE, ClipTokenizer } from './clip-tokenizer.js';
 export {
+  bpeCaptionTokenizer,
   captionImages,
   captionPixels,
+  type CaptionTokenizer,
   type CocaCaptionOptions,
   decodeCaptions,
   generateOptions,
   loadCocaTokenizer,
   openClipWordIds,
   readImages,
+  wordPieceCaptionTokenizer,
 } from './caption.js';
 export { type CocaCaptionEvalOptions, type CocaCaptionEvalResult, evaluateCocaCaptioning } from './caption-eval.js';
 export { promptsFor, zeroShotAccuracy, zeroShotLogits, zeroShotWeights } from './zero-shot.js';
