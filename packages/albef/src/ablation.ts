@@ -2,7 +2,7 @@
 // the model for one seed, trains it with core's Trainer on tokenised (image, caption) pairs, and
 // evaluates retrieval (ITC ranking + ITM re-ranking).
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationAdapter, type AblationData, type AblationModelConfig, type CurvePoint, Rng, VlError } from '@vl/core';
+import { type AblationAdapter, type AblationData, type AblationModelConfig, type CurvePoint, retrievalRunMetrics, Rng, VlError } from '@vl/core';
 import { Trainer } from '@vl/core/node';
 import { ALBEF_IMAGE_NORM, ALBEF_PRESETS, albefConfig, type AlbefPresetName } from './config.js';
 import { Albef, type AlbefBatch, reinitAlbef } from './model.js';
@@ -113,17 +113,7 @@ export const albefAblation: AblationAdapter = {
           );
           const r = retrievalMetrics(scores, ev.captions.imageOf);
           const itc = itcRetrievalMetrics(scores, ev.captions.imageOf);
-          return {
-            tr_r1: r.imageToText.recall[1]!,
-            tr_r5: r.imageToText.recall[5]!,
-            tr_r10: r.imageToText.recall[10]!,
-            ir_r1: r.textToImage.recall[1]!,
-            ir_r5: r.textToImage.recall[5]!,
-            ir_r10: r.textToImage.recall[10]!,
-            r_mean: r.meanRecall,
-            r_mean_itc: itc.meanRecall,
-            final_loss: mean(curve.slice(-10).map((p) => p.loss)),
-          };
+          return retrievalRunMetrics(r, itc.meanRecall, curve);
         } finally {
           pixels.dispose();
         }
@@ -134,7 +124,3 @@ export const albefAblation: AblationAdapter = {
     };
   },
 };
-
-function mean(xs: number[]): number {
-  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
-}

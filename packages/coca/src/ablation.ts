@@ -4,7 +4,7 @@
 // The variants switch the objectives: `caption: { weight: 0 }` is a contrastive-only model (CLIP-like,
 // with CoCa's towers), weights 1 and 2 are CoCa (the paper uses 2).
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationAdapter, type AblationData, type CurvePoint, IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
+import { type AblationAdapter, type AblationData, type CurvePoint, finalLoss, IMAGE_NORMS, retrievalRecall, Rng, VlError } from '@vl/core';
 import { Trainer } from '@vl/core/node';
 import { cocaPreset, openClipConfigToJson, parseOpenClipConfig } from './config.js';
 import { captionLoss, cocaLoss } from './loss.js';
@@ -48,7 +48,6 @@ function* batches(data: AblationData, rows: Int32Array, context: number, batchSi
   }
 }
 
-const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN);
 
 export const cocaAblation: AblationAdapter = {
   imageNorm: IMAGE_NORMS.clip,
@@ -137,7 +136,7 @@ export const cocaAblation: AblationAdapter = {
             ir_r5: r.textToImage.recall[5] as number,
             r_mean: r.meanRecall,
             caption_ce: ce,
-            final_loss: mean(curve.slice(-10).map((p) => p.loss)),
+            final_loss: finalLoss(curve),
           };
         });
       },

@@ -22,7 +22,6 @@ export type VlErrorCode =
   | 'QUEUE_UNREACHABLE'
   | 'WRITE_FAILED'
   | 'MODEL_UNKNOWN'
-  | 'MODEL_NOT_IMPLEMENTED'
   | 'TASK_UNSUPPORTED';
 
 export interface VlErrorDetails {

@@ -455,6 +455,8 @@ export type {
   AblationTrainSettings,
   AblationVariant,
   CurvePoint,
+  RecallSummary,
   TrainedRun,
 } from './model/ablation.js';
-export { findModel, getModel, getModelWith, listModels, PLANNED_MODELS, registerModel, unregisterModel } from './model/registry.js';
+export { finalLoss, retrievalRunMetrics } from './model/ablation.js';
+export { findModel, getModel, getModelWith, listModels, registerModel, unregisterModel } from './model/registry.js';

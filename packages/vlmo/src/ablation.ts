@@ -12,6 +12,7 @@ import {
   type CurvePoint,
   PatchCodebookTokenizer,
   redrawWeights,
+  retrievalRunMetrics,
   Rng,
   VlError,
 } from '@vl/core';
@@ -212,18 +213,7 @@ export const vlmoAblation: AblationAdapter = {
           const scores = vlmoRetrievalScores(trained, pixels, texts, { rerankK: v.eval.k });
           const r = vlmoRetrievalMetrics(scores, ev.captions.imageOf);
           const itc = vlmoRetrievalMetrics(scores, ev.captions.imageOf, [1, 5, 10], 'itc');
-          const last = curve.slice(-10);
-          return {
-            tr_r1: r.imageToText.recall[1]!,
-            tr_r5: r.imageToText.recall[5]!,
-            tr_r10: r.imageToText.recall[10]!,
-            ir_r1: r.textToImage.recall[1]!,
-            ir_r5: r.textToImage.recall[5]!,
-            ir_r10: r.textToImage.recall[10]!,
-            r_mean: r.meanRecall,
-            r_mean_itc: itc.meanRecall,
-            final_loss: last.length ? last.reduce((a, p) => a + p.loss, 0) / last.length : Number.NaN,
-          };
+          return retrievalRunMetrics(r, itc.meanRecall, curve);
         } finally {
           pixels.dispose();
         }

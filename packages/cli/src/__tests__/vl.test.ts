@@ -1,6 +1,6 @@
 // The `vl` command over the model registry: help lists every command, `vl verify NAME` passes on the
 // shared fixtures (exit 0), fails a perturbed expected file with a table (exit 1), and usage errors,
-// unknown and planned models exit 2; `vl convert` writes a folder that verifies like the original.
+// unknown models exit 2; `vl convert` writes a folder that verifies like the original.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,7 +127,7 @@ describe('vl verify', () => {
     expect(text).toContain('1 output(s) out of tolerance');
   });
 
-  it('exits 2 on usage errors, unknown and planned models', async () => {
+  it('exits 2 on usage errors and unknown models', async () => {
     const cases: [string[], RegExp][] = [
       [['verify', 'blip', '--checkpoint', BLIP], /--inputs is required/],
       [['verify', 'blip', '--bogus'], /unknown option '--bogus'/],

@@ -101,7 +101,7 @@ function group(program: Command, name: string, description: string, needs: strin
           'INVALID_ARGUMENT',
           `give the model first: vl ${name} <model> … (models: ${models.map((m) => m.name).join(', ')})`,
         );
-      getModelWith(model, needs as keyof AnyModelSpec); // throws the right error: unknown, planned, or lacks the command
+      getModelWith(model, needs as keyof AnyModelSpec); // throws the right error: unknown, or lacks the command
       throw new VlError('TASK_UNSUPPORTED', `model '${model}' registered after the program was built`, { subject: model });
     });
 }

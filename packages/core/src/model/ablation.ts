@@ -1,5 +1,6 @@
 // The ablation adapter a model package provides for `vl ablate` (the runner, data and reports are in
-// @vl/cli): how to build, train and evaluate one variant of the model for one seed. Types only.
+// @vl/cli): how to build, train and evaluate one variant of the model for one seed, and the metrics every
+// retrieval adapter reports under the runner's names.
 import type { StepRecord } from '../node/metrics-log.js';
 
 /** [N, 3, S, S] normalised pixels. */
@@ -87,4 +88,35 @@ export interface AblationAdapter {
     data: AblationData,
     onStep?: (r: StepRecord) => void,
   ): Promise<TrainedRun>;
+}
+
+/** Recall@K both ways and their mean, as the models' retrieval evaluations return them. */
+export interface RecallSummary {
+  imageToText: { recall: Readonly<Record<number, number>> };
+  textToImage: { recall: Readonly<Record<number, number>> };
+  meanRecall: number;
+}
+
+/** The mean loss of the last 10 steps (NaN for an empty curve): the runner's `final_loss`. */
+export function finalLoss(curve: readonly CurvePoint[]): number {
+  const last = curve.slice(-10);
+  return last.length ? last.reduce((a, p) => a + p.loss, 0) / last.length : Number.NaN;
+}
+
+/**
+ * The runner's retrieval metrics (`tr_*` image→text, `ir_*` text→image Recall@1/5/10, `r_mean` after ITM
+ * re-ranking, `r_mean_itc` of the contrastive ranking alone) and `final_loss`.
+ */
+export function retrievalRunMetrics(reranked: RecallSummary, itcMeanRecall: number, curve: readonly CurvePoint[]): Record<string, number> {
+  return {
+    tr_r1: reranked.imageToText.recall[1]!,
+    tr_r5: reranked.imageToText.recall[5]!,
+    tr_r10: reranked.imageToText.recall[10]!,
+    ir_r1: reranked.textToImage.recall[1]!,
+    ir_r5: reranked.textToImage.recall[5]!,
+    ir_r10: reranked.textToImage.recall[10]!,
+    r_mean: reranked.meanRecall,
+    r_mean_itc: itcMeanRecall,
+    final_loss: finalLoss(curve),
+  };
 }

@@ -4,9 +4,6 @@
 import { VlError } from '../errors.js';
 import type { AnyModelSpec } from './contract.js';
 
-/** Models the project plans but has not implemented: `vl` says so instead of "unknown" (none at present). */
-export const PLANNED_MODELS: Readonly<Record<string, string>> = {};
-
 const KEY = Symbol.for('@vl/core/model-registry');
 type Store = Map<string, AnyModelSpec>;
 
@@ -58,13 +55,6 @@ export function getModel(name: string): AnyModelSpec {
     listModels()
       .map((m) => m.name)
       .join(', ') || 'none';
-  const planned = PLANNED_MODELS[name];
-  if (planned) {
-    throw new VlError('MODEL_NOT_IMPLEMENTED', `model '${name}' is planned (${planned}) but not implemented yet`, {
-      subject: name,
-      hint: `models available now: ${known}`,
-    });
-  }
   throw new VlError('MODEL_UNKNOWN', `unknown model '${name}'`, { subject: name, hint: `models available: ${known}` });
 }
 

@@ -4,7 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { isVlError } from '../../errors.js';
 import type { AnyModelSpec } from '../contract.js';
-import { findModel, getModel, getModelWith, listModels, PLANNED_MODELS, registerModel, unregisterModel } from '../registry.js';
+import { findModel, getModel, getModelWith, listModels, registerModel, unregisterModel } from '../registry.js';
 
 function spec(name: string, packageName = `@test/${name}`): AnyModelSpec {
   return {
@@ -69,11 +69,9 @@ describe('model registry', () => {
     unregisterModel('zz-test-c');
   });
 
-  it('says whether a model is unknown, planned, or lacks a capability', () => {
+  it('says whether a model is unknown or lacks a capability', () => {
     expect(codeOf(() => getModel('nosuch'))).toBe('MODEL_UNKNOWN');
-    for (const planned of Object.keys(PLANNED_MODELS)) expect(codeOf(() => getModel(planned))).toBe('MODEL_NOT_IMPLEMENTED');
-    // CoCa and CLIP were planned until @vl/coca implemented them; core alone does not know them.
-    expect(PLANNED_MODELS).not.toHaveProperty('coca');
+    // Model packages register themselves; core alone knows none of them.
     expect(codeOf(() => getModel('coca'))).toBe('MODEL_UNKNOWN');
     registerModel(spec('zz-test-d'));
     expect(getModelWith('zz-test-d', 'verify').name).toBe('zz-test-d');
