@@ -2,7 +2,15 @@
 // the model for one seed, trains it with core's Trainer on tokenised (image, caption) pairs, and
 // evaluates retrieval (ITC ranking + ITM re-ranking).
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationAdapter, type AblationData, type AblationModelConfig, type CurvePoint, retrievalRunMetrics, Rng, VlError } from '@vl/core';
+import {
+  type AblationAdapter,
+  type AblationData,
+  type AblationModelConfig,
+  type CurvePoint,
+  retrievalRunMetrics,
+  Rng,
+  VlError,
+} from '@vl/core';
 import { Trainer } from '@vl/core/node';
 import { ALBEF_IMAGE_NORM, ALBEF_PRESETS, albefConfig, type AlbefPresetName } from './config.js';
 import { Albef, type AlbefBatch, reinitAlbef } from './model.js';

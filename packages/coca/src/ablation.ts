@@ -48,7 +48,6 @@ function* batches(data: AblationData, rows: Int32Array, context: number, batchSi
   }
 }
 
-
 export const cocaAblation: AblationAdapter = {
   imageNorm: IMAGE_NORMS.clip,
   async train(mc, variant, seed, data, onStep) {
