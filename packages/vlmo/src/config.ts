@@ -76,6 +76,12 @@ export interface VlmoTransformerKwargs {
   needRelativePositionEmbed: boolean;
   /** Layer scale γ init (0.1), or null for none (base_plus). */
   layerScaleInitValues: number | null;
+  /**
+   * Not an official kwarg (ours, for the ablation of VLMo §4.3): false gives every block one self-attention
+   * per expert (`attn.{q,k,v,proj}_{text,imag[,vl]}`, routed like the FFNs) instead of the shared
+   * `attn.qkv`. Absent or true: the released, shared attention.
+   */
+  sharedAttention?: boolean;
   [key: string]: unknown;
 }
 
@@ -212,6 +218,7 @@ const kwargsSchema = z
     useAbsPosEmb: z.boolean().optional(),
     needRelativePositionEmbed: z.boolean().optional(),
     layerScaleInitValues: z.number().positive().nullable().optional(),
+    sharedAttention: z.boolean().optional(),
   })
   .loose();
 
@@ -361,6 +368,8 @@ export interface VlmoDims {
   relativePosition: boolean;
   absolutePosition: boolean;
   layerScaleInit: number | null;
+  /** One self-attention for every token (VLMo); false: one per expert (transformer_kwargs.shared_attention). */
+  sharedAttention: boolean;
   maxTextLen: number;
   maxTextLenOfInitckpt: number;
   vocabSize: number;
@@ -405,6 +414,7 @@ export function vlmoDims(config: VlmoConfig): VlmoDims {
     relativePosition: k.needRelativePositionEmbed,
     absolutePosition: k.useAbsPosEmb,
     layerScaleInit: k.layerScaleInitValues,
+    sharedAttention: k.sharedAttention !== false,
     maxTextLen: s.maxTextLen,
     maxTextLenOfInitckpt: s.maxTextLenOfInitckpt,
     vocabSize: s.vocabSize,

@@ -40,6 +40,7 @@ export {
   Vlmo,
   VlmoClassifier,
   VLMO_LAYER_PRESET,
+  VLMO_SEPARATE_ATTENTION_LAYER,
   type FittedText,
   type VlmoForwardOptions,
   type VlmoFusionOutput,

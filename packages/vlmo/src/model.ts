@@ -66,6 +66,19 @@ export const VLMO_LAYER_PRESET = {
   multiwayParts: ['norm2', 'mlp'],
 } as const satisfies Partial<MultiwayLayerConfig>;
 
+/**
+ * The blocks of the separate-attention ablation (`transformer_kwargs.shared_attention: false`, not a
+ * released architecture): q, k, v and the output projection become Multiway experts like the FFNs, as
+ * BEiT-3's are, named in VLMo's suffix style (`attn.q_imag.weight`, `attn.k_text.weight`, `attn.proj_vl.bias`).
+ * q and v keep their biases and k has none, as `cat(q_bias, 0, v_bias)` gives the shared attention. The
+ * pre-norm `norm1` stays shared, so the variants differ in the attention parameters only.
+ */
+export const VLMO_SEPARATE_ATTENTION_LAYER = {
+  qkvLayout: 'separate',
+  names: { ...TIMM_VIT_LAYER_NAMES, attention: { query: 'q', key: 'k', value: 'v', out: 'proj' } },
+  multiwayParts: ['attention', 'norm2', 'mlp'],
+} as const satisfies Partial<MultiwayLayerConfig>;
+
 /** LayerNorm eps of `transformer.norm`, `norm1` and `norm2_*` (partial(nn.LayerNorm, eps=1e-6)). */
 const NORM_EPS = 1e-6;
 
@@ -102,6 +115,7 @@ export class MultiwayTransformer extends PathModule {
           new MultiwayLayer(
             {
               ...VLMO_LAYER_PRESET,
+              ...(dims.sharedAttention ? {} : VLMO_SEPARATE_ATTENTION_LAYER),
               hiddenSize: d,
               numHeads: dims.numHeads,
               intermediateSize: dims.intermediateSize,

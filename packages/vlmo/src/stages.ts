@@ -37,7 +37,12 @@ const STAGE2_FROZEN = [
   'transformer.cls_token',
   'transformer.pos_embed',
   'transformer.blocks.*.norm1.*',
-  'transformer.blocks.*.attn.**',
+  // The shared attention; with separate attention (the ablation) only the image expert's.
+  'transformer.blocks.*.attn.qkv.*',
+  'transformer.blocks.*.attn.q_bias',
+  'transformer.blocks.*.attn.v_bias',
+  'transformer.blocks.*.attn.proj.*',
+  'transformer.blocks.*.attn.*_imag.*',
   'transformer.blocks.*.gamma_1',
   'transformer.blocks.*.gamma_2',
   'transformer.blocks.*.mlp_imag.**',
