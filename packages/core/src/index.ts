@@ -275,6 +275,24 @@ export {
   type TemplateId,
 } from './data/synth.js';
 export {
+  nlvr2Truth,
+  planSynthNlvr2,
+  planSynthVqa,
+  renderNlvr2,
+  SYNTH_TASKS,
+  SYNTH_VQA_ANSWERS,
+  synthTaskVocabulary,
+  VQA_QUESTION_KINDS,
+  vqaQuestion,
+  type Nlvr2Statement,
+  type Nlvr2StatementKind,
+  type SynthNlvr2Record,
+  type SynthTask,
+  type SynthVqaRecord,
+  type VqaAnswer,
+  type VqaQuestionKind,
+} from './data/synth-tasks.js';
+export {
   BertTokenizer,
   bertTokenizerJson,
   parseVocabTxt,

@@ -28,3 +28,45 @@ export function vlmoNlvr2Loss(logits: tf.Tensor, labels: ArrayLike<number>): tf.
   }
   return crossEntropy(logits, Int32Array.from(labels)) as tf.Scalar;
 }
+
+/**
+ * VQA accuracy as VQA v2 scores it: each question earns the soft score of the answer its logits rank first
+ * (min(1, agreeing annotators / 3); 1 or 0 on the synthetic sets), averaged. `logits` and `targets` are
+ * row-major [N, A] (targets as `vqaTargets` builds them). Ties go to the lower answer index.
+ */
+export function vqaAccuracy(logits: ArrayLike<number>, targets: ArrayLike<number>, answers: number): number {
+  const n = logits.length / answers;
+  if (!Number.isInteger(n) || n < 1 || targets.length !== logits.length) {
+    throw new VlError('SHAPE_MISMATCH', `logits (${logits.length}) and targets (${targets.length}) must both be [N, ${answers}]`, {
+      subject: 'vqaAccuracy',
+    });
+  }
+  let sum = 0;
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let a = 1; a < answers; a++) if (logits[i * answers + a]! > logits[i * answers + best]!) best = a;
+    sum += targets[i * answers + best]!;
+  }
+  return sum / n;
+}
+
+/** NLVR2 accuracy: column 1 of the [N, 2] logits means "true" (label 1, as compute_nlvr2's answers). */
+export function nlvr2Accuracy(logits: ArrayLike<number>, labels: readonly boolean[]): number {
+  if (logits.length !== 2 * labels.length || labels.length === 0) {
+    throw new VlError('SHAPE_MISMATCH', `logits (${logits.length}) must be [${labels.length}, 2]`, { subject: 'nlvr2Accuracy' });
+  }
+  let right = 0;
+  labels.forEach((l, i) => {
+    if (logits[2 * i + 1]! > logits[2 * i]! === l) right++;
+  });
+  return right / labels.length;
+}
+
+/** The most frequent value and its share (the constant guess a blind model can make). */
+export function majority<T>(values: readonly T[]): { value: T; share: number } {
+  const counts = new Map<T, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  let best: T = values[0] as T;
+  for (const [v, c] of counts) if (c > (counts.get(best) ?? 0)) best = v;
+  return { value: best, share: (counts.get(best) ?? 0) / values.length };
+}

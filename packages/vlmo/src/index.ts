@@ -111,4 +111,25 @@ export {
   type VlmoTrainOptions,
   type VlmoTrainSummary,
 } from './train.js';
-export { vlmoNlvr2Loss, vlmoVqaLoss } from './finetune.js';
+export { majority, nlvr2Accuracy, vlmoNlvr2Loss, vlmoVqaLoss, vqaAccuracy } from './finetune.js';
+export {
+  loadImagePlanes,
+  readAnswerList,
+  readNlvr2File,
+  readVqaFile,
+  vqaTargets,
+  type VlmoFinetuneTask,
+  type VlmoNlvr2Example,
+  type VlmoVqaExample,
+} from './task-data.js';
+export {
+  finetuneVlmo,
+  loadVlmoTaskSet,
+  vlmoTaskConfig,
+  vlmoTaskForward,
+  vlmoTaskLogits,
+  type VlmoFinetuneOptions,
+  type VlmoFinetuneSummary,
+  type VlmoTaskSet,
+} from './task-train.js';
+export { evaluateVlmoTask, type VlmoTaskEvalOptions, type VlmoTaskEvalReport } from './task-eval.js';

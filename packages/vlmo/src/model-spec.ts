@@ -3,6 +3,7 @@
 // layout, its pretraining objectives and three stages (`train`), retrieval and ITM evaluation (`evaluate`),
 // `match`, and verify against the official fixtures. index.ts registers it; `vl <command> vlmo` and
 // `vlmo <command>` run it.
+import { existsSync } from 'node:fs';
 import { vlmoAblation } from './ablation.js';
 import { camelizeKeys, type ModelSpec, type ObjectivesConfig, VlError } from '@vl/core';
 import { fromOfficialStateDict, loadVlmo, saveVlmo, toOfficialStateDict } from './checkpoint.js';
@@ -12,6 +13,11 @@ import { verifyVlmo } from './verify.js';
 import { evaluateVlmo, matchVlmo, type VlmoEvalTask } from './evaluate.js';
 import { vlmoStage, VLMO_STAGES } from './stages.js';
 import { pretrainVlmo } from './train.js';
+import { finetuneVlmo } from './task-train.js';
+import { evaluateVlmoTask, type VlmoTaskEvalReport } from './task-eval.js';
+import { readVlmoConfig } from './checkpoint.js';
+import { vlmoModelDir } from './train.js';
+import { vlmoDims } from './config.js';
 
 const fmt = (o: Record<string, number>) =>
   Object.entries(o)
@@ -51,10 +57,23 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
     { name: 'mim', description: 'stage 1: masked image modelling (BEiT block masking) on the image-only route', defaultWeight: 1 },
     { name: 'textmlm', description: 'stage 2: masked language modelling on the text-only route', defaultWeight: 1 },
   ],
-  tasks: ['retrieval', 'itm'],
+  tasks: ['retrieval', 'itm', 'vqa', 'nlvr2'],
   ablation: vlmoAblation,
 
   trainOptions: [
+    {
+      flags: '--task <name>',
+      description: 'pretrain (the stages, --stage), or fine-tune the vqa or nlvr2 head on a `vl data synth --task vqa|nlvr2` set',
+      choices: ['pretrain', 'vqa', 'nlvr2'],
+      default: 'pretrain',
+    },
+    { flags: '--answers <file>', description: 'vqa: the answer list (JSON array; default: answers.json next to the training file)' },
+    {
+      flags: '--init-std <x>',
+      description: 'vqa, nlvr2 without --init: re-draw the fresh model at this std (as the ablations\' initStd)',
+      kind: 'number',
+      min: 0,
+    },
     {
       flags: '--stage <n>',
       description: 'pretraining stage: 1 image-only MIM, 2 text-only MLM (attention and V-FFN frozen), 3 image-text ITC+ITM+MLM',
@@ -100,6 +119,45 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
       req.config.vlmo_config !== undefined || req.config.transformer_kwargs !== undefined
         ? { vlmoConfig: section('vlmo_config'), transformerKwargs: section('transformer_kwargs') }
         : undefined;
+    const task = (o.task as string | undefined) ?? 'pretrain';
+    if (task === 'vqa' || task === 'nlvr2') {
+      if (Object.keys(req.objectives).length) throw new VlError('INVALID_ARGUMENT', `--task ${task} has no pretraining objectives to weight`);
+      const progress = ctx.progress(task);
+      try {
+        const s = await finetuneVlmo({
+          task,
+          train: req.train,
+          vocab: req.vocab,
+          out: req.out,
+          init: o.init as string | undefined,
+          preset: req.preset as 'tiny',
+          imageSize: req.imageSize,
+          maxTextLen: o.maxTextLen as number | undefined,
+          architecture,
+          initStd: o.initStd as number | undefined,
+          answers: o.answers as string | undefined,
+          batchSize: req.batchSize,
+          epochs: req.epochs,
+          maxSteps: req.maxSteps,
+          lr: req.lr,
+          warmupSteps: req.warmupSteps,
+          weightDecay: req.weightDecay,
+          seed: req.seed,
+          checkpointEvery: req.checkpointEvery,
+          resume: !req.fresh,
+          onProgress: (done, total, r) => progress.update(done, total, fmt({ loss: r.loss, ...r.metrics })),
+        });
+        progress.stop();
+        const lines = [`${task}: ${s.examples} training examples, ${s.steps} steps in ${s.seconds.toFixed(1)}s`];
+        if (s.init) lines.push(`init from ${s.init.from}: ${s.init.loaded} tensors loaded, ${s.init.fresh.length} new (the ${task} head)`);
+        if (s.resumedFrom) lines.push(`resumed from ${s.resumedFrom}`);
+        if (s.unknownAnswers) lines.push(`${s.unknownAnswers} training answers are not in the answer list (no target)`);
+        lines.push(`first 10% of steps: ${fmt(s.first)}`, `last 10% of steps:  ${fmt(s.last)}`, `wrote ${s.out.model}, ${s.out.metrics}`);
+        return { lines };
+      } finally {
+        progress.stop();
+      }
+    }
     const objectives: ObjectivesConfig = { ...(req.config.objectives as ObjectivesConfig | undefined) };
     for (const [k, w] of Object.entries(req.objectives)) objectives[k] = { ...objectives[k], weight: w };
     const unknown = Object.keys(req.objectives).filter((k) => !VLMO_STAGES[stage].objectives.includes(k));
@@ -167,13 +225,48 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
 
   async evaluate(req, ctx) {
     const o = req.options ?? {};
+    // Run the tasks the checkpoint has heads for (a pretrained model: retrieval, ITM; a fine-tuned one: its task).
+    if (!existsSync(req.checkpoint)) throw new VlError('INVALID_ARGUMENT', 'no such folder', { subject: req.checkpoint });
+    const dims = vlmoDims(await readVlmoConfig(vlmoModelDir(req.checkpoint)));
+    const can = { retrieval: dims.heads.itc, itm: dims.heads.itm, vqa: dims.vqaLabels !== null, nlvr2: dims.nlvr2 };
+    const fine = req.tasks.filter((t): t is 'vqa' | 'nlvr2' => (t === 'vqa' || t === 'nlvr2') && can[t]);
+    if (fine.length) {
+      const lines: string[] = [];
+      const reports: VlmoTaskEvalReport[] = [];
+      for (const task of fine) {
+        const progress = ctx.progress(`eval ${task}`);
+        let r: VlmoTaskEvalReport;
+        try {
+          r = await evaluateVlmoTask({ checkpoint: req.checkpoint, data: req.data, task, out: req.out, onProgress: (d, t) => progress.update(d, t) });
+        } finally {
+          progress.stop();
+        }
+        reports.push(r);
+        const b = r.baselines;
+        lines.push(
+          `${task}: ${r.examples} examples, accuracy ${pct(r.accuracy)} (chance ${pct(b.chance)}, majority '${b.majority.guess}' ${pct(b.majority.accuracy)}` +
+            `${b.majorityByKind !== undefined ? `, majority per question kind ${pct(b.majorityByKind)}` : ''}; baselines from ${r.baselineFrom})`,
+        );
+        for (const [k, v] of Object.entries(r.byKind)) lines.push(`  ${k}: ${pct(v.accuracy)} of ${v.examples}`);
+      }
+      const skipped = req.tasks.filter((t) => !fine.includes(t as 'vqa'));
+      if (skipped.length) lines.push(`not run: ${skipped.join(', ')} (this checkpoint has no head for it)`);
+      return { lines, json: reports.length === 1 ? reports[0] : reports };
+    }
+    const pretraining = req.tasks.filter((t) => t === 'retrieval' || t === 'itm');
+    if (!pretraining.length) {
+      throw new VlError('TASK_UNSUPPORTED', `this VLMo has no head for ${req.tasks.join(', ')}`, {
+        subject: req.checkpoint,
+        hint: 'fine-tune one with `vl train vlmo --task vqa|nlvr2` (docs/vlmo.md, "VQA and NLVR2 on synthetic scenes")',
+      });
+    }
     const progress = ctx.progress('eval');
     let r;
     try {
       r = await evaluateVlmo({
         checkpoint: req.checkpoint,
         data: req.data,
-        tasks: req.tasks as VlmoEvalTask[],
+        tasks: pretraining as VlmoEvalTask[],
         rerankK: (o.rerankK as number | undefined) ?? 0,
         vocab: o.vocab as string | undefined,
         out: req.out,

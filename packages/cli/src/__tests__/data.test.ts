@@ -86,6 +86,20 @@ describe('vl data synth', () => {
     await expect(vl('data', 'synth', '--out', dir, '--captions', '9')).rejects.toMatchObject({
       stderr: expect.stringMatching(/--captions/),
     });
+    await expect(vl('data', 'synth', '--out', dir, '--task', 'gqa')).rejects.toMatchObject({
+      stderr: expect.stringMatching(/--task must be one of captions, vqa, nlvr2/),
+    });
+  });
+
+  it('--task vqa|nlvr2 writes questions / image-pair statements over the same scenes', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'vl-cli-synth-task-'));
+    const { stdout } = await vl('data', 'synth', '--out', out, '--images', '30', '--size', '24', '--task', 'vqa', '--per-image', '2', '--json');
+    expect(JSON.parse(stdout)).toMatchObject({ task: 'vqa', records: { train: 48, val: 6, test: 6 } });
+    const q = JSON.parse(readFileSync(join(out, 'test.jsonl'), 'utf8').split('\n')[0]!);
+    expect(q).toMatchObject({ question: expect.stringMatching(/\?$/), answers: [{ score: 1 }] });
+    expect(readdirSync(out).sort()).toEqual(['answers.json', 'images', 'meta.json', 'test.jsonl', 'train.jsonl', 'val.jsonl', 'vocab.txt']);
+    const text = await vl('data', 'synth', '--out', out, '--images', '30', '--size', '24', '--task', 'nlvr2');
+    expect(text.stdout).toMatch(/nlvr2 train 48, val 6, test 6 image-pair statements, half true/);
   });
 });
 

@@ -2,7 +2,7 @@
 // bad records (`check`), and measure how fast it reads into batches (`bench`).
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type BertTokenizer, type DataReport, IMAGE_NORMS, initRuntime, type SynthSummary } from '@vl/core';
+import { type BertTokenizer, type DataReport, IMAGE_NORMS, initRuntime, SYNTH_TASKS, type SynthSummary, type SynthTask } from '@vl/core';
 import {
   createDataLoader,
   type DatasetFormat,
@@ -65,6 +65,11 @@ export function progress(label: string, quiet: boolean): { update(done: number, 
 function printSynth(s: SynthSummary): void {
   const n = s.noisyCaptions;
   console.log(`wrote ${s.images} images (${s.imageSize}px ${s.format}) to ${s.out} in ${s.seconds.toFixed(2)}s`);
+  if (s.task !== 'captions') {
+    const what = s.task === 'vqa' ? 'questions (answers.json: the answer list)' : 'image-pair statements, half true';
+    console.log(`splits: ${s.task} train ${s.records.train}, val ${s.records.val}, test ${s.records.test} ${what}`);
+    return;
+  }
   console.log(`splits: train ${s.splits.train}, val ${s.splits.val}, test ${s.splits.test}; ${s.captionsPerImage} captions per image`);
   console.log(
     `noise ${s.noise}: ${n.total} of ${s.trainCaptions} training captions corrupted ` +
@@ -82,6 +87,8 @@ interface SynthCommandOptions {
   captions: number;
   format: string;
   splits: [number, number, number];
+  task: string;
+  perImage?: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -101,10 +108,13 @@ export function registerDataCommands(program: Command): void {
     .option('--captions <n>', 'captions per image (1-5)', int('--captions', 1, 5), 3)
     .option('--format <png|jpeg>', 'image format', 'png')
     .option('--splits <a,b,c>', 'train,val,test fractions', splitFractions, [0.8, 0.1, 0.1])
+    .option('--task <captions|vqa|nlvr2>', 'what the split files hold: captions, VQA questions or NLVR2 image-pair statements', 'captions')
+    .option('--per-image <n>', 'vqa: questions per image (default 3); nlvr2: statements per left image (default 2)', int('--per-image', 1, 8))
     .option('--json', 'print the summary as JSON')
     .option('--quiet', 'no progress output')
     .action(async (opts: SynthCommandOptions) => {
       if (opts.format !== 'png' && opts.format !== 'jpeg') throw new InvalidArgumentError('--format must be png or jpeg');
+      if (!(SYNTH_TASKS as readonly string[]).includes(opts.task)) throw new InvalidArgumentError(`--task must be one of ${SYNTH_TASKS.join(', ')}`);
       const bar = progress('synth', Boolean(opts.quiet || opts.json));
       const summary = await writeSynthDataset(
         {
@@ -116,6 +126,8 @@ export function registerDataCommands(program: Command): void {
           captionsPerImage: opts.captions,
           format: opts.format,
           splits: opts.splits,
+          task: opts.task as SynthTask,
+          perImage: opts.perImage,
         },
         (done, total) => bar.update(done, total),
       );

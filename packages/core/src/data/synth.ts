@@ -86,6 +86,13 @@ export interface SynthOptions {
   format?: 'png' | 'jpeg';
   /** Image files written concurrently (sharp encodes on libuv's thread pool). */
   concurrency?: number;
+  /**
+   * What the split JSONL files hold: captioned images (default), VQA questions or NLVR2 image-pair
+   * statements (synth-tasks.ts), over the same drawn scenes.
+   */
+  task?: 'captions' | 'vqa' | 'nlvr2';
+  /** VQA: questions per image (default 3); NLVR2: statements with each image on the left (default 2). */
+  perImage?: number;
 }
 
 export interface SynthSummary {
@@ -100,6 +107,9 @@ export interface SynthSummary {
   /** Corrupted training captions by kind; `total` = round(noise × training captions). */
   noisyCaptions: Record<NoiseKind | 'total', number>;
   trainCaptions: number;
+  /** The split files' task ('captions' unless --task) and their record counts per split. */
+  task: 'captions' | 'vqa' | 'nlvr2';
+  records: Record<'train' | 'val' | 'test', number>;
   seconds: number;
 }
 
@@ -465,7 +475,19 @@ export function planSynthDataset(options: SynthOptions): { records: SynthRecord[
 
   return {
     records,
-    summary: { seed, images, imageSize, captionsPerImage: k, format, noise, splits, noisyCaptions: noisy, trainCaptions },
+    summary: {
+      seed,
+      images,
+      imageSize,
+      captionsPerImage: k,
+      format,
+      noise,
+      splits,
+      noisyCaptions: noisy,
+      trainCaptions,
+      task: 'captions',
+      records: { ...splits },
+    },
   };
 }
 

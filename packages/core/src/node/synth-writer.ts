@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { Rng } from '../runtime/rng.js';
 import { drawScene, planSynthDataset, synthVocabulary, type SynthOptions, type SynthRecord, type SynthSummary } from '../data/synth.js';
+import { planSynthNlvr2, planSynthVqa, SYNTH_VQA_ANSWERS, synthTaskVocabulary } from '../data/synth-tasks.js';
 
 /** Draws one record's image with its own generator (same seed and index → same pixels). */
 export async function encodeSynthImage(record: SynthRecord, seed: number, imageSize: number, format: 'png' | 'jpeg'): Promise<Buffer> {
@@ -16,12 +17,22 @@ export async function encodeSynthImage(record: SynthRecord, seed: number, imageS
 
 /**
  * Writes `DIR/{train,val,test}.jsonl`, `DIR/images/<split>/<id>.png|jpg`, `DIR/vocab.txt` (see
- * synthVocabulary) and `DIR/meta.json`.
+ * synthVocabulary) and `DIR/meta.json`. With `task: 'vqa'` the split files hold questions (SynthVqaRecord)
+ * and `DIR/answers.json` the answer list; with `'nlvr2'` image-pair statements (SynthNlvr2Record); their
+ * vocab.txt adds the question words after the caption vocabulary's (synthTaskVocabulary).
  * `onProgress(done, total)` is called as images are written.
  */
 export async function writeSynthDataset(options: SynthOptions, onProgress?: (done: number, total: number) => void): Promise<SynthSummary> {
   const t0 = performance.now();
   const { records, summary } = planSynthDataset(options);
+  const task = options.task ?? 'captions';
+  const taskRng = new Rng(summary.seed).fork(`task/${task}`);
+  const lines: { split: string }[] =
+    task === 'vqa'
+      ? planSynthVqa(records, options.perImage ?? 3, taskRng)
+      : task === 'nlvr2'
+        ? planSynthNlvr2(records, options.perImage ?? 2, taskRng)
+        : records;
   const out = options.out;
   for (const split of ['train', 'val', 'test']) await mkdir(join(out, 'images', split), { recursive: true });
   const concurrency = Math.max(1, options.concurrency ?? 8);
@@ -36,12 +47,16 @@ export async function writeSynthDataset(options: SynthOptions, onProgress?: (don
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
+  const counts = { train: 0, val: 0, test: 0 };
   for (const split of ['train', 'val', 'test'] as const) {
-    const lines = records.filter((r) => r.split === split).map((r) => JSON.stringify(r));
-    await writeFile(join(out, `${split}.jsonl`), lines.length ? `${lines.join('\n')}\n` : '');
+    const rows = lines.filter((r) => r.split === split).map((r) => JSON.stringify(r));
+    counts[split] = rows.length;
+    await writeFile(join(out, `${split}.jsonl`), rows.length ? `${rows.join('\n')}\n` : '');
   }
-  await writeFile(join(out, 'vocab.txt'), `${synthVocabulary().join('\n')}\n`);
-  const full: SynthSummary = { out, ...summary, seconds: (performance.now() - t0) / 1000 };
+  const vocab = task === 'captions' ? synthVocabulary() : synthTaskVocabulary(synthVocabulary());
+  await writeFile(join(out, 'vocab.txt'), `${vocab.join('\n')}\n`);
+  if (task === 'vqa') await writeFile(join(out, 'answers.json'), `${JSON.stringify(SYNTH_VQA_ANSWERS)}\n`);
+  const full: SynthSummary = { out, ...summary, task, records: counts, seconds: (performance.now() - t0) / 1000 };
   const { seconds: _s, out: _o, ...meta } = full;
   await writeFile(join(out, 'meta.json'), `${JSON.stringify({ generator: 'vl data synth', version: 1, ...meta }, null, 2)}\n`);
   return full;

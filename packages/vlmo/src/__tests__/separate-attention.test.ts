@@ -22,7 +22,7 @@ function separateConfig() {
 }
 
 const attnKeys = (m: Vlmo, block: number) =>
-  [...m.stateDict().keys()].filter((k) => k.startsWith(`transformer.blocks.${block}.attn.`)).map((k) => k.split('.attn.')[1]);
+  [...m.stateDict().keys()].filter((k) => k.startsWith(`transformer.blocks.${block}.attn.`)).map((k) => k.split('.attn.')[1] as string);
 
 // Tiny preset: 32 px, patch 8 → 17 image tokens; texts padded to max_text_len 9; VL-FFN from block 2 of 4.
 const pixels = () => tf.randomNormal([2, 3, 32, 32], 0, 1, 'float32', 7);
