@@ -70,7 +70,7 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
     { flags: '--answers <file>', description: 'vqa: the answer list (JSON array; default: answers.json next to the training file)' },
     {
       flags: '--init-std <x>',
-      description: 'vqa, nlvr2 without --init: re-draw the fresh model at this std (as the ablations\' initStd)',
+      description: "vqa, nlvr2 without --init: re-draw the fresh model at this std (as the ablations' initStd)",
       kind: 'number',
       min: 0,
     },
@@ -121,7 +121,8 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
         : undefined;
     const task = (o.task as string | undefined) ?? 'pretrain';
     if (task === 'vqa' || task === 'nlvr2') {
-      if (Object.keys(req.objectives).length) throw new VlError('INVALID_ARGUMENT', `--task ${task} has no pretraining objectives to weight`);
+      if (Object.keys(req.objectives).length)
+        throw new VlError('INVALID_ARGUMENT', `--task ${task} has no pretraining objectives to weight`);
       const progress = ctx.progress(task);
       try {
         const s = await finetuneVlmo({
@@ -237,7 +238,13 @@ export const vlmoModel: ModelSpec<VlmoConfig, Vlmo> = {
         const progress = ctx.progress(`eval ${task}`);
         let r: VlmoTaskEvalReport;
         try {
-          r = await evaluateVlmoTask({ checkpoint: req.checkpoint, data: req.data, task, out: req.out, onProgress: (d, t) => progress.update(d, t) });
+          r = await evaluateVlmoTask({
+            checkpoint: req.checkpoint,
+            data: req.data,
+            task,
+            out: req.out,
+            onProgress: (d, t) => progress.update(d, t),
+          });
         } finally {
           progress.stop();
         }

@@ -133,7 +133,10 @@ export function vqaTargets(examples: readonly VlmoVqaExample[], answers: readonl
 }
 
 /** Each distinct image decoded once, resized (bicubic, square) and normalised as VLMo's transforms: planes [K, 3, S, S]. */
-export async function loadImagePlanes(paths: readonly string[], size: number): Promise<{ index: Map<string, number>; pixels: Float32Array }> {
+export async function loadImagePlanes(
+  paths: readonly string[],
+  size: number,
+): Promise<{ index: Map<string, number>; pixels: Float32Array }> {
   const index = new Map<string, number>();
   for (const p of paths) if (!index.has(p)) index.set(p, index.size);
   const plane = 3 * size * size;

@@ -59,7 +59,9 @@ async function logitsOf(o: VlmoTaskEvalOptions) {
     const tok = await vlmoTokenizer(dir);
     const answers = o.task === 'vqa' ? readAnswerList(join(dir, 'answers.json'), true) : undefined;
     if (answers && answers.length !== model.dims.vqaLabels) {
-      throw new VlError('CONFIG_INVALID', `answers.json has ${answers.length} answers, the VQA head ${model.dims.vqaLabels}`, { subject: dir });
+      throw new VlError('CONFIG_INVALID', `answers.json has ${answers.length} answers, the VQA head ${model.dims.vqaLabels}`, {
+        subject: dir,
+      });
     }
     const set = await loadVlmoTaskSet(model, tok, o.task, o.data, answers);
     const width = o.task === 'vqa' ? answers!.length : 2;
@@ -119,7 +121,15 @@ export async function evaluateVlmoTask(o: VlmoTaskEvalOptions): Promise<VlmoTask
     for (const k of kinds) {
       const rows = ex.map((e, i) => (e.kind === k ? i : -1)).filter((i) => i >= 0);
       const sub = Float32Array.from(rows.flatMap((r) => [logits[2 * r]!, logits[2 * r + 1]!]));
-      byKind[k] = { examples: rows.length, accuracy: pct(nlvr2Accuracy(sub, rows.map((r) => ex[r]!.label))) };
+      byKind[k] = {
+        examples: rows.length,
+        accuracy: pct(
+          nlvr2Accuracy(
+            sub,
+            rows.map((r) => ex[r]!.label),
+          ),
+        ),
+      };
     }
     report = {
       task: 'nlvr2',

@@ -256,7 +256,10 @@ export async function finetuneVlmo(o: VlmoFinetuneOptions): Promise<VlmoFinetune
   const answers = o.task === 'vqa' ? readAnswerList(o.answers ?? o.train, o.answers !== undefined) : undefined;
   const seed = o.seed ?? 0;
   const config = vlmoTaskConfig(
-    { ...(await baseConfig(o, tok.vocabSize)), tokens: { pad: tok.padId, unk: tok.unkId, cls: tok.clsId, sep: tok.sepId, mask: tok.maskId } },
+    {
+      ...(await baseConfig(o, tok.vocabSize)),
+      tokens: { pad: tok.padId, unk: tok.unkId, cls: tok.clsId, sep: tok.sepId, mask: tok.maskId },
+    },
     o.task,
     answers?.length,
   );

@@ -93,7 +93,21 @@ describe('vl data synth', () => {
 
   it('--task vqa|nlvr2 writes questions / image-pair statements over the same scenes', async () => {
     const out = mkdtempSync(join(tmpdir(), 'vl-cli-synth-task-'));
-    const { stdout } = await vl('data', 'synth', '--out', out, '--images', '30', '--size', '24', '--task', 'vqa', '--per-image', '2', '--json');
+    const { stdout } = await vl(
+      'data',
+      'synth',
+      '--out',
+      out,
+      '--images',
+      '30',
+      '--size',
+      '24',
+      '--task',
+      'vqa',
+      '--per-image',
+      '2',
+      '--json',
+    );
     expect(JSON.parse(stdout)).toMatchObject({ task: 'vqa', records: { train: 48, val: 6, test: 6 } });
     const q = JSON.parse(readFileSync(join(out, 'test.jsonl'), 'utf8').split('\n')[0]!);
     expect(q).toMatchObject({ question: expect.stringMatching(/\?$/), answers: [{ score: 1 }] });

@@ -109,12 +109,17 @@ export function registerDataCommands(program: Command): void {
     .option('--format <png|jpeg>', 'image format', 'png')
     .option('--splits <a,b,c>', 'train,val,test fractions', splitFractions, [0.8, 0.1, 0.1])
     .option('--task <captions|vqa|nlvr2>', 'what the split files hold: captions, VQA questions or NLVR2 image-pair statements', 'captions')
-    .option('--per-image <n>', 'vqa: questions per image (default 3); nlvr2: statements per left image (default 2)', int('--per-image', 1, 8))
+    .option(
+      '--per-image <n>',
+      'vqa: questions per image (default 3); nlvr2: statements per left image (default 2)',
+      int('--per-image', 1, 8),
+    )
     .option('--json', 'print the summary as JSON')
     .option('--quiet', 'no progress output')
     .action(async (opts: SynthCommandOptions) => {
       if (opts.format !== 'png' && opts.format !== 'jpeg') throw new InvalidArgumentError('--format must be png or jpeg');
-      if (!(SYNTH_TASKS as readonly string[]).includes(opts.task)) throw new InvalidArgumentError(`--task must be one of ${SYNTH_TASKS.join(', ')}`);
+      if (!(SYNTH_TASKS as readonly string[]).includes(opts.task))
+        throw new InvalidArgumentError(`--task must be one of ${SYNTH_TASKS.join(', ')}`);
       const bar = progress('synth', Boolean(opts.quiet || opts.json));
       const summary = await writeSynthDataset(
         {

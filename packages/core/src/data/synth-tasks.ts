@@ -219,7 +219,8 @@ function sampleStatement(a: Scene, b: Scene, rng: Rng): Nlvr2Statement {
  * and a statement is drawn until its truth is the label wanted.
  */
 export function planSynthNlvr2(records: readonly SynthRecord[], perImage: number, rng: Rng): SynthNlvr2Record[] {
-  if (!Number.isInteger(perImage) || perImage < 1) throw new VlError('INVALID_ARGUMENT', `statements per image must be ≥ 1, got ${perImage}`);
+  if (!Number.isInteger(perImage) || perImage < 1)
+    throw new VlError('INVALID_ARGUMENT', `statements per image must be ≥ 1, got ${perImage}`);
   const out: SynthNlvr2Record[] = [];
   for (const split of ['train', 'val', 'test'] as const) {
     const recs = records.filter((r) => r.split === split);

@@ -71,7 +71,9 @@ function attentionExpertsUsed(m: Vlmo, loss: () => tf.Scalar): string[] {
     if ((tf.max(tf.abs(g)).dataSync()[0] as number) > 0) used.push(byId.get(name)!);
     g.dispose();
   }
-  return used.map((k) => k.replace(/^transformer\.blocks\.(\d+)\.attn\.(\w+?)_(text|imag|vl)\.\w+$/, '$1:$3')).filter((v, i, a) => a.indexOf(v) === i);
+  return used
+    .map((k) => k.replace(/^transformer\.blocks\.(\d+)\.attn\.(\w+?)_(text|imag|vl)\.\w+$/, '$1:$3'))
+    .filter((v, i, a) => a.indexOf(v) === i);
 }
 
 describe('shared vs separate self-attention', () => {
@@ -90,11 +92,23 @@ describe('shared vs separate self-attention', () => {
     expect(keys0).toHaveLength(2 * 7);
     for (const e of ['text', 'imag']) {
       expect(keys0).toEqual(
-        expect.arrayContaining([`q_${e}.weight`, `q_${e}.bias`, `k_${e}.weight`, `v_${e}.weight`, `v_${e}.bias`, `proj_${e}.weight`, `proj_${e}.bias`]),
+        expect.arrayContaining([
+          `q_${e}.weight`,
+          `q_${e}.bias`,
+          `k_${e}.weight`,
+          `v_${e}.weight`,
+          `v_${e}.bias`,
+          `proj_${e}.weight`,
+          `proj_${e}.bias`,
+        ]),
       );
     }
     expect(keys0.some((k) => k.startsWith('k_') && k.endsWith('.bias'))).toBe(false);
-    expect(attnKeys(m, 2).filter((k) => k.endsWith('_vl.weight')).sort()).toEqual(['k_vl.weight', 'proj_vl.weight', 'q_vl.weight', 'v_vl.weight']);
+    expect(
+      attnKeys(m, 2)
+        .filter((k) => k.endsWith('_vl.weight'))
+        .sort(),
+    ).toEqual(['k_vl.weight', 'proj_vl.weight', 'q_vl.weight', 'v_vl.weight']);
     const json = vlmoConfigToJson(m.config) as { transformer_kwargs: Record<string, unknown> };
     expect(json.transformer_kwargs.shared_attention).toBe(false);
     expect(vlmoConfigFromJson(json).transformerKwargs.sharedAttention).toBe(false);
@@ -105,7 +119,8 @@ describe('shared vs separate self-attention', () => {
     const shared = new Vlmo(vlmoPreset('tiny'), new Rng(3)).eval();
     const separate = new Vlmo(separateConfig(), new Rng(4)).eval();
     // q/v biases are zeros at init; give them values so the q/0/v layout is tested.
-    for (const [k, v] of shared.namedParameters()) if (/attn\.(q|v)_bias$/.test(k)) v.assign(tf.randomNormal(v.shape, 0, 0.5, 'float32', 5));
+    for (const [k, v] of shared.namedParameters())
+      if (/attn\.(q|v)_bias$/.test(k)) v.assign(tf.randomNormal(v.shape, 0, 0.5, 'float32', 5));
     copyShared(shared, separate);
     const [p, i, a] = [pixels(), ids(), mask()];
     const diffs = tf.tidy(() => {

@@ -32,7 +32,10 @@ describe('VQA / NLVR2 data', () => {
     expect(nlvr2).toHaveLength(4);
     expect(nlvr2.filter((e) => e.label)).toHaveLength(2);
     const bad = join(tmp, 'bad.jsonl');
-    writeFileSync(bad, `${JSON.stringify({ image: 'a.png', question: 'q?', answers: [{ answer: 'red', score: 1 }] })}\n{"image": "a.png"}\n`);
+    writeFileSync(
+      bad,
+      `${JSON.stringify({ image: 'a.png', question: 'q?', answers: [{ answer: 'red', score: 1 }] })}\n{"image": "a.png"}\n`,
+    );
     expect(() => readVqaFile(bad)).toThrow(/bad\.jsonl:2.*question|question.*/);
     try {
       readVqaFile(bad);
@@ -50,7 +53,16 @@ describe('VQA / NLVR2 data', () => {
   it('builds soft-score targets over the answer list and counts answers outside it', () => {
     const ex = [
       { id: '1', image: '', question: '', kind: 'a', answers: [{ answer: 'red', score: 1 }] },
-      { id: '2', image: '', question: '', kind: 'a', answers: [{ answer: 'blue', score: 0.6 }, { answer: 'teal', score: 0.3 }] },
+      {
+        id: '2',
+        image: '',
+        question: '',
+        kind: 'a',
+        answers: [
+          { answer: 'blue', score: 0.6 },
+          { answer: 'teal', score: 0.3 },
+        ],
+      },
     ];
     const { targets, unknown } = vqaTargets(ex, ['blue', 'red', 'green']);
     expect(Array.from(targets).map((x) => Number(x.toFixed(4)))).toEqual([0, 1, 0, 0.6, 0, 0]);
@@ -141,7 +153,11 @@ describe('fine-tuning on the synthetic sets', () => {
     const setLoss = async (out: string) => {
       const model = (await loadVlmo(join(out, 'model'))).eval();
       const set = await loadVlmoTaskSet(model, await vlmoTokenizer(join(out, 'model')), 'nlvr2', train);
-      const r = vlmoTaskForward(model, set, Array.from({ length: set.count }, (_, i) => i));
+      const r = vlmoTaskForward(
+        model,
+        set,
+        Array.from({ length: set.count }, (_, i) => i),
+      );
       const loss = r.loss.dataSync()[0]!;
       tf.dispose([r.loss, ...Object.values(r.losses)]);
       model.dispose();

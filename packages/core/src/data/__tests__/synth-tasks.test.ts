@@ -71,7 +71,8 @@ describe('synthetic VQA', () => {
         const { question, answer } = q!;
         seen.add(kind);
         if (question in HAND_A) expect(answer, question).toBe(HAND_A[question]);
-        else if (kind === 'count') expect(answer, question).toBe('zero'); // a pair A lacks
+        else if (kind === 'count')
+          expect(answer, question).toBe('zero'); // a pair A lacks
         else if (kind === 'exists') expect(answer, question).toBe('no');
         else throw new Error(`unexpected question '${question}'`);
         if (answer === 'zero' || answer === 'no') {
@@ -163,12 +164,18 @@ describe('writeSynthDataset with a task', () => {
     // The caption vocabulary first, ids unchanged; the question words after it.
     expect(vocab.startsWith(`${synthVocabulary().join('\n')}\n`)).toBe(true);
     const tok = BertTokenizer.fromVocab(parseVocabTxt(vocab));
-    const rows = readFileSync(join(vqaDir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as SynthVqaRecord);
+    const rows = readFileSync(join(vqaDir, 'train.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as SynthVqaRecord);
     expect(rows).toHaveLength(32);
     for (const r of rows) expect(tok.encode(r.question).ids).not.toContain(tok.unkId);
     const nlvrDir = join(tmp, 'nlvr2');
     await writeSynthDataset({ out: nlvrDir, images: 20, seed: 5, imageSize: 24, task: 'nlvr2' });
-    const pairs = readFileSync(join(nlvrDir, 'test.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as SynthNlvr2Record);
+    const pairs = readFileSync(join(nlvrDir, 'test.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as SynthNlvr2Record);
     expect(pairs).toHaveLength(4);
     for (const p of pairs) expect(tok.encode(p.sentence).ids).not.toContain(tok.unkId);
   });
