@@ -5,15 +5,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, SYNTH_VQA_ANSWERS } from '@vl/core';
-import { writeSynthDataset } from '@vl/core/node';
+import { initRuntime, Rng, SYNTH_VQA_ANSWERS } from '@vl/core';
+import { loadBertTokenizer, writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { majority, nlvr2Accuracy, vqaAccuracy } from '../finetune.js';
 import { readNlvr2File, readVqaFile, vqaTargets } from '../task-data.js';
 import { evaluateVlmoTask } from '../task-eval.js';
-import { loadVlmo } from '../checkpoint.js';
+import { loadVlmo, saveVlmo } from '../checkpoint.js';
+import { vlmoDims, vlmoPreset } from '../config.js';
+import { Vlmo } from '../model.js';
 import { vlmoTokenizer } from '../evaluate.js';
-import { finetuneVlmo, loadVlmoTaskSet, vlmoTaskForward } from '../task-train.js';
+import { finetuneVlmo, loadVlmoTaskSet, vlmoTaskConfig, vlmoTaskForward } from '../task-train.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmo-tasks-'));
 beforeAll(async () => {
@@ -90,6 +92,41 @@ describe('accuracy on hand-made logits', () => {
 
 describe('fine-tuning on the synthetic sets', () => {
   const arch = { transformerKwargs: { layerScaleInitValues: null }, vlmoConfig: { dropPathRate: 0 } };
+
+  it('--init: the task config keeps the architecture, drops the pretraining heads and adds a fresh task head', async () => {
+    const dir = join(tmp, 'vqa');
+    const tok = await loadBertTokenizer(join(dir, 'vocab.txt'));
+    const pretrained = join(tmp, 'pretrained');
+    const base = vlmoPreset('tiny', { vocabSize: tok.vocabSize, maxTextLen: 12 });
+    const model = new Vlmo(base, new Rng(3));
+    await saveVlmo(model, pretrained);
+    model.dispose();
+    const task = vlmoTaskConfig(base, 'vqa', SYNTH_VQA_ANSWERS.length);
+    expect(vlmoDims(task)).toMatchObject({ vqaLabels: 32, nlvr2: false, heads: { itc: false, itm: false, mlm: false } });
+    const s = await finetuneVlmo({
+      task: 'vqa',
+      train: join(dir, 'train.jsonl'),
+      vocab: join(dir, 'vocab.txt'),
+      out: join(tmp, 'vqa-init'),
+      init: pretrained,
+      batchSize: 8,
+      maxSteps: 1,
+      resume: false,
+    });
+    expect(s.init!.fresh.every((k) => k.startsWith('vqa_classifier.'))).toBe(true);
+    expect(s.init!.fresh).toHaveLength(6);
+    expect(s.init!.unused.some((k) => k.startsWith('itm_score.'))).toBe(true);
+    await expect(
+      finetuneVlmo({
+        task: 'vqa',
+        train: join(dir, 'train.jsonl'),
+        vocab: join(dir, 'vocab.txt'),
+        out: join(tmp, 'x'),
+        init: pretrained,
+        initStd: 0.2,
+      }),
+    ).rejects.toThrow(/fresh model/);
+  }, 60_000);
 
   it('VQA: a tiny run lowers the loss; eval reports the accuracy of its logits with the baselines', async () => {
     const dir = join(tmp, 'vqa');
