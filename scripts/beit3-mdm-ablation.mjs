@@ -1,23 +1,28 @@
-// BEiT-3 masked data modeling at tiny scale: does MDM pretraining help retrieval fine-tuning on the synthetic
-// scenes? Per seed: pretrain the tiny backbone by MDM (images, texts and pairs mixed) on all training scenes
-// with a k-means visual tokenizer, then fine-tune Beit3ForRetrieval on a small labelled prefix of them, once
-// from the MDM backbone and once from scratch (same seed, same steps, same data order), and measure Recall@K
-// on the test scenes. Writes results.json and results.md (mean ± sample std over seeds; the difference of
-// means ± its standard error; "reproduced" only if it exceeds 2 standard errors).
+// BEiT-3 masked data modeling at tiny scale: does MDM pretraining help fine-tuning on the synthetic scenes?
+// Per seed: pretrain the tiny backbone by MDM (images, texts and pairs mixed, or with a kind of data switched
+// off) on all training scenes with a k-means visual tokenizer, then fine-tune on a small labelled prefix of
+// them, once from each MDM backbone and once from scratch (same seed, same steps, same data order), and
+// measure on the test scenes:
+//   --task retrieval   Beit3ForRetrieval (ClipLoss), Recall@K            → results.json, results.md
+//   --task captioning  Beit3ForCaptioning (masked-position prediction,   → captioning.json, captioning.md
+//                      BertCaptioningLoss), CIDEr-D of the beam search
+// Mean ± sample std over seeds; each difference of means ± its standard error; "reproduced" only when it
+// exceeds 2 standard errors, else "not shown at this scale". `--render` rewrites the .md files and the
+// tables in docs/beit3.md from the committed .json files without training anything.
 //
-//   npm run build && node scripts/beit3-mdm-ablation.mjs --out docs/beit3-mdm [--seeds 0,1,2] [--images 800]
-//     [--pretrain-steps 300] [--finetune-steps 400] [--finetune-records 320] [--work /tmp/beit3-mdm]
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+//   npm run build && node scripts/beit3-mdm-ablation.mjs --out docs/beit3-mdm [--task retrieval|captioning]
+//     [--arms scratch,mdm,mdm-pairs,mdm-images,mdm-texts] [--reuse docs/beit3-mdm/results.json] [--seeds 0,1,2]
+//     [--images 800] [--pretrain-steps 300] [--finetune-steps 400] [--finetune-records 320] [--work /tmp/beit3-mdm]
+//   node scripts/beit3-mdm-ablation.mjs --render --out docs/beit3-mdm [--doc docs/beit3.md]
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { initRuntime } from '@vl/core';
-import { writeSynthDataset } from '@vl/core/node';
-import { finetuneBeit3Retrieval, pretrainBeit3Mdm, trainBeit3VisualTokenizer } from '@vl/beit3';
 
 const { values: a } = parseArgs({
   options: {
     out: { type: 'string', default: 'docs/beit3-mdm' },
     work: { type: 'string', default: '/tmp/beit3-mdm-ablation' },
+    task: { type: 'string', default: 'retrieval' },
     seeds: { type: 'string', default: '0,1,2' },
     images: { type: 'string', default: '800' },
     'pretrain-steps': { type: 'string', default: '300' },
@@ -25,12 +30,197 @@ const { values: a } = parseArgs({
     'finetune-records': { type: 'string', default: '320' },
     'visual-vocab': { type: 'string', default: '64' },
     backend: { type: 'string', default: 'wasm' },
-    // scratch, mdm (images + texts + pairs), mdm-pairs (MDM on the image-text pairs only: --mim 0 --mlm 0)
+    // scratch; mdm (images + texts + pairs); mdm-pairs (pairs only: --mim 0 --mlm 0); mdm-images (pairs +
+    // images: --mlm 0); mdm-texts (pairs + texts: --mim 0)
     arms: { type: 'string', default: 'scratch,mdm' },
-    // Take the runs of arms already in this results.json (same setup) instead of training them again.
+    // Take the runs of arms already in this results file (same setup) instead of training them again.
     reuse: { type: 'string' },
+    // Only pretrain (into --work, where later runs find the backbones): no fine-tuning, no results.
+    'pretrain-only': { type: 'boolean', default: false },
+    // Only rewrite the .md files (and the tables in --doc) from the .json files in --out.
+    render: { type: 'boolean', default: false },
+    doc: { type: 'string', default: 'docs/beit3.md' },
   },
 });
+
+const TASKS = {
+  retrieval: {
+    file: 'results',
+    title: 'BEiT-3 MDM pretraining → retrieval fine-tuning (tiny, synthetic scenes)',
+    metrics: ['tr1', 'tr5', 'ir1', 'ir5', 'rMean', 'lastLoss'],
+    key: 'rMean',
+    keyName: 'r_mean',
+    unit: ' points',
+    columns: [
+      ['TR@1', 'tr1', 1],
+      ['TR@5', 'tr5', 1],
+      ['IR@1', 'ir1', 1],
+      ['IR@5', 'ir5', 1],
+      ['r_mean (6 recalls)', 'rMean', 1],
+      ['final ITC loss', 'lastLoss', 3],
+    ],
+    diffColumns: [
+      ['r_mean', 'rMean', 1],
+      ['TR@1', 'tr1', 1],
+      ['IR@1', 'ir1', 1],
+    ],
+    what: (n) => `Recall@K in percent on ${n} test scenes (1 caption each)`,
+  },
+  captioning: {
+    file: 'captioning',
+    title: 'BEiT-3 MDM pretraining → captioning fine-tuning (tiny, synthetic scenes)',
+    metrics: ['cider', 'bleu4', 'lastLoss', 'lastAcc'],
+    key: 'cider',
+    keyName: 'CIDEr-D',
+    unit: '',
+    columns: [
+      ['CIDEr-D', 'cider', 3],
+      ['BLEU-4', 'bleu4', 3],
+      ['final loss (label-smoothed KL)', 'lastLoss', 3],
+      ['final masked-token accuracy', 'lastAcc', 3],
+    ],
+    diffColumns: [
+      ['CIDEr-D', 'cider', 3],
+      ['BLEU-4', 'bleu4', 3],
+    ],
+    what: (n) => `CIDEr-D and BLEU-4 (core's, coco-caption's definitions) of 3-beam captions of ${n} test scenes against their 1 reference`,
+  },
+};
+const LABEL = {
+  scratch: 'from scratch',
+  mdm: 'MDM-pretrained backbone',
+  'mdm-pairs': 'MDM on image-text pairs only',
+  'mdm-images': 'MDM on pairs + images (no text-only rows)',
+  'mdm-texts': 'MDM on pairs + texts (no image-only rows)',
+};
+const ARM_ORDER = Object.keys(LABEL);
+const ARM_OBJECTIVES = {
+  mdm: undefined,
+  'mdm-pairs': { mim: { weight: 0 }, mlm: { weight: 0 } },
+  'mdm-images': { mlm: { weight: 0 } },
+  'mdm-texts': { mim: { weight: 0 } },
+};
+
+const stat = (xs) => {
+  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
+  return { mean: m, std: sd, n: xs.length };
+};
+
+/** Summary, comparisons and verdicts of a results object's runs (recomputed, so --render never disagrees). */
+function analyse(results) {
+  const t = TASKS[results.task ?? 'retrieval'];
+  const arms = ARM_ORDER.filter((arm) => results.runs.some((r) => r.arm === arm));
+  const summary = {};
+  for (const arm of arms) {
+    summary[arm] = Object.fromEntries(t.metrics.map((k) => [k, stat(results.runs.filter((r) => r.arm === arm).map((r) => r[k]))]));
+  }
+  const pairs = arms.filter((x) => x !== 'scratch').map((x) => [x, 'scratch']);
+  // Does a kind of monomodal data help? The full mixture against each arm that lacks some.
+  if (arms.includes('mdm')) for (const x of arms.filter((y) => y.startsWith('mdm-'))) pairs.push(['mdm', x]);
+  const comparisons = pairs
+    .filter(([x, y]) => summary[x] && summary[y])
+    .map(([better, worse]) => {
+      const diff = Object.fromEntries(
+        t.metrics.map((k) => {
+          const x = summary[better][k];
+          const y = summary[worse][k];
+          const se = Math.sqrt(x.std ** 2 / x.n + y.std ** 2 / y.n);
+          return [k, { diff: x.mean - y.mean, se, beyond2Se: Math.abs(x.mean - y.mean) > 2 * se }];
+        }),
+      );
+      const d = diff[t.key];
+      const dp = t.columns.find((c) => c[1] === t.key)[2];
+      const num = (v) => `${v >= 0 ? '+' : ''}${v.toFixed(dp)} ± ${d.se.toFixed(dp)}${t.unit}`;
+      const n = Math.min(summary[better][t.key].n, summary[worse][t.key].n);
+      const verdict =
+        n < 2
+          ? 'no verdict: one seed gives no standard error'
+          : d.diff > 2 * d.se
+            ? `reproduced: ${t.keyName} ${num(d.diff)} (> 2 SE)`
+            : d.diff < -2 * d.se
+              ? `contradicted: ${t.keyName} ${num(d.diff)} (> 2 SE the other way)`
+              : `not shown at this scale: ${t.keyName} ${num(d.diff)}, within 2 SE`;
+      return { better, worse, what: `${LABEL[better]} vs ${LABEL[worse]}`, diff, verdict };
+    });
+  return { arms, summary, comparisons };
+}
+
+function markdown(results, command) {
+  const t = TASKS[results.task ?? 'retrieval'];
+  const { arms, summary, comparisons } = analyse(results);
+  const seeds = [...new Set(results.runs.map((r) => r.seed))].sort();
+  const f = (s, dp) => `${s.mean.toFixed(dp)} ± ${s.std.toFixed(dp)}`;
+  const testImages = Math.round(results.setup.data.images * results.setup.data.splits[2]);
+  const armTable = [
+    `| arm | ${t.columns.map((c) => c[0]).join(' | ')} |`,
+    `| --- | ${t.columns.map(() => '---').join(' | ')} |`,
+    ...arms.map((arm) => `| ${LABEL[arm]} | ${t.columns.map(([, k, dp]) => f(summary[arm][k], dp)).join(' | ')} |`),
+  ];
+  const diffTable = [
+    `| comparison | ${t.diffColumns.map((c) => c[0]).join(' | ')} | verdict |`,
+    `| --- | ${t.diffColumns.map(() => '---').join(' | ')} | --- |`,
+    ...comparisons.map(
+      (c) =>
+        `| ${c.what} | ${t.diffColumns.map(([, k, dp]) => `${c.diff[k].diff.toFixed(dp)} ± ${c.diff[k].se.toFixed(dp)}`).join(' | ')} | ${c.verdict} |`,
+    ),
+  ];
+  const chance = results.runs.find((r) => r.chance)?.chance;
+  const md = [
+    `# ${t.title}`,
+    '',
+    `Generated by \`${command}\` (${results.runtime.backend}, ${(results.runtime.totalSeconds / 60).toFixed(1)} min${results.reusedArms?.length ? `; the runs of ${results.reusedArms.join(', ')} reused from the previous results` : ''}).`,
+    `Seeds ${seeds.join(', ')}; mean ± sample std; ${t.what(testImages)}.`,
+    ...(chance
+      ? [
+          `Chance (each image captioned with another image's reference): CIDEr-D ${chance.cider.toFixed(3)}, BLEU-4 ${chance.bleu4.toFixed(3)}.`,
+        ]
+      : []),
+    '',
+    ...armTable,
+    '',
+    ...diffTable,
+    '',
+    `Differences are of means ± the standard error of the difference; "reproduced" needs more than 2 standard errors.`,
+    '',
+  ];
+  return { md: md.join('\n'), armTable: armTable.join('\n'), diffTable: diffTable.join('\n') };
+}
+
+/** Replaces the text between `<!-- beit3-mdm:NAME -->` and `<!-- /beit3-mdm:NAME -->` in the doc. */
+function replaceBlock(doc, name, body) {
+  const open = `<!-- beit3-mdm:${name} -->`;
+  const close = `<!-- /beit3-mdm:${name} -->`;
+  const i = doc.indexOf(open);
+  const j = doc.indexOf(close);
+  if (i < 0 || j < i) return doc;
+  return `${doc.slice(0, i + open.length)}\n${body}\n${doc.slice(j)}`;
+}
+
+function render() {
+  let doc = existsSync(a.doc) ? readFileSync(a.doc, 'utf8') : null;
+  for (const [task, t] of Object.entries(TASKS)) {
+    const path = join(a.out, `${t.file}.json`);
+    if (!existsSync(path)) continue;
+    const results = JSON.parse(readFileSync(path, 'utf8'));
+    const m = markdown(results, results.command ?? `node scripts/beit3-mdm-ablation.mjs --task ${task}`);
+    writeFileSync(join(a.out, `${t.file}.md`), m.md);
+    if (doc) doc = replaceBlock(replaceBlock(doc, `${task}-arms`, m.armTable), `${task}-diffs`, m.diffTable);
+  }
+  if (doc) writeFileSync(a.doc, doc);
+}
+
+if (a.render) {
+  render();
+  process.exit(0);
+}
+
+const t = TASKS[a.task];
+if (!t) throw new Error(`--task must be ${Object.keys(TASKS).join(' or ')}`);
+const { initRuntime } = await import('@vl/core');
+const { writeSynthDataset } = await import('@vl/core/node');
+const { finetuneBeit3Captioning, finetuneBeit3Retrieval, pretrainBeit3Mdm, trainBeit3VisualTokenizer } = await import('@vl/beit3');
+
 const seeds = a.seeds.split(',').map(Number);
 const setup = {
   preset: 'tiny',
@@ -40,6 +230,20 @@ const setup = {
   pretrain: { steps: Number(a['pretrain-steps']), batchSize: 32, lr: 2e-3, weightDecay: 0.05, mix: '1:1:1', textLength: 24 },
   finetune: { steps: Number(a['finetune-steps']), batchSize: 32, lr: 1e-3, weightDecay: 0.05, records: Number(a['finetune-records']) },
 };
+if (a.task === 'captioning') {
+  // The official captioning run's objective (get_started_for_captioning.md, run_beit3_finetuning.py defaults);
+  // the MDM checkpoint's mlm_head goes under the captioning model's, as the official loader matches names.
+  Object.assign(setup.finetune, {
+    maskProb: 0.7,
+    labelSmoothing: 0.1,
+    dropWorstRatio: 0.2,
+    dropWorstAfter: 12000,
+    textLength: 24,
+    numBeams: 3,
+    lengthPenalty: 0.6,
+    init: 'backbone + mlm_head',
+  });
+}
 
 const runtime = await initRuntime({ backend: a.backend });
 const data = join(a.work, 'data');
@@ -58,19 +262,31 @@ const tok = await trainBeit3VisualTokenizer({
 console.log(`tokenizer: ${JSON.stringify(tok.file.usage)}`);
 
 const arms = a.arms.split(',');
-const ARM_OBJECTIVES = { mdm: undefined, 'mdm-pairs': { mim: { weight: 0 }, mlm: { weight: 0 } } };
-const reused = a.reuse ? JSON.parse(readFileSync(a.reuse, 'utf8')) : null;
+for (const arm of arms) if (!LABEL[arm]) throw new Error(`unknown arm ${arm}: ${ARM_ORDER.join(', ')}`);
+// A pretrained backbone is kept in --work with the setup that made it and reused when the setup is the same
+// (pretraining is deterministic for a seed and backend: the same run twice gives the same weights).
+const pretrainKey = JSON.stringify({ data: setup.data, tokenizer: setup.tokenizer, pretrain: setup.pretrain, backend: setup.backend });
+const reused = a.reuse && existsSync(a.reuse) ? JSON.parse(readFileSync(a.reuse, 'utf8')) : null;
 if (reused) {
   for (const k of ['data', 'tokenizer', 'pretrain', 'finetune']) {
     if (JSON.stringify(reused.setup[k]) !== JSON.stringify(setup[k])) throw new Error(`--reuse ${a.reuse}: setup.${k} differs`);
   }
 }
-const reusedArms = new Set((reused?.runs ?? []).map((r) => r.arm).filter((arm) => arms.includes(arm)));
-const runs = (reused?.runs ?? []).filter((r) => reusedArms.has(r.arm) && seeds.includes(r.seed));
+const reusedArms = [...new Set((reused?.runs ?? []).map((r) => r.arm))].filter((arm) => arms.includes(arm));
+const runs = (reused?.runs ?? []).filter((r) => reusedArms.includes(r.arm) && seeds.includes(r.seed));
 for (const seed of seeds) {
   const pretrained = {};
-  for (const arm of arms.filter((x) => x !== 'scratch' && !reusedArms.has(x))) {
+  for (const arm of arms.filter((x) => x !== 'scratch' && !reusedArms.includes(x))) {
     const dir = join(a.work, `${arm}-${seed}`);
+    const cached = join(dir, 'pretrain-summary.json');
+    if (existsSync(cached)) {
+      const c = JSON.parse(readFileSync(cached, 'utf8'));
+      if (c.key === pretrainKey) {
+        pretrained[arm] = { dir, p: c.p };
+        console.log(`seed ${seed} ${arm}: pretrained backbone reused from ${dir}`);
+        continue;
+      }
+    }
     const p = await pretrainBeit3Mdm({
       train,
       vocab,
@@ -87,17 +303,19 @@ for (const seed of seeds) {
       resume: false,
     });
     pretrained[arm] = { dir, p };
+    writeFileSync(cached, JSON.stringify({ key: pretrainKey, p: { seconds: p.seconds, first: p.first, last: p.last } }, null, 2) + '\n');
     console.log(
       `seed ${seed} ${arm}: ${p.steps} steps ${p.seconds.toFixed(0)}s first ${JSON.stringify(p.first)} last ${JSON.stringify(p.last)}`,
     );
   }
-  for (const arm of arms.filter((x) => !reusedArms.has(x))) {
+  if (a['pretrain-only']) continue;
+  for (const arm of arms.filter((x) => !reusedArms.includes(x))) {
     const pre = pretrained[arm];
-    const r = await finetuneBeit3Retrieval({
+    const common = {
       train,
       test,
       vocab,
-      out: join(a.work, `ft-${arm}-${seed}`),
+      out: join(a.work, `ft-${a.task}-${arm}-${seed}`),
       init: pre?.dir,
       maxTrainRecords: setup.finetune.records,
       batchSize: setup.finetune.batchSize,
@@ -105,96 +323,66 @@ for (const seed of seeds) {
       lr: setup.finetune.lr,
       weightDecay: setup.finetune.weightDecay,
       seed,
-    });
-    const run = {
-      seed,
-      arm,
-      pretrain: pre ? { seconds: pre.p.seconds, first: pre.p.first, last: pre.p.last } : null,
-      finetuneSeconds: r.seconds,
-      firstLoss: r.firstLoss,
-      lastLoss: r.lastLoss,
-      tr1: r.recall.imageToText.recall[1],
-      tr5: r.recall.imageToText.recall[5],
-      ir1: r.recall.textToImage.recall[1],
-      ir5: r.recall.textToImage.recall[5],
-      rMean: r.recall.meanRecall,
     };
+    const run = { seed, arm, pretrain: pre ? { seconds: pre.p.seconds, first: pre.p.first, last: pre.p.last } : null };
+    if (a.task === 'retrieval') {
+      const r = await finetuneBeit3Retrieval(common);
+      Object.assign(run, {
+        finetuneSeconds: r.seconds,
+        firstLoss: r.firstLoss,
+        lastLoss: r.lastLoss,
+        tr1: r.recall.imageToText.recall[1],
+        tr5: r.recall.imageToText.recall[5],
+        ir1: r.recall.textToImage.recall[1],
+        ir5: r.recall.textToImage.recall[5],
+        rMean: r.recall.meanRecall,
+      });
+    } else {
+      const s = setup.finetune;
+      const r = await finetuneBeit3Captioning({
+        ...common,
+        textLength: s.textLength,
+        maskProb: s.maskProb,
+        labelSmoothing: s.labelSmoothing,
+        dropWorstRatio: s.dropWorstRatio,
+        dropWorstAfter: s.dropWorstAfter,
+        numBeams: s.numBeams,
+        lengthPenalty: s.lengthPenalty,
+      });
+      Object.assign(run, {
+        finetuneSeconds: r.seconds,
+        evalSeconds: r.evalSeconds,
+        initTensors: r.initTensors,
+        firstLoss: r.firstLoss,
+        lastLoss: r.lastLoss,
+        firstAcc: r.firstAcc,
+        lastAcc: r.lastAcc,
+        cider: r.cider,
+        bleu4: r.bleu4,
+        chance: r.chance,
+        // A few captions, to read what the numbers mean.
+        samples: r.captions.slice(0, 3),
+      });
+    }
     runs.push(run);
     console.log(JSON.stringify(run));
   }
 }
+if (a['pretrain-only']) process.exit(0);
 
-const metrics = ['tr1', 'tr5', 'ir1', 'ir5', 'rMean', 'lastLoss'];
-const stat = (xs) => {
-  const m = xs.reduce((s, x) => s + x, 0) / xs.length;
-  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
-  return { mean: m, std: sd, n: xs.length };
-};
-const summary = {};
-for (const arm of arms) {
-  summary[arm] = Object.fromEntries(metrics.map((k) => [k, stat(runs.filter((r) => r.arm === arm).map((r) => r[k]))]));
-}
-const LABEL = { scratch: 'from scratch', mdm: 'MDM-pretrained backbone', 'mdm-pairs': 'MDM on image-text pairs only' };
-const pairs = arms.filter((x) => x !== 'scratch').map((x) => [x, 'scratch']);
-if (arms.includes('mdm') && arms.includes('mdm-pairs')) pairs.push(['mdm', 'mdm-pairs']);
-const comparisons = pairs.map(([better, worse]) => {
-  const diff = Object.fromEntries(
-    metrics.map((k) => {
-      const x = summary[better][k];
-      const y = summary[worse][k];
-      const se = Math.sqrt(x.std ** 2 / x.n + y.std ** 2 / y.n);
-      return [k, { diff: x.mean - y.mean, se, beyond2Se: Math.abs(x.mean - y.mean) > 2 * se }];
-    }),
-  );
-  const d = diff.rMean;
-  const what = `${LABEL[better]} vs ${LABEL[worse]}`;
-  const verdict =
-    seeds.length < 2
-      ? 'no verdict: one seed gives no standard error'
-      : d.diff > 2 * d.se
-        ? `reproduced: r_mean +${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE)`
-        : d.diff < -2 * d.se
-          ? `contradicted: r_mean ${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points (> 2 SE the other way)`
-          : `not reproduced: r_mean ${d.diff >= 0 ? '+' : ''}${d.diff.toFixed(1)} ± ${d.se.toFixed(1)} points, within 2 SE`;
-  return { better, worse, what, diff, verdict };
-});
-const verdict = comparisons[0]?.verdict;
-const diff = comparisons[0]?.diff;
+const command = `node scripts/beit3-mdm-ablation.mjs --out ${a.out} --task ${a.task} --arms ${a.arms}${a.reuse ? ` --reuse ${a.reuse}` : ''}`;
 const results = {
+  task: a.task,
+  command,
   setup,
   runtime: { backend: runtime.backend, node: process.version, totalSeconds: (Date.now() - t0) / 1000 },
+  reusedArms,
   tokenizer: tok.file,
   runs,
-  summary,
-  diff,
-  verdict,
-  comparisons,
 };
+const { summary, comparisons } = analyse(results);
+Object.assign(results, { summary, comparisons });
 mkdirSync(a.out, { recursive: true });
-writeFileSync(join(a.out, 'results.json'), JSON.stringify(results, null, 2) + '\n');
-const f = (s) => `${s.mean.toFixed(1)} ± ${s.std.toFixed(1)}`;
-const md = [
-  '# BEiT-3 MDM pretraining → retrieval fine-tuning (tiny, synthetic scenes)',
-  '',
-  `Generated by \`node scripts/beit3-mdm-ablation.mjs --out ${a.out} --arms ${a.arms}${a.reuse ? ` --reuse ${a.reuse}` : ''}\` (${results.runtime.backend}, ${(results.runtime.totalSeconds / 60).toFixed(1)} min${reusedArms.size ? `; the runs of ${[...reusedArms].join(', ')} reused from that file` : ''}).`,
-  `Seeds ${seeds.join(', ')}; mean ± sample std; Recall@K in percent on ${Math.round(setup.data.images * setup.data.splits[2])} test scenes (1 caption each).`,
-  '',
-  '| arm | TR@1 | TR@5 | IR@1 | IR@5 | r_mean (6 recalls) | final ITC loss |',
-  '| --- | --- | --- | --- | --- | --- | --- |',
-  ...arms.map(
-    (arm) =>
-      `| ${LABEL[arm]} | ${f(summary[arm].tr1)} | ${f(summary[arm].tr5)} | ${f(summary[arm].ir1)} | ${f(summary[arm].ir5)} | ${f(summary[arm].rMean)} | ${summary[arm].lastLoss.mean.toFixed(3)} ± ${summary[arm].lastLoss.std.toFixed(3)} |`,
-  ),
-  '',
-  '| comparison | r_mean | TR@1 | IR@1 | verdict |',
-  '| --- | --- | --- | --- | --- |',
-  ...comparisons.map(
-    (c) =>
-      `| ${c.what} | ${c.diff.rMean.diff.toFixed(1)} ± ${c.diff.rMean.se.toFixed(1)} | ${c.diff.tr1.diff.toFixed(1)} ± ${c.diff.tr1.se.toFixed(1)} | ${c.diff.ir1.diff.toFixed(1)} ± ${c.diff.ir1.se.toFixed(1)} | ${c.verdict} |`,
-  ),
-  '',
-  'Differences are of means ± the standard error of the difference; "reproduced" needs more than 2 standard errors.',
-  '',
-];
-writeFileSync(join(a.out, 'results.md'), md.join('\n'));
-console.log(md.join('\n'));
+writeFileSync(join(a.out, `${t.file}.json`), JSON.stringify(results, null, 2) + '\n');
+render();
+console.log(markdown(results, command).md);

@@ -62,7 +62,13 @@ export {
   type Beit3RetrievalText,
 } from './model.js';
 export { generateCaptions, type Beit3GenerateOptions, type Beit3Generated } from './generation.js';
-export { bertCaptioningLoss, captioningAccuracy, type BertCaptioningLossOptions } from './objectives.js';
+export {
+  bertCaptioningLoss,
+  captioningAccuracy,
+  captioningTrainBatch,
+  type BertCaptioningLossOptions,
+  type CaptioningTrainBatchInputs,
+} from './objectives.js';
 export {
   detectBeit3Task,
   fromOfficialStateDict,
@@ -104,3 +110,12 @@ export {
   type Beit3TokenizerTrainOptions,
 } from './mdm-train.js';
 export { finetuneBeit3Retrieval, type Beit3RetrievalFinetuneOptions, type Beit3RetrievalFinetuneResult } from './retrieval-finetune.js';
+export {
+  BEIT3_CAPTIONING_MASK_PROB,
+  evaluateBeit3Captioning,
+  finetuneBeit3Captioning,
+  maskCaptionRows,
+  type Beit3CaptioningFinetuneOptions,
+  type Beit3CaptioningFinetuneResult,
+  type CaptionMaskingOptions,
+} from './captioning-finetune.js';

@@ -89,13 +89,23 @@ export async function loadBeit3Mdm(dir: string): Promise<Beit3ForMaskedDataModel
 /**
  * Copies an MDM checkpoint's backbone (`beit3.*`) into a fine-tuned model, whose heads stay as built. Every
  * backbone key must be there with its shape (VlError STATE_DICT_MISMATCH listing those that are not).
+ * `heads` (key prefixes, e.g. `mlm_head.`) are copied too: the official loader fills every parameter whose name
+ * and shape match, so the captioning model's `mlm_head` takes MDM's text head; each must be in both.
  */
-export async function loadBeit3Backbone(target: Beit3Wrapper, dir: string): Promise<{ loaded: number; from: string }> {
+export async function loadBeit3Backbone(
+  target: Beit3Wrapper,
+  dir: string,
+  options: { heads?: readonly string[] } = {},
+): Promise<{ loaded: number; from: string }> {
   const folder = beit3ModelDir(dir);
   const { tensors } = await readCheckpoint(folder);
-  const backbone = new Map<string, StateEntry>([...tensors].filter(([k]) => k.startsWith('beit3.')));
+  const prefixes = ['beit3.', ...(options.heads ?? [])];
+  const backbone = new Map<string, StateEntry>([...tensors].filter(([k]) => prefixes.some((p) => k.startsWith(p))));
   target.loadStateDict(backbone, { strict: false, source: folder });
-  const missing = [...target.stateDict().keys()].filter((k) => k.startsWith('beit3.') && !backbone.has(k));
+  const missing = [...target.stateDict().keys()].filter((k) => prefixes.some((p) => k.startsWith(p)) && !backbone.has(k));
+  for (const h of options.heads ?? []) {
+    if (![...backbone.keys()].some((k) => k.startsWith(h))) missing.push(`${h}* (not in the checkpoint)`);
+  }
   if (missing.length) {
     throw new VlError(
       'STATE_DICT_MISMATCH',

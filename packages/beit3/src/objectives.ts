@@ -3,6 +3,7 @@
 // (Retrieval's `utils.ClipLoss` is `Beit3ForRetrieval.clipLoss`.)
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '@vl/core';
+import type { Beit3CaptioningInputs, Beit3CaptioningOutput, Beit3ForCaptioning } from './model.js';
 
 export interface BertCaptioningLossOptions {
   /** ε: the label keeps 1 − ε, every other class gets ε / (V − 1). `--label_smoothing` default 0.1. */
@@ -67,4 +68,35 @@ export function captioningAccuracy(logits: tf.Tensor, labels: tf.Tensor | ArrayL
   let hits = 0;
   for (let i = 0; i < n; i++) if (predicted[i] === y[i]) hits++;
   return n === 0 ? 0 : hits / n;
+}
+
+export interface CaptioningTrainBatchInputs extends Omit<Beit3CaptioningInputs, 'languageMaskedPos'> {
+  /** [B, T]: 1 at the masked positions (`language_masked_pos`). */
+  languageMaskedPos: tf.Tensor;
+  /** [B, T]: the caption before masking (`language_tokens`), whose ids at the masked positions are the labels. */
+  languageTokens: tf.Tensor | ArrayLike<number>;
+}
+
+/**
+ * `CaptioningHandler.train_batch`: the forward on the masked caption under `uni_mask`, the labels
+ * `language_tokens[language_masked_pos.bool()]` (row-major, as the logits), `BertCaptioningLoss` at
+ * `step` and the accuracy. Returns the forward's outputs too; all tensors are the caller's.
+ */
+export function captioningTrainBatch(
+  model: Beit3ForCaptioning,
+  inputs: CaptioningTrainBatchInputs,
+  options: BertCaptioningLossOptions = {},
+): Beit3CaptioningOutput & { loss: tf.Scalar; acc: number; labels: Int32Array } {
+  const where = inputs.languageMaskedPos.dataSync();
+  const tokens = inputs.languageTokens instanceof tf.Tensor ? inputs.languageTokens.dataSync() : inputs.languageTokens;
+  if (tokens.length !== where.length) {
+    throw new VlError('SHAPE_MISMATCH', `${tokens.length} language tokens but ${where.length} masked-position flags`, {
+      subject: 'captioningTrainBatch',
+    });
+  }
+  const labels: number[] = [];
+  for (let i = 0; i < where.length; i++) if (where[i]) labels.push(tokens[i]!);
+  const out = model.forward(inputs);
+  const loss = bertCaptioningLoss(out.logits, labels, options);
+  return { ...out, loss, acc: captioningAccuracy(out.logits, labels), labels: Int32Array.from(labels) };
 }

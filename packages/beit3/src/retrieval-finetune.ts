@@ -85,7 +85,7 @@ async function* batches(
  * The first N records of a JSONL as `.first-N.jsonl` next to it: image paths stay relative to the same folder
  * (the reader refuses images outside the list's folder). Same N, same content, so runs may share it.
  */
-async function prefixRecords(path: string, n: number | undefined): Promise<string> {
+export async function prefixRecords(path: string, n: number | undefined): Promise<string> {
   if (n === undefined) return path;
   const lines = (await readFile(path, 'utf8')).split('\n').filter((l) => l.trim());
   if (lines.length < n) throw new VlError('DATA_INVALID', `only ${lines.length} records, ${n} asked for`, { subject: path });

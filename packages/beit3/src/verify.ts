@@ -16,7 +16,7 @@ import {
   type Beit3ForVisualReasoning,
   type Beit3Model,
 } from './model.js';
-import { bertCaptioningLoss, captioningAccuracy } from './objectives.js';
+import { captioningTrainBatch } from './objectives.js';
 
 /** What inputs.json holds (the official argument names). */
 export interface Beit3ReferenceInputs {
@@ -137,17 +137,17 @@ function captioningOutputs(model: Beit3ForCaptioning, inputs: Beit3ReferenceInpu
   const masked = need(inputs.masked_tokens, 'masked_tokens', 'captioning');
   const pad = need(inputs.padding_mask, 'padding_mask', 'captioning');
   const pos = need(inputs.language_masked_pos, 'language_masked_pos', 'captioning');
-  const res = model.forward({ pixels: image, textIds: masked, paddingMask: pad, languageMaskedPos: pos });
+  const tokens = need(inputs.language_tokens, 'language_tokens', 'captioning');
+  const res = captioningTrainBatch(
+    model,
+    { pixels: image, textIds: masked, paddingMask: pad, languageMaskedPos: pos, languageTokens: tokens },
+    { step: 0 },
+  );
   host('mlm_logits', res.logits);
   host('encoder_out', res.encoderOut);
   out.multiway_split_position = intScalar(res.multiwaySplitPosition);
-  // train_batch: labels are language_tokens at the masked positions (row-major).
-  const tokens = need(inputs.language_tokens, 'language_tokens', 'captioning').dataSync();
-  const where = pos.dataSync();
-  const labels: number[] = [];
-  for (let i = 0; i < where.length; i++) if (where[i]) labels.push(tokens[i]!);
-  host('captioning_loss', bertCaptioningLoss(res.logits, labels, { step: 0 }));
-  out.captioning_acc = { shape: [], data: Float32Array.of(captioningAccuracy(res.logits, labels)) };
+  host('captioning_loss', res.loss);
+  out.captioning_acc = { shape: [], data: Float32Array.of(res.acc) };
 }
 
 /** The beam searches of `CaptioningHandler.eval_batch` (async: generation reads logits back step by step). */
