@@ -6,7 +6,8 @@
 // label-smoothed KL loss. From scratch or from an MDM checkpoint's backbone (and its `mlm_head`, which the
 // official loader would copy by name), then the official beam search on a test split, scored by CIDEr-D and
 // BLEU-4. This is what the MDM ablation (docs/beit3.md) runs for its captioning arms.
-import { mkdir } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BertTokenizer, ciderD, corpusBleu, DataReport, Rng, VlError } from '@vl/core';
@@ -19,6 +20,7 @@ import {
   type StepRecord,
   Trainer,
 } from '@vl/core/node';
+import { saveBeit3 } from './checkpoint.js';
 import { BEIT3_IMAGE_NORM, beit3Preset, type Beit3PresetName } from './config.js';
 import { generateCaptions } from './generation.js';
 import type { MaskedText } from './mdm.js';
@@ -223,13 +225,15 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
   const preset = o.preset ?? 'tiny';
   const base = beit3Preset(preset, { task: 'captioning', vocabSize: tok.vocabSize, imageSize: o.imageSize });
   const tokens = { bos: tok.clsId, pad: tok.padId, eos: tok.sepId, unk: tok.unkId, mask: tok.maskId };
-  const model = new Beit3ForCaptioning({ ...base, tokens }, new Rng(seed).fork('finetune-init'));
+  const len = o.textLength ?? (preset === 'tiny' ? 24 : 32);
+  // The saved model generates as it was trained: num_max_bpe_tokens is the caption length.
+  const captionGeneration = { numMaxBpeTokens: len, numBeams: o.numBeams ?? 3, lengthPenalty: o.lengthPenalty ?? 0.6 };
+  const model = new Beit3ForCaptioning({ ...base, tokens, captionGeneration }, new Rng(seed).fork('finetune-init'));
   let trainer: Trainer<Batch> | null = null;
   try {
     const initTensors = o.init ? (await loadBeit3Backbone(model, o.init, { heads: ['mlm_head.'] })).loaded : 0;
     model.train();
     const size = model.dims.imageSize;
-    const len = o.textLength ?? (preset === 'tiny' ? 24 : 32);
     if (len + 2 > model.dims.maxSourcePositions) {
       throw new VlError(
         'CONFIG_INVALID',
@@ -303,12 +307,14 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
     const mean = (rs: StepRecord[], f: (r: StepRecord) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
     const loss = (r: StepRecord) => r.loss;
     const acc = (r: StepRecord) => r.metrics.acc ?? 0;
+    await saveBeit3(model, join(o.out, 'model'));
+    await copyFile(statSync(o.vocab).isDirectory() ? join(o.vocab, 'vocab.txt') : o.vocab, join(o.out, 'model', 'vocab.txt'));
     const t1 = Date.now();
     const examples = await readExamples(o.test, size, o.maxTestRecords);
     const evaluated = await evaluateBeit3Captioning(model, tok, examples, {
-      numBeams: o.numBeams ?? 3,
+      numBeams: captionGeneration.numBeams,
       maxLength: len,
-      lengthPenalty: o.lengthPenalty,
+      lengthPenalty: captionGeneration.lengthPenalty,
     });
     return {
       steps: fit.steps,

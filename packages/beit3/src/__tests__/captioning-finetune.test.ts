@@ -231,6 +231,11 @@ describe('beit3 train --task captioning', () => {
     ]);
     expect(fromMdm).toMatch(new RegExp(`from ${mdm} \\(${loaded} tensors\\): 3 steps`));
     expect(tf.memory().numTensors).toBe(before);
+    // The saved model loads as a captioning model that generates at the trained length.
+    const saved = (await loadBeit3(join(tmp, 'cap1', 'model'))) as Beit3ForCaptioning;
+    expect(saved.task).toBe('captioning');
+    expect(saved.config.captionGeneration).toEqual({ numMaxBpeTokens: 12, numBeams: 3, lengthPenalty: 0.6 });
+    saved.dispose();
     const captions = JSON.parse(readFileSync(join(tmp, 'cap1', 'captions.json'), 'utf8')) as { caption: string; references: string[] }[];
     expect(captions).toHaveLength(6);
     for (const c of captions) expect(c.references.length).toBeGreaterThan(0);
