@@ -39,6 +39,9 @@ const { values: a } = parseArgs({
     'pretrain-only': { type: 'boolean', default: false },
     // Only rewrite the .md files (and the tables in --doc) from the .json files in --out.
     render: { type: 'boolean', default: false },
+    // Captioning: caption the test scenes again with the fine-tuned models kept in --work, check that the
+    // scores equal those in captioning.json, and add the metrics this script has gained since (mismatched).
+    reeval: { type: 'boolean', default: false },
     doc: { type: 'string', default: 'docs/beit3.md' },
   },
 });
@@ -48,8 +51,7 @@ const TASKS = {
     file: 'results',
     title: 'BEiT-3 MDM pretraining → retrieval fine-tuning (tiny, synthetic scenes)',
     metrics: ['tr1', 'tr5', 'ir1', 'ir5', 'rMean', 'lastLoss'],
-    key: 'rMean',
-    keyName: 'r_mean',
+    verdictOn: [['rMean', 'r_mean']],
     unit: ' points',
     columns: [
       ['TR@1', 'tr1', 1],
@@ -69,18 +71,25 @@ const TASKS = {
   captioning: {
     file: 'captioning',
     title: 'BEiT-3 MDM pretraining → captioning fine-tuning (tiny, synthetic scenes)',
-    metrics: ['cider', 'bleu4', 'lastLoss', 'lastAcc'],
-    key: 'cider',
-    keyName: 'CIDEr-D',
+    metrics: ['cider', 'mismatchedCider', 'grounding', 'bleu4', 'lastLoss', 'lastAcc'],
+    // CIDEr-D, and how much of it comes from describing the right image (CIDEr-D − the same captions scored
+    // against the next image's references): a better text model alone raises the first, not the second.
+    verdictOn: [
+      ['cider', 'CIDEr-D'],
+      ['grounding', 'CIDEr-D − mismatched'],
+    ],
     unit: '',
     columns: [
       ['CIDEr-D', 'cider', 3],
+      ["CIDEr-D against the next image's reference", 'mismatchedCider', 3],
+      ['CIDEr-D − mismatched', 'grounding', 3],
       ['BLEU-4', 'bleu4', 3],
       ['final loss (label-smoothed KL)', 'lastLoss', 3],
       ['final masked-token accuracy', 'lastAcc', 3],
     ],
     diffColumns: [
       ['CIDEr-D', 'cider', 3],
+      ['CIDEr-D − mismatched', 'grounding', 3],
       ['BLEU-4', 'bleu4', 3],
     ],
     what: (n) => `CIDEr-D and BLEU-4 (core's, coco-caption's definitions) of 3-beam captions of ${n} test scenes against their 1 reference`,
@@ -102,6 +111,7 @@ const ARM_OBJECTIVES = {
 };
 
 const stat = (xs) => {
+  if (xs.some((x) => typeof x !== 'number')) return null; // a metric the runs of an older version lack
   const m = xs.reduce((s, x) => s + x, 0) / xs.length;
   const sd = xs.length > 1 ? Math.sqrt(xs.reduce((s, x) => s + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
   return { mean: m, std: sd, n: xs.length };
@@ -125,22 +135,26 @@ function analyse(results) {
         t.metrics.map((k) => {
           const x = summary[better][k];
           const y = summary[worse][k];
+          if (!x || !y) return [k, null];
           const se = Math.sqrt(x.std ** 2 / x.n + y.std ** 2 / y.n);
           return [k, { diff: x.mean - y.mean, se, beyond2Se: Math.abs(x.mean - y.mean) > 2 * se }];
         }),
       );
-      const d = diff[t.key];
-      const dp = t.columns.find((c) => c[1] === t.key)[2];
-      const num = (v) => `${v >= 0 ? '+' : ''}${v.toFixed(dp)} ± ${d.se.toFixed(dp)}${t.unit}`;
-      const n = Math.min(summary[better][t.key].n, summary[worse][t.key].n);
-      const verdict =
-        n < 2
+      const verdictOf = ([key, name]) => {
+        const d = diff[key];
+        if (!d) return null;
+        const dp = t.columns.find((c) => c[1] === key)[2];
+        const num = (v) => `${v >= 0 ? '+' : ''}${v.toFixed(dp)} ± ${d.se.toFixed(dp)}${t.unit}`;
+        const n = Math.min(summary[better][key].n, summary[worse][key].n);
+        return n < 2
           ? 'no verdict: one seed gives no standard error'
           : d.diff > 2 * d.se
-            ? `reproduced: ${t.keyName} ${num(d.diff)} (> 2 SE)`
+            ? `reproduced: ${name} ${num(d.diff)} (> 2 SE)`
             : d.diff < -2 * d.se
-              ? `contradicted: ${t.keyName} ${num(d.diff)} (> 2 SE the other way)`
-              : `not shown at this scale: ${t.keyName} ${num(d.diff)}, within 2 SE`;
+              ? `contradicted: ${name} ${num(d.diff)} (> 2 SE the other way)`
+              : `not shown at this scale: ${name} ${num(d.diff)}, within 2 SE`;
+      };
+      const verdict = t.verdictOn.map(verdictOf).filter(Boolean).join('; ');
       return { better, worse, what: `${LABEL[better]} vs ${LABEL[worse]}`, diff, verdict };
     });
   return { arms, summary, comparisons };
@@ -150,7 +164,7 @@ function markdown(results, command) {
   const t = TASKS[results.task ?? 'retrieval'];
   const { arms, summary, comparisons } = analyse(results);
   const seeds = [...new Set(results.runs.map((r) => r.seed))].sort();
-  const f = (s, dp) => `${s.mean.toFixed(dp)} ± ${s.std.toFixed(dp)}`;
+  const f = (s, dp) => (s ? `${s.mean.toFixed(dp)} ± ${s.std.toFixed(dp)}` : '—');
   const testImages = Math.round(results.setup.data.images * results.setup.data.splits[2]);
   const armTable = [
     `| arm | ${t.columns.map((c) => c[0]).join(' | ')} |`,
@@ -162,7 +176,7 @@ function markdown(results, command) {
     `| --- | ${t.diffColumns.map(() => '---').join(' | ')} | --- |`,
     ...comparisons.map(
       (c) =>
-        `| ${c.what} | ${t.diffColumns.map(([, k, dp]) => `${c.diff[k].diff.toFixed(dp)} ± ${c.diff[k].se.toFixed(dp)}`).join(' | ')} | ${c.verdict} |`,
+        `| ${c.what} | ${t.diffColumns.map(([, k, dp]) => (c.diff[k] ? `${c.diff[k].diff.toFixed(dp)} ± ${c.diff[k].se.toFixed(dp)}` : '—')).join(' | ')} | ${c.verdict} |`,
     ),
   ];
   const chance = results.runs.find((r) => r.chance)?.chance;
@@ -170,6 +184,11 @@ function markdown(results, command) {
     `# ${t.title}`,
     '',
     `Generated by \`${command}\` (${results.runtime.backend}, ${(results.runtime.totalSeconds / 60).toFixed(1)} min${results.reusedArms?.length ? `; the runs of ${results.reusedArms.join(', ')} reused from the previous results` : ''}).`,
+    ...(results.reevaluated
+      ? [
+          `Then \`node scripts/beit3-mdm-ablation.mjs --reeval --out ${a.out}\`: every saved fine-tuned model captioned the test scenes again (the same scores) and its captions were also scored against the next image's reference.`,
+        ]
+      : []),
     `Seeds ${seeds.join(', ')}; mean ± sample std; ${t.what(testImages)}.`,
     ...(chance
       ? [
@@ -211,6 +230,41 @@ function render() {
 }
 
 if (a.render) {
+  render();
+  process.exit(0);
+}
+
+if (a.reeval) {
+  const { initRuntime } = await import('@vl/core');
+  const { loadBertTokenizer } = await import('@vl/core/node');
+  const { evaluateBeit3Captioning, loadBeit3, readBeit3CaptionExamples } = await import('@vl/beit3');
+  const path = join(a.out, `${TASKS.captioning.file}.json`);
+  const results = JSON.parse(readFileSync(path, 'utf8'));
+  await initRuntime({ backend: results.setup.backend });
+  const s = results.setup.finetune;
+  let examples = null;
+  for (const run of results.runs) {
+    const dir = join(a.work, `ft-captioning-${run.arm}-${run.seed}`, 'model');
+    const model = await loadBeit3(dir);
+    const tok = await loadBertTokenizer(join(dir, 'vocab.txt'));
+    examples ??= await readBeit3CaptionExamples(join(a.work, 'data', 'test.jsonl'), model.dims.imageSize);
+    const r = await evaluateBeit3Captioning(model, tok, examples, {
+      numBeams: s.numBeams,
+      maxLength: s.textLength,
+      lengthPenalty: s.lengthPenalty,
+    });
+    model.dispose();
+    if (r.cider !== run.cider || r.bleu4 !== run.bleu4) {
+      throw new Error(`${dir}: CIDEr-D ${r.cider} / BLEU-4 ${r.bleu4} now, ${run.cider} / ${run.bleu4} in ${path}`);
+    }
+    run.mismatched = r.mismatched;
+    run.mismatchedCider = r.mismatched.cider;
+    run.grounding = r.cider - r.mismatched.cider;
+    console.log(`seed ${run.seed} ${run.arm}: CIDEr-D ${r.cider.toFixed(3)} (as recorded), mismatched ${r.mismatched.cider.toFixed(3)}`);
+  }
+  results.reevaluated = 'node scripts/beit3-mdm-ablation.mjs --reeval: the same scores from the saved models, plus mismatched';
+  Object.assign(results, analyse(results));
+  writeFileSync(path, JSON.stringify(results, null, 2) + '\n');
   render();
   process.exit(0);
 }
@@ -360,6 +414,9 @@ for (const seed of seeds) {
         cider: r.cider,
         bleu4: r.bleu4,
         chance: r.chance,
+        mismatched: r.mismatched,
+        mismatchedCider: r.mismatched.cider,
+        grounding: r.cider - r.mismatched.cider,
         // A few captions, to read what the numbers mean.
         samples: r.captions.slice(0, 3),
       });

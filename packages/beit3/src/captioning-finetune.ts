@@ -125,6 +125,8 @@ export interface Beit3CaptioningFinetuneResult {
   bleu4: number;
   /** Each image captioned with a reference caption of another image. */
   chance: { cider: number; bleu4: number };
+  /** The captions scored against the next image's references: what they score without describing their image. */
+  mismatched: { cider: number; bleu4: number };
   evalSeconds: number;
   captions: { image: string; caption: string; references: string[] }[];
 }
@@ -167,7 +169,8 @@ async function* trainBatches(path: string, tok: BertTokenizer, o: { size: number
   }
 }
 
-async function readExamples(path: string, size: number, max: number | undefined): Promise<ImageTextExample[]> {
+/** The first `max` (default all) records of a caption JSONL with every reference caption, as the model reads the images. */
+export async function readBeit3CaptionExamples(path: string, size: number, max?: number): Promise<ImageTextExample[]> {
   const report = new DataReport();
   const out: ImageTextExample[] = [];
   for await (const ex of loadExamples(readDataset({ format: 'jsonl', path }, report), { transform: transform(size), report })) {
@@ -180,13 +183,18 @@ async function readExamples(path: string, size: number, max: number | undefined)
   return out;
 }
 
-/** Captions for every example (official beam search), CIDEr-D and BLEU-4 against its references, and chance. */
+/**
+ * Captions for every example (official beam search), CIDEr-D and BLEU-4 against its references, chance, and
+ * the same captions against the next image's references (`mismatched`: a cyclic shift, so CIDEr-D's document
+ * frequencies are unchanged). Captions that describe their own image score above `mismatched`; captions
+ * that are only plausible text score about the same.
+ */
 export async function evaluateBeit3Captioning(
   model: Beit3ForCaptioning,
   tok: BertTokenizer,
   examples: readonly ImageTextExample[],
   o: { numBeams?: number; maxLength?: number; lengthPenalty?: number; batchSize?: number; chanceSeed?: number } = {},
-): Promise<Pick<Beit3CaptioningFinetuneResult, 'images' | 'cider' | 'bleu4' | 'chance' | 'captions'>> {
+): Promise<Pick<Beit3CaptioningFinetuneResult, 'images' | 'cider' | 'bleu4' | 'chance' | 'mismatched' | 'captions'>> {
   const size = model.dims.imageSize;
   const bs = o.batchSize ?? 40;
   const hyps: string[] = [];
@@ -210,11 +218,13 @@ export async function evaluateBeit3Captioning(
     const other = refs[j]!;
     return other[rng.int(other.length)]!;
   });
+  const shifted = refs.map((_, i) => refs[(i + 1) % n]!);
   return {
     images: n,
     cider: ciderD(hyps, refs).score,
     bleu4: corpusBleu(hyps, refs).bleu[3]!,
     chance: { cider: ciderD(chanceHyps, refs).score, bleu4: corpusBleu(chanceHyps, refs).bleu[3]! },
+    mismatched: { cider: ciderD(hyps, shifted).score, bleu4: corpusBleu(hyps, shifted).bleu[3]! },
     captions: examples.map((e, i) => ({ image: e.key, caption: hyps[i]!, references: e.captions })),
   };
 }
@@ -310,7 +320,7 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
     await saveBeit3(model, join(o.out, 'model'));
     await copyFile(statSync(o.vocab).isDirectory() ? join(o.vocab, 'vocab.txt') : o.vocab, join(o.out, 'model', 'vocab.txt'));
     const t1 = Date.now();
-    const examples = await readExamples(o.test, size, o.maxTestRecords);
+    const examples = await readBeit3CaptionExamples(o.test, size, o.maxTestRecords);
     const evaluated = await evaluateBeit3Captioning(model, tok, examples, {
       numBeams: captionGeneration.numBeams,
       maxLength: len,

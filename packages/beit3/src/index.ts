@@ -115,6 +115,7 @@ export {
   evaluateBeit3Captioning,
   finetuneBeit3Captioning,
   maskCaptionRows,
+  readBeit3CaptionExamples,
   type Beit3CaptioningFinetuneOptions,
   type Beit3CaptioningFinetuneResult,
   type CaptionMaskingOptions,

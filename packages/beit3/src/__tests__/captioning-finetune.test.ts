@@ -259,5 +259,6 @@ describe('beit3 train --task captioning', () => {
     expect(r.cider).toBeGreaterThanOrEqual(0);
     expect(r.cider).toBeLessThanOrEqual(10);
     expect(r.chance.cider).toBeGreaterThanOrEqual(0);
+    expect(r.mismatched.cider).toBeGreaterThanOrEqual(0);
   }, 60_000);
 });
