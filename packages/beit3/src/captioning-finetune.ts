@@ -107,13 +107,20 @@ export interface Beit3CaptioningFinetuneOptions {
   lengthPenalty?: number;
   /** Caption only the first N test images. */
   maxTestRecords?: number;
+  /** Trainer checkpoints every N steps under `out/ckpt` (default: at the end). */
+  checkpointEvery?: number;
+  /** Continue from the newest checkpoint in `out/ckpt` (default false: a fine-tuning run starts over). */
+  resume?: boolean;
   onProgress?: (done: number, total: number, record: StepRecord) => void;
 }
 
 export interface Beit3CaptioningFinetuneResult {
+  /** The step count reached (a resumed run counts the steps before it too). */
   steps: number;
+  /** The checkpoint a `resume` run continued from, or null. */
+  resumedFrom: string | null;
   seconds: number;
-  /** Mean loss / masked-token accuracy over the first and the last 10% of steps. */
+  /** Mean loss / masked-token accuracy over the first and the last 10% of the steps this run took (NaN if none). */
   firstLoss: number;
   lastLoss: number;
   firstAcc: number;
@@ -302,7 +309,7 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
       schedule: { kind: 'cosine', lr, minLr: 0, totalSteps: o.maxSteps, warmupSteps: Math.floor(o.maxSteps / 10) },
       seed,
       checkpointDir: join(o.out, 'ckpt'),
-      checkpointEvery: o.maxSteps,
+      checkpointEvery: o.checkpointEvery ?? o.maxSteps,
       keepCheckpoints: 1,
       metricsPath: join(o.out, 'metrics.jsonl'),
       onProgress: (p) => o.onProgress?.(p.step, o.maxSteps, p.record),
@@ -310,11 +317,13 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
     const t0 = Date.now();
     const fit = await trainer.fit((epoch) => trainBatches(train, tok, { size, len, batchSize, seed: seed * 1000 + epoch }), {
       maxSteps: o.maxSteps,
+      resume: o.resume ?? false,
     });
     const seconds = (Date.now() - t0) / 1000;
     const recs: StepRecord[] = fit.records;
     const tenth = Math.max(1, Math.floor(recs.length / 10));
-    const mean = (rs: StepRecord[], f: (r: StepRecord) => number) => rs.reduce((s, r) => s + f(r), 0) / rs.length;
+    // NaN when a resumed run had no steps left to take.
+    const mean = (rs: StepRecord[], f: (r: StepRecord) => number) => (rs.length ? rs.reduce((s, r) => s + f(r), 0) / rs.length : NaN);
     const loss = (r: StepRecord) => r.loss;
     const acc = (r: StepRecord) => r.metrics.acc ?? 0;
     await saveBeit3(model, join(o.out, 'model'));
@@ -328,6 +337,7 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
     });
     return {
       steps: fit.steps,
+      resumedFrom: fit.resumedFrom,
       seconds,
       firstLoss: mean(recs.slice(0, tenth), loss),
       lastLoss: mean(recs.slice(-tenth), loss),

@@ -93,6 +93,8 @@ async function trainCaptioning(req: TrainRequest, ctx: RunContext): Promise<Trai
       weightDecay: req.weightDecay,
       seed: req.seed,
       maskProb,
+      checkpointEvery: req.checkpointEvery,
+      resume: !req.fresh,
       onProgress: (done, total, rec) =>
         progress.update(done, total, `loss ${rec.loss.toFixed(3)} acc ${(rec.metrics.acc ?? 0).toFixed(3)}`),
     });
@@ -104,6 +106,7 @@ async function trainCaptioning(req: TrainRequest, ctx: RunContext): Promise<Trai
           `loss ${r.firstLoss.toFixed(3)} → ${r.lastLoss.toFixed(3)}, masked-token accuracy ${r.firstAcc.toFixed(3)} → ${r.lastAcc.toFixed(3)}`,
         `captioning (${r.images} held-out images, 3 beams): CIDEr-D ${r.cider.toFixed(3)} BLEU-4 ${r.bleu4.toFixed(3)} ` +
           `(chance: another image's caption, CIDEr-D ${r.chance.cider.toFixed(3)} BLEU-4 ${r.chance.bleu4.toFixed(3)})`,
+        ...(r.resumedFrom ? [`resumed from ${r.resumedFrom} (--fresh starts over)`] : []),
         `wrote ${join(req.out, 'model')} (the fine-tuned model), ${join(req.out, 'captions.json')}, ${join(req.out, 'metrics.jsonl')}`,
       ],
     };

@@ -140,6 +140,8 @@ export async function finetuneBeit3Retrieval(o: Beit3RetrievalFinetuneOptions): 
     const t0 = Date.now();
     const fit = await trainer.fit((epoch) => batches(train, tok, { size, len, batchSize, seed: seed * 1000 + epoch, shuffle: true }), {
       maxSteps: o.maxSteps,
+      // A fine-tuning run starts over: resuming from a finished run's checkpoint in `out` would take no steps.
+      resume: false,
     });
     const seconds = (Date.now() - t0) / 1000;
     const recs: StepRecord[] = fit.records;

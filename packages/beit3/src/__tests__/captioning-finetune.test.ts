@@ -241,6 +241,58 @@ describe('beit3 train --task captioning', () => {
     for (const c of captions) expect(c.references.length).toBeGreaterThan(0);
   }, 120_000);
 
+  it('resumes exactly: a crash after the step-2 checkpoint, then the same run again, equals the run without the crash', async () => {
+    const options = (out: string) => ({
+      train: join(data, 'train.jsonl'),
+      test: join(data, 'test.jsonl'),
+      vocab: join(data, 'vocab.txt'),
+      out: join(tmp, out),
+      batchSize: 4, // 12 records: 3 steps an epoch, so the checkpoint at step 2 is mid-epoch
+      maxSteps: 5,
+      checkpointEvery: 2,
+      textLength: 12,
+      seed: 4,
+      numBeams: 1,
+      maxTestRecords: 2,
+    });
+    const whole = await finetuneBeit3Captioning(options('whole'));
+    await expect(
+      finetuneBeit3Captioning({
+        ...options('crash'),
+        onProgress: (done) => {
+          if (done === 3) throw new Error('crash after step 3');
+        },
+      }),
+    ).rejects.toThrow(/crash/);
+    const resumed = await finetuneBeit3Captioning({ ...options('crash'), resume: true });
+    expect(resumed.resumedFrom).toMatch(/ckpt/);
+    expect(whole.resumedFrom).toBeNull();
+    expect(resumed.lastLoss).toBe(whole.lastLoss);
+    const weights = async (out: string) => {
+      const m = await loadBeit3(join(tmp, out, 'model'));
+      const w = new Map([...m.stateDict()].map(([k, t]) => [k, Array.from(t.dataSync())]));
+      m.dispose();
+      return w;
+    };
+    const a = await weights('whole');
+    const b = await weights('crash');
+    for (const [k, v] of a) expect(b.get(k), k).toEqual(v);
+    // From the command line, --fresh starts over and a plain rerun resumes.
+    const cmd = ['train', '--task', 'captioning', '--data', data, '--out', join(tmp, 'crash'), '--batch-size', '4', '--max-steps', '5'];
+    expect(await cli([...cmd, '--text-len', '12'])).toMatch(/resumed from .*ckpt/);
+    expect(await cli([...cmd, '--text-len', '12', '--fresh'])).not.toMatch(/resumed from/);
+  }, 120_000);
+
+  it('refuses a mask probability outside (0, 1] and a missing test list (exit 2, naming them)', async () => {
+    const lines: string[] = [];
+    const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
+    const base = ['train', '--task', 'captioning', '--data', data, '--out', join(tmp, 'bad'), '--quiet', '--backend', 'wasm'];
+    expect(await runCli([...base, '--mask-prob', '1.5'], io)).toBe(2);
+    expect(lines.join('\n')).toMatch(/--mask-prob must be in \(0, 1\], got 1\.5/);
+    expect(await runCli([...base, '--test', join(tmp, 'nope.jsonl')], io)).toBe(2);
+    expect(lines.join('\n')).toMatch(/no held-out records to caption at .*nope\.jsonl/);
+  });
+
   it('computes finite losses and a CIDEr-D in [0, 10] through the function', async () => {
     const r = await finetuneBeit3Captioning({
       train: join(data, 'train.jsonl'),
