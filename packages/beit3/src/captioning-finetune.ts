@@ -92,7 +92,9 @@ export interface Beit3CaptioningFinetuneOptions {
   /** Use only the first N training records (a small labelled set). */
   maxTrainRecords?: number;
   batchSize?: number;
-  maxSteps: number;
+  /** Optimizer steps (default: `epochs` passes over the training records). */
+  maxSteps?: number;
+  epochs?: number;
   lr?: number;
   weightDecay?: number;
   seed?: number;
@@ -266,6 +268,7 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
     for await (const _ of readDataset({ path: train }, new DataReport())) n++;
     const stepsPerEpoch = Math.floor(n / batchSize);
     if (stepsPerEpoch < 1) throw new VlError('DATA_INVALID', `fewer than ${batchSize} training records`, { subject: train });
+    const maxSteps = o.maxSteps ?? stepsPerEpoch * (o.epochs ?? 1);
     const lr = o.lr ?? 1e-3;
     const maskOptions = {
       prob: o.maskProb ?? BEIT3_CAPTIONING_MASK_PROB,
@@ -306,17 +309,17 @@ export async function finetuneBeit3Captioning(o: Beit3CaptioningFinetuneOptions)
       stepsPerEpoch,
       // run_beit3_finetuning.py: AdamW, betas (0.9, 0.999), eps 1e-8, weight decay 0.05, cosine after warm-up.
       optimizer: { lr, betas: [0.9, 0.999], eps: 1e-8, weightDecay: o.weightDecay ?? 0.05 },
-      schedule: { kind: 'cosine', lr, minLr: 0, totalSteps: o.maxSteps, warmupSteps: Math.floor(o.maxSteps / 10) },
+      schedule: { kind: 'cosine', lr, minLr: 0, totalSteps: maxSteps, warmupSteps: Math.floor(maxSteps / 10) },
       seed,
       checkpointDir: join(o.out, 'ckpt'),
-      checkpointEvery: o.checkpointEvery ?? o.maxSteps,
+      checkpointEvery: o.checkpointEvery ?? maxSteps,
       keepCheckpoints: 1,
       metricsPath: join(o.out, 'metrics.jsonl'),
-      onProgress: (p) => o.onProgress?.(p.step, o.maxSteps, p.record),
+      onProgress: (p) => o.onProgress?.(p.step, maxSteps, p.record),
     });
     const t0 = Date.now();
     const fit = await trainer.fit((epoch) => trainBatches(train, tok, { size, len, batchSize, seed: seed * 1000 + epoch }), {
-      maxSteps: o.maxSteps,
+      maxSteps,
       resume: o.resume ?? false,
     });
     const seconds = (Date.now() - t0) / 1000;

@@ -88,7 +88,8 @@ async function trainCaptioning(req: TrainRequest, ctx: RunContext): Promise<Trai
       textLength: o.textLen as number | undefined,
       maxTrainRecords: o.trainRecords as number | undefined,
       batchSize: req.batchSize,
-      maxSteps: req.maxSteps ?? 100,
+      maxSteps: req.maxSteps,
+      epochs: req.epochs,
       lr: req.lr,
       weightDecay: req.weightDecay,
       seed: req.seed,
@@ -156,7 +157,7 @@ export const beit3Model: ModelSpec<Beit3Config, Beit3Model> = {
     { flags: '--visual-vocab <n>', description: 'tokenizer: codebook size (default: tiny 64, else 8192)', kind: 'int', min: 2 },
     {
       flags: '--text-len <n>',
-      description: 'mdm: texts padded/truncated to this many tokens (default: tiny 24, else 64)',
+      description: 'mdm, captioning: texts padded/truncated to this many tokens (default: tiny 24, else 64 for mdm, 32 for captioning)',
       kind: 'int',
       min: 3,
     },
