@@ -20,6 +20,8 @@ import {
   type TextTransformerConfig,
   VisionTransformer,
   type VisionTransformerOutput,
+  weightInitSkipped,
+  withoutWeightInit,
 } from '@vl/core';
 import { BLIP_VISION_NAMES } from './vision-names.js';
 import type { BlipConfig, BlipTextConfig, BlipVisionConfig } from './config.js';
@@ -43,7 +45,8 @@ async function loadPretrained<
 >(dir: string, target: BlipTarget, make: (config: BlipConfig) => M, options: FromPretrainedOptions): Promise<M> {
   await ensureRuntime();
   const checkpoint = await readBlipCheckpoint(dir, target);
-  const model = make(inferenceConfig(checkpoint.config));
+  // Every parameter is overwritten by the strict load below: build without drawing random weights.
+  const model = withoutWeightInit(() => make(inferenceConfig(checkpoint.config)));
   try {
     applyBlipCheckpoint(model, checkpoint);
     model.checkpointReport = checkpoint.report;
@@ -171,7 +174,7 @@ const CORE_INIT_STD = 0.02;
  * signal ~10× per linear map and start every caption at the same [CLS] feature.
  */
 export function initBlipWeights(module: Module, std: number, rng: Rng): void {
-  if (std === CORE_INIT_STD) return;
+  if (std === CORE_INIT_STD || weightInitSkipped()) return;
   for (const [, p] of module.namedParameters()) {
     if (p.rank < 2) continue;
     const data = new Float32Array(p.size);
@@ -388,6 +391,11 @@ export class BlipForImageTextRetrieval extends Module {
     imageEmbeds?: tf.Tensor;
     inputIds: tf.Tensor;
     attentionMask?: tf.Tensor | null;
+    /**
+     * Text row i is matched with image `imageRows[i]` (default: row i). Several captions of one image
+     * then share its cross-attention keys/values, computed once instead of once per caption.
+     */
+    imageRows?: readonly number[] | null;
   }): RetrievalItmOutput {
     return tf.tidy(() => {
       const image = inputs.imageEmbeds ?? this.vision_model.forward(inputs.pixelValues as tf.Tensor).lastHiddenState;
@@ -395,6 +403,7 @@ export class BlipForImageTextRetrieval extends Module {
         inputIds: inputs.inputIds,
         attentionMask: inputs.attentionMask,
         encoderHiddenStates: image,
+        encoderRows: inputs.imageRows,
       }).lastHiddenState;
       return { itmScore: this.itm_head.forward(firstToken(q)), imageEmbeds: image, questionEmbeds: q };
     });
@@ -449,17 +458,16 @@ export class BlipForImageTextRetrieval extends Module {
     try {
       const [itmProbs, itcSim] = tf.tidy(() => {
         const image = this.vision_model.forward(pixels).lastHiddenState; // [I, S, D]
-        const [, s, d] = image.shape as [number, number, number];
         const ids = tf.tensor2d(itcEnc.inputIds, [nT, itcEnc.seqLength], 'int32');
         const mask = tf.tensor2d(itcEnc.attentionMask, [nT, itcEnc.seqLength], 'int32');
         const textFeat = this.getTextFeatures(ids, mask);
         const imageFeat = l2Normalize(this.vision_proj.forward(firstToken(image)));
         const sim = tf.matMul(imageFeat, textFeat, false, true); // [I, T]
-        // Every (image, text) pair through the image-grounded encoder: image i repeated T times.
-        const pairImage = tf.reshape(tf.tile(tf.expandDims(image, 1), [1, nT, 1, 1]), [nI * nT, s, d]);
+        // Every (image, text) pair through the image-grounded encoder: image i's keys/values shared by its T texts.
+        const imageRows = Array.from({ length: nI * nT }, (_, r) => Math.floor(r / nT));
         const itmIds = tf.tile(tf.tensor2d(itmEnc.inputIds, [nT, itmEnc.seqLength], 'int32'), [nI, 1]);
         const itmMask = tf.tile(tf.tensor2d(itmEnc.attentionMask, [nT, itmEnc.seqLength], 'int32'), [nI, 1]);
-        const logits = this.forwardItm({ imageEmbeds: pairImage, inputIds: itmIds, attentionMask: itmMask }).itmScore; // [I·T, 2]
+        const logits = this.forwardItm({ imageEmbeds: image, imageRows, inputIds: itmIds, attentionMask: itmMask }).itmScore; // [I·T, 2]
         const probs = tf.reshape(tf.slice(tf.softmax(logits, -1), [0, 1], [nI * nT, 1]), [nI, nT]);
         return [probs, sim];
       });

@@ -5,7 +5,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type CaptionRecord, DataReport, type DropReason, isVlError, Rng, VlError } from '@vl/core';
+import { type CaptionRecord, DataReport, type DropReason, firstToken, isVlError, l2Normalize, Rng, VlError } from '@vl/core';
 import { type DatasetFormat, detectFormat, expandBraces, ImageFileError, readDataset, readImageFile } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
@@ -158,26 +158,54 @@ export interface Scoring {
   maxLength: number;
 }
 
-/** N synthetic captions for one image; the sampler is seeded by the record's input position. */
-async function synthesize(models: Models, pixels: Float32Array, index: number, s: Scoring): Promise<string[]> {
-  if (s.numCaptions === 0) return [];
+/**
+ * N synthetic captions for each image, all images in one `generate` call. Each record samples from its own
+ * Rng, seeded by its input position, so its captions do not depend on the batch it lands in.
+ */
+async function synthesize(models: Models, pixels: readonly Float32Array[], indices: readonly number[], s: Scoring): Promise<string[][]> {
+  if (s.numCaptions === 0 || pixels.length === 0) return pixels.map(() => []);
   const size = models.captioner.config.visionConfig.imageSize;
-  const t = tf.tensor4d(pixels, [1, 3, size, size]);
+  const flat = new Float32Array(pixels.length * 3 * size * size);
+  pixels.forEach((p, i) => flat.set(p, i * p.length));
+  const t = tf.tensor4d(flat, [pixels.length, 3, size, size]);
   try {
+    const perImage = s.beam ? Math.min(s.numCaptions, s.beam) : s.numCaptions;
     const opts = s.beam
-      ? { numBeams: s.beam, numReturnSequences: Math.min(s.numCaptions, s.beam), maxLength: s.maxLength }
+      ? { numBeams: s.beam, numReturnSequences: perImage, maxLength: s.maxLength }
       : {
           doSample: true,
           topP: s.topP,
           topK: 0,
-          numReturnSequences: s.numCaptions,
+          numReturnSequences: perImage,
           maxLength: s.maxLength,
-          rng: new Rng(s.seed).fork(`record-${index}`),
+          rng: indices.map((index) => new Rng(s.seed).fork(`record-${index}`)),
         };
     const caps = await models.captioner.caption(t, opts);
-    return [...new Set(caps.map((c) => c.trim()).filter((c) => c !== ''))];
+    return pixels.map((_, i) => [...new Set(caps.slice(i * perImage, (i + 1) * perImage).map((c) => c.trim()).filter((c) => c !== ''))]);
   } finally {
     t.dispose();
+  }
+}
+
+/** Captions of every loaded image in one batch; when that throws, image by image so only the images at fault fail. */
+async function synthesizeAll(models: Models, loaded: readonly Loaded[], s: Scoring): Promise<(string[] | Error)[]> {
+  try {
+    return await synthesize(
+      models,
+      loaded.map((l) => l.capPixels),
+      loaded.map((l) => l.item.index),
+      s,
+    );
+  } catch {
+    const out: (string[] | Error)[] = [];
+    for (const l of loaded) {
+      try {
+        out.push((await synthesize(models, [l.capPixels], [l.item.index], s))[0] as string[]);
+      } catch (err) {
+        out.push(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    return out;
   }
 }
 
@@ -206,21 +234,15 @@ export async function scorePairs(
   pixels.forEach((p, i) => flat.set(p, i * p.length));
   const out = tf.tidy(() => {
     const px = tf.tensor4d(flat, [pixels.length, 3, size, size]);
-    const image = filter.vision_model.forward(px).lastHiddenState; // [I, S, D]
-    const rows = tf.tensor1d(
-      pairs.map((p) => p.image),
-      'int32',
-    );
-    const pairImage = tf.gather(image, rows); // [P, S, D]
+    const image = filter.vision_model.forward(px).lastHiddenState; // [I, S, D], once per image
+    const imageRows = pairs.map((p) => p.image);
     const ids = tf.tensor2d(itmEnc.inputIds, [n, itmEnc.seqLength], 'int32');
     const mask = tf.tensor2d(itmEnc.attentionMask, [n, itmEnc.seqLength], 'int32');
-    const logits = filter.forwardItm({ imageEmbeds: pairImage, inputIds: ids, attentionMask: mask }).itmScore; // [P, 2]
+    const logits = filter.forwardItm({ imageEmbeds: image, imageRows, inputIds: ids, attentionMask: mask }).itmScore; // [P, 2]
     const prob = tf.reshape(tf.slice(tf.softmax(logits, -1), [0, 1], [n, 1]), [n]);
     if (!itcEnc) return prob;
-    const [, s, d] = image.shape as [number, number, number];
-    const imageFeat = tf.gather(filter.getImageFeatures(px), rows); // [P, E]
-    void s;
-    void d;
+    // ITC's image feature comes from the same vision states ([CLS] → vision_proj), not a second tower pass.
+    const imageFeat = tf.gather(l2Normalize(filter.vision_proj.forward(firstToken(image))), tf.tensor1d(imageRows, 'int32')); // [P, E]
     const textFeat = filter.getTextFeatures(
       tf.tensor2d(itcEnc.inputIds, [n, itcEnc.seqLength], 'int32'),
       tf.tensor2d(itcEnc.attentionMask, [n, itcEnc.seqLength], 'int32'),
@@ -310,14 +332,7 @@ export async function processBatch(
     results.push(null);
     loaded.push(l);
   }
-  const synthetic: (string[] | Error)[] = [];
-  for (const l of loaded) {
-    try {
-      synthetic.push(await synthesize(models, l.capPixels, l.item.index, s));
-    } catch (err) {
-      synthetic.push(err instanceof Error ? err : new Error(String(err)));
-    }
-  }
+  const synthetic = await synthesizeAll(models, loaded, s);
   const texts = loaded.map((l, i) => {
     const syn = synthetic[i] ?? [];
     return syn instanceof Error ? [] : [...(l.item.record?.captions ?? []).map((c) => scoringText(c, FILTER_TEXT_LENGTH)), ...syn];

@@ -12,8 +12,17 @@ export type CacheKind = 'self' | 'cross';
 export class AttentionCache {
   private k: tf.Tensor | null = null;
   private v: tf.Tensor | null = null;
+  private rows: number[] | null = null;
 
   constructor(readonly kind: CacheKind) {}
+
+  /**
+   * Cross cache: which cached (image) row each query row attends to, after reorders; null while it is
+   * row i → row i. Keys/values stay one per image, so beams and repeated captions copy nothing.
+   */
+  get rowSources(): readonly number[] | null {
+    return this.rows;
+  }
 
   /** Number of cached key positions. */
   get length(): number {
@@ -52,9 +61,25 @@ export class AttentionCache {
     return [this.k as tf.Tensor, this.v as tf.Tensor];
   }
 
-  /** Gathers batch rows: row i of the result is row indices[i] (beam search keeps/duplicates beams). */
+  /**
+   * Gathers batch rows: row i of the result is row indices[i] (beam search keeps/duplicates beams). A cross
+   * cache only remaps rows (`rowSources`): its keys/values are the image's, the same for every beam.
+   */
   reorder(indices: tf.Tensor1D | readonly number[]): void {
     if (!this.k || !this.v) return;
+    if (this.kind === 'cross') {
+      const idx = Array.isArray(indices) ? (indices as readonly number[]) : Array.from((indices as tf.Tensor1D).dataSync());
+      const rows = this.rows;
+      this.rows = idx.map((i) => {
+        const source = rows ? rows[i] : i;
+        if (source === undefined || !Number.isInteger(i) || i < 0 || (!rows && i >= (this.k as tf.Tensor).shape[0]))
+          throw new VlError('INVALID_ARGUMENT', `reorder index ${i} is outside the cache's ${rows?.length ?? this.k?.shape[0]} rows`, {
+            subject: 'AttentionCache.reorder',
+          });
+        return source;
+      });
+      return;
+    }
     const [k, v] = tf.tidy(() => {
       const idx = Array.isArray(indices) ? tf.tensor1d(indices as number[], 'int32') : tf.cast(indices as tf.Tensor1D, 'int32');
       return [tf.gather(this.k as tf.Tensor, idx, 0), tf.gather(this.v as tf.Tensor, idx, 0)];
@@ -99,6 +124,7 @@ export class AttentionCache {
     this.v?.dispose();
     this.k = null;
     this.v = null;
+    this.rows = null;
   }
 }
 

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
 import { linear, softmaxLastAxis } from '../nn/functional.js';
+import { attendSharedContext, contextGroupSize } from './shared-context.js';
 import { bertInit, Dropout, LayerNorm, Linear, type WeightInit } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { Rng } from '../runtime/rng.js';
@@ -99,6 +100,13 @@ export interface AttentionForwardOptions {
   maskValue?: number;
   /** Self cache: appends this step. Cross cache: computed on first use, then reused (context ignored). */
   cache?: AttentionCache | null;
+  /**
+   * Cross-attention: row i of x attends to context row `contextRows[i]`, so keys/values are projected once
+   * per context row however many queries share it (several captions of one image; BLIP's ITM scores the
+   * original and the synthetic caption of each image). A filled cross cache keeps its own row map, which
+   * beam search updates (`AttentionCache.reorder`) without copying keys/values.
+   */
+  contextRows?: readonly number[] | null;
   /** Which expert each token uses; required when the projections are multiway, ignored otherwise. */
   route?: Route;
   rng?: Rng;
@@ -294,9 +302,31 @@ export class MultiHeadAttention extends Module {
         }
         if (cache) [k, v] = cache.update(k, v);
       }
+      let mask = options.mask ?? null;
+      const rows = options.contextRows ?? (cache?.kind === 'cross' ? cache.rowSources : null);
+      if (rows && rows.length !== b) {
+        throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
+          subject: 'MultiHeadAttention.forward',
+        });
+      }
+      if (rows && !options.causal) {
+        const shared = attendSharedContext(q, k, v, options.mask ?? null, rows, this.scale, (p) => this.dropout.forward(p, options.rng));
+        if (shared) {
+          let out = tf.reshape(shared.weighted, [b, tq, this.hiddenSize]); // [B, Tq, D]
+          if (this.innerNorm) out = this.innerNorm(out, route);
+          if (this.toOut) out = this.toOut(out, route);
+          return options.outputAttentions ? { output: out, attentions: shared.probs() } : { output: out };
+        }
+        if (!(rows.length === k.shape[0] && contextGroupSize(rows, rows.length) === 1)) {
+          // Rows in no regular grouping (or a per-query mask): copy each row's keys/values.
+          const idx = tf.tensor1d(rows as number[], 'int32');
+          if (mask && mask.shape[0] === k.shape[0] && mask.shape[0] !== 1) mask = tf.gather(mask, idx);
+          k = tf.gather(k, idx);
+          v = tf.gather(v, idx);
+        }
+      }
       const tk = k.shape[2] as number;
       let scores = tf.mul(tf.matMul(q, k, false, true), this.scale); // [B, H, Tq, Tk]
-      let mask = options.mask ?? null;
       if (options.causal) {
         const value = options.maskValue ?? BERT_MASK_VALUE;
         const allowed = tf.reshape(causalAllowed(tq, tk), [1, 1, tq, tk]); // [1, 1, Tq, Tk]

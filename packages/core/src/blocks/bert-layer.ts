@@ -51,6 +51,8 @@ export class BertResidualOutput extends Module {
 export interface BertAttentionForward {
   mask?: tf.Tensor | null;
   context?: tf.Tensor | null;
+  /** Cross-attention: the context row each query row reads (see MultiHeadAttention). */
+  contextRows?: readonly number[] | null;
   cache?: AttentionCache | null;
   rng?: Rng;
   outputAttentions?: boolean;
@@ -89,6 +91,7 @@ export class BertAttention extends Module {
     return tf.tidy(() => {
       const a = this.self.forward(x, {
         context: options.context,
+        contextRows: options.contextRows,
         mask: options.mask,
         cache: options.cache,
         rng: options.rng,
@@ -124,8 +127,10 @@ export interface BertLayerForward {
   attentionMask?: tf.Tensor | null;
   /** Image features [B, S, encoderHiddenSize]; cross-attention runs only when given. */
   encoderHiddenStates?: tf.Tensor | null;
-  /** Additive cross-attention mask [B|1, 1, 1, S]. */
+  /** Additive cross-attention mask [B|1, 1, 1, S] (with encoderRows: one row per image, [I|1, 1, 1, S]). */
   encoderAttentionMask?: tf.Tensor | null;
+  /** Row i reads image encoderRows[i] of encoderHiddenStates [I, S, D]: keys/values are projected once per image. */
+  encoderRows?: readonly number[] | null;
   cache?: LayerCache | null;
   rng?: Rng;
   outputAttentions?: boolean;
@@ -176,6 +181,7 @@ export class BertLayer extends Module {
       if (this.crossattention && (options.encoderHiddenStates || cross?.filled)) {
         const c = this.crossattention.forward(h, {
           context: options.encoderHiddenStates ?? null,
+          contextRows: options.encoderRows,
           mask: options.encoderAttentionMask,
           cache: cross,
           rng: options.rng,

@@ -49,8 +49,13 @@ export interface TextTransformerInputs {
   attentionMask?: tf.Tensor | null;
   /** [B, S, encoderHiddenSize] image features for cross-attention. */
   encoderHiddenStates?: tf.Tensor | null;
-  /** [B, S] of 1/0 over image tokens; absent means all valid. */
+  /** [B, S] of 1/0 over image tokens (with encoderRows: [I, S]); absent means all valid. */
   encoderAttentionMask?: tf.Tensor | null;
+  /**
+   * Text row i cross-attends to image `encoderRows[i]` of encoderHiddenStates [I, S, D]: each image's
+   * keys/values are projected once, however many texts read it (ITM of several captions per image).
+   */
+  encoderRows?: readonly number[] | null;
   /** Decoding cache (one LayerCache per layer); it grows by this call's T tokens. */
   cache?: KVCache | null;
   /** Layers [from, to) to run; default all. ALBEF text mode: textLayers(); fusion mode: fusionLayers(). */
@@ -161,6 +166,7 @@ export class TextTransformer extends Module {
           attentionMask: selfMask,
           encoderHiddenStates: image,
           encoderAttentionMask: crossMask,
+          encoderRows: inputs.encoderRows,
           cache: cache?.layer(i),
           rng: inputs.rng,
           outputAttentions: inputs.outputAttentions,

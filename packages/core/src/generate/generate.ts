@@ -39,7 +39,8 @@ interface Settings {
   lengthPenalty: number;
   earlyStopping: EarlyStopping;
   doSample: boolean;
-  rng: Rng | null;
+  /** One sampler per prompt, or one shared by all (`rng` given once). */
+  rngs: readonly Rng[] | null;
   outputScores: boolean;
   processors: RowProcessor[];
   warpers: RowProcessor[];
@@ -77,7 +78,7 @@ async function readPrompt(inputIds: GenerateOptions['inputIds']): Promise<number
   return rows;
 }
 
-function resolveSettings(o: GenerateOptions, promptLength: number): Settings {
+function resolveSettings(o: GenerateOptions, promptLength: number, promptCount: number): Settings {
   const numBeams = checkInt('numBeams', o.numBeams ?? 1, 1);
   const numReturnSequences = checkInt('numReturnSequences', o.numReturnSequences ?? 1, 1);
   const doSample = o.doSample ?? false;
@@ -117,6 +118,9 @@ function resolveSettings(o: GenerateOptions, promptLength: number): Settings {
     throw invalid('numReturnSequences', `numReturnSequences (${numReturnSequences}) must be ≤ numBeams (${numBeams})`);
   }
   if (doSample && !o.rng) throw invalid('rng', 'sampling needs an explicit Rng', 'pass rng: new Rng(seed)');
+  if (Array.isArray(o.rng) && o.rng.length !== promptCount) {
+    throw invalid('rng', `${o.rng.length} samplers for ${promptCount} prompts`, 'pass one Rng per prompt, or a single Rng');
+  }
   return {
     maxLength,
     eos,
@@ -126,7 +130,7 @@ function resolveSettings(o: GenerateOptions, promptLength: number): Settings {
     lengthPenalty,
     earlyStopping,
     doSample,
-    rng: o.rng ?? null,
+    rngs: o.rng ? (Array.isArray(o.rng) ? o.rng : Array.from({ length: promptCount }, () => o.rng as Rng)) : null,
     outputScores: o.outputScores ?? false,
     processors: buildLogitsProcessor({ repetitionPenalty, minLength, minNewTokens, promptLength, eos }),
     warpers: doSample ? buildLogitsWarper({ temperature, topK, topP, minTokensToKeep: numBeams > 1 ? 2 : 1 }) : [],
@@ -211,6 +215,11 @@ function checkIds(s: Settings, vocab: number): void {
   if (s.pad !== undefined && s.pad >= vocab) throw invalid('padTokenId', `pad id ${s.pad} is outside the vocabulary of ${vocab}`);
 }
 
+/** The sampler of prompt `item`: its own with one Rng per prompt, else the shared one (one sequence of draws). */
+function samplerOf(s: Settings, item: number): Rng {
+  return (s.rngs as readonly Rng[])[item] as Rng;
+}
+
 function drawToken(weights: Float64Array, rng: Rng): number {
   let positive = false;
   for (let i = 0; i < weights.length && !positive; i++) positive = (weights[i] as number) > 0;
@@ -254,7 +263,7 @@ async function greedyOrSample<Cache>(session: DecodeSession<Cache>, prompts: num
         tokens.push(s.pad as number);
         continue;
       }
-      const token = s.doSample ? drawToken(softmaxWeights(scores), s.rng as Rng) : argmax(scores);
+      const token = s.doSample ? drawToken(softmaxWeights(scores), samplerOf(s, Math.floor(r / perPrompt))) : argmax(scores);
       if (s.outputScores) sums[r] = (sums[r] as number) + logSoftmaxAt(scores, token);
       tokens.push(token);
     }
@@ -392,7 +401,7 @@ async function beamSearch<Cache>(session: DecodeSession<Cache>, prompts: number[
           runProcessors(s.warpers, w, seqs[g * k + j] as number[]);
           return w;
         });
-        candidates.push(sampleCandidates(warped, 2 * k, s.rng as Rng));
+        candidates.push(sampleCandidates(warped, 2 * k, samplerOf(s, Math.floor(g / groupsPerPrompt))));
       }
     }
     if (s.outputScores) stepScores.push(stepRows);
@@ -418,7 +427,7 @@ async function beamSearch<Cache>(session: DecodeSession<Cache>, prompts: number[
  */
 export async function generate<Cache>(decoder: DecoderStep<Cache>, options: GenerateOptions): Promise<GenerateOutput> {
   const prompts = await readPrompt(options.inputIds);
-  const settings = resolveSettings(options, (prompts[0] as number[]).length);
+  const settings = resolveSettings(options, (prompts[0] as number[]).length, prompts.length);
   const session = new DecodeSession(decoder);
   try {
     return settings.numBeams === 1 ? await greedyOrSample(session, prompts, settings) : await beamSearch(session, prompts, settings);

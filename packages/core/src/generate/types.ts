@@ -87,8 +87,12 @@ export interface GenerateOptions {
   repetitionPenalty?: number;
   /** Sequences returned per prompt (≤ numBeams for beam search; greedy allows only 1, as HF). Default 1. */
   numReturnSequences?: number;
-  /** Required when `doSample`; advanced by the draws. Sampling happens in JS, so it is backend-independent. */
-  rng?: Rng;
+  /**
+   * Required when `doSample`; advanced by the draws. Sampling happens in JS, so it is backend-independent.
+   * An array gives each prompt its own sampler: prompt b's rows then draw exactly what generating prompt b
+   * alone with `rngs[b]` draws, so batching images changes no caption (BLIP's CapFilt relies on it).
+   */
+  rng?: Rng | readonly Rng[];
   /** Return `scores` and `stepScores`. Default false. */
   outputScores?: boolean;
 }

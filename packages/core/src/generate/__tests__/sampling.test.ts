@@ -133,6 +133,28 @@ describe('multinomial sampling', () => {
     for (const seq of a.sequences) expect(seq.slice(0, 2)).toEqual([BOS, 6]);
   });
 
+  it('one Rng per prompt: a batch samples exactly what each prompt alone samples (sampling and beam sampling)', async () => {
+    const model = new TinyAttentionDecoder(5);
+    const prompts = [
+      [BOS, 6],
+      [BOS, 3],
+      [BOS, 9],
+    ];
+    for (const extra of [{ numReturnSequences: 2 }, { numBeams: 2, numReturnSequences: 2, topK: 6 }]) {
+      const opts = { maxNewTokens: 12, eosTokenId: EOS, padTokenId: PAD, topK: 0, temperature: 1.5, doSample: true, ...extra };
+      const batched = await generate(model.cached(), { ...opts, inputIds: prompts, rng: prompts.map((_, i) => new Rng(20 + i)) });
+      const alone = [];
+      for (const [i, p] of prompts.entries()) alone.push(...(await generate(model.cached(), { ...opts, inputIds: [p], rng: new Rng(20 + i) })).sequences);
+      // Rows of one call share a length (padded); compare up to each row's own end.
+      const trim = (seq: number[]) => seq.slice(0, seq.indexOf(EOS) >= 0 ? seq.indexOf(EOS) + 1 : seq.length).filter((t) => t !== PAD);
+      expect(batched.sequences.map(trim)).toEqual(alone.map(trim));
+      // A single shared Rng draws one sequence for all prompts: different samples.
+      const shared = await generate(model.cached(), { ...opts, inputIds: prompts, rng: new Rng(20) });
+      expect(shared.sequences.map(trim)).not.toEqual(alone.map(trim));
+    }
+    await expect(generate(model.cached(), { inputIds: prompts, doSample: true, rng: [new Rng(1)] })).rejects.toThrow(/1 samplers for 3 prompts/);
+  });
+
   it('finished rows are padded and later draws skip them', async () => {
     // From BOS, EOS has probability .1 under this table: rows end at different steps.
     const probs = [0.05, 0.05, 0.1, 0.4, 0.25, 0.15];

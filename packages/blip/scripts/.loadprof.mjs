@@ -1,0 +1,14 @@
+import { build } from 'esbuild';
+const bundle = new URL('../dist/.lp.mjs', import.meta.url).pathname;
+await build({ entryPoints: [new URL('../src/checkpoint.ts', import.meta.url).pathname], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: bundle, logLevel: 'error' });
+const ck = await import(bundle);
+const { initRuntime, Rng } = await import('@vl/core');
+const { BlipForImageTextRetrieval, blipPreset } = await import('../dist/index.js');
+await initRuntime({});
+const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const step = async (label, f) => { const c = cpu(); const t = performance.now(); const r = await f(); console.log(label, 'wall', ((performance.now()-t)/1000).toFixed(2), 'cpu', (cpu()-c).toFixed(2)); return r; };
+const dir = '/tmp/vl-bench-capfilt/filter';
+const c = await step('read', () => ck.readBlipCheckpoint(dir, 'BlipForImageTextRetrieval'));
+const m = await step('construct', () => new BlipForImageTextRetrieval(blipPreset('base')));
+await step('apply', () => ck.applyBlipCheckpoint(m, c));
+await step('fromPretrained', () => BlipForImageTextRetrieval.fromPretrained(dir));
