@@ -14,6 +14,7 @@ export interface NativeBinding {
   layerNormFwd(heap: ArrayBuffer, params: Float64Array): void;
   layerNormBwd(heap: ArrayBuffer, params: Float64Array): void;
   softmaxFwd(heap: ArrayBuffer, params: Float64Array): void;
+  attention(heap: ArrayBuffer, params: Float64Array): void;
   softmaxBwd(heap: ArrayBuffer, params: Float64Array): void;
   biasAdd(heap: ArrayBuffer, params: Float64Array): void;
   colSum(heap: ArrayBuffer, params: Float64Array): void;
@@ -24,7 +25,7 @@ export interface NativeBinding {
 }
 
 /** The params layout this JS expects (VL_ACCEL_ABI in src/native/addon.c). */
-const ACCEL_ABI = 1;
+export const ACCEL_ABI = 2;
 
 export interface NativeInfo {
   /** The binary's params layout version; must equal ACCEL_ABI. */

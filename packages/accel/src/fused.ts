@@ -4,6 +4,7 @@
 // called through `tf.engine().runKernel` by code that checks they exist for the active backend;
 // the stock Softmax kernel, Sum over leading axes (a bias gradient) and Identity (tensors saved for
 // the backward pass) are replaced in place.
+import { attentionKernel } from './attention.js';
 import type { NativeBinding } from './binding.js';
 import { asWasm, heapOf, offsetOf, sizeOf, type TensorInfo, type Tf, type WasmBackendLike } from './wasm.js';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -16,6 +17,7 @@ export const ACCEL_KERNELS = {
   geluGrad: 'VlGeluGrad',
   softmax: 'VlSoftmax',
   softmaxGrad: 'VlSoftmaxGrad',
+  attention: 'VlAttention',
 } as const;
 
 function requireFloat32(name: string, ...ts: TensorInfo[]): void {
@@ -198,6 +200,7 @@ export function createFusedKernels(native: NativeBinding): tfc.KernelConfig[] {
     wasm(ACCEL_KERNELS.geluGrad, geluGradKernel(native)),
     wasm(ACCEL_KERNELS.softmax, softmaxKernel(native)),
     wasm(ACCEL_KERNELS.softmaxGrad, softmaxGradKernel(native)),
+    wasm(ACCEL_KERNELS.attention, attentionKernel(native)),
   ];
 }
 

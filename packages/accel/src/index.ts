@@ -3,6 +3,7 @@
 import { loadAccel, type AccelStatus, type NativeInfo } from './binding.js';
 import type { Tf } from './wasm.js';
 
+export type { AttentionAttrs, AttentionView } from './attention.js';
 export { ACCEL_KERNELS } from './fused.js';
 export { accelKernelsActive, registerAccelKernels, unregisterAccelKernels, type AccelRegistration } from './register.js';
 export type { AccelStatus, NativeInfo };

@@ -9,7 +9,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, write
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { binaryCandidates, platformPackageName } from '../binding.js';
+import { ACCEL_ABI, binaryCandidates, platformPackageName } from '../binding.js';
 
 interface PlatformModule {
   PREBUILT_PLATFORMS: string[];
@@ -98,7 +98,7 @@ describe('portability checks', () => {
     const report = checkPortable(built);
     expect(report.problems).toEqual([]);
     expect(report.libs).toEqual(expect.arrayContaining(['libc.so.6']));
-    expect(report.info?.abi).toBe(1);
+    expect(report.info?.abi).toBe(ACCEL_ABI);
     expect(report.glibc).toMatch(/^2\.\d+$/);
   });
 });

@@ -14,7 +14,7 @@
 
 /* Bumped whenever a kernel's params layout changes: the JS side refuses a binary from another
  * version (an old prebuilt next to new JS) instead of calling it with the wrong layout. */
-#define VL_ACCEL_ABI 1
+#define VL_ACCEL_ABI 2
 
 #define CHECK_NAPI(env, call)                                          \
   do {                                                                 \
@@ -348,6 +348,82 @@ static napi_value js_gelu_bwd(napi_env env, napi_callback_info info) {
 }
 
 /* setThreads(n): restarts the pool with n threads (the caller included); returns the count. */
+/* Floats a strided view reaches: the last element's index + 1 (all strides ≥ 0). */
+static double view_extent(double n0, double s0, double n1, double s1, double n2, double s2, double n3, double s3) {
+  if (n0 <= 0 || n1 <= 0 || n2 <= 0 || n3 <= 0) return 0;
+  return (n0 - 1) * s0 + (n1 - 1) * s1 + (n2 - 1) * s2 + (n3 - 1) * s3 + 1;
+}
+
+/* attention(heap, [batch, heads, tq, tk, dh, kvBatch,
+ *                  qOff, qBatch, qHead, qRow, kOff, kBatch, kHead, kRow, vOff, vBatch, vHead, vRow,
+ *                  oOff, oBatch, oHead, oRow, kvRowsOff, maskOff, mBatch, mHead, mRow, mCol, scale,
+ *                  maskByKvRow]) */
+static napi_value js_attention(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 30, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 6)) return NULL;
+  const double strides[] = {p[7], p[8], p[9], p[11], p[12], p[13], p[15], p[16], p[17], p[19], p[20], p[21], p[24], p[25], p[26], p[27]};
+  if (!positive_ints(env, strides, sizeof strides / sizeof strides[0])) return NULL;
+  vl_attention_args t;
+  memset(&t, 0, sizeof t);
+  t.batch = (int64_t)p[0];
+  t.heads = (int64_t)p[1];
+  t.tq = (int64_t)p[2];
+  t.tk = (int64_t)p[3];
+  t.dh = (int64_t)p[4];
+  const double kv_batch = p[5];
+  if (t.batch == 0 || t.heads == 0 || t.tq == 0) return NULL;
+  if (t.tk == 0 || t.dh == 0 || kv_batch == 0) {
+    napi_throw_range_error(env, "VL_ACCEL", "attention: keys and head size must be non-empty");
+    return NULL;
+  }
+  float *q, *k, *v, *o, *mask, *rows_f;
+  if (!heap_floats(env, &a, p[6], view_extent(p[0], p[7], p[1], p[8], p[2], p[9], p[4], 1), 0, &q, "attention q") ||
+      !heap_floats(env, &a, p[10], view_extent(kv_batch, p[11], p[1], p[12], p[3], p[13], p[4], 1), 0, &k, "attention k") ||
+      !heap_floats(env, &a, p[14], view_extent(kv_batch, p[15], p[1], p[16], p[3], p[17], p[4], 1), 0, &v, "attention v") ||
+      !heap_floats(env, &a, p[18], view_extent(p[0], p[19], p[1], p[20], p[2], p[21], p[4], 1), 0, &o, "attention out") ||
+      !heap_floats(env, &a, p[22], p[0], 1, &rows_f, "attention kv rows") ||
+      !heap_floats(env, &a, p[23], view_extent(p[29] != 0 ? kv_batch : p[0], p[24], p[1], p[25], p[2], p[26], p[3], p[27]), 1, &mask,
+                   "attention mask"))
+    return NULL;
+  const int32_t *rows = (const int32_t *)rows_f;
+  if (rows) {
+    for (int64_t b = 0; b < t.batch; b++) {
+      if (rows[b] < 0 || (double)rows[b] >= kv_batch) {
+        napi_throw_range_error(env, "VL_ACCEL", "attention: a key/value row index is outside the key/value batch");
+        return NULL;
+      }
+    }
+  }
+  t.q = q;
+  t.k = k;
+  t.v = v;
+  t.out = o;
+  t.q_batch = (int64_t)p[7];
+  t.q_head = (int64_t)p[8];
+  t.q_row = (int64_t)p[9];
+  t.k_batch = (int64_t)p[11];
+  t.k_head = (int64_t)p[12];
+  t.k_row = (int64_t)p[13];
+  t.v_batch = (int64_t)p[15];
+  t.v_head = (int64_t)p[16];
+  t.v_row = (int64_t)p[17];
+  t.o_batch = (int64_t)p[19];
+  t.o_head = (int64_t)p[20];
+  t.o_row = (int64_t)p[21];
+  t.kv_rows = rows;
+  t.mask = mask;
+  t.m_batch = (int64_t)p[24];
+  t.m_head = (int64_t)p[25];
+  t.m_row = (int64_t)p[26];
+  t.m_col = (int64_t)p[27];
+  t.scale = (float)p[28];
+  t.mask_by_kv_row = p[29] != 0;
+  if (vl_attention(&t) != 0) napi_throw_error(env, "VL_ACCEL", "attention: out of memory");
+  return NULL;
+}
+
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -406,6 +482,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"layerNormFwd", NULL, js_layernorm_fwd, NULL, NULL, NULL, napi_default, NULL},
       {"layerNormBwd", NULL, js_layernorm_bwd, NULL, NULL, NULL, napi_default, NULL},
       {"softmaxFwd", NULL, js_softmax_fwd, NULL, NULL, NULL, napi_default, NULL},
+      {"attention", NULL, js_attention, NULL, NULL, NULL, napi_default, NULL},
       {"softmaxBwd", NULL, js_softmax_bwd, NULL, NULL, NULL, napi_default, NULL},
       {"biasAdd", NULL, js_bias_add, NULL, NULL, NULL, napi_default, NULL},
       {"colSum", NULL, js_col_sum, NULL, NULL, NULL, napi_default, NULL},

@@ -310,3 +310,67 @@ void vl_gelu_bwd(const vl_map_args *a) {
   map_job job = {a, map_tasks(a->n)};
   vl_parallel_for(gelu_bwd_task, &job, job.ntasks);
 }
+
+/* ---------- inference attention ---------- */
+
+typedef struct {
+  const vl_attention_args *a;
+  int ntasks;
+  int failed;
+} attention_job;
+
+static void attention_one(const vl_attention_args *a, int64_t b, int64_t h, float *s) {
+  const int64_t kb = a->kv_rows ? (int64_t)a->kv_rows[b] : b;
+  const float *q = a->q + b * a->q_batch + h * a->q_head;
+  const float *k = a->k + kb * a->k_batch + h * a->k_head;
+  const float *v = a->v + kb * a->v_batch + h * a->v_head;
+  float *o = a->out + b * a->o_batch + h * a->o_head;
+  const int64_t tq = a->tq, tk = a->tk;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)a->dh, a->scale, q, (int)a->q_row, k,
+              (int)a->k_row, 0.0f, s, (int)tk);
+  if (a->mask) {
+    const float *m = a->mask + (a->mask_by_kv_row ? kb : b) * a->m_batch + h * a->m_head;
+    for (int64_t i = 0; i < tq; i++) {
+      float *row = s + i * tk;
+      const float *mr = m + i * a->m_row;
+      if (a->m_col == 1) {
+        for (int64_t j = 0; j < tk; j++) row[j] += mr[j];
+      } else {
+        for (int64_t j = 0; j < tk; j++) row[j] += mr[j * a->m_col];
+      }
+    }
+  }
+  DISPATCH(vl_softmax_fwd, s, s, tq, tk);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, (int)a->dh, (int)tk, 1.0f, s, (int)tk, v, (int)a->v_row,
+              0.0f, o, (int)a->o_row);
+}
+
+static void attention_task(void *ctx, int task) {
+  attention_job *job = (attention_job *)ctx;
+  const vl_attention_args *a = job->a;
+  const int64_t pairs = a->batch * a->heads;
+  int64_t p0, p1;
+  task_rows(pairs, job->ntasks, task, &p0, &p1);
+  if (p1 <= p0) return;
+  float *s = (float *)malloc((size_t)(a->tq * a->tk) * sizeof(float));
+  if (!s) {
+    job->failed = 1;
+    return;
+  }
+  for (int64_t p = p0; p < p1; p++) attention_one(a, p / a->heads, p % a->heads, s);
+  free(s);
+}
+
+int vl_attention(const vl_attention_args *a) {
+  const int64_t pairs = a->batch * a->heads;
+  if (pairs <= 0 || a->tq <= 0) return 0;
+  const int threads = vl_pool_threads();
+  const double flops = 4.0 * (double)pairs * (double)a->tq * (double)a->tk * (double)a->dh;
+  attention_job job = {a, 1, 0};
+  if (threads > 1 && flops >= MIN_PARALLEL_FLOPS && pairs >= 2) {
+    int64_t tasks = (int64_t)threads * 4;
+    job.ntasks = (int)(tasks < pairs ? tasks : pairs);
+  }
+  vl_parallel_for(attention_task, &job, job.ntasks);
+  return job.failed ? -1 : 0;
+}

@@ -58,4 +58,26 @@ typedef struct {
 void vl_gelu_fwd(const vl_map_args *a);
 void vl_gelu_bwd(const vl_map_args *a);
 
+/* Inference attention, one pass per (batch, head): S = scale·Q·Kᵀ (+ mask), row softmax, O = S·V.
+ * Q, K, V and O are strided views (strides in floats, column stride 1), so packed projections
+ * ([B, T, 3D] qkv, [B, T, D] q) are read and the merged [B, T, D] output is written in place: no
+ * head-split copies. Query batch b reads key/value batch kv_rows[b] (NULL: b). */
+typedef struct {
+  int64_t batch, heads, tq, tk, dh;
+  const float *q, *k, *v;
+  float *out;
+  int64_t q_batch, q_head, q_row;
+  int64_t k_batch, k_head, k_row;
+  int64_t v_batch, v_head, v_row;
+  int64_t o_batch, o_head, o_row;
+  const int32_t *kv_rows;
+  /* NULL, or an additive mask/bias: element (b, h, i, j) at m_batch·b + m_head·h + m_row·i + m_col·j. */
+  const float *mask;
+  int64_t m_batch, m_head, m_row, m_col;
+  int mask_by_kv_row; /* 1: the mask's batch index is the key/value row (one padding row per context row) */
+  float scale;
+} vl_attention_args;
+
+int vl_attention(const vl_attention_args *a); /* -1: out of memory */
+
 #endif

@@ -26,7 +26,7 @@ import { checkJobName, checkQueueUrl } from './queue/connection.js';
 import { DEFAULT_ITEM_SIZE } from './queue/items.js';
 import { queueStatus } from './queue/status.js';
 import { runQueueWorker } from './queue/worker.js';
-import { summary, unbalanced } from './summary.js';
+import { loadLine, summary, unbalanced } from './summary.js';
 import { checkModelsForOptions, validateCapfiltOptions } from './validate.js';
 
 /** A refusal before anything is written (exit 2), about `subject` (an option or a folder). */
@@ -159,6 +159,7 @@ export async function runCapfiltJob(opts: CapfiltOptions, ctx: RunContext): Prom
     }
     const bar = ctx.progress('capfilt records');
     const models = await loadModels(opts);
+    io.err(loadLine(models));
     const t0 = Date.now();
     let state;
     try {

@@ -89,16 +89,28 @@ const round6 = (x: number) => Math.round(x * 1e6) / 1e6;
 export interface Models {
   captioner: BlipForConditionalGeneration;
   filter: BlipForImageTextRetrieval;
+  /** Seconds from the start of loading until each model was ready, and for both (they load concurrently). */
+  loadSeconds?: { captioner: number; filter: number; both: number };
 }
 
+/** Both models, loaded concurrently (the file reads overlap); on a failure neither is left allocated. */
 export async function loadModels(o: { captioner: string; filter: string }): Promise<Models> {
-  const captioner = await BlipForConditionalGeneration.fromPretrained(o.captioner);
-  try {
-    return { captioner, filter: await BlipForImageTextRetrieval.fromPretrained(o.filter) };
-  } catch (err) {
-    captioner.dispose();
-    throw err;
+  const start = performance.now();
+  const timed = async <M>(load: () => Promise<M>): Promise<[M, number]> => {
+    const m = await load();
+    return [m, (performance.now() - start) / 1000];
+  };
+  const [cap, filt] = await Promise.allSettled([
+    timed(() => BlipForConditionalGeneration.fromPretrained(o.captioner)),
+    timed(() => BlipForImageTextRetrieval.fromPretrained(o.filter)),
+  ]);
+  if (cap.status === 'rejected' || filt.status === 'rejected') {
+    if (cap.status === 'fulfilled') cap.value[0].dispose();
+    if (filt.status === 'fulfilled') filt.value[0].dispose();
+    throw cap.status === 'rejected' ? cap.reason : (filt as PromiseRejectedResult).reason;
   }
+  const both = (performance.now() - start) / 1000;
+  return { captioner: cap.value[0], filter: filt.value[0], loadSeconds: { captioner: cap.value[1], filter: filt.value[1], both } };
 }
 
 interface Loaded {

@@ -1,6 +1,7 @@
 // The summary a finished CapFilt run prints (stdout) and its exit code from the report's balance.
 import type { Io } from '@vl/core';
 import type { CapfiltReport } from './output.js';
+import type { Models } from './pipeline.js';
 
 export function summary(io: Io, r: CapfiltReport, out: string): void {
   const c = r.counts;
@@ -16,4 +17,11 @@ export function unbalanced(io: Io, report: CapfiltReport, expected: number): num
   if (report.balanced) return 0;
   io.err(`capfilt: counts do not add up: records.jsonl has ${report.input} records, the source has ${expected} (balanced: false)`);
   return 3;
+}
+
+/** The progress line after loading: each model's time from the start of loading (they load concurrently). */
+export function loadLine(models: Models): string {
+  const t = models.loadSeconds;
+  if (!t) return 'capfilt: models loaded';
+  return `capfilt: models loaded in ${t.both.toFixed(1)}s (captioner ready at ${t.captioner.toFixed(1)}s, filter at ${t.filter.toFixed(1)}s)`;
 }

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
 import { linear, softmaxLastAxis } from '../nn/functional.js';
+import { type HeadView, maskFits, nativeAttention, nativeAttentionAvailable, packedView, splitView } from './native-attention.js';
 import { attendSharedContext, contextGroupSize } from './shared-context.js';
 import { bertInit, Dropout, LayerNorm, Linear, type WeightInit } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -251,6 +252,116 @@ export class MultiHeadAttention extends Module {
     this.dropout = this.registerModule('dropout', new Dropout(config.attentionDropout ?? 0));
   }
 
+  /** Inference with @vl/accel's attention kernel available: nothing needs probabilities, dropout or a causal mask here. */
+  private nativeAllowed(x: tf.Tensor, options: AttentionForwardOptions): boolean {
+    return (
+      x.dtype === 'float32' &&
+      !options.outputAttentions &&
+      !options.causal &&
+      (!this.dropout.training || this.dropout.p === 0) &&
+      nativeAttentionAvailable()
+    );
+  }
+
+  /**
+   * The same attention as the composed path below, through the native kernel: projections stay packed
+   * ([B, T, 3D] qkv, [B, T, D] q/k/v) and the output comes back merged, so no head split, transpose or
+   * score tensor is made. Caches keep their [B, H, T, Dh] layout. Null when the mask has a shape the
+   * kernel does not read (the caller then runs the composed path).
+   */
+  private forwardNative(x: tf.Tensor, options: AttentionForwardOptions): tf.Tensor | null {
+    const route = options.route;
+    const cache = options.cache ?? null;
+    const context = options.context ?? null;
+    const [b, tq] = x.shape as [number, number, number];
+    const d = this.hiddenSize;
+    const dh = this.headDim;
+    const crossCached = cache?.kind === 'cross' && cache.filled;
+    const tk = crossCached ? cache.length : context ? (context.shape[1] as number) : (cache?.length ?? 0) + tq;
+    const kvBatch = crossCached ? ((cache.key as tf.Tensor).shape[0] as number) : context ? (context.shape[0] as number) : b;
+    const mask = options.mask ?? null;
+    // With shared context rows, a mask may hold one padding row per context row (as the composed path gathers it).
+    const maskByKvRow = !!mask && kvBatch !== b && mask.rank === 4 && mask.shape[0] === kvBatch && kvBatch !== 1;
+    if (!maskFits(mask, [maskByKvRow ? kvBatch : b, this.numHeads, tq, tk])) return null;
+    return tf.tidy(() => {
+      let q: tf.Tensor;
+      let qView: HeadView;
+      let k: tf.Tensor;
+      let kView: HeadView;
+      let v: tf.Tensor;
+      let vView: HeadView;
+      if (crossCached) {
+        q = this.toQ(x, route);
+        qView = packedView(q, 0, dh);
+        k = cache.key as tf.Tensor;
+        v = cache.value as tf.Tensor;
+        kView = splitView(k);
+        vView = splitView(v);
+      } else if (!context && this.toQkv && !cache) {
+        q = k = v = this.toQkv(x); // [B, T, 3D]
+        qView = packedView(q, 0, dh);
+        kView = packedView(q, d, dh);
+        vView = packedView(q, 2 * d, dh);
+      } else {
+        let kp: tf.Tensor;
+        let vp: tf.Tensor;
+        if (!context && this.toQkv) {
+          [q, kp, vp] = tf.split(this.toQkv(x), 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
+        } else {
+          const src = context ?? x;
+          q = this.toQ(x, route);
+          kp = this.toK(src, route);
+          vp = this.toV(src, route);
+        }
+        qView = packedView(q, 0, dh);
+        if (cache) {
+          [k, v] = cache.update(this.splitHeads(kp), this.splitHeads(vp));
+          kView = splitView(k);
+          vView = splitView(v);
+        } else {
+          [k, v] = [kp, vp];
+          kView = packedView(k, 0, dh);
+          vView = packedView(v, 0, dh);
+        }
+      }
+      // One context row broadcast to every query row (as matMul broadcasts it) is rows of zeros.
+      const rows =
+        options.contextRows ?? (cache?.kind === 'cross' ? cache.rowSources : null) ?? (kvBatch === 1 && b > 1 ? new Array<number>(b).fill(0) : null);
+      if (rows && rows.length !== b) {
+        throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
+          subject: 'MultiHeadAttention.forward',
+        });
+      }
+      if (!rows && kvBatch !== b) {
+        throw new VlError('SHAPE_MISMATCH', `keys/values have batch ${kvBatch} but the queries ${b}`, {
+          subject: 'MultiHeadAttention.forward',
+          hint: 'pass contextRows to say which context row each query row reads',
+        });
+      }
+      let out = nativeAttention({
+        q,
+        qView,
+        k,
+        kView,
+        v,
+        vView,
+        kvBatch,
+        kvRows: rows,
+        mask,
+        maskByKvRow,
+        batch: b,
+        queryLength: tq,
+        keyLength: tk,
+        heads: this.numHeads,
+        headDim: dh,
+        scale: this.scale,
+      });
+      if (this.innerNorm) out = this.innerNorm(out, route);
+      if (this.toOut) out = this.toOut(out, route);
+      return out;
+    });
+  }
+
   /** [B, T, D] → [B, H, T, Dh] */
   private splitHeads(x: tf.Tensor): tf.Tensor {
     const [b, t] = x.shape as [number, number, number];
@@ -277,6 +388,10 @@ export class MultiHeadAttention extends Module {
         subject: 'MultiHeadAttention.forward',
         hint: 'pass layerCache.self to self-attention and layerCache.cross (with the context) to cross-attention',
       });
+    }
+    if (this.nativeAllowed(x, options)) {
+      const out = this.forwardNative(x, options);
+      if (out) return { output: out };
     }
     return tf.tidy(() => {
       const [b, tq] = x.shape as [number, number, number];

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
-import { truncNormal } from '../init.js';
+import { truncNormal, weightInitSkipped, withoutWeightInit } from '../init.js';
 import { Dropout, Embedding, GELU, LayerNorm, Linear, Mlp } from '../layers.js';
 
 beforeAll(async () => {
@@ -94,6 +94,28 @@ describe('layers', () => {
     // 20,000 Bernoulli(0.25) draws: sd of the fraction ≈ 0.003, so ±0.015 is 5 sd.
     expect(Math.abs(zeros / a.length - 0.25)).toBeLessThan(0.015);
     expect(Math.abs(sum / a.length - 1)).toBeLessThan(0.02);
+  });
+
+  it('withoutWeightInit: modules built inside draw nothing (zeros, the Rng untouched), nesting and throws restore drawing', () => {
+    const rng = new Rng(5);
+    const before = rng.state();
+    const lin = withoutWeightInit(() => {
+      expect(weightInitSkipped()).toBe(true);
+      return withoutWeightInit(() => new Linear(4, 3, rng));
+    });
+    expect(Array.from(lin.weight.dataSync())).toEqual(new Array(12).fill(0));
+    expect(rng.state()).toEqual(before);
+    expect(weightInitSkipped()).toBe(false);
+    expect(() =>
+      withoutWeightInit(() => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
+    expect(weightInitSkipped()).toBe(false);
+    const drawn = new Linear(4, 3, new Rng(5));
+    expect(Array.from(drawn.weight.dataSync()).some((v) => v !== 0)).toBe(true);
+    lin.dispose();
+    drawn.dispose();
   });
 
   it('truncNormal: same seed same weights, std 0.02 truncated at ±2σ', () => {

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// `npm run bench:capfilt` (issue 16): CapFilt on BLIP-base (384 px, random weights, the same model folders
+// and the same 400×300 PNGs for both engines), `blip capfilt` against Hugging Face transformers v4.30.2 on
+// PyTorch CPU (tools/refbench/capfilt_torch.py) in one run, alternating engines rep by rep so machine load
+// hits both alike. Writes docs/benchmarks-capfilt.json and the generated section of docs/benchmarks.md.
+// The reference needs Debian's python3-torch and the transformers source (tools/refbench/README.md); when
+// either is missing it says so and reports vl alone.
+// usage: node packages/blip/scripts/bench-capfilt.mjs [--images 32] [--batch-size 8] [--reps 1]
+//        [--transformers-src DIR (default $VL_TRANSFORMERS_SRC or tools/refbench/transformers-src)]
+//        [--dir DIR (inputs, reused)] [--no-write]
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initRuntime } from '@vl/core';
+import { capfiltBenchData } from './capfilt-bench-data.mjs';
+
+const args = process.argv.slice(2);
+const flag = (name, fallback) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1] : fallback);
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const images = Number(flag('images', '32'));
+const batchSize = Number(flag('batch-size', '8'));
+const reps = Number(flag('reps', '1'));
+const dir = flag('dir', join(tmpdir(), 'vl-bench-capfilt'));
+const transformersSrc = flag('transformers-src', process.env.VL_TRANSFORMERS_SRC ?? join(root, 'tools/refbench/transformers-src'));
+const python = '/usr/bin/python3';
+const BIN = fileURLToPath(new URL('../bin/blip.js', import.meta.url));
+
+const runtime = await initRuntime({});
+const kernels = {
+  backend: runtime.choice,
+  accel: runtime.accel?.active ? runtime.accel.note : `not active (${runtime.accel?.note ?? 'not installed'})`,
+};
+console.log(`vl: ${kernels.backend}; ${kernels.accel}`);
+const load0 = loadavg()[0];
+console.log(`making the inputs in ${dir} (reused when present) ...`);
+const paths = await capfiltBenchData(dir, images);
+
+function referenceMissing() {
+  const torch = spawnSync(python, ['-c', 'import torch, numpy, PIL; print(torch.__version__)'], { encoding: 'utf8' });
+  if (torch.status !== 0) return `PyTorch is not installed for ${python} (apt-get install -y python3-torch python3-numpy python3-pil …, see tools/refbench/README.md)`;
+  if (!existsSync(join(transformersSrc, 'transformers')) && !existsSync(join(transformersSrc, 'src', 'transformers')))
+    return `no transformers v4.30.2 source at ${transformersSrc} (tools/refbench/README.md says how to extract it)`;
+  return null;
+}
+
+function runVl() {
+  const out = mkdtempSync(join(tmpdir(), 'vl-bench-capfilt-out-'));
+  const t0 = performance.now();
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'capfilt', '--data', paths.list, '--images', paths.images, '--captioner', paths.captioner, '--filter', paths.filter,
+      '--out', out, '--batch-size', String(batchSize), '--num-captions', '1', '--seed', '0', '--threshold', '0.5'],
+    { encoding: 'utf8', env: { ...process.env } },
+  );
+  const wall = (performance.now() - t0) / 1000;
+  rmSync(out, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`blip capfilt failed (${r.status}):\n${r.stderr}`);
+  const loaded = /models loaded in ([\d.]+)s \(captioner ready at ([\d.]+)s, filter at ([\d.]+)s\)/.exec(r.stderr);
+  const processed = /capfilt: (\d+) records in ([\d.]+)s/.exec(r.stderr);
+  if (!loaded || !processed) throw new Error(`unexpected blip capfilt output:\n${r.stderr}`);
+  const seconds = Number(processed[2]);
+  return { images: Number(processed[1]), seconds, imagesPerSecond: Number(processed[1]) / seconds, loadSeconds: Number(loaded[1]),
+    captionerLoadSeconds: Number(loaded[2]), filterLoadSeconds: Number(loaded[3]), wallSeconds: wall };
+}
+
+function runReference() {
+  const r = spawnSync(
+    python,
+    [join(root, 'tools/refbench/capfilt_torch.py'), transformersSrc, '--captioner', paths.captioner, '--filter', paths.filter,
+      '--data', paths.list, '--images', paths.images, '--batch-size', String(batchSize), '--max-length', '20', '--top-p', '0.9'],
+    { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(cpus().length) } },
+  );
+  if (r.status !== 0) throw new Error(`the PyTorch reference failed (${r.status}):\n${r.stderr}`);
+  const j = JSON.parse(r.stdout.trim().split('\n').pop());
+  return { images: j.images, seconds: j.seconds, imagesPerSecond: j.images_per_s, loadSeconds: j.load_s, threads: j.threads,
+    torch: j.torch, transformers: j.transformers };
+}
+
+const missing = referenceMissing();
+if (missing) console.log(`reference: skipped — ${missing}`);
+const vlRuns = [];
+const refRuns = [];
+for (let i = 0; i < reps; i++) {
+  const v = runVl();
+  vlRuns.push(v);
+  console.log(`vl rep ${i + 1}: ${v.imagesPerSecond.toFixed(3)} images/s (${v.seconds.toFixed(1)} s for ${v.images}), models loaded in ${v.loadSeconds.toFixed(1)} s`);
+  if (!missing) {
+    const p = runReference();
+    refRuns.push(p);
+    console.log(`reference rep ${i + 1}: ${p.imagesPerSecond.toFixed(3)} images/s (${p.seconds.toFixed(1)} s), loaded in ${p.loadSeconds.toFixed(1)} s`);
+  }
+}
+const best = (runs) => runs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
+const vl = best(vlRuns);
+const reference = refRuns.length ? best(refRuns) : null;
+const result = {
+  date: new Date().toISOString(),
+  machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), Node ${process.version}`,
+  loadAverage: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
+  setup: { model: 'BLIP-base captioner + filter, 384 px, random weights', images, imageSize: '400×300 PNG', batchSize, reps,
+    work: 'one nucleus caption per image (top-p 0.9, 20 tokens max), ITM on the original and the synthetic caption' },
+  kernels,
+  vl,
+  reference,
+  ratio: reference ? Number((vl.imagesPerSecond / reference.imagesPerSecond).toFixed(2)) : null,
+};
+console.log(JSON.stringify(result, null, 1));
+if (!args.includes('--no-write')) {
+  writeFileSync(join(root, 'docs/benchmarks-capfilt.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const f = (x, d = 2) => (x === null || x === undefined ? '—' : x.toFixed(d));
+  const table = [
+    '<!-- bench-capfilt:start (generated by `npm run bench:capfilt`; text outside the markers is kept) -->',
+    `${result.date.slice(0, 10)} · ${result.machine} · load average ${result.loadAverage[0]} → ${result.loadAverage[1]} · ${kernels.backend}, ${kernels.accel}`,
+    '',
+    `| ${images} images, batches of ${batchSize} | vl \`blip capfilt\` | HF transformers ${reference?.transformers ?? '4.30.2'} + PyTorch ${reference?.torch ?? '—'} | ratio |`,
+    '| --- | ---: | ---: | ---: |',
+    `| images/s (loading excluded) | ${f(vl.imagesPerSecond, 3)} | ${f(reference?.imagesPerSecond, 3)} | ${result.ratio === null ? '—' : `${result.ratio}×`} |`,
+    `| seconds for ${images} images | ${f(vl.seconds, 1)} | ${f(reference?.seconds, 1)} | |`,
+    `| loading both models, s | ${f(vl.loadSeconds, 1)} (captioner ready at ${f(vl.captionerLoadSeconds, 1)}, filter at ${f(vl.filterLoadSeconds, 1)}) | ${f(reference?.loadSeconds, 1)} | |`,
+    '',
+    `Best of ${reps} rep(s) per engine, engines alternating. Figures: [benchmarks-capfilt.json](benchmarks-capfilt.json).`,
+    '<!-- bench-capfilt:end -->',
+  ].join('\n');
+  const doc = join(root, 'docs/benchmarks.md');
+  const text = readFileSync(doc, 'utf8');
+  const re = /<!-- bench-capfilt:start[\s\S]*?<!-- bench-capfilt:end -->/;
+  writeFileSync(doc, re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## CapFilt on BLIP-base vs Hugging Face on PyTorch\n\n${table}\n`);
+  console.log('wrote docs/benchmarks-capfilt.json and docs/benchmarks.md');
+}
