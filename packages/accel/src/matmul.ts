@@ -179,15 +179,50 @@ function gemmOnWasm(
     // Equal batches, or one side shared (stride 0): one strided batched call.
     call(m, batchOut, aOff, batchA === 1 ? 0 : m * k, bOff, batchB === 1 ? 0 : k * n, outOff);
   } else {
-    // Mixed broadcast ([2,1,…]×[1,3,…]): each output batch finds its operands.
-    for (let i = 0; i < batchOut; i++) {
-      const ia = broadcastIndex(i, outBatchShape, batchShapeA);
-      const ib = broadcastIndex(i, outBatchShape, batchShapeB);
-      if (biasOff >= 0) params[12] = biasOff + i * bias.batch * 4;
-      call(m, 1, aOff + ia * m * k * 4, 0, bOff + ib * k * n * 4, 0, outOff + i * m * n * 4);
+    // Mixed broadcast ([1,12]×[8,12], [2,1]×[1,3]): the trailing batch dims where each operand is whole or
+    // entirely broadcast make one strided call (threaded over its batches); only the leading dims loop here.
+    const { outer, inner, aWhole, bWhole } = splitBroadcast(outBatchShape, batchShapeA, batchShapeB);
+    for (let o = 0; o < outer; o++) {
+      const first = o * inner;
+      const ia = broadcastIndex(first, outBatchShape, batchShapeA);
+      const ib = broadcastIndex(first, outBatchShape, batchShapeB);
+      if (biasOff >= 0) params[12] = biasOff + first * bias.batch * 4;
+      call(m, inner, aOff + ia * m * k * 4, aWhole ? m * k : 0, bOff + ib * k * n * 4, bWhole ? k * n : 0, outOff + first * m * n * 4);
     }
   }
   return out;
+}
+
+/**
+ * The largest suffix of the output batch dims over which each operand is either whole (its dims equal
+ * the output's) or entirely broadcast (all 1): `inner` batches per strided call, `outer` calls.
+ */
+export function splitBroadcast(
+  outShape: readonly number[],
+  aShape: readonly number[],
+  bShape: readonly number[],
+): { outer: number; inner: number; aWhole: boolean; bWhole: boolean } {
+  const rank = outShape.length;
+  const pad = (s: readonly number[]) => [...new Array<number>(rank - s.length).fill(1), ...s];
+  const a = pad(aShape);
+  const b = pad(bShape);
+  // Per operand, whether the suffix from `d` is whole / broadcast; a size-1 output dim suits both.
+  let aWhole = true;
+  let aOne = true;
+  let bWhole = true;
+  let bOne = true;
+  let split = rank;
+  for (let d = rank - 1; d >= 0; d--) {
+    const o = outShape[d] as number;
+    const na: { whole: boolean; one: boolean } = { whole: aWhole && a[d] === o, one: aOne && a[d] === 1 };
+    const nb: { whole: boolean; one: boolean } = { whole: bWhole && b[d] === o, one: bOne && b[d] === 1 };
+    if (!(na.whole || na.one) || !(nb.whole || nb.one)) break;
+    [aWhole, aOne, bWhole, bOne] = [na.whole, na.one, nb.whole, nb.one];
+    split = d;
+  }
+  const inner = sizeOf(outShape.slice(split));
+  // With every suffix dim of size 1 both flags hold; whole (stride) and broadcast (0) then agree.
+  return { outer: sizeOf(outShape.slice(0, split)), inner, aWhole: aWhole && !(aOne && inner === 1), bWhole: bWhole && !(bOne && inner === 1) };
 }
 
 /** Whether a PReLU alpha maps onto the C side's forms: one value, or one per output column. */

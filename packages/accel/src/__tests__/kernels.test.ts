@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAccel } from '../binding.js';
+import { splitBroadcast } from '../matmul.js';
 import {
   ACCEL_KERNELS,
   accelStatus,
@@ -132,6 +133,27 @@ describe('BatchMatMul', () => {
       const wasm = await evaluate('wasm', (x, y) => tf.matMul(x!, y!, ta, tb), [a, b]);
       expect(wasm.shape).toEqual([2, 3, 5, 4]);
       expectClose(wasm.value, referenceMatMul(a, b, ta, tb), `mixed broadcast ${formName(form)}`);
+    }
+  });
+
+  it('leading-dim broadcasts run as strided calls: [1,4]×[3,4], [3,1,2]×[1,4,2], [2,1]×[2,3] match the reference', async () => {
+    expect(splitBroadcast([3, 4], [1, 4], [3, 4])).toEqual({ outer: 3, inner: 4, aWhole: true, bWhole: true });
+    expect(splitBroadcast([2, 3], [2, 1], [1, 3])).toEqual({ outer: 2, inner: 3, aWhole: false, bWhole: true });
+    expect(splitBroadcast([3, 4, 2], [3, 1, 2], [1, 4, 2])).toEqual({ outer: 12, inner: 2, aWhole: true, bWhole: true });
+    if (checkedUnavailablePath()) return;
+    const shapes: [number[], number[], number[]][] = [
+      [[1, 4], [3, 4], [3, 4]],
+      [[3, 1, 2], [1, 4, 2], [3, 4, 2]],
+      [[2, 1], [2, 3], [2, 3]],
+    ];
+    for (const [ba, bb, out] of shapes) {
+      for (const form of FORMS) {
+        const [ta, tb] = form;
+        const { a, b } = operands(ba, bb, 6, 5, 7, ta, tb, 11);
+        const wasm = await evaluate('wasm', (x, y) => tf.matMul(x!, y!, ta, tb), [a, b]);
+        expect(wasm.shape).toEqual([...out, 6, 7]);
+        expectClose(wasm.value, referenceMatMul(a, b, ta, tb), `broadcast ${ba}×${bb} ${formName(form)}`);
+      }
     }
   });
 
