@@ -222,7 +222,12 @@ export function splitBroadcast(
   }
   const inner = sizeOf(outShape.slice(split));
   // With every suffix dim of size 1 both flags hold; whole (stride) and broadcast (0) then agree.
-  return { outer: sizeOf(outShape.slice(0, split)), inner, aWhole: aWhole && !(aOne && inner === 1), bWhole: bWhole && !(bOne && inner === 1) };
+  return {
+    outer: sizeOf(outShape.slice(0, split)),
+    inner,
+    aWhole: aWhole && !(aOne && inner === 1),
+    bWhole: bWhole && !(bOne && inner === 1),
+  };
 }
 
 /** Whether a PReLU alpha maps onto the C side's forms: one value, or one per output column. */

@@ -39,7 +39,8 @@ const paths = await capfiltBenchData(dir, images);
 
 function referenceMissing() {
   const torch = spawnSync(python, ['-c', 'import torch, numpy, PIL; print(torch.__version__)'], { encoding: 'utf8' });
-  if (torch.status !== 0) return `PyTorch is not installed for ${python} (apt-get install -y python3-torch python3-numpy python3-pil …, see tools/refbench/README.md)`;
+  if (torch.status !== 0)
+    return `PyTorch is not installed for ${python} (apt-get install -y python3-torch python3-numpy python3-pil …, see tools/refbench/README.md)`;
   if (!existsSync(join(transformersSrc, 'transformers')) && !existsSync(join(transformersSrc, 'src', 'transformers')))
     return `no transformers v4.30.2 source at ${transformersSrc} (tools/refbench/README.md says how to extract it)`;
   return null;
@@ -50,8 +51,28 @@ function runVl() {
   const t0 = performance.now();
   const r = spawnSync(
     process.execPath,
-    [BIN, 'capfilt', '--data', paths.list, '--images', paths.images, '--captioner', paths.captioner, '--filter', paths.filter,
-      '--out', out, '--batch-size', String(batchSize), '--num-captions', '1', '--seed', '0', '--threshold', '0.5'],
+    [
+      BIN,
+      'capfilt',
+      '--data',
+      paths.list,
+      '--images',
+      paths.images,
+      '--captioner',
+      paths.captioner,
+      '--filter',
+      paths.filter,
+      '--out',
+      out,
+      '--batch-size',
+      String(batchSize),
+      '--num-captions',
+      '1',
+      '--seed',
+      '0',
+      '--threshold',
+      '0.5',
+    ],
     { encoding: 'utf8', env: { ...process.env } },
   );
   const wall = (performance.now() - t0) / 1000;
@@ -61,21 +82,51 @@ function runVl() {
   const processed = /capfilt: (\d+) records in ([\d.]+)s/.exec(r.stderr);
   if (!loaded || !processed) throw new Error(`unexpected blip capfilt output:\n${r.stderr}`);
   const seconds = Number(processed[2]);
-  return { images: Number(processed[1]), seconds, imagesPerSecond: Number(processed[1]) / seconds, loadSeconds: Number(loaded[1]),
-    captionerLoadSeconds: Number(loaded[2]), filterLoadSeconds: Number(loaded[3]), wallSeconds: wall };
+  return {
+    images: Number(processed[1]),
+    seconds,
+    imagesPerSecond: Number(processed[1]) / seconds,
+    loadSeconds: Number(loaded[1]),
+    captionerLoadSeconds: Number(loaded[2]),
+    filterLoadSeconds: Number(loaded[3]),
+    wallSeconds: wall,
+  };
 }
 
 function runReference() {
   const r = spawnSync(
     python,
-    [join(root, 'tools/refbench/capfilt_torch.py'), transformersSrc, '--captioner', paths.captioner, '--filter', paths.filter,
-      '--data', paths.list, '--images', paths.images, '--batch-size', String(batchSize), '--max-length', '20', '--top-p', '0.9'],
+    [
+      join(root, 'tools/refbench/capfilt_torch.py'),
+      transformersSrc,
+      '--captioner',
+      paths.captioner,
+      '--filter',
+      paths.filter,
+      '--data',
+      paths.list,
+      '--images',
+      paths.images,
+      '--batch-size',
+      String(batchSize),
+      '--max-length',
+      '20',
+      '--top-p',
+      '0.9',
+    ],
     { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: String(cpus().length) } },
   );
   if (r.status !== 0) throw new Error(`the PyTorch reference failed (${r.status}):\n${r.stderr}`);
   const j = JSON.parse(r.stdout.trim().split('\n').pop());
-  return { images: j.images, seconds: j.seconds, imagesPerSecond: j.images_per_s, loadSeconds: j.load_s, threads: j.threads,
-    torch: j.torch, transformers: j.transformers };
+  return {
+    images: j.images,
+    seconds: j.seconds,
+    imagesPerSecond: j.images_per_s,
+    loadSeconds: j.load_s,
+    threads: j.threads,
+    torch: j.torch,
+    transformers: j.transformers,
+  };
 }
 
 const missing = referenceMissing();
@@ -85,11 +136,15 @@ const refRuns = [];
 for (let i = 0; i < reps; i++) {
   const v = runVl();
   vlRuns.push(v);
-  console.log(`vl rep ${i + 1}: ${v.imagesPerSecond.toFixed(3)} images/s (${v.seconds.toFixed(1)} s for ${v.images}), models loaded in ${v.loadSeconds.toFixed(1)} s`);
+  console.log(
+    `vl rep ${i + 1}: ${v.imagesPerSecond.toFixed(3)} images/s (${v.seconds.toFixed(1)} s for ${v.images}), models loaded in ${v.loadSeconds.toFixed(1)} s`,
+  );
   if (!missing) {
     const p = runReference();
     refRuns.push(p);
-    console.log(`reference rep ${i + 1}: ${p.imagesPerSecond.toFixed(3)} images/s (${p.seconds.toFixed(1)} s), loaded in ${p.loadSeconds.toFixed(1)} s`);
+    console.log(
+      `reference rep ${i + 1}: ${p.imagesPerSecond.toFixed(3)} images/s (${p.seconds.toFixed(1)} s), loaded in ${p.loadSeconds.toFixed(1)} s`,
+    );
   }
 }
 const best = (runs) => runs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
@@ -99,8 +154,14 @@ const result = {
   date: new Date().toISOString(),
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), Node ${process.version}`,
   loadAverage: [Number(load0.toFixed(2)), Number(loadavg()[0].toFixed(2))],
-  setup: { model: 'BLIP-base captioner + filter, 384 px, random weights', images, imageSize: '400×300 PNG', batchSize, reps,
-    work: 'one nucleus caption per image (top-p 0.9, 20 tokens max), ITM on the original and the synthetic caption' },
+  setup: {
+    model: 'BLIP-base captioner + filter, 384 px, random weights',
+    images,
+    imageSize: '400×300 PNG',
+    batchSize,
+    reps,
+    work: 'one nucleus caption per image (top-p 0.9, 20 tokens max), ITM on the original and the synthetic caption',
+  },
   kernels,
   vl,
   reference,
@@ -126,6 +187,9 @@ if (!args.includes('--no-write')) {
   const doc = join(root, 'docs/benchmarks.md');
   const text = readFileSync(doc, 'utf8');
   const re = /<!-- bench-capfilt:start[\s\S]*?<!-- bench-capfilt:end -->/;
-  writeFileSync(doc, re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## CapFilt on BLIP-base vs Hugging Face on PyTorch\n\n${table}\n`);
+  writeFileSync(
+    doc,
+    re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## CapFilt on BLIP-base vs Hugging Face on PyTorch\n\n${table}\n`,
+  );
   console.log('wrote docs/benchmarks-capfilt.json and docs/benchmarks.md');
 }

@@ -34,7 +34,9 @@ async function photo(rng, path) {
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++)
       for (let c = 0; c < 3; c++) px[(y * w + x) * 3 + c] = (base[c] + x * (c + 1) + y * (3 - c) + rng.int(24)) & 255;
-  await sharp(px, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+  await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+    .png()
+    .toFile(path);
 }
 
 /** Makes (or reuses) DIR/{captioner,filter,images,list.jsonl}; returns their paths. */

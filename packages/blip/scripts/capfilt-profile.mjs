@@ -15,7 +15,15 @@ import { capfiltBenchData } from './capfilt-bench-data.mjs';
 
 // The pipeline's internals are not a public entry: bundle them from source for this run.
 const bundle = new URL(`../dist/.profile-pipeline-${process.pid}.mjs`, import.meta.url).pathname;
-await build({ entryPoints: [new URL('../src/capfilt/pipeline.ts', import.meta.url).pathname], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: bundle, logLevel: 'error' });
+await build({
+  entryPoints: [new URL('../src/capfilt/pipeline.ts', import.meta.url).pathname],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  packages: 'external',
+  outfile: bundle,
+  logLevel: 'error',
+});
 const { processBatch, inputItems, loadModels, scorePairs } = await import(bundle);
 
 const args = process.argv.slice(2);
@@ -70,10 +78,20 @@ const pixels = tf.tidy(() => tf.randomNormal([batch, 3, size, size], 0, 1, 'floa
 // Stage by stage on the same batch (each tower once more on its own, to split towers from text work).
 await timed('captioner vision tower', () => tf.dispose(models.captioner.visionForward(pixels)));
 await timed('captioner nucleus captions (incl. vision)', () =>
-  models.captioner.generate(pixels, { doSample: true, topP: 0.9, topK: 0, maxLength: 20, minLength: 20, rng: items.map((_, i) => new Rng(i)) }),
+  models.captioner.generate(pixels, {
+    doSample: true,
+    topP: 0.9,
+    topK: 0,
+    maxLength: 20,
+    minLength: 20,
+    rng: items.map((_, i) => new Rng(i)),
+  }),
 );
 await timed('filter vision tower', () => tf.dispose(models.filter.vision_model.forward(pixels)));
-const texts = Array.from({ length: 2 * batch }, (_, i) => ({ image: i % batch, text: Array.from({ length: 14 }, (_, w) => `w${1000 + 37 * i + w}`).join(' ') }));
+const texts = Array.from({ length: 2 * batch }, (_, i) => ({
+  image: i % batch,
+  text: Array.from({ length: 14 }, (_, w) => `w${1000 + 37 * i + w}`).join(' '),
+}));
 texts.sort((a, b) => a.image - b.image);
 const host = tf.unstack(pixels).map((t) => {
   const d = t.dataSync();
@@ -84,7 +102,9 @@ await timed('filter ITM, 2 captions per image (incl. vision)', () => scorePairs(
 const one = tf.tidy(() => tf.slice(pixels, [0, 0, 0, 0], [1, 3, size, size]));
 // Beam search against greedy on one image, 20 tokens each (minLength forces the length with random weights).
 await timed('greedy caption, 1 image, 20 tokens (incl. vision)', () => models.captioner.generate(one, { maxLength: 20, minLength: 20 }));
-await timed('3-beam caption, 1 image, 20 tokens (incl. vision)', () => models.captioner.generate(one, { maxLength: 20, minLength: 20, numBeams: 3 }));
+await timed('3-beam caption, 1 image, 20 tokens (incl. vision)', () =>
+  models.captioner.generate(one, { maxLength: 20, minLength: 20, numBeams: 3 }),
+);
 one.dispose();
 pixels.dispose();
 const t1 = performance.now();
@@ -127,15 +147,25 @@ if (args.includes('--write')) {
   if (kernels.size) {
     const proc = [...kernels.entries()].filter(([k]) => k.startsWith('processBatch')).sort((a, b) => b[1].ms - a[1].ms);
     const total = proc.reduce((t, [, e]) => t + e.ms, 0);
-    lines.push('', `Kernels of the whole batch (\`processBatch\`; tfjs profiler, host-timed, ${(total / 1000).toFixed(1)} s in all):`, '', '| kernel | calls | share |', '| --- | ---: | ---: |');
-    for (const [k, e] of proc.slice(0, 10)) lines.push(`| ${k.replace('processBatch of ' + batch + ' ', '')} | ${e.calls} | ${((100 * e.ms) / total).toFixed(1)}% |`);
+    lines.push(
+      '',
+      `Kernels of the whole batch (\`processBatch\`; tfjs profiler, host-timed, ${(total / 1000).toFixed(1)} s in all):`,
+      '',
+      '| kernel | calls | share |',
+      '| --- | ---: | ---: |',
+    );
+    for (const [k, e] of proc.slice(0, 10))
+      lines.push(`| ${k.replace('processBatch of ' + batch + ' ', '')} | ${e.calls} | ${((100 * e.ms) / total).toFixed(1)}% |`);
   }
   lines.push('<!-- capfilt-profile:end -->');
   const doc = join(root, 'docs/benchmarks.md');
   const text = readFileSync(doc, 'utf8');
   const re = /<!-- capfilt-profile:start[\s\S]*?<!-- capfilt-profile:end -->/;
   const table = lines.join('\n');
-  writeFileSync(doc, re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## Where CapFilt's time goes (BLIP-base, profile)\n\n${table}\n`);
+  writeFileSync(
+    doc,
+    re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## Where CapFilt's time goes (BLIP-base, profile)\n\n${table}\n`,
+  );
   console.log('wrote docs/results/capfilt-profile.json and docs/benchmarks.md');
 }
 models.captioner.dispose();

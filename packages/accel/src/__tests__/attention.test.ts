@@ -129,15 +129,30 @@ describe('VlAttention', () => {
     ['packed qkv, padding mask [B,1,1,T]', { ...self, mask: [3, 1, 1, 9] }, true, false],
     ['packed qkv, per-head bias [1,H,T,T] (relative positions)', { ...self, mask: [1, 4, 9, 9] }, true, false],
     ['separate q/k/v, full mask [B,H,T,T]', { ...self, mask: [3, 4, 9, 9] }, false, false],
-    ['cross-attention, rows grouped per image', { b: 4, s: 2, tq: 5, tk: 11, heads: 2, dh: 16, rows: [0, 0, 1, 1], mask: [2, 1, 1, 11] }, false, false],
+    [
+      'cross-attention, rows grouped per image',
+      { b: 4, s: 2, tq: 5, tk: 11, heads: 2, dh: 16, rows: [0, 0, 1, 1], mask: [2, 1, 1, 11] },
+      false,
+      false,
+    ],
     [
       'cross-attention, one padding row per image read through the rows',
       { b: 4, s: 2, tq: 5, tk: 11, heads: 2, dh: 16, rows: [0, 0, 1, 1], mask: [2, 1, 1, 11], maskByKv: true },
       false,
       false,
     ],
-    ['one decoding step on head-split (cached) keys, beams remapped', { b: 6, s: 2, tq: 1, tk: 13, heads: 3, dh: 8, rows: [1, 0, 0, 1, 1, 0], mask: null }, false, true],
-    ['a big case that runs on the thread pool', { b: 2, s: 2, tq: 97, tk: 97, heads: 12, dh: 64, rows: null, mask: [2, 1, 1, 97] }, true, false],
+    [
+      'one decoding step on head-split (cached) keys, beams remapped',
+      { b: 6, s: 2, tq: 1, tk: 13, heads: 3, dh: 8, rows: [1, 0, 0, 1, 1, 0], mask: null },
+      false,
+      true,
+    ],
+    [
+      'a big case that runs on the thread pool',
+      { b: 2, s: 2, tq: 97, tk: 97, heads: 12, dh: 64, rows: null, mask: [2, 1, 1, 97] },
+      true,
+      false,
+    ],
   ];
   for (const [name, c, packed, split] of cases) {
     it(name, async () => {

@@ -142,9 +142,21 @@ describe('BatchMatMul', () => {
     expect(splitBroadcast([3, 4, 2], [3, 1, 2], [1, 4, 2])).toEqual({ outer: 12, inner: 2, aWhole: true, bWhole: true });
     if (checkedUnavailablePath()) return;
     const shapes: [number[], number[], number[]][] = [
-      [[1, 4], [3, 4], [3, 4]],
-      [[3, 1, 2], [1, 4, 2], [3, 4, 2]],
-      [[2, 1], [2, 3], [2, 3]],
+      [
+        [1, 4],
+        [3, 4],
+        [3, 4],
+      ],
+      [
+        [3, 1, 2],
+        [1, 4, 2],
+        [3, 4, 2],
+      ],
+      [
+        [2, 1],
+        [2, 3],
+        [2, 3],
+      ],
     ];
     for (const [ba, bb, out] of shapes) {
       for (const form of FORMS) {

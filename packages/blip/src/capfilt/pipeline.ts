@@ -193,7 +193,14 @@ async function synthesize(models: Models, pixels: readonly Float32Array[], indic
           rng: indices.map((index) => new Rng(s.seed).fork(`record-${index}`)),
         };
     const caps = await models.captioner.caption(t, opts);
-    return pixels.map((_, i) => [...new Set(caps.slice(i * perImage, (i + 1) * perImage).map((c) => c.trim()).filter((c) => c !== ''))]);
+    return pixels.map((_, i) => [
+      ...new Set(
+        caps
+          .slice(i * perImage, (i + 1) * perImage)
+          .map((c) => c.trim())
+          .filter((c) => c !== ''),
+      ),
+    ]);
   } finally {
     t.dispose();
   }

@@ -326,7 +326,9 @@ export class MultiHeadAttention extends Module {
       }
       // One context row broadcast to every query row (as matMul broadcasts it) is rows of zeros.
       const rows =
-        options.contextRows ?? (cache?.kind === 'cross' ? cache.rowSources : null) ?? (kvBatch === 1 && b > 1 ? new Array<number>(b).fill(0) : null);
+        options.contextRows ??
+        (cache?.kind === 'cross' ? cache.rowSources : null) ??
+        (kvBatch === 1 && b > 1 ? new Array<number>(b).fill(0) : null);
       if (rows && rows.length !== b) {
         throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
           subject: 'MultiHeadAttention.forward',

@@ -11,7 +11,12 @@ import { initRuntime } from '../../runtime/backend.js';
 import { Rng } from '../../runtime/rng.js';
 import { AttentionCache } from '../kv-cache.js';
 import { BERT_MASK_VALUE, paddingMask } from '../masks.js';
-import { type AttentionForwardOptions, BERT_ATTENTION_NAMES, MultiHeadAttention, type MultiHeadAttentionConfig } from '../multi-head-attention.js';
+import {
+  type AttentionForwardOptions,
+  BERT_ATTENTION_NAMES,
+  MultiHeadAttention,
+  type MultiHeadAttentionConfig,
+} from '../multi-head-attention.js';
 import { NATIVE_ATTENTION_KERNEL, nativeAttentionAvailable } from '../native-attention.js';
 import { maxAbsDiff, randomTensor } from './helpers.js';
 
@@ -71,7 +76,14 @@ describe('native attention', () => {
   beforeAll(() => {
     rng = new Rng(3);
     x = randomTensor([3, 6, 16], rng);
-    padding = paddingMask(tf.tensor2d([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0]]), BERT_MASK_VALUE);
+    padding = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 1],
+        [1, 1, 0, 0, 0, 0],
+      ]),
+      BERT_MASK_VALUE,
+    );
     bias = randomTensor([1, 4, 6, 6], rng);
   });
   const selfCases: [string, Partial<MultiHeadAttentionConfig>, () => AttentionForwardOptions][] = [
@@ -105,12 +117,21 @@ describe('native attention', () => {
     const m = attention({ layout: 'separate', kvSize: 12 }, 5);
     const context = randomTensor([2, 7, 12], rng);
     const q = randomTensor([4, 3, 16], rng);
-    const mask = paddingMask(tf.tensor2d([[1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1]]), BERT_MASK_VALUE);
+    const mask = paddingMask(
+      tf.tensor2d([
+        [1, 1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 1, 1],
+      ]),
+      BERT_MASK_VALUE,
+    );
     const one = randomTensor([1, 7, 12], rng);
     const broadcast = bothPaths(() => m.forward(q, { context: one }).output); // [1, …] context broadcast to 4 rows
     if (present()) expect(broadcast.calls).toBe(1);
     expect(maxAbsDiff(broadcast.fast, broadcast.composed)).toBeLessThan(1e-5);
-    for (const contextRows of [[0, 0, 1, 1], [1, 0, 1, 0]]) {
+    for (const contextRows of [
+      [0, 0, 1, 1],
+      [1, 0, 1, 0],
+    ]) {
       const r = bothPaths(() => m.forward(q, { context, contextRows, mask }).output);
       if (present()) expect(r.calls).toBe(1);
       expect(maxAbsDiff(r.fast, r.composed)).toBeLessThan(1e-5);
@@ -122,7 +143,10 @@ describe('native attention', () => {
     const crossAttn = attention({ layout: 'separate', kvSize: 12 }, 9);
     const image = randomTensor([2, 5, 12], rng);
     const steps = [randomTensor([2, 2, 16], rng), randomTensor([6, 1, 16], rng), randomTensor([6, 1, 16], rng)];
-    const reorders = [[0, 0, 0, 1, 1, 1], [2, 0, 1, 3, 3, 5]];
+    const reorders = [
+      [0, 0, 0, 1, 1, 1],
+      [2, 0, 1, 3, 3, 5],
+    ];
     const run = () => {
       const self = new AttentionCache('self');
       const cross = new AttentionCache('cross');

@@ -19,7 +19,10 @@ const D = 8;
 const KV = 6;
 
 function crossAttention(seed = 0): MultiHeadAttention {
-  const m = new MultiHeadAttention({ hiddenSize: D, numHeads: 2, kvSize: KV, layout: 'separate', names: BERT_ATTENTION_NAMES }, new Rng(seed));
+  const m = new MultiHeadAttention(
+    { hiddenSize: D, numHeads: 2, kvSize: KV, layout: 'separate', names: BERT_ATTENTION_NAMES },
+    new Rng(seed),
+  );
   const rng = new Rng(seed + 1);
   for (const [, p] of m.namedParameters()) p.assign(randomTensor(p.shape, rng, 0.5));
   return m;
@@ -57,7 +60,16 @@ describe('contextRows', () => {
         const rng = new Rng(7);
         const x = randomTensor([rows.length, 3, D], rng);
         const context = randomTensor([3, 5, KV], rng);
-        const mask = masked ? paddingMask(tf.tensor2d([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]), BERT_MASK_VALUE) : null;
+        const mask = masked
+          ? paddingMask(
+              tf.tensor2d([
+                [1, 1, 1, 0, 0],
+                [1, 1, 1, 1, 1],
+                [1, 0, 0, 0, 0],
+              ]),
+              BERT_MASK_VALUE,
+            )
+          : null;
         const want = copied(m, x, context, rows, mask);
         const got = m.forward(x, { context, contextRows: rows, mask, outputAttentions: true });
         expect(maxAbsDiff(got.output, want.output)).toBeLessThan(1e-5);
@@ -75,7 +87,9 @@ describe('contextRows', () => {
     const w = randomTensor([4, 2, D], rng);
     const params = m.namedParameters().map(([, p]) => p);
     const loss = (shared: boolean) => () =>
-      tf.sum(tf.mul(shared ? m.forward(x, { context, contextRows: rows }).output : copied(m, x, context, rows, null).output, w)) as tf.Scalar;
+      tf.sum(
+        tf.mul(shared ? m.forward(x, { context, contextRows: rows }).output : copied(m, x, context, rows, null).output, w),
+      ) as tf.Scalar;
     const a = tf.variableGrads(loss(true), params).grads;
     const b = tf.variableGrads(loss(false), params).grads;
     for (const p of params) expect(maxAbsDiff(a[p.name] as tf.Tensor, b[p.name] as tf.Tensor)).toBeLessThan(1e-5);
@@ -87,7 +101,9 @@ describe('contextRows', () => {
   it('a row map of the wrong length is a typed error', () => {
     const m = crossAttention();
     const x = tf.zeros([3, 1, D]);
-    expect(() => m.forward(x, { context: tf.zeros([2, 4, KV]), contextRows: [0, 1] })).toThrow(/contextRows has 2 entries for 3 query rows/);
+    expect(() => m.forward(x, { context: tf.zeros([2, 4, KV]), contextRows: [0, 1] })).toThrow(
+      /contextRows has 2 entries for 3 query rows/,
+    );
   });
 
   it('leaks nothing', () => {

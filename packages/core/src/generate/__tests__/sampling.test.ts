@@ -144,7 +144,8 @@ describe('multinomial sampling', () => {
       const opts = { maxNewTokens: 12, eosTokenId: EOS, padTokenId: PAD, topK: 0, temperature: 1.5, doSample: true, ...extra };
       const batched = await generate(model.cached(), { ...opts, inputIds: prompts, rng: prompts.map((_, i) => new Rng(20 + i)) });
       const alone = [];
-      for (const [i, p] of prompts.entries()) alone.push(...(await generate(model.cached(), { ...opts, inputIds: [p], rng: new Rng(20 + i) })).sequences);
+      for (const [i, p] of prompts.entries())
+        alone.push(...(await generate(model.cached(), { ...opts, inputIds: [p], rng: new Rng(20 + i) })).sequences);
       // Rows of one call share a length (padded); compare up to each row's own end.
       const trim = (seq: number[]) => seq.slice(0, seq.indexOf(EOS) >= 0 ? seq.indexOf(EOS) + 1 : seq.length).filter((t) => t !== PAD);
       expect(batched.sequences.map(trim)).toEqual(alone.map(trim));
@@ -152,7 +153,9 @@ describe('multinomial sampling', () => {
       const shared = await generate(model.cached(), { ...opts, inputIds: prompts, rng: new Rng(20) });
       expect(shared.sequences.map(trim)).not.toEqual(alone.map(trim));
     }
-    await expect(generate(model.cached(), { inputIds: prompts, doSample: true, rng: [new Rng(1)] })).rejects.toThrow(/1 samplers for 3 prompts/);
+    await expect(generate(model.cached(), { inputIds: prompts, doSample: true, rng: [new Rng(1)] })).rejects.toThrow(
+      /1 samplers for 3 prompts/,
+    );
   });
 
   it('finished rows are padded and later draws skip them', async () => {
