@@ -41,38 +41,45 @@ async function photo(rng, path) {
 
 /** Makes (or reuses) DIR/{captioner,filter,images,list.jsonl}; returns their paths. */
 export async function capfiltBenchData(dir, images = 32) {
-  const want = { version: 1, images, preset: 'base' };
-  const ready = join(dir, 'ready.json');
   const paths = {
     captioner: join(dir, 'captioner'),
     filter: join(dir, 'filter'),
     list: join(dir, 'list.jsonl'),
     images: join(dir, 'images'),
   };
-  if (existsSync(ready) && readFileSync(ready, 'utf8') === JSON.stringify(want)) return paths;
-  mkdirSync(paths.images, { recursive: true });
-  const vocab = join(dir, 'vocab.txt');
-  writeFileSync(vocab, `${vocabLines().join('\n')}\n`);
-  const config = blipPreset('base');
-  if (config.textConfig.vocabSize !== VOCAB) throw new Error(`BLIP-base vocabulary is ${config.textConfig.vocabSize}, expected ${VOCAB}`);
-  for (const [Model, out, seed] of [
-    [BlipForConditionalGeneration, paths.captioner, 1],
-    [BlipForImageTextRetrieval, paths.filter, 2],
-  ]) {
-    const m = new Model(config, new Rng(seed));
-    m.tokenizerDir = dir;
-    await m.savePretrained(out);
-    m.dispose();
+  // Models and images are made (and reused) separately: another image count keeps the two 1 GB models.
+  const modelsReady = join(dir, 'models-ready.json');
+  const modelsWant = JSON.stringify({ version: 1, preset: 'base', vocab: VOCAB });
+  if (!(existsSync(modelsReady) && readFileSync(modelsReady, 'utf8') === modelsWant)) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'vocab.txt'), `${vocabLines().join('\n')}\n`);
+    const config = blipPreset('base');
+    if (config.textConfig.vocabSize !== VOCAB) throw new Error(`BLIP-base vocabulary is ${config.textConfig.vocabSize}, expected ${VOCAB}`);
+    for (const [Model, out, seed] of [
+      [BlipForConditionalGeneration, paths.captioner, 1],
+      [BlipForImageTextRetrieval, paths.filter, 2],
+    ]) {
+      const m = new Model(config, new Rng(seed));
+      m.tokenizerDir = dir;
+      await m.savePretrained(out);
+      m.dispose();
+    }
+    writeFileSync(modelsReady, modelsWant);
   }
-  const rng = new Rng(3);
-  const lines = [];
-  for (let i = 0; i < images; i++) {
-    const name = `img${String(i).padStart(3, '0')}.png`;
-    await photo(rng, join(paths.images, name));
-    const words = Array.from({ length: 6 + rng.int(10) }, () => `w${1000 + rng.int(28000)}`);
-    lines.push(JSON.stringify({ image: name, captions: [words.join(' ')] }));
+  const imagesReady = join(dir, 'images-ready.json');
+  const imagesWant = JSON.stringify({ version: 1, images });
+  if (!(existsSync(imagesReady) && readFileSync(imagesReady, 'utf8') === imagesWant)) {
+    mkdirSync(paths.images, { recursive: true });
+    const rng = new Rng(3);
+    const lines = [];
+    for (let i = 0; i < images; i++) {
+      const name = `img${String(i).padStart(3, '0')}.png`;
+      await photo(rng, join(paths.images, name));
+      const words = Array.from({ length: 6 + rng.int(10) }, () => `w${1000 + rng.int(28000)}`);
+      lines.push(JSON.stringify({ image: name, captions: [words.join(' ')] }));
+    }
+    writeFileSync(paths.list, `${lines.join('\n')}\n`);
+    writeFileSync(imagesReady, imagesWant);
   }
-  writeFileSync(paths.list, `${lines.join('\n')}\n`);
-  writeFileSync(ready, JSON.stringify(want));
   return paths;
 }

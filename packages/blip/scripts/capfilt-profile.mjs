@@ -88,6 +88,13 @@ await timed('captioner nucleus captions (incl. vision)', () =>
   }),
 );
 await timed('filter vision tower', () => tf.dispose(models.filter.vision_model.forward(pixels)));
+// The same tower with attention composed from tf ops (@vl/accel's VlAttention unregistered for the call).
+const nativeAttention = tf.getKernel('VlAttention', tf.getBackend());
+if (nativeAttention) {
+  tf.unregisterKernel('VlAttention', tf.getBackend());
+  await timed('filter vision tower, attention composed of tf ops', () => tf.dispose(models.filter.vision_model.forward(pixels)));
+  tf.registerKernel(nativeAttention);
+}
 const texts = Array.from({ length: 2 * batch }, (_, i) => ({
   image: i % batch,
   text: Array.from({ length: 14 }, (_, w) => `w${1000 + 37 * i + w}`).join(' '),
