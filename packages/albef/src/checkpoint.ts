@@ -11,7 +11,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, type StateValue, VlError } from '@vl/core';
+import { type HostTensor, type StateValue, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type AlbefConfig, albefConfigFromJson, albefConfigToJson } from './config.js';
 import { Albef, type AlbefPretrainOptions } from './model.js';
@@ -112,7 +112,8 @@ export async function loadAlbef(dir: string, options: { pretrain?: AlbefPretrain
   // Any format core reads: model.safetensors, or the released ALBEF.pth ({"model": …}, found automatically).
   const { tensors, report } = await readCheckpoint(dir);
   const source = report.files.join(', ');
-  const model = new Albef(config, undefined, options.pretrain);
+  // The strict load below overwrites every parameter: build without drawing random weights.
+  const model = withoutWeightInit(() => new Albef(config, undefined, options.pretrain));
   try {
     model.loadStateDict(fromOfficialStateDict(tensors, source), { source });
   } catch (err) {

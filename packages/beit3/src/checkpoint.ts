@@ -7,7 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, interpolatePositionEmbedding, type StateEntry, VlError } from '@vl/core';
+import { type HostTensor, interpolatePositionEmbedding, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type Beit3Config, beit3ConfigFromJson, beit3ConfigToJson, beit3Dims, type Beit3Task } from './config.js';
 import { type Beit3Model, buildBeit3, POSITION_OFFSET } from './model.js';
@@ -132,7 +132,8 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
   if (report.skipped.length) notes.push(`non-tensor entries left out: ${report.skipped.join(', ')}`);
   const resized = interpolateVisionPositions(dict, dims.numVisionTokens, source);
   if (resized) notes.push(resized);
-  const model = buildBeit3(config);
+  // The strict load below overwrites every parameter: build without drawing random weights.
+  const model = withoutWeightInit(() => buildBeit3(config));
   try {
     model.loadStateDict(dict, { source });
   } catch (err) {

@@ -6,7 +6,7 @@
 // CHECKPOINT_INVALID that says which model the keys belong to, before any shape is compared.
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type HostTensor, type StateEntry, VlError } from '@vl/core';
+import { type HostTensor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { isCocaConfig, type OpenClipConfig, openClipConfigToJson, parseOpenClipConfig } from './config.js';
 import { Clip, CoCa } from './model.js';
@@ -102,7 +102,8 @@ async function load<M extends CoCa | Clip>(
       },
     );
   }
-  const model = make(cfg);
+  // The strict load below overwrites every parameter: build without drawing random weights.
+  const model = withoutWeightInit(() => make(cfg));
   try {
     model.loadStateDict(dict, { source });
   } catch (err) {

@@ -7,7 +7,7 @@
 // VlError('STATE_DICT_MISMATCH') that lists them all, and nothing is loaded.
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type HostTensor, type StateEntry, VlError } from '@vl/core';
+import { type HostTensor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type VlmoConfig, vlmoConfigFromJson, vlmoConfigToJson } from './config.js';
 import { Vlmo } from './model.js';
@@ -104,7 +104,8 @@ export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Pro
   const notes: string[] = [];
   if (legacy.length) notes.push(`skipped ${legacy.length} legacy index buffer(s) that VLMo rebuilds: ${legacy.join(', ')}`);
   if (report.skipped.length) notes.push(`non-tensor entries left out: ${report.skipped.join(', ')}`);
-  const model = new Vlmo(config);
+  // The strict load below overwrites every parameter: build without drawing random weights.
+  const model = withoutWeightInit(() => new Vlmo(config));
   try {
     cutPositionRows(dict, model.dims.maxTextLen, notes);
     model.loadStateDict(dict, { source });
