@@ -37,6 +37,7 @@ export {
 // Modules: the Module base with PyTorch-named state dicts, layers, functional ops, initialisers.
 export { gelu, geluTanh, layerNorm, linear, softmaxLastAxis } from './nn/functional.js';
 export { normal, truncNormal, uniform, weightInitSkipped, withoutWeightInit } from './nn/init.js';
+export { recordingGradients } from './runtime/tape.js';
 export { redrawWeights } from './nn/redraw.js';
 export {
   activate,

@@ -33,6 +33,7 @@ import {
   paddingMask,
   PatchEmbedding,
   PathModule,
+  recordingGradients,
   Rng,
   type Route,
   TIMM_VIT_LAYER_NAMES,
@@ -285,6 +286,8 @@ export class Vlmo extends Module {
   readonly dims: VlmoDims;
   readonly transformer: MultiwayTransformer;
   readonly relativePositionBiasTable: tf.Variable | null;
+  /** Inference-time relative biases per sequence kind and text length, with the table data they came from. */
+  private readonly relativeBiasCache = new Map<string, { dataId: object; bias: tf.Tensor[] }>();
   readonly text_embeddings: BertEmbeddings;
   readonly token_type_embeddings: Embedding;
   readonly pooler: BertPooler;
@@ -465,8 +468,33 @@ export class Vlmo extends Module {
     if (!this.relativePositionBiasTable) return Array.from({ length: this.dims.depth }, () => pad);
     const index = this.relativeIndex(kind, textLength);
     if (index.size !== n) throw new Error(`internal: relative index of ${index.size} for ${n} tokens`);
-    const bias = relativePositionBias(this.relativePositionBiasTable, index, this.dims.depth, this.dims.numHeads);
+    const bias = this.cachedRelativeBias(this.relativePositionBiasTable, kind, textLength, index);
     return bias.map((b) => (pad ? tf.add(b, pad) : b));
+  }
+
+  /**
+   * The per-layer relative biases of one sequence kind. For inference they are kept across calls (the gather
+   * over N² positions and the per-layer split cost about as much as the attention itself at 224 px); they are
+   * rebuilt when the table's data changes (a load or an optimiser step assigns new data), and never cached
+   * while training or under a gradient tape, where the gradient must reach the table.
+   */
+  private cachedRelativeBias(table: tf.Variable, kind: 'image' | 'text' | 'vl', textLength: number, index: RelativeIndex): tf.Tensor[] {
+    const { depth, numHeads } = this.dims;
+    if (this.training || recordingGradients()) return relativePositionBias(table, index, depth, numHeads);
+    const key = `${kind}:${textLength}`;
+    const dataId = (table as unknown as { dataId: object }).dataId;
+    const hit = this.relativeBiasCache.get(key);
+    if (hit && hit.dataId === dataId && hit.bias.every((b) => !b.isDisposed)) return hit.bias;
+    if (hit) tf.dispose(hit.bias);
+    const bias = relativePositionBias(table, index, depth, numHeads).map((b) => tf.keep(b));
+    this.relativeBiasCache.set(key, { dataId, bias });
+    return bias;
+  }
+
+  override dispose(): void {
+    for (const { bias } of this.relativeBiasCache.values()) tf.dispose(bias);
+    this.relativeBiasCache.clear();
+    super.dispose();
   }
 
   /** The route of layer `l` for a pass: one modality, or 'vl' (text | image split below the VL-FFN layers). */

@@ -3,6 +3,7 @@
 // inference. Core calls it only when the kernel is registered for the active backend, no gradient tape
 // is recording (it has no gradient), and nothing needs the probabilities or dropout.
 import * as tf from '@tensorflow/tfjs-core';
+import { recordingGradients } from '../runtime/tape.js';
 
 export const NATIVE_ATTENTION_KERNEL = 'VlAttention';
 
@@ -21,13 +22,9 @@ export function splitView(t: tf.Tensor): HeadView {
   return [0, h * time * dh, time * dh, dh];
 }
 
-function tapeRecording(): boolean {
-  return ((tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth ?? 0) > 0;
-}
-
 /** Whether the native kernel may run now (registered for this backend, and no gradient being recorded). */
 export function nativeAttentionAvailable(): boolean {
-  return tf.getKernel(NATIVE_ATTENTION_KERNEL, tf.getBackend()) !== undefined && !tapeRecording();
+  return tf.getKernel(NATIVE_ATTENTION_KERNEL, tf.getBackend()) !== undefined && !recordingGradients();
 }
 
 /** Whether an additive mask broadcasts to [B, H, Tq, Tk] dimension by dimension (what the kernel reads). */
