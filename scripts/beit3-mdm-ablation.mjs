@@ -14,8 +14,10 @@
 //     [--arms scratch,mdm,mdm-pairs,mdm-images,mdm-texts] [--reuse docs/beit3-mdm/results.json] [--seeds 0,1,2]
 //     [--images 800] [--pretrain-steps 300] [--finetune-steps 400] [--finetune-records 320] [--work /tmp/beit3-mdm]
 //   node scripts/beit3-mdm-ablation.mjs --render --out docs/beit3-mdm [--doc docs/beit3.md]
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const { values: a } = parseArgs({
@@ -31,7 +33,8 @@ const { values: a } = parseArgs({
     'visual-vocab': { type: 'string', default: '64' },
     backend: { type: 'string', default: 'wasm' },
     // scratch; mdm (images + texts + pairs); mdm-pairs (pairs only: --mim 0 --mlm 0); mdm-images (pairs +
-    // images: --mlm 0); mdm-texts (pairs + texts: --mim 0)
+    // images: --mlm 0); mdm-texts (pairs + texts: --mim 0); mdm-clip (all three kinds, visual tokens from a
+    // k-means tokenizer over the patch tokens of a tiny CLIP trained by `vl train clip` on the same scenes)
     arms: { type: 'string', default: 'scratch,mdm' },
     // Take the runs of arms already in this results file (same setup) instead of training them again.
     reuse: { type: 'string' },
@@ -101,6 +104,7 @@ const LABEL = {
   'mdm-pairs': 'MDM on image-text pairs only',
   'mdm-images': 'MDM on pairs + images (no text-only rows)',
   'mdm-texts': 'MDM on pairs + texts (no image-only rows)',
+  'mdm-clip': 'MDM, CLIP-teacher tokenizer',
 };
 const ARM_ORDER = Object.keys(LABEL);
 const ARM_OBJECTIVES = {
@@ -108,6 +112,7 @@ const ARM_OBJECTIVES = {
   'mdm-pairs': { mim: { weight: 0 }, mlm: { weight: 0 } },
   'mdm-images': { mlm: { weight: 0 } },
   'mdm-texts': { mim: { weight: 0 } },
+  'mdm-clip': undefined,
 };
 
 const stat = (xs) => {
@@ -127,7 +132,9 @@ function analyse(results) {
   }
   const pairs = arms.filter((x) => x !== 'scratch').map((x) => [x, 'scratch']);
   // Does a kind of monomodal data help? The full mixture against each arm that lacks some.
-  if (arms.includes('mdm')) for (const x of arms.filter((y) => y.startsWith('mdm-'))) pairs.push(['mdm', x]);
+  if (arms.includes('mdm')) for (const x of arms.filter((y) => y.startsWith('mdm-') && y !== 'mdm-clip')) pairs.push(['mdm', x]);
+  // Does a semantic teacher help? The same mixture with the CLIP-teacher tokenizer against the random one.
+  if (arms.includes('mdm') && arms.includes('mdm-clip')) pairs.push(['mdm-clip', 'mdm']);
   const comparisons = pairs
     .filter(([x, y]) => summary[x] && summary[y])
     .map(([better, worse]) => {
@@ -315,11 +322,47 @@ const tok = await trainBeit3VisualTokenizer({
 });
 console.log(`tokenizer: ${JSON.stringify(tok.file.usage)}`);
 
+// The semantic teacher: a tiny CLIP trained on the same training scenes (`vl train clip`, its docs/coca.md
+// recipe with 10 epochs), then the same k-means tokenizer over its vision tower's patch tokens.
+const clipSetup = {
+  command: 'vl train clip --data DATA --out WORK/clip --batch-size 32 --epochs 10 --lr 1e-3 --seed 0',
+  preset: 'tiny',
+  epochs: 10,
+  batchSize: 32,
+  lr: 1e-3,
+  seed: 0,
+};
+let tokClip = null;
+if (a.arms.split(',').includes('mdm-clip')) {
+  const clipDir = join(a.work, 'clip');
+  if (!existsSync(join(clipDir, 'model', 'config.json'))) {
+    const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages', 'cli', 'dist', 'bin.js');
+    const args = ['train', 'clip', '--data', data, '--out', clipDir, '--batch-size', '32', '--epochs', '10', '--lr', '1e-3', '--seed', '0'];
+    execFileSync(process.execPath, [bin, ...args, '--backend', a.backend, '--quiet'], { stdio: 'inherit' });
+  }
+  tokClip = await trainBeit3VisualTokenizer({
+    train,
+    val: test,
+    out: join(a.work, 'tok-clip'),
+    visualVocabSize: setup.tokenizer.visualVocab,
+    seed: setup.tokenizer.seed,
+    teacher: `clip:${clipDir}`,
+  });
+  console.log(`CLIP-teacher tokenizer: ${JSON.stringify(tokClip.file.usage)}`);
+}
+
 const arms = a.arms.split(',');
 for (const arm of arms) if (!LABEL[arm]) throw new Error(`unknown arm ${arm}: ${ARM_ORDER.join(', ')}`);
 // A pretrained backbone is kept in --work with the setup that made it and reused when the setup is the same
 // (pretraining is deterministic for a seed and backend: the same run twice gives the same weights).
 const pretrainKey = JSON.stringify({ data: setup.data, tokenizer: setup.tokenizer, pretrain: setup.pretrain, backend: setup.backend });
+const pretrainKeyClip = JSON.stringify({
+  data: setup.data,
+  tokenizer: setup.tokenizer,
+  clip: clipSetup,
+  pretrain: setup.pretrain,
+  backend: setup.backend,
+});
 const reused = a.reuse && existsSync(a.reuse) ? JSON.parse(readFileSync(a.reuse, 'utf8')) : null;
 if (reused) {
   for (const k of ['data', 'tokenizer', 'pretrain', 'finetune']) {
@@ -335,7 +378,7 @@ for (const seed of seeds) {
     const cached = join(dir, 'pretrain-summary.json');
     if (existsSync(cached)) {
       const c = JSON.parse(readFileSync(cached, 'utf8'));
-      if (c.key === pretrainKey) {
+      if (c.key === (arm === 'mdm-clip' ? pretrainKeyClip : pretrainKey)) {
         pretrained[arm] = { dir, p: c.p };
         console.log(`seed ${seed} ${arm}: pretrained backbone reused from ${dir}`);
         continue;
@@ -344,7 +387,7 @@ for (const seed of seeds) {
     const p = await pretrainBeit3Mdm({
       train,
       vocab,
-      tokenizer: tok.dir,
+      tokenizer: arm === 'mdm-clip' ? tokClip.dir : tok.dir,
       out: dir,
       objectives: ARM_OBJECTIVES[arm],
       batchSize: setup.pretrain.batchSize,
@@ -357,7 +400,14 @@ for (const seed of seeds) {
       resume: false,
     });
     pretrained[arm] = { dir, p };
-    writeFileSync(cached, JSON.stringify({ key: pretrainKey, p: { seconds: p.seconds, first: p.first, last: p.last } }, null, 2) + '\n');
+    writeFileSync(
+      cached,
+      JSON.stringify(
+        { key: arm === 'mdm-clip' ? pretrainKeyClip : pretrainKey, p: { seconds: p.seconds, first: p.first, last: p.last } },
+        null,
+        2,
+      ) + '\n',
+    );
     console.log(
       `seed ${seed} ${arm}: ${p.steps} steps ${p.seconds.toFixed(0)}s first ${JSON.stringify(p.first)} last ${JSON.stringify(p.last)}`,
     );
@@ -435,6 +485,11 @@ const results = {
   runtime: { backend: runtime.backend, node: process.version, totalSeconds: (Date.now() - t0) / 1000 },
   reusedArms,
   tokenizer: tok.file,
+  ...(tokClip
+    ? { clipTeacher: clipSetup, clipTokenizer: tokClip.file }
+    : reused?.clipTokenizer
+      ? { clipTeacher: reused.clipTeacher, clipTokenizer: reused.clipTokenizer }
+      : {}),
   runs,
 };
 const { summary, comparisons } = analyse(results);

@@ -11,6 +11,7 @@ import { type BertTokenizer, DataReport, type ObjectivesConfig, Rng, type StateE
 import {
   createDataLoader,
   loadBertTokenizer,
+  loadClipVisionTeacher,
   loadVisualTokenizer,
   readCheckpoint,
   readDataset,
@@ -19,6 +20,7 @@ import {
   Trainer,
   trainVisualTokenizer,
   type VisualTokenizerFile,
+  type VisualTokenizerTeacher,
   writeJsonFile,
   writeSafetensorsFile,
 } from '@vl/core/node';
@@ -308,8 +310,36 @@ export interface Beit3TokenizerTrainOptions {
   imageSize?: number;
   visualVocabSize?: number;
   featureDim?: number;
+  /**
+   * `random` (default: a seeded random feature map of the raw patch) or `clip:DIR`: the vision tower of a
+   * CLIP saved by `vl train clip` (its patch tokens after ln_post), a semantic teacher as in BEiT v2.
+   */
+  teacher?: string;
   maxImages?: number;
   seed?: number;
+}
+
+/** `--teacher`: undefined for the random teacher, else the CLIP tower read from disk. */
+async function beit3Teacher(spec: string | undefined, imageSize: number): Promise<VisualTokenizerTeacher | undefined> {
+  if (spec === undefined || spec === 'random') return undefined;
+  if (!spec.startsWith('clip:') || spec.length === 5) {
+    throw new VlError('INVALID_ARGUMENT', `--teacher must be 'random' or 'clip:DIR', got '${spec}'`, {
+      subject: '--teacher',
+      hint: "clip:DIR is the --out folder of `vl train clip` (trained at the model's image and patch size)",
+    });
+  }
+  const { teacher, source } = await loadClipVisionTeacher(spec.slice(5), { inputNorm: BEIT3_IMAGE_NORM });
+  if (teacher.config.imageSize !== imageSize) {
+    teacher.dispose();
+    throw new VlError('CONFIG_INVALID', `the CLIP teacher reads ${teacher.config.imageSize} px images, the model ${imageSize} px`, {
+      subject: source.path,
+      hint: 'train the CLIP at the image size of the model (--image-size)',
+    });
+  }
+  return {
+    module: teacher,
+    file: { kind: 'vit', dim: teacher.dim, config: teacher.config, source: { kind: 'clip', path: source.path, weights: source.weights } },
+  };
 }
 
 /** `--task tokenizer`: the k-means tokenizer at the preset's patch and image size, written to `out/tokenizer`. */
@@ -318,9 +348,11 @@ export async function trainBeit3VisualTokenizer(o: Beit3TokenizerTrainOptions): 
   const e = beit3Preset(preset, { imageSize: o.imageSize }).encoderConfig;
   const siblingVal = join(o.train, '..', 'val.jsonl');
   const dir = join(o.out, 'tokenizer');
+  const teacher = await beit3Teacher(o.teacher, e.imgSize);
   const t = await trainVisualTokenizer({
     train: o.train,
-    val: o.val ?? (existsSync(siblingVal) ? siblingVal : undefined),
+    // An empty val.jsonl (a synth split without validation) is no held-out set.
+    val: o.val ?? (existsSync(siblingVal) && statSync(siblingVal).size > 0 ? siblingVal : undefined),
     out: dir,
     vocabSize: o.visualVocabSize ?? (preset === 'tiny' ? BEIT3_MDM_TINY_VISUAL_VOCAB : 8192),
     imageSize: e.imgSize,
@@ -328,6 +360,7 @@ export async function trainBeit3VisualTokenizer(o: Beit3TokenizerTrainOptions): 
     channels: e.inChans,
     norm: BEIT3_IMAGE_NORM,
     featureDim: o.featureDim,
+    teacher,
     maxImages: o.maxImages,
     seed: o.seed,
   });

@@ -156,6 +156,12 @@ export const beit3Model: ModelSpec<Beit3Config, Beit3Model> = {
     },
     { flags: '--visual-vocab <n>', description: 'tokenizer: codebook size (default: tiny 64, else 8192)', kind: 'int', min: 2 },
     {
+      flags: '--teacher <spec>',
+      description:
+        "tokenizer: whose patch features the codebook quantises: 'random' (default, a random feature map of the pixels) or 'clip:DIR' (the vision tower of `vl train clip --out DIR`)",
+      kind: 'string',
+    },
+    {
       flags: '--text-len <n>',
       description: 'mdm, captioning: texts padded/truncated to this many tokens (default: tiny 24, else 64 for mdm, 32 for captioning)',
       kind: 'int',
@@ -180,11 +186,12 @@ export const beit3Model: ModelSpec<Beit3Config, Beit3Model> = {
         preset,
         imageSize: req.imageSize,
         visualVocabSize: o.visualVocab as number | undefined,
+        teacher: o.teacher as string | undefined,
         seed: req.seed,
       });
       progress.stop();
       const lines = [
-        `visual tokenizer (k-means over random patch features, ${file.teacher.dim} wide): ${file.vocab_size} codes from ${file.training.patches} patches of ${file.training.images} images, ` +
+        `visual tokenizer (k-means over ${file.teacher.kind === 'vit' ? `the patch tokens of the CLIP vision tower in ${file.teacher.source.path}` : 'random patch features'}, ${file.teacher.dim} wide): ${file.vocab_size} codes from ${file.training.patches} patches of ${file.training.images} images, ` +
           `${file.training.iterations} iterations, ${file.training.reseeded} dead codes re-seeded, mean cosine ${file.training.mean_cosine.toFixed(3)}, ${((Date.now() - t0) / 1000).toFixed(1)}s`,
         usageLine('codebook usage, training images', file.usage.train),
       ];

@@ -393,6 +393,7 @@ export {
   type KMeansResult,
   type PatchFeatureTeacher,
 } from './objectives/kmeans-tokenizer.js';
+export { VitPatchTeacher, type VitTeacherConfig } from './objectives/vit-teacher.js';
 export { maskTokens, mlmLoss, type MlmMasked, type MlmMaskingOptions } from './objectives/mlm.js';
 
 // Momentum distillation: EMA twins, feature queues, soft targets, the alpha ramp and the momentum-contrastive block.

@@ -28,7 +28,10 @@ export {
   type TrainedVisualTokenizer,
   type TrainVisualTokenizerOptions,
   type VisualTokenizerFile,
+  type VisualTokenizerTeacher,
+  type VisualTokenizerTeacherFile,
 } from './node/visual-tokenizer.js';
+export { loadClipVisionTeacher, type LoadClipTeacherOptions } from './node/vit-teacher-file.js';
 export { readExpectedFile, readTensorJsonFile } from './node/parity-file.js';
 export { readReferenceGradients } from './node/grads-file.js';
 

@@ -5,6 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { initRuntime, Rng } from '@vl/core';
 import { readJsonFile, writeSynthDataset } from '@vl/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +20,7 @@ import { finetuneBeit3Retrieval } from '../retrieval-finetune.js';
 const tmp = mkdtempSync(join(tmpdir(), 'beit3-mdm-'));
 const data = join(tmp, 'data');
 const tok = join(tmp, 'tok');
+const CLIP = fileURLToPath(new URL('../../../../fixtures/coca-openclip/clip-seed0/', import.meta.url));
 
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
@@ -51,6 +53,51 @@ describe('beit3 train --task tokenizer | mdm', () => {
       join(tok, 'tokenizer', 'visual_tokenizer.json'),
     );
     expect(file.vocab_size).toBe(16);
+  }, 60_000);
+
+  it('--teacher clip:DIR: k-means over a CLIP vision tower, embedded in the tokenizer folder, read by MDM; bad specs refused', async () => {
+    const clipTok = join(tmp, 'tok-clip');
+    const text = await cli([
+      'train',
+      '--task',
+      'tokenizer',
+      '--data',
+      data,
+      '--out',
+      clipTok,
+      '--visual-vocab',
+      '16',
+      '--seed',
+      '3',
+      '--teacher',
+      `clip:${CLIP}`,
+    ]);
+    expect(text).toMatch(/k-means over the patch tokens of the CLIP vision tower in .*clip-seed0\/?, 32 wide\): 16 codes from 192 patches/);
+    const file = await readJsonFile<{ teacher: { kind: string; dim: number; config: { layers: number } } }>(
+      join(clipTok, 'tokenizer', 'visual_tokenizer.json'),
+    );
+    expect(file.teacher).toMatchObject({ kind: 'vit', dim: 32, config: { layers: 3 } });
+    const run = await cli([
+      'train',
+      '--data',
+      data,
+      '--tokenizer',
+      clipTok,
+      '--out',
+      join(tmp, 'mdm-clip2'),
+      '--batch-size',
+      '6',
+      '--max-steps',
+      '1',
+    ]);
+    expect(run).toMatch(/masked data modeling: 1 steps/);
+    const lines: string[] = [];
+    const io = { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) };
+    const tokArgs = ['train', '--task', 'tokenizer', '--data', data, '--out', join(tmp, 'x'), '--quiet', '--teacher'];
+    expect(await runCli([...tokArgs, 'vit:/nowhere'], io)).not.toBe(0);
+    expect(lines.join('\n')).toMatch(/INVALID_ARGUMENT.*--teacher must be 'random' or 'clip:DIR'/);
+    expect(await runCli([...tokArgs, `clip:${tmp}`], io)).not.toBe(0);
+    expect(lines.join('\n')).toMatch(/CHECKPOINT_INVALID \[.*\]: no config.json/);
   }, 60_000);
 
   it('pretrains by MDM with frozen parts left bit-identical, and resumes exactly', async () => {

@@ -2,6 +2,9 @@
 // dataset: teacher features of every patch of up to `maxImages` training images → spherical k-means →
 // `visual_tokenizer.json` (what it is, how it was trained, its codebook usage) + `visual_tokenizer.safetensors`
 // (teacher weights and codebook). Any model's masked image modelling can read it back (`loadVisualTokenizer`).
+// Two teachers: a seeded random patch feature map (pixel level), or the vision tower of a saved CLIP
+// (`loadClipVisionTeacher`, semantic); either way its weights are embedded in the safetensors file, so the
+// folder loads on its own, and the JSON says which teacher it is and where it came from.
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,10 +19,14 @@ import {
   RandomPatchTeacher,
   sphericalKMeans,
 } from '../objectives/kmeans-tokenizer.js';
+import { type VitTeacherConfig, VitPatchTeacher } from '../objectives/vit-teacher.js';
+import type { Module } from '../nn/module.js';
+import type { PatchFeatureTeacher } from '../objectives/kmeans-tokenizer.js';
 import { Rng } from '../runtime/rng.js';
+import { readSafetensorsFile } from './safetensors-file.js';
 import { readJsonFile, writeJsonFile } from './json-file.js';
 import { loadExamples } from './loader.js';
-import { loadModuleFile, saveModuleFile } from './module-file.js';
+import { saveModuleFile } from './module-file.js';
 import { readDataset } from './readers.js';
 
 export const VISUAL_TOKENIZER_CONFIG = 'visual_tokenizer.json';
@@ -34,9 +41,26 @@ export interface VisualTokenizerFile {
   image_size: number;
   /** The pixel normalisation the codebook was fitted under: a model must feed pixels normalised the same way. */
   norm: { mean: number[]; std: number[] };
-  teacher: { kind: 'random_patch_features'; dim: number };
+  teacher: VisualTokenizerTeacherFile;
   training: { images: number; patches: number; iterations: number; reseeded: number; mean_cosine: number; seed: number; seconds: number };
   usage: { train: CodebookUsage; val?: CodebookUsage };
+}
+
+/** Which teacher the codebook quantises (its weights are `teacher.*` in the safetensors file). */
+export type VisualTokenizerTeacherFile =
+  | { kind: 'random_patch_features'; dim: number }
+  | {
+      kind: 'vit';
+      dim: number;
+      config: VitTeacherConfig;
+      /** Where the tower was read from (informative: the weights travel with the tokenizer). */
+      source: { kind: 'clip'; path: string; weights: string };
+    };
+
+/** A teacher other than the default random one: the module and what the JSON file says about it. */
+export interface VisualTokenizerTeacher {
+  module: Module & PatchFeatureTeacher;
+  file: VisualTokenizerTeacherFile;
 }
 
 export interface TrainVisualTokenizerOptions {
@@ -51,8 +75,13 @@ export interface TrainVisualTokenizerOptions {
   channels?: number;
   /** Pixels are normalised as the model that will read the tokens does. */
   norm: ImageNorm;
-  /** Teacher feature width (default 64). */
+  /** Random teacher's feature width (default 64). */
   featureDim?: number;
+  /**
+   * The teacher (default: a RandomPatchTeacher of `featureDim` features). The tokenizer takes ownership
+   * (it is disposed with it). Its patch size must be `patchSize`.
+   */
+  teacher?: VisualTokenizerTeacher;
   /** Images read at most (default 512): k-means sees all their patches. */
   maxImages?: number;
   maxIterations?: number;
@@ -102,11 +131,20 @@ export async function trainVisualTokenizer(o: TrainVisualTokenizerOptions): Prom
   const t0 = performance.now();
   const seed = o.seed ?? 0;
   const channels = o.channels ?? 3;
-  const dim = o.featureDim ?? 64;
   const rng = new Rng(seed);
-  const teacher = new RandomPatchTeacher(o.patchSize, channels, dim, rng.fork('teacher'));
+  const teacherRng = rng.fork('teacher'); // forked even when unused, so the k-means draws do not depend on the teacher
+  const teacher = o.teacher?.module ?? new RandomPatchTeacher(o.patchSize, channels, o.featureDim ?? 64, teacherRng);
+  const teacherFile: VisualTokenizerTeacherFile = o.teacher?.file ?? { kind: 'random_patch_features', dim: teacher.dim };
+  const dim = teacher.dim;
   const tokenizer = new KMeansVisualTokenizer(teacher, o.vocabSize);
   try {
+    if (teacher.patchSize !== o.patchSize || teacher.channels !== channels || teacherFile.dim !== dim) {
+      throw new VlError(
+        'CONFIG_INVALID',
+        `the teacher reads ${teacher.channels}-channel patches of ${teacher.patchSize} px (${dim} features), the tokenizer needs ${channels} / ${o.patchSize}`,
+        { subject: 'trainVisualTokenizer', hint: "train the teacher at the model's patch size" },
+      );
+    }
     const { pixels, images } = await readPixels(o.train, o.imageSize, o.norm, o.maxImages ?? 512);
     const per = channels * o.imageSize * o.imageSize;
     const chunks: Float32Array[] = [];
@@ -140,7 +178,7 @@ export async function trainVisualTokenizer(o: TrainVisualTokenizerOptions): Prom
       channels,
       image_size: o.imageSize,
       norm: { mean: [...o.norm.mean], std: [...o.norm.std] },
-      teacher: { kind: 'random_patch_features', dim },
+      teacher: teacherFile,
       training: {
         images,
         patches: feats.length / dim,
@@ -179,17 +217,47 @@ export async function loadVisualTokenizer(dir: string): Promise<{ tokenizer: KMe
     });
   }
   const file = await readJsonFile<VisualTokenizerFile>(path);
-  if (file.kind !== 'kmeans' || file.teacher?.kind !== 'random_patch_features') {
-    throw new VlError('CONFIG_INVALID', `unknown tokenizer kind '${String(file.kind)}' / teacher '${String(file.teacher?.kind)}'`, {
+  const kind = file.teacher?.kind;
+  if (file.kind !== 'kmeans' || (kind !== 'random_patch_features' && kind !== 'vit')) {
+    throw new VlError('CONFIG_INVALID', `unknown tokenizer kind '${String(file.kind)}' / teacher '${String(kind)}'`, {
       subject: path,
-      hint: "this version reads kind 'kmeans' with teacher 'random_patch_features'",
+      hint: "this version reads kind 'kmeans' with teacher 'random_patch_features' or 'vit'",
     });
   }
-  // The seed is irrelevant: every weight comes from the file.
-  const teacher = new RandomPatchTeacher(file.patch_size, file.channels, file.teacher.dim, new Rng(0));
+  const weights = join(folder, VISUAL_TOKENIZER_WEIGHTS);
+  if (!existsSync(weights)) {
+    throw new VlError('CHECKPOINT_INVALID', `${VISUAL_TOKENIZER_WEIGHTS} is missing (it holds the teacher and the codebook)`, {
+      subject: folder,
+    });
+  }
+  const { tensors } = await readSafetensorsFile(weights);
+  if (![...tensors.keys()].some((k) => k.startsWith('teacher.'))) {
+    throw new VlError('CHECKPOINT_INVALID', `no teacher.* tensors: the ${kind} teacher's weights are missing`, {
+      subject: weights,
+      hint: 'train the tokenizer again; a tokenizer folder embeds its teacher',
+    });
+  }
+  // The seeds are irrelevant: every weight comes from the file.
+  let teacher: Module & PatchFeatureTeacher;
+  if (file.teacher.kind === 'vit') {
+    const t = new VitPatchTeacher(file.teacher.config, new Rng(0));
+    if (t.patchSize !== file.patch_size || t.dim !== file.teacher.dim) {
+      t.dispose();
+      throw new VlError(
+        'CONFIG_INVALID',
+        `the vit teacher's patch ${t.patchSize} / width ${t.dim} disagree with patch_size / teacher.dim`,
+        {
+          subject: path,
+        },
+      );
+    }
+    teacher = t;
+  } else {
+    teacher = new RandomPatchTeacher(file.patch_size, file.channels, file.teacher.dim, new Rng(0));
+  }
   const tokenizer = new KMeansVisualTokenizer(teacher, file.vocab_size);
   try {
-    await loadModuleFile(tokenizer, join(folder, VISUAL_TOKENIZER_WEIGHTS));
+    tokenizer.loadStateDict(tensors, { source: weights });
   } catch (err) {
     tokenizer.dispose();
     throw err;

@@ -220,15 +220,16 @@ export function sphericalKMeans(points: Float32Array, dim: number, options: KMea
 }
 
 /**
- * Teacher features → nearest code by cosine: a VisualTokenizer. The codebook is a buffer, so
- * `saveModuleFile` / `loadModuleFile` write and read teacher and codebook together
- * (`teacher.weight`, `teacher.bias`, `codebook`).
+ * Teacher features → nearest code by cosine: a VisualTokenizer. The teacher is any Module with patch
+ * features (RandomPatchTeacher, or objectives/vit-teacher.ts's CLIP vision tower); it is a child module
+ * and the codebook a buffer, so `saveModuleFile` / `loadModuleFile` write and read teacher and codebook
+ * together (`teacher.*`, `codebook`): a saved tokenizer embeds its teacher.
  */
 export class KMeansVisualTokenizer extends Module implements VisualTokenizer {
-  readonly teacher: RandomPatchTeacher;
+  readonly teacher: Module & PatchFeatureTeacher;
 
   constructor(
-    teacher: RandomPatchTeacher,
+    teacher: Module & PatchFeatureTeacher,
     readonly vocabSize: number,
   ) {
     super();
