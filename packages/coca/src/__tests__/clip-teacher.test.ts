@@ -2,7 +2,6 @@
 // without depending on this package) computes what this package's VisionTower computes: ln_post over the
 // trunk's tokens, CLS dropped, on pixels re-normalised from the caller's normalisation to CLIP's. Checked on
 // the open_clip CLIP fixture (its tower is verified against open_clip by parity.test.ts).
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime, Rng } from '@vl/core';
