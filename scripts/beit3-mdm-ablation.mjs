@@ -210,7 +210,34 @@ function markdown(results, command) {
     `Differences are of means ± the standard error of the difference; "reproduced" needs more than 2 standard errors.`,
     '',
   ];
-  return { md: md.join('\n'), armTable: armTable.join('\n'), diffTable: diffTable.join('\n') };
+  const tokTable = tokenizerTable(results);
+  if (tokTable) md.push('Visual tokenizers (codes used / perplexity / most frequent code: training / test images):', '', tokTable, '');
+  return { md: md.join('\n'), armTable: armTable.join('\n'), diffTable: diffTable.join('\n'), tokTable };
+}
+
+/** The two tokenizers' codebook usage, and the CLIP teacher's own retrieval on the test scenes (no fine-tuning). */
+function tokenizerTable(results) {
+  if (!results.clipTokenizer) return null;
+  const pair = (u, k, g) => `${g(u.train[k])} / ${g(u.val[k])}`;
+  const row = (name, f) =>
+    `| ${name} | ${f.teacher.dim} | ${f.training.mean_cosine.toFixed(3)} | ${pair(f.usage, 'used', String)} | ` +
+    `${pair(f.usage, 'perplexity', (v) => v.toFixed(1))} | ${pair(f.usage, 'topShare', (v) => `${(100 * v).toFixed(1)}%`)} |`;
+  const lines = [
+    '| teacher | features | mean cosine to its code | codes used (of 64) | perplexity | most frequent code |',
+    '| --- | --- | --- | --- | --- | --- |',
+    row('random patch features (pixel level)', results.tokenizer),
+    row('CLIP vision tower, patch tokens after ln_post', results.clipTokenizer),
+  ];
+  const r = results.clipTeacher?.retrieval;
+  if (r) {
+    lines.push(
+      '',
+      '| the CLIP teacher itself, on the test scenes | TR@1 | TR@5 | IR@1 | IR@5 | r_mean (6 recalls) |',
+      '| --- | --- | --- | --- | --- | --- |',
+      `| \`vl eval clip --task retrieval\` (no fine-tuning) | ${[r.tr1, r.tr5, r.ir1, r.ir5, r.rMean].map((v) => v.toFixed(1)).join(' | ')} |`,
+    );
+  }
+  return lines.join('\n');
 }
 
 /** Replaces the text between `<!-- beit3-mdm:NAME -->` and `<!-- /beit3-mdm:NAME -->` in the doc. */
@@ -232,6 +259,7 @@ function render() {
     const m = markdown(results, results.command ?? `node scripts/beit3-mdm-ablation.mjs --task ${task}`);
     writeFileSync(join(a.out, `${t.file}.md`), m.md);
     if (doc) doc = replaceBlock(replaceBlock(doc, `${task}-arms`, m.armTable), `${task}-diffs`, m.diffTable);
+    if (doc && m.tokTable) doc = replaceBlock(doc, `${task}-tokenizers`, m.tokTable);
   }
   if (doc) writeFileSync(a.doc, doc);
 }
@@ -333,6 +361,8 @@ const clipSetup = {
   seed: 0,
 };
 let tokClip = null;
+// Not in clipSetup (which keys the cached backbones): measured, not chosen.
+let clipRetrieval = null;
 if (a.arms.split(',').includes('mdm-clip')) {
   const clipDir = join(a.work, 'clip');
   if (!existsSync(join(clipDir, 'model', 'config.json'))) {
@@ -340,6 +370,22 @@ if (a.arms.split(',').includes('mdm-clip')) {
     const args = ['train', 'clip', '--data', data, '--out', clipDir, '--batch-size', '32', '--epochs', '10', '--lr', '1e-3', '--seed', '0'];
     execFileSync(process.execPath, [bin, ...args, '--backend', a.backend, '--quiet'], { stdio: 'inherit' });
   }
+  // The teacher's own retrieval on the test scenes: how much alignment the tokenizer could pass on.
+  const evalFile = join(a.work, 'clip-eval.json');
+  if (!existsSync(evalFile)) {
+    const bin = join(dirname(fileURLToPath(import.meta.url)), '..', 'packages', 'cli', 'dist', 'bin.js');
+    const args = ['eval', 'clip', '--checkpoint', clipDir, '--data', test, '--task', 'retrieval', '--out', evalFile];
+    execFileSync(process.execPath, [bin, ...args, '--backend', a.backend, '--quiet'], { stdio: 'inherit' });
+  }
+  const ev = JSON.parse(readFileSync(evalFile, 'utf8')).retrieval;
+  const [i2t, t2i] = [ev.imageToText.recall, ev.textToImage.recall];
+  clipRetrieval = {
+    tr1: i2t[1],
+    tr5: i2t[5],
+    ir1: t2i[1],
+    ir5: t2i[5],
+    rMean: [i2t[1], i2t[5], i2t[10], t2i[1], t2i[5], t2i[10]].reduce((x, y) => x + y, 0) / 6,
+  };
   tokClip = await trainBeit3VisualTokenizer({
     train,
     val: test,
@@ -486,7 +532,7 @@ const results = {
   reusedArms,
   tokenizer: tok.file,
   ...(tokClip
-    ? { clipTeacher: clipSetup, clipTokenizer: tokClip.file }
+    ? { clipTeacher: { ...clipSetup, retrieval: clipRetrieval }, clipTokenizer: tokClip.file }
     : reused?.clipTokenizer
       ? { clipTeacher: reused.clipTeacher, clipTokenizer: reused.clipTokenizer }
       : {}),
