@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGE_NORMS } from '../../data/image.js';
+import { IMAGE_NORMS, type ImageNorm } from '../../data/image.js';
 import { stateDictToHost } from '../../nn/state-dict.js';
 import { readSafetensorsFile, writeSafetensorsFile } from '../../node/safetensors-file.js';
 import { writeSynthDataset } from '../../node/synth-writer.js';
@@ -19,7 +19,7 @@ import { Rng } from '../../runtime/rng.js';
 import { type VitTeacherConfig, VitPatchTeacher } from '../vit-teacher.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vl-vit-teacher-'));
-const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
+const HALF: ImageNorm = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 
 function config(o: Partial<VitTeacherConfig> = {}): VitTeacherConfig {
   return {
@@ -33,7 +33,7 @@ function config(o: Partial<VitTeacherConfig> = {}): VitTeacherConfig {
     activation: 'gelu',
     layerNormEps: 1e-5,
     towerNorm: { mean: [...IMAGE_NORMS.clip.mean], std: [...IMAGE_NORMS.clip.std] },
-    inputNorm: HALF,
+    inputNorm: { mean: [...HALF.mean], std: [...HALF.std] },
     ...o,
   };
 }
@@ -199,7 +199,7 @@ describe('k-means tokenizer over a ViT teacher', () => {
     // And they are the codes of the teacher's features (brute-force largest cosine).
     const feats = trained.tokenizer.teacher.features(px);
     const f = feats.arraySync();
-    const cb = trained.tokenizer.getBuffer('codebook').arraySync() as number[][];
+    const cb = (trained.tokenizer.stateDict().get('codebook') as tf.Tensor).arraySync() as number[][];
     const ids = Array.from(a.dataSync());
     f.forEach((v, i) => {
       const cos = cb.map((c) => c.reduce((s, z, j) => s + z * v[j]!, 0));
