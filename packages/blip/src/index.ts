@@ -23,3 +23,4 @@ export * from './official-keys.js';
 export * from './official-config.js';
 export { officialClassOfMeta, verifyOfficial, type OfficialVerifyResult } from './verify-official.js';
 export * from './train.js';
+export * from './embedded.js';

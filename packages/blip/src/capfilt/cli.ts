@@ -9,7 +9,14 @@ import { DEFAULT_ITEM_SIZE } from './queue/items.js';
 import { LIMITS } from './validate.js';
 
 /** Error codes that mean "refused before doing anything": exit 2, like a usage error. */
-export const REFUSAL_CODES = ['INVALID_ARGUMENT', 'CONFIG_INVALID', 'OUTPUT_LOCKED', 'OUTPUT_CONFLICT', 'RESUME_MISMATCH'] as const;
+export const REFUSAL_CODES = [
+  'INVALID_ARGUMENT',
+  'MODEL_UNKNOWN',
+  'CONFIG_INVALID',
+  'OUTPUT_LOCKED',
+  'OUTPUT_CONFLICT',
+  'RESUME_MISMATCH',
+] as const;
 
 /** The exit code for an error thrown by a CapFilt command: 2 for refusals, 1 otherwise. */
 export function capfiltExitCode(err: unknown): number {
@@ -30,8 +37,14 @@ const OPTIONS: readonly OptionSpec[] = [
     flags: '--out <dir>',
     description: 'output folder (outputs, resume journal, lock); may not be or hold an input file or the image root',
   },
-  { flags: '--captioner <dir>', description: 'BlipForConditionalGeneration checkpoint folder that writes the synthetic captions' },
-  { flags: '--filter <dir>', description: 'BlipForImageTextRetrieval checkpoint folder whose ITM head scores the captions' },
+  {
+    flags: '--captioner <dir>',
+    description: 'BlipForConditionalGeneration checkpoint folder that writes the synthetic captions, or an embedded model: scenes-tiny',
+  },
+  {
+    flags: '--filter <dir>',
+    description: 'BlipForImageTextRetrieval checkpoint folder whose ITM head scores the captions, or an embedded model: scenes-tiny',
+  },
   {
     flags: '--num-captions <n>',
     description: `synthetic captions per image, 0–${LIMITS.numCaptions} (0: filter only)`,
@@ -57,7 +70,10 @@ const OPTIONS: readonly OptionSpec[] = [
     kind: 'number',
     default: 256,
   },
-  { flags: '--itc', description: 'score = (ITM probability + (ITC cosine + 1) / 2) / 2, ITM and ITC together as BLIP re-ranks' },
+  {
+    flags: '--itc',
+    description: "score = (ITM probability + (ITC cosine + 1) / 2) / 2: a blend of this project's, not BLIP's filter rule (ITM alone)",
+  },
   {
     flags: '--batch-size <b>',
     description: `records per filter forward and per journal entry (1–${LIMITS.batchSize})`,

@@ -5,6 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { type RunContext, VlError } from '@vl/core';
 import { required, type Values } from '@vl/core/cli';
+import { resolveCheckpoint } from '../embedded.js';
 import { checkOutSeparate, checkpointIdentity, dataIdentity, diffIdentity, realpathLoose, type RunIdentity } from './identity.js';
 import { type JournalHeader, journalRecords, type RecordResult, scanJournal } from './journal.js';
 import { acquireOutLock } from './lock.js';
@@ -52,8 +53,9 @@ export function capfiltOptionsFrom(v: Values, positionals: readonly string[]): C
     data: data.length === 1 ? (data[0] as string) : data,
     images: v.images as string | undefined,
     out: (v.out as string | undefined) ?? '',
-    captioner: (v.captioner as string | undefined) ?? '',
-    filter: (v.filter as string | undefined) ?? '',
+    // A name of a model shipped with the package (`scenes-tiny`) becomes its folder here.
+    captioner: resolveCheckpoint((v.captioner as string | undefined) ?? '', 'captioner'),
+    filter: resolveCheckpoint((v.filter as string | undefined) ?? '', 'filter'),
     numCaptions: num('numCaptions'),
     topP: num('topP'),
     beam: num('beam'),
