@@ -1,14 +1,14 @@
 // Byte-identity of CapFilt's outputs across refactors (issue 12): the demo's data, its first 100 records,
 // committed tiny checkpoints, the built executables; every output file compared with the committed golden.
 //
-// - Data: made as packages/blip/scripts/demo.mjs makes it (writeSynthDataset, seed 0, 1000 images, 30% noisy
-//   train captions); the first 100 records of train.jsonl (the split the demo cleans) are kept. A hash of
+// - Data: made as packages/blip/scripts/demo.mjs made it before issue 15 (writeSynthDataset, seed 0, 1000 images,
+//   30% noisy train captions); the first 100 records of train.jsonl (the split the demo cleaned) are kept. A hash of
 //   those records and their images is checked first, so a changed data generator is told apart from a
 //   changed CapFilt.
 // - Models: golden/captioner and golden/filter, `tiny` BLIP checkpoints from seeded init (no training), made
 //   once by this file with UPDATE_GOLDEN=1 and committed, so a refactor of weight init cannot move the bytes.
-// - Run: the demo's capfilt flags (1 sampled caption, ITM+ITC, keep-rate 0.7 calibrated on the first 200
-//   records, batch 16, seed 0) on the demo's wasm backend with @vl/accel's native kernels off (VL_ACCEL=0):
+// - Run: the pre-issue-15 demo's capfilt flags (1 sampled caption, the --itc blend, keep-rate 0.7 calibrated on
+//   the first 200 records, batch 16, seed 0: options the demo no longer uses, still covered here) on the demo's wasm backend with @vl/accel's native kernels off (VL_ACCEL=0):
 //   wasm SIMD is fixed-width 128-bit and each GEMM output is summed by one thread, so the floats do not
 //   depend on the host CPU or the thread count, while accel's kernels follow the CPU's vector width. The
 //   pure-JS cpu backend would do too, but takes 3-4× longer.
