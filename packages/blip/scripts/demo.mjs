@@ -102,13 +102,17 @@ step(`capfilt (${captioner} captioner, ${filter} filter, keep when ITM P(match) 
 // Noise removal over the original captions, from the journal (every caption's score and decision)
 // and the noise labels the generator recorded.
 const KIND = { other_caption: 'otherImage', keyword_soup: 'keywordSoup', wrong_attribute: 'wrongAttribute' };
-const labels = new Map(trainRecords.map((r, i) => [`train.jsonl:${i + 1}`, r.noise]));
+const sources = new Map(trainRecords.map((r, i) => [`train.jsonl:${i + 1}`, r]));
 const count = { tp: 0, fp: 0, fn: 0, tn: 0 };
 const byKind = Object.fromEntries(Object.values(KIND).map((k) => [k, { removed: 0, total: 0 }]));
+// Clean captions removed, by the number of shape groups in their scene (1–3): where the filter errs.
+const cleanByGroups = {};
 const journal = readFileSync(join(cf, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).slice(1);
 for (const line of journal)
   for (const rec of JSON.parse(line).p.records) {
-    const noise = labels.get(rec.key) ?? [];
+    const source = sources.get(rec.key);
+    const noise = source?.noise ?? [];
+    const groups = source?.scene.groups.length ?? 0;
     (rec.original ?? []).forEach((c, i) => {
       const removed = !c.kept;
       const label = noise[i] ?? null;
@@ -118,6 +122,11 @@ for (const line of journal)
         if (removed) k.removed++;
       }
       count[removed ? (label ? 'tp' : 'fp') : label ? 'fn' : 'tn']++;
+      if (!label) {
+        const g = (cleanByGroups[groups] ??= { removed: 0, total: 0 });
+        g.total++;
+        if (removed) g.removed++;
+      }
     });
   }
 const ratio = (a, b) => (b > 0 ? a / b : 0);
@@ -126,7 +135,7 @@ const noiseRemoval = {
   recall: ratio(count.tp, count.tp + count.fn),
   recallByKind: Object.fromEntries(Object.entries(byKind).map(([k, v]) => [k, ratio(v.removed, v.total)])),
   cleanRemovedRate: ratio(count.fp, count.fp + count.tn),
-  counts: { ...count, byKind },
+  counts: { ...count, byKind, cleanByGroups },
 };
 
 // 3. Downstream: the same tiny BLIP trained on three caption sets of the same images.
@@ -231,6 +240,7 @@ const results = {
   comparisons: { retrievalR1: gain('retrievalR1Mean', 'retrievalR1Se'), ciderD: gain('ciderD', 'ciderDSe') },
   targets,
   seconds: Math.round((Date.now() - t0) / 1000),
+  reused: args.includes('--reuse'),
 };
 writeFileSync(join(out, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
 
@@ -241,7 +251,7 @@ const KIND_NAMES = { otherImage: "another image's caption", keywordSoup: 'keywor
 const md = [
   `<!-- written by packages/blip/scripts/demo.mjs from results.json: ${results.command} -->`,
   '',
-  `Rule: ${results.rule}. Captioner \`${captioner}\`, filter \`${filter}\`. ${trainRecords.length} noisy training images (${count.tp + count.fn} of ${count.tp + count.fp + count.fn + count.tn} captions noisy), ${testImages} clean test images. ${results.seconds} s.`,
+  `Rule: ${results.rule}. Captioner \`${captioner}\`, filter \`${filter}\`. ${trainRecords.length} noisy training images (${count.tp + count.fn} of ${count.tp + count.fp + count.fn + count.tn} captions noisy), ${testImages} clean test images. ${results.reused ? `Rewritten from the finished steps of an earlier run (--reuse) in ${results.seconds} s.` : `${results.seconds} s.`}`,
   '',
   '| noise removal | value | target | |',
   '| --- | ---: | ---: | --- |',
@@ -251,6 +261,9 @@ const md = [
     ([k, v]) => `| recall, ${KIND_NAMES[k]} (${byKind[k].removed} of ${byKind[k].total}) | ${pct(v)} | ≥ 70% | ${mark(v >= 0.7)} |`,
   ),
   `| clean captions removed (${count.fp} of ${count.fp + count.tn}) | ${pct(noiseRemoval.cleanRemovedRate)} | | |`,
+  ...Object.entries(cleanByGroups).map(
+    ([g, v]) => `| clean captions removed, scenes with ${g} shape group${g === '1' ? '' : 's'} (${v.removed} of ${v.total}) | ${pct(v.removed / v.total)} | | |`,
+  ),
   '',
   `| downstream model (${downstreamSteps} steps, ${seeds} seeds) trained on | retrieval R@1, mean of text→image and image→text | CIDEr-D |`,
   '| --- | ---: | ---: |',
