@@ -262,7 +262,8 @@ const md = [
   ),
   `| clean captions removed (${count.fp} of ${count.fp + count.tn}) | ${pct(noiseRemoval.cleanRemovedRate)} | | |`,
   ...Object.entries(cleanByGroups).map(
-    ([g, v]) => `| clean captions removed, scenes with ${g} shape group${g === '1' ? '' : 's'} (${v.removed} of ${v.total}) | ${pct(v.removed / v.total)} | | |`,
+    ([g, v]) =>
+      `| clean captions removed, scenes with ${g} shape group${g === '1' ? '' : 's'} (${v.removed} of ${v.total}) | ${pct(v.removed / v.total)} | | |`,
   ),
   '',
   `| downstream model (${downstreamSteps} steps, ${seeds} seeds) trained on | retrieval R@1, mean of text→image and image→text | CIDEr-D |`,

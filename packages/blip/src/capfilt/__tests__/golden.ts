@@ -8,7 +8,8 @@
 // - Models: golden/captioner and golden/filter, `tiny` BLIP checkpoints from seeded init (no training), made
 //   once by this file with UPDATE_GOLDEN=1 and committed, so a refactor of weight init cannot move the bytes.
 // - Run: the pre-issue-15 demo's capfilt flags (1 sampled caption, the --itc blend, keep-rate 0.7 calibrated on
-//   the first 200 records, batch 16, seed 0: options the demo no longer uses, still covered here) on the demo's wasm backend with @vl/accel's native kernels off (VL_ACCEL=0):
+//   the first 200 records, batch 16, seed 0: options the demo no longer uses, still covered here) on the
+//   demo's wasm backend with @vl/accel's native kernels off (VL_ACCEL=0):
 //   wasm SIMD is fixed-width 128-bit and each GEMM output is summed by one thread, so the floats do not
 //   depend on the host CPU or the thread count, while accel's kernels follow the CPU's vector width. The
 //   pure-JS cpu backend would do too, but takes 3-4× longer.
