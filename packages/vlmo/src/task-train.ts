@@ -13,8 +13,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { combineLosses, type ForwardResult, redrawWeights, Rng, VlError } from '@vl/core';
 import { loadBertTokenizer, type StepRecord, Trainer } from '@vl/core/node';
 import { VLMO_REDRAW_KEEP } from './ablation.js';
-import { readVlmoConfig, saveVlmo } from './checkpoint.js';
-import { parseVlmoConfig, type VlmoConfig, type VlmoPresetName, vlmoPreset } from './config.js';
+import { saveVlmo } from './checkpoint.js';
+import { parseVlmoConfig, type VlmoConfig, type VlmoPresetName } from './config.js';
 import { vlmoEncodeTexts } from './evaluate.js';
 import { vlmoNlvr2Loss, vlmoVqaLoss } from './finetune.js';
 import { Vlmo } from './model.js';
@@ -28,7 +28,7 @@ import {
   type VlmoVqaExample,
   vqaTargets,
 } from './task-data.js';
-import { loadVlmoInit, type VlmoInitReport, vlmoModelDir, VLMO_TINY_TRAIN_TEXT_LEN } from './train.js';
+import { loadVlmoInit, vlmoBaseConfig, type VlmoInitReport } from './train.js';
 
 export interface VlmoFinetuneOptions {
   task: VlmoFinetuneTask;
@@ -88,38 +88,6 @@ export function vlmoTaskConfig(base: VlmoConfig, task: VlmoFinetuneTask, answers
   return parseVlmoConfig({ ...rest, vlmoConfig: section }, `${task} config`);
 }
 
-async function baseConfig(o: VlmoFinetuneOptions, vocabSize: number): Promise<VlmoConfig> {
-  if (o.init) {
-    const base = await readVlmoConfig(vlmoModelDir(o.init));
-    if (base.vlmoConfig.vocabSize !== vocabSize) {
-      throw new VlError('CONFIG_INVALID', `the tokenizer has ${vocabSize} tokens but the --init model ${base.vlmoConfig.vocabSize}`, {
-        subject: o.vocab,
-        hint: 'fine-tune with the vocabulary the model was pretrained with (a task set written by `vl data synth --task` extends the caption one)',
-      });
-    }
-    return base;
-  }
-  const preset = o.preset ?? 'tiny';
-  let base = vlmoPreset(preset, {
-    vocabSize,
-    imageSize: o.imageSize,
-    maxTextLen: o.maxTextLen ?? (preset === 'tiny' ? VLMO_TINY_TRAIN_TEXT_LEN : undefined),
-  });
-  if (o.architecture) {
-    const { bertConfig: _derived, ...rest } = base;
-    base = parseVlmoConfig(
-      {
-        ...rest,
-        vlmoConfig: { ...base.vlmoConfig, ...o.architecture.vlmoConfig },
-        transformerKwargs: { ...base.transformerKwargs, ...o.architecture.transformerKwargs },
-      },
-      'the --config architecture overrides',
-    );
-  }
-  return base;
-}
-
-/** The data a task forward reads: image planes, texts, and the targets. */
 export interface VlmoTaskSet {
   task: VlmoFinetuneTask;
   size: number;
@@ -257,7 +225,11 @@ export async function finetuneVlmo(o: VlmoFinetuneOptions): Promise<VlmoFinetune
   const seed = o.seed ?? 0;
   const config = vlmoTaskConfig(
     {
-      ...(await baseConfig(o, tok.vocabSize)),
+      ...(await vlmoBaseConfig(
+        o,
+        tok.vocabSize,
+        'fine-tune with the vocabulary the model was pretrained with (a task set written by `vl data synth --task` extends the caption one)',
+      )),
       tokens: { pad: tok.padId, unk: tok.unkId, cls: tok.clsId, sep: tok.sepId, mask: tok.maskId },
     },
     o.task,

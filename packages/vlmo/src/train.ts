@@ -167,36 +167,52 @@ function transform(size: number) {
   return { size, mode: 'squash' as const, interpolation: 'bicubic' as const, norm: VLMO_IMAGE_NORM };
 }
 
-/** The config a stage trains: from `--init`'s config.json, or from a preset sized for the tokenizer. */
-async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer, tokenizerVocab?: number): Promise<VlmoConfig> {
-  const preset = o.preset ?? 'tiny';
-  let base: VlmoConfig;
+/** What picks a model's architecture for `vl train vlmo` (a stage, or a task fine-tune). */
+export interface VlmoBaseConfigOptions {
+  init?: string;
+  vocab?: string;
+  preset?: VlmoPresetName;
+  imageSize?: number;
+  maxTextLen?: number;
+  architecture?: { vlmoConfig?: Record<string, unknown>; transformerKwargs?: Record<string, unknown> };
+}
+
+/**
+ * The architecture to train: `--init`'s config.json (its vocabulary must be the tokenizer's, else a typed
+ * error with `hint`), or a preset sized for the tokenizer with the `--config` architecture overrides.
+ */
+export async function vlmoBaseConfig(o: VlmoBaseConfigOptions, vocabSize: number, hint: string): Promise<VlmoConfig> {
   if (o.init) {
-    base = await readVlmoConfig(vlmoModelDir(o.init));
-    if (base.vlmoConfig.vocabSize !== tok.vocabSize) {
-      throw new VlError('CONFIG_INVALID', `the tokenizer has ${tok.vocabSize} tokens but the --init model ${base.vlmoConfig.vocabSize}`, {
+    const base = await readVlmoConfig(vlmoModelDir(o.init));
+    if (base.vlmoConfig.vocabSize !== vocabSize) {
+      throw new VlError('CONFIG_INVALID', `the tokenizer has ${vocabSize} tokens but the --init model ${base.vlmoConfig.vocabSize}`, {
         subject: o.vocab,
-        hint: 'train every stage with the same vocabulary',
+        hint,
       });
     }
-  } else {
-    base = vlmoPreset(preset, {
-      vocabSize: tok.vocabSize,
-      imageSize: o.imageSize,
-      maxTextLen: o.maxTextLen ?? (preset === 'tiny' ? VLMO_TINY_TRAIN_TEXT_LEN : undefined),
-    });
-    if (o.architecture) {
-      const { bertConfig: _derived, ...rest } = base;
-      base = parseVlmoConfig(
-        {
-          ...rest,
-          vlmoConfig: { ...base.vlmoConfig, ...o.architecture.vlmoConfig },
-          transformerKwargs: { ...base.transformerKwargs, ...o.architecture.transformerKwargs },
-        },
-        'the --config architecture overrides',
-      );
-    }
+    return base;
   }
+  const preset = o.preset ?? 'tiny';
+  const base = vlmoPreset(preset, {
+    vocabSize,
+    imageSize: o.imageSize,
+    maxTextLen: o.maxTextLen ?? (preset === 'tiny' ? VLMO_TINY_TRAIN_TEXT_LEN : undefined),
+  });
+  if (!o.architecture) return base;
+  const { bertConfig: _derived, ...rest } = base;
+  return parseVlmoConfig(
+    {
+      ...rest,
+      vlmoConfig: { ...base.vlmoConfig, ...o.architecture.vlmoConfig },
+      transformerKwargs: { ...base.transformerKwargs, ...o.architecture.transformerKwargs },
+    },
+    'the --config architecture overrides',
+  );
+}
+
+/** The config a stage trains: from `--init`'s config.json, or from a preset sized for the tokenizer. */
+async function stageConfig(o: VlmoTrainOptions, tok: BertTokenizer, tokenizerVocab?: number): Promise<VlmoConfig> {
+  const base = await vlmoBaseConfig(o, tok.vocabSize, 'train every stage with the same vocabulary');
   const tokens = {
     pad: tok.padId,
     unk: tok.unkId,

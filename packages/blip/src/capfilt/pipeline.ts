@@ -170,6 +170,13 @@ export interface Scoring {
   maxLength: number;
 }
 
+/** Preprocessed images [3, S, S] each, stacked into one [N, 3, S, S] tensor. */
+function pixelBatch(pixels: readonly Float32Array[], size: number): tf.Tensor4D {
+  const flat = new Float32Array(pixels.length * 3 * size * size);
+  pixels.forEach((p, i) => flat.set(p, i * p.length));
+  return tf.tensor4d(flat, [pixels.length, 3, size, size]);
+}
+
 /**
  * N synthetic captions for each image, all images in one `generate` call. Each record samples from its own
  * Rng, seeded by its input position, so its captions do not depend on the batch it lands in.
@@ -177,9 +184,7 @@ export interface Scoring {
 async function synthesize(models: Models, pixels: readonly Float32Array[], indices: readonly number[], s: Scoring): Promise<string[][]> {
   if (s.numCaptions === 0 || pixels.length === 0) return pixels.map(() => []);
   const size = models.captioner.config.visionConfig.imageSize;
-  const flat = new Float32Array(pixels.length * 3 * size * size);
-  pixels.forEach((p, i) => flat.set(p, i * p.length));
-  const t = tf.tensor4d(flat, [pixels.length, 3, size, size]);
+  const t = pixelBatch(pixels, size);
   try {
     const perImage = s.beam ? Math.min(s.numCaptions, s.beam) : s.numCaptions;
     const opts = s.beam
@@ -249,10 +254,8 @@ export async function scorePairs(
   const itmEnc = tok.encodeBatch(texts, { maxLength, padding: 'max_length', firstToken: first });
   const itcEnc = itc ? tok.encodeBatch(texts, { maxLength, padding: 'max_length' }) : null;
   const n = pairs.length;
-  const flat = new Float32Array(pixels.length * 3 * size * size);
-  pixels.forEach((p, i) => flat.set(p, i * p.length));
   const out = tf.tidy(() => {
-    const px = tf.tensor4d(flat, [pixels.length, 3, size, size]);
+    const px = pixelBatch(pixels, size);
     const image = filter.vision_model.forward(px).lastHiddenState; // [I, S, D], once per image
     const imageRows = pairs.map((p) => p.image);
     const ids = tf.tensor2d(itmEnc.inputIds, [n, itmEnc.seqLength], 'int32');

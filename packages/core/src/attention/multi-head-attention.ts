@@ -121,6 +121,17 @@ export type AttentionOutput = {
   attentions?: tf.Tensor;
 };
 
+/** The context row each of `b` query rows reads: given, or a cross cache's (after beam reorders); null: row i → i. */
+function contextRowsOf(options: AttentionForwardOptions, cache: AttentionCache | null, b: number): readonly number[] | null {
+  const rows = options.contextRows ?? (cache?.kind === 'cross' ? cache.rowSources : null);
+  if (rows && rows.length !== b) {
+    throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
+      subject: 'MultiHeadAttention.forward',
+    });
+  }
+  return rows;
+}
+
 type Projector = (x: tf.Tensor, route: Route | undefined) => tf.Tensor;
 
 export class MultiHeadAttention extends Module {
@@ -325,15 +336,7 @@ export class MultiHeadAttention extends Module {
         }
       }
       // One context row broadcast to every query row (as matMul broadcasts it) is rows of zeros.
-      const rows =
-        options.contextRows ??
-        (cache?.kind === 'cross' ? cache.rowSources : null) ??
-        (kvBatch === 1 && b > 1 ? new Array<number>(b).fill(0) : null);
-      if (rows && rows.length !== b) {
-        throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
-          subject: 'MultiHeadAttention.forward',
-        });
-      }
+      const rows = contextRowsOf(options, cache, b) ?? (kvBatch === 1 && b > 1 ? new Array<number>(b).fill(0) : null);
       if (!rows && kvBatch !== b) {
         throw new VlError('SHAPE_MISMATCH', `keys/values have batch ${kvBatch} but the queries ${b}`, {
           subject: 'MultiHeadAttention.forward',
@@ -420,12 +423,7 @@ export class MultiHeadAttention extends Module {
         if (cache) [k, v] = cache.update(k, v);
       }
       let mask = options.mask ?? null;
-      const rows = options.contextRows ?? (cache?.kind === 'cross' ? cache.rowSources : null);
-      if (rows && rows.length !== b) {
-        throw new VlError('SHAPE_MISMATCH', `contextRows has ${rows.length} entries for ${b} query rows`, {
-          subject: 'MultiHeadAttention.forward',
-        });
-      }
+      const rows = contextRowsOf(options, cache, b);
       if (rows && !options.causal) {
         const shared = attendSharedContext(q, k, v, options.mask ?? null, rows, this.scale, (p) => this.dropout.forward(p, options.rng));
         if (shared) {
