@@ -100,12 +100,17 @@ export function isBlipTarget(name: string | undefined): name is BlipTarget {
  * Reads a BLIP checkpoint (a folder, or a weights file with config.json next to it, in any format core reads) for
  * `target`, default the class the checkpoint itself describes. The layout is told from the key names; official
  * keys are mapped to ours, tied duplicates checked and dropped, and what `target` does not read is set aside with
- * its reason (an official key that belongs to no part of BLIP is an error).
+ * its reason (an official key that belongs to no part of BLIP is an error). `deferData`: float32/int32
+ * safetensors data stays in the file until loaded (core's readCheckpoint), for a load that follows at once.
  */
-export async function readBlipCheckpoint(path: string, target?: BlipTarget): Promise<BlipCheckpoint> {
+export async function readBlipCheckpoint(
+  path: string,
+  target?: BlipTarget,
+  options: { deferData?: boolean } = {},
+): Promise<BlipCheckpoint> {
   const folder = await checkpointFolder(path);
   const configPath = join(folder, 'config.json');
-  const { tensors: raw, report: fileReport } = await readCheckpoint(path);
+  const { tensors: raw, report: fileReport } = await readCheckpoint(path, { deferData: options.deferData });
   const source = fileReport.files.join(', ');
   const layout = detectBlipLayout(raw.keys());
   if (layout === null) {
@@ -277,7 +282,7 @@ export function applyBlipCheckpoint(model: Module, checkpoint: BlipCheckpoint): 
  * `target` is the class of `model` (default: the class the checkpoint describes).
  */
 export async function loadBlipWeights(model: Module, path: string, target?: BlipTarget): Promise<LoadReport> {
-  return applyBlipCheckpoint(model, await readBlipCheckpoint(path, target));
+  return applyBlipCheckpoint(model, await readBlipCheckpoint(path, target, { deferData: true }));
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   l2Normalize,
   Linear,
   Module,
+  reserveWasmHeap,
   Rng,
   TextTransformer,
   type TextTransformerConfig,
@@ -44,7 +45,11 @@ async function loadPretrained<
   M extends Module & { tokenizer: BertTokenizer | null; tokenizerDir: string | null; checkpointReport: BlipCheckpointReport | null },
 >(dir: string, target: BlipTarget, make: (config: BlipConfig) => M, options: FromPretrainedOptions): Promise<M> {
   await ensureRuntime();
-  const checkpoint = await readBlipCheckpoint(dir, target);
+  // Loaded right below: float32 data goes from the file straight into the model's memory (see core's readCheckpoint).
+  const checkpoint = await readBlipCheckpoint(dir, target, { deferData: true });
+  // Grow the wasm heap once for the whole model (not tensor by tensor, each growth a full GC); the
+  // build must follow in the same synchronous stretch so a concurrent load cannot take the space.
+  reserveWasmHeap(heapBytesFor(checkpoint.tensors));
   // Every parameter is overwritten by the strict load below: build without drawing random weights.
   const model = withoutWeightInit(() => make(inferenceConfig(checkpoint.config)));
   try {
@@ -64,6 +69,13 @@ async function loadPretrained<
     throw err;
   }
   return model.eval();
+}
+
+/** Heap bytes a model holding `tensors` needs: 4 per element, plus a margin for the allocator's chunk headers. */
+function heapBytesFor(tensors: ReadonlyMap<string, { shape: readonly number[] }>): number {
+  let elements = 0;
+  for (const t of tensors.values()) elements += t.shape.reduce((a, b) => a * b, 1);
+  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
 }
 
 /** HF `BlipVisionModel`: embeddings, encoder.layers.N, post_layernorm (applied twice for the pooler). */

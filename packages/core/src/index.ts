@@ -20,6 +20,7 @@ export {
 export {
   assertFitsWasmHeap,
   estimateTrainingBytes,
+  reserveWasmHeap,
   WASM_HEAP_LIMIT_BYTES,
   type HeapCheck,
   type TrainingEstimateOptions,
@@ -212,6 +213,8 @@ export { sniffCheckpoint, type SniffedFormat } from './io/checkpoint-format.js';
 export {
   hostDtypeOf,
   isSafetensorsDtype,
+  adoptTensor,
+  isDeferredHostTensor,
   parseSafetensorsHeader,
   readSafetensors,
   SAFETENSORS_DTYPES,
@@ -219,6 +222,7 @@ export {
   SAFETENSORS_MAX_RANK,
   safetensorsDtypeSize,
   writeSafetensors,
+  type DeferredHostTensor,
   type HostTensor,
   type SafetensorsContents,
   type SafetensorsDtype,

@@ -70,6 +70,21 @@ export interface HostTensor {
   fileDtype: SafetensorsDtype;
 }
 
+/**
+ * A HostTensor whose bytes are read from its file only when used (readCheckpoint's `deferData`):
+ * `data` reads them on first access (and keeps them); `readInto` writes exactly `data`'s bytes
+ * into `dst` — synchronously, so `dst` may be a view of backend memory that must not move while
+ * the read runs — without keeping a JS copy. What lets loadStateDict put weights straight into
+ * wasm memory.
+ */
+export interface DeferredHostTensor extends HostTensor {
+  readInto(dst: Uint8Array): void;
+}
+
+export function isDeferredHostTensor(value: unknown): value is DeferredHostTensor {
+  return typeof (value as Partial<DeferredHostTensor> | null)?.readInto === 'function';
+}
+
 /** One header entry: what a tensor is and where its bytes are, relative to the data buffer. */
 export interface SafetensorsEntry {
   dtype: SafetensorsDtype;
@@ -460,6 +475,30 @@ export function decodeTensor(name: string, entry: SafetensorsEntry, src: Uint8Ar
       return make(new Int32Array(src));
     }
   }
+}
+
+function isShared(buffer: ArrayBufferLike): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * decodeTensor for bytes the caller hands over: when the file dtype is already the in-memory one
+ * (F32, I32) and `bytes` spans the whole of its own ArrayBuffer (a fresh read of exactly this
+ * tensor, so it starts aligned), the result is a view of `bytes` — no copy; the caller must not
+ * reuse them. Anything else (other dtypes, a view into a larger or shared buffer) is decoded into
+ * fresh memory as decodeTensor does, so a view of a whole file can never alias its tensors.
+ */
+export function adoptTensor(name: string, entry: SafetensorsEntry, bytes: Uint8Array, subject = '<buffer>'): HostTensor {
+  const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && !isShared(bytes.buffer);
+  if (!whole || (entry.dtype !== 'F32' && entry.dtype !== 'I32')) return decodeTensor(name, entry, bytes, subject);
+  assertLittleEndianHost(subject);
+  const f32 = entry.dtype === 'F32';
+  return {
+    dtype: f32 ? 'float32' : 'int32',
+    shape: [...entry.shape],
+    data: f32 ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer),
+    fileDtype: entry.dtype,
+  };
 }
 
 /**

@@ -25,6 +25,15 @@ export function weightInitSkipped(): boolean {
   return skipping > 0;
 }
 
+/**
+ * What a skipped initialiser returns: zeros (a parameter a checkpoint may lack stays zero), made by
+ * the backend's Fill kernel. tf.zeros would build the zeros as a JS array first and then copy it
+ * into the backend — on wasm, a second pass over every weight's memory just to be overwritten.
+ */
+function placeholder(shape: number[]): tf.Tensor {
+  return tf.fill(shape, 0, 'float32');
+}
+
 function sizeOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -34,7 +43,7 @@ function sizeOf(shape: readonly number[]): number {
  * ViT initialise with std 0.02 (timm's bounds ±2 are absolute and therefore never bind at 0.02).
  */
 export function truncNormal(shape: number[], rng: Rng, std = 0.02): tf.Tensor {
-  if (skipping) return tf.zeros(shape);
+  if (skipping) return placeholder(shape);
   const data = new Float32Array(sizeOf(shape));
   for (let i = 0; i < data.length; i++) {
     let v = rng.normal();
@@ -45,7 +54,7 @@ export function truncNormal(shape: number[], rng: Rng, std = 0.02): tf.Tensor {
 }
 
 export function normal(shape: number[], rng: Rng, std = 0.02, mean = 0): tf.Tensor {
-  if (skipping) return tf.zeros(shape);
+  if (skipping) return placeholder(shape);
   const data = new Float32Array(sizeOf(shape));
   for (let i = 0; i < data.length; i++) data[i] = mean + std * rng.normal();
   return tf.tensor(data, shape, 'float32');
@@ -53,7 +62,7 @@ export function normal(shape: number[], rng: Rng, std = 0.02, mean = 0): tf.Tens
 
 /** Uniform(-bound, bound). */
 export function uniform(shape: number[], rng: Rng, bound: number): tf.Tensor {
-  if (skipping) return tf.zeros(shape);
+  if (skipping) return placeholder(shape);
   const data = new Float32Array(sizeOf(shape));
   for (let i = 0; i < data.length; i++) data[i] = (rng.uniform() * 2 - 1) * bound;
   return tf.tensor(data, shape, 'float32');

@@ -5,6 +5,7 @@
 // PyTorch does, whatever the TypeScript property is called.
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
+import { writeHostInPlace } from './host-write.js';
 
 /** How a tensor is stored in a checkpoint file when it differs from its tfjs dtype (int64 buffers). */
 export type StoredDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
@@ -21,6 +22,8 @@ export interface StateValue {
   shape: number[];
   dtype: 'float32' | 'int32';
   data: Float32Array | Int32Array;
+  /** Present on values still in their file (DeferredHostTensor): writes `data`'s bytes into `dst`. */
+  readInto?: (dst: Uint8Array) => void;
 }
 
 export type StateDictInput = Map<string, tf.Tensor | StateValue> | Record<string, tf.Tensor | StateValue>;
@@ -179,8 +182,9 @@ export abstract class Module {
   loadStateDict(dict: StateDictInput, options: LoadOptions = {}): LoadReport {
     const strict = options.strict ?? true;
     const entries = dict instanceof Map ? dict : new Map(Object.entries(dict));
-    const targets = new Map<string, { assign: (t: tf.Tensor) => void; shape: number[]; dtype: tf.DataType }>();
-    for (const [k, p] of this.namedParameters()) targets.set(k, { assign: (t) => p.assign(t), shape: p.shape, dtype: p.dtype });
+    const targets = new Map<string, { assign: (t: tf.Tensor) => void; shape: number[]; dtype: tf.DataType; variable?: tf.Variable }>();
+    for (const [k, p] of this.namedParameters())
+      targets.set(k, { assign: (t) => p.assign(t), shape: p.shape, dtype: p.dtype, variable: p });
     for (const [path, module] of this.namedModules()) {
       for (const [name, b] of module.buffers) {
         if (!b.persistent) continue;
@@ -211,8 +215,13 @@ export abstract class Module {
     for (const [key, value] of entries) {
       const target = targets.get(key);
       if (!target || mismatchedKeys.has(key)) continue;
+      // Host data into a parameter on wasm: straight over the variable's own heap memory (see host-write.ts).
+      if (target.variable && !isTensor(value) && writeHostInPlace(target.variable, value)) {
+        report.loaded++;
+        continue;
+      }
       tf.tidy(() => {
-        const tensor = value instanceof tf.Tensor ? value : tf.tensor(value.data, value.shape, value.dtype);
+        const tensor = isTensor(value) ? value : tf.tensor(value.data, value.shape, value.dtype);
         target.assign(tensor.dtype === target.dtype ? tensor : tf.cast(tensor, target.dtype));
       });
       report.loaded++;
@@ -299,6 +308,14 @@ export class ModuleList<T extends Module> extends Module implements Iterable<T> 
 
 function join(prefix: string, name: string): string {
   return prefix ? `${prefix}.${name}` : name;
+}
+
+/**
+ * A tensor rather than host data. A value with `readInto` (still in its file) is host data, and is
+ * told apart first: tfjs' `instanceof Tensor` reads `.data`, which would read it from the file.
+ */
+function isTensor(value: tf.Tensor | StateValue): value is tf.Tensor {
+  return typeof (value as StateValue).readInto !== 'function' && value instanceof tf.Tensor;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -11,7 +11,15 @@ import { readTorchCheckpointFile } from './torch-checkpoint-file.js';
 import { IO_HINT, withFileSource } from './file-source.js';
 import type { HostTensor } from '../io/safetensors.js';
 
-export type ReadCheckpointOptions = ReadTorchOptions;
+export interface ReadCheckpointOptions extends ReadTorchOptions {
+  /**
+   * Safetensors only (one file or shards): F32 and I32 tensors are not read now but when used —
+   * `data` on first access, or `readInto` straight into backend memory, which loadStateDict does
+   * on wasm (see io/safetensors.ts DeferredHostTensor). For a checkpoint that is loaded into a
+   * model right away; the file must stay in place until then. Default false.
+   */
+  deferData?: boolean;
+}
 
 /** File names looked for in a folder, in order of preference (safetensors first: fast and code-free). */
 export const CHECKPOINT_FILE_NAMES = [
@@ -78,7 +86,7 @@ export async function readCheckpoint(path: string, options: ReadCheckpointOption
     const prefix = options.stripPrefix ?? '';
     const wanted = shard.names.filter((n) => !options.filter || options.filter(strip(n, prefix)));
     const tensors = new Map<string, HostTensor>();
-    for (const [name, t] of await shard.read(wanted)) tensors.set(strip(name, prefix), t);
+    for (const [name, t] of await shard.read(wanted, { defer: options.deferData })) tensors.set(strip(name, prefix), t);
     return {
       tensors,
       report: {

@@ -7,6 +7,8 @@ export const IO_HINT = 'check that the path exists, is a regular file and is rea
 
 /** A ByteSource over an open file; reads go straight to the file, nothing is cached. */
 export interface FileSource extends ByteSource {
+  /** Modification time when opened: with `size`, how a later read tells the file was replaced. */
+  mtimeMs: number;
   close(): Promise<void>;
 }
 
@@ -27,6 +29,7 @@ export async function openFileSource(path: string): Promise<FileSource> {
   return {
     name: path,
     size,
+    mtimeMs: info.mtimeMs,
     async read(offset, length) {
       if (offset < 0 || length < 0 || offset + length > size) {
         throw new VlError('CHECKPOINT_INVALID', `bytes [${offset}, ${offset + length}) are outside the file (${size} bytes)`, {

@@ -4,7 +4,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { writeFileAtomic } from './atomic.js';
 import {
   assertLittleEndianHost,
-  decodeTensor,
+  adoptTensor,
   encodeTensorData,
   parseSafetensorsHeader,
   planSafetensors,
@@ -101,13 +101,8 @@ export async function readSafetensorsFile(path: string): Promise<SafetensorsCont
       const [b, e] = entry.dataOffsets;
       const bytes = allocate(e - b, path, `tensor ${JSON.stringify(name)}`);
       await readExactly(handle, bytes, dataStart + b, path);
-      if (entry.dtype === 'F32' || entry.dtype === 'I32') {
-        // Fresh buffer, aligned and exactly sized: use it as the tensor's memory instead of copying.
-        const data = entry.dtype === 'F32' ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer);
-        tensors.set(name, { dtype: entry.dtype === 'F32' ? 'float32' : 'int32', shape: [...entry.shape], data, fileDtype: entry.dtype });
-      } else {
-        tensors.set(name, decodeTensor(name, entry, bytes, path));
-      }
+      // Fresh buffer, aligned and exactly sized: F32/I32 become the tensor's memory without a copy.
+      tensors.set(name, adoptTensor(name, entry, bytes, path));
     }
     return { tensors, metadata: header.metadata };
   });

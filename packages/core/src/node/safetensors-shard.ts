@@ -2,15 +2,19 @@
 // only when asked for. What sharded checkpoints and filtered reads are built on. Node-only.
 import { VlError } from '../errors.js';
 import { openFileSource, type FileSource } from './file-source.js';
-import { decodeTensor, parseSafetensorsHeader, readHeaderLength, type HostTensor, type SafetensorsHeader } from '../io/safetensors.js';
+import { deferredTensor } from './safetensors-deferred.js';
+import { adoptTensor, parseSafetensorsHeader, readHeaderLength, type HostTensor, type SafetensorsHeader } from '../io/safetensors.js';
 
 export interface SafetensorsShard {
   path: string;
   header: SafetensorsHeader;
   /** Tensor names in data order. */
   names: string[];
-  /** Reads the named tensors (each must exist), in the order given. */
-  read(names: readonly string[]): Promise<Map<string, HostTensor>>;
+  /**
+   * Reads the named tensors (each must exist), in the order given. With `defer`, F32 and I32
+   * tensors are not read now: their bytes are read when used (see safetensors-deferred.ts).
+   */
+  read(names: readonly string[], options?: { defer?: boolean }): Promise<Map<string, HostTensor>>;
   close(): Promise<void>;
 }
 
@@ -25,7 +29,8 @@ export async function openSafetensorsShard(path: string): Promise<SafetensorsSha
       path,
       header,
       names: [...header.entries.keys()],
-      async read(names) {
+      async read(names, options = {}) {
+        const stamp = { size: source.size, mtimeMs: source.mtimeMs };
         const out = new Map<string, HostTensor>();
         for (const name of names) {
           const entry = header.entries.get(name);
@@ -36,7 +41,12 @@ export async function openSafetensorsShard(path: string): Promise<SafetensorsSha
             });
           }
           const [b, e] = entry.dataOffsets;
-          out.set(name, decodeTensor(name, entry, await source.read(dataStart + b, e - b), path));
+          if (options.defer && (entry.dtype === 'F32' || entry.dtype === 'I32')) {
+            out.set(name, deferredTensor(path, stamp, name, entry, dataStart + b));
+            continue;
+          }
+          // A fresh buffer of exactly this tensor: F32/I32 are used as they are, not copied.
+          out.set(name, adoptTensor(name, entry, await source.read(dataStart + b, e - b), path));
         }
         return out;
       },

@@ -74,8 +74,8 @@ export async function readShardIndex(path: string): Promise<ShardIndex> {
 export interface ShardedSafetensors {
   index: ShardIndex;
   names: string[];
-  /** Reads the named tensors, opening only their shards. */
-  read(names?: readonly string[]): Promise<Map<string, HostTensor>>;
+  /** Reads the named tensors, opening only their shards; `defer` as in SafetensorsShard.read. */
+  read(names?: readonly string[], options?: { defer?: boolean }): Promise<Map<string, HostTensor>>;
   close(): Promise<void>;
 }
 
@@ -95,7 +95,7 @@ export async function openShardedSafetensors(indexPath: string): Promise<Sharded
   return {
     index,
     names: [...index.weightMap.keys()],
-    async read(names = [...index.weightMap.keys()]) {
+    async read(names = [...index.weightMap.keys()], options = {}) {
       const byShard = new Map<string, string[]>();
       for (const name of names) {
         const file = index.weightMap.get(name);
@@ -106,7 +106,7 @@ export async function openShardedSafetensors(indexPath: string): Promise<Sharded
         else byShard.set(file, [name]);
       }
       const read = new Map<string, HostTensor>();
-      for (const [file, wanted] of byShard) for (const [k, v] of await (await shard(file)).read(wanted)) read.set(k, v);
+      for (const [file, wanted] of byShard) for (const [k, v] of await (await shard(file)).read(wanted, options)) read.set(k, v);
       const out = new Map<string, HostTensor>();
       for (const name of names) out.set(name, read.get(name)!);
       return out;
@@ -119,7 +119,10 @@ export async function openShardedSafetensors(indexPath: string): Promise<Sharded
 }
 
 /** Reads a sharded checkpoint (safetensors shards, or torch.save shards of `pytorch_model.bin.index.json`). */
-export async function readShardedCheckpoint(indexPath: string, options: ReadTorchOptions = {}): Promise<CheckpointTensors> {
+export async function readShardedCheckpoint(
+  indexPath: string,
+  options: ReadTorchOptions & { deferData?: boolean } = {},
+): Promise<CheckpointTensors> {
   const index = await readShardIndex(indexPath);
   const prefix = options.stripPrefix ?? '';
   const strip = (n: string): string => (prefix && n.startsWith(prefix) ? n.slice(prefix.length) : n);
@@ -129,7 +132,7 @@ export async function readShardedCheckpoint(indexPath: string, options: ReadTorc
   if (index.shards.every((f) => f.endsWith('.safetensors'))) {
     const sharded = await openShardedSafetensors(indexPath);
     try {
-      for (const [k, v] of await sharded.read(wanted)) tensors.set(strip(k), v);
+      for (const [k, v] of await sharded.read(wanted, { defer: options.deferData })) tensors.set(strip(k), v);
     } finally {
       await sharded.close();
     }

@@ -79,3 +79,19 @@ export function assertFitsWasmHeap(bytes: number, what: string): HeapCheck | nul
   }
   return { requiredBytes, inUseBytes, limitBytes: WASM_HEAP_LIMIT_BYTES };
 }
+
+/**
+ * Grows the wasm heap once so that `bytes` more can be allocated without growing it again: a
+ * malloc of that size, freed at once, leaves one free block the next allocations are carved from.
+ * Why: a model built tensor by tensor grows the heap dozens of times, and each growth of the
+ * (shared) wasm memory makes V8 run a full garbage collection — about a third of loading
+ * BLIP-base (measured: 18 mark-compacts and 1.3 s CPU without, 2 and 0.8 s with). Call it right
+ * before the allocations, in the same synchronous stretch (another task's allocations would take
+ * the block). Only a hint: a no-op off wasm, and when the heap cannot grow that far.
+ */
+export function reserveWasmHeap(bytes: number): void {
+  if (tf.getBackend() !== 'wasm' || !(bytes > 0) || bytes > WASM_HEAP_LIMIT_BYTES) return;
+  const wasm = (tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(p: number): void } }).wasm;
+  const ptr = wasm._malloc(bytes);
+  if (ptr !== 0) wasm._free(ptr);
+}
