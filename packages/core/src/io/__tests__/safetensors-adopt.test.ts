@@ -98,6 +98,20 @@ describe('readCheckpoint: own buffers, deferred data', () => {
     expect(w.data).toBe(w.data); // read once, then kept
   });
 
+  it('deferData reaches the shards of a sharded checkpoint', async () => {
+    await writeFile(join(tmp.dir, 'a.safetensors'), writeSafetensors({ weight }));
+    await writeFile(join(tmp.dir, 'b.safetensors'), writeSafetensors({ counts, 'embeddings.position_ids': ids }));
+    const index = join(tmp.dir, 'model.safetensors.index.json');
+    const weightMap = { weight: 'a.safetensors', counts: 'b.safetensors', 'embeddings.position_ids': 'b.safetensors' };
+    await writeFile(index, JSON.stringify({ weight_map: weightMap }));
+    const { tensors } = await readCheckpoint(index, { deferData: true });
+    expect([...tensors.keys()]).toEqual(['weight', 'counts', 'embeddings.position_ids']);
+    expect(isDeferredHostTensor(tensors.get('weight')) && isDeferredHostTensor(tensors.get('counts'))).toBe(true);
+    expect(sameBytes(bits(tensors.get('weight')!), WEIGHT_BITS)).toBe(true);
+    expect({ ...tensors.get('counts')! }).toEqual(counts);
+    expect(tensors.get('embeddings.position_ids')).toEqual(ids);
+  });
+
   it('deferData: a file replaced after its header was read is an error naming it', async () => {
     const other = join(tmp.dir, 'replaced.safetensors');
     await writeFile(other, writeSafetensors({ weight }));
