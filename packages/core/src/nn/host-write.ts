@@ -24,16 +24,20 @@ export function writeHostInPlace(target: tf.Tensor, value: HostValues): boolean 
   const info = backend.dataIdMap.get(target.dataId);
   if (!info || info.refCount !== 1 || info.dtype !== target.dtype) return false;
   const byteLength = target.size * 4; // float32 and int32 alike
-  if (value.readInto) {
-    // Synchronous, so the heap cannot grow (and the view go stale) while the file is read into it.
-    value.readInto(new Uint8Array(backend.wasm.HEAPU8.buffer, info.memoryOffset, byteLength));
-  } else {
-    if (value.data.byteLength !== byteLength) return false;
-    backend.wasm.HEAPU8.set(new Uint8Array(value.data.buffer, value.data.byteOffset, byteLength), info.memoryOffset);
+  if (!value.readInto && value.data.byteLength !== byteLength) return false;
+  try {
+    if (value.readInto) {
+      // Synchronous, so the heap cannot grow (and the view go stale) while the file is read into it.
+      // A failed read (the file changed) throws with the values partly written: loaders dispose the model.
+      value.readInto(new Uint8Array(backend.wasm.HEAPU8.buffer, info.memoryOffset, byteLength));
+    } else {
+      backend.wasm.HEAPU8.set(new Uint8Array(value.data.buffer, value.data.byteOffset, byteLength), info.memoryOffset);
+    }
+  } finally {
+    // The C side caches work per tensor id (XNNPACK packs a matmul's constant weights once per id):
+    // forget this id and register it again, so nothing computed from the old values survives.
+    backend.wasm.tfjs.disposeData(info.id);
+    backend.wasm.tfjs.registerTensor(info.id, target.size, info.memoryOffset);
   }
-  // The C side caches work per tensor id (XNNPACK packs a matmul's constant weights once per id):
-  // forget this id and register it again, so nothing computed from the old values survives.
-  backend.wasm.tfjs.disposeData(info.id);
-  backend.wasm.tfjs.registerTensor(info.id, target.size, info.memoryOffset);
   return true;
 }

@@ -16,7 +16,9 @@ export interface ReadCheckpointOptions extends ReadTorchOptions {
    * Safetensors only (one file or shards): F32 and I32 tensors are not read now but when used —
    * `data` on first access, or `readInto` straight into backend memory, which loadStateDict does
    * on wasm (see io/safetensors.ts DeferredHostTensor). For a checkpoint that is loaded into a
-   * model right away; the file must stay in place until then. Default false.
+   * model right away; the file must stay in place until then (a file replaced meanwhile is a
+   * CHECKPOINT_INVALID error at load, which leaves the model partly loaded: dispose it). The reads
+   * are synchronous and block the event loop for each tensor. Default false.
    */
   deferData?: boolean;
 }

@@ -1,10 +1,11 @@
 // loadStateDict's fast path (host data written over a wasm variable's own memory, deferred file data read straight
 // into it) against the ordinary one (tf.tensor + assign): same bits on cpu and wasm, no leaked tensors, a
 // missing-allowed parameter still zero, casts and int32 buffers as before, no stale cached work, no aliasing.
-import { writeFile } from 'node:fs/promises';
+import { utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isVlError } from '../../errors.js';
 import { writeSafetensors, type HostTensor } from '../../io/safetensors.js';
 import { readCheckpoint } from '../../node/checkpoint-file.js';
 import { initRuntime } from '../../runtime/backend.js';
@@ -97,6 +98,25 @@ for (const backend of ['cpu', 'wasm'] as const) {
         expect(tf.memory().numTensors).toBe(before);
       });
     }
+
+    it('a file replaced between reading its header and loading fails as CHECKPOINT_INVALID, and disposes cleanly', async () => {
+      const other = join(tmp.dir, 'replaced.safetensors');
+      await writeFile(other, writeSafetensors(checkpoint));
+      const { tensors } = await readCheckpoint(other, { deferData: true });
+      await writeFile(other, writeSafetensors(checkpoint));
+      await utimes(other, new Date(), new Date(Date.now() + 5000));
+      const before = tf.memory().numTensors;
+      const model = withoutWeightInit(() => new Tiny(new Rng(1)));
+      let error: unknown;
+      try {
+        model.loadStateDict(tensors, { allowMissing });
+      } catch (err) {
+        error = err;
+      }
+      expect(isVlError(error) && error.code === 'CHECKPOINT_INVALID' && error.subject === other).toBe(true);
+      model.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+    });
 
     it('leaves variables trainable: a gradient step moves them by lr × gradient', async () => {
       const model = withoutWeightInit(() => new Tiny(new Rng(1)));
