@@ -15,6 +15,8 @@ export interface NativeBinding {
   layerNormBwd(heap: ArrayBuffer, params: Float64Array): void;
   softmaxFwd(heap: ArrayBuffer, params: Float64Array): void;
   attention(heap: ArrayBuffer, params: Float64Array): void;
+  int8Pack(heap: ArrayBuffer, params: Float64Array): void;
+  int8Linear(heap: ArrayBuffer, params: Float64Array): void;
   softmaxBwd(heap: ArrayBuffer, params: Float64Array): void;
   biasAdd(heap: ArrayBuffer, params: Float64Array): void;
   colSum(heap: ArrayBuffer, params: Float64Array): void;
@@ -25,7 +27,7 @@ export interface NativeBinding {
 }
 
 /** The params layout this JS expects (VL_ACCEL_ABI in src/native/addon.c). */
-export const ACCEL_ABI = 2;
+export const ACCEL_ABI = 3;
 
 export interface NativeInfo {
   /** The binary's params layout version; must equal ACCEL_ABI. */
@@ -38,6 +40,8 @@ export interface NativeInfo {
   blas: string;
   /** The OpenBLAS kernel family in use (OPENBLAS_CORETYPE picks it). */
   blasCore: string;
+  /** The int8 linear kernel picked for this CPU: "avx512-vnni" or "portable C". */
+  int8: string;
 }
 
 export type AccelStatus =

@@ -5,6 +5,7 @@
 // the stock Softmax kernel, Sum over leading axes (a bias gradient) and Identity (tensors saved for
 // the backward pass) are replaced in place.
 import { attentionKernel } from './attention.js';
+import { int8LinearKernel, int8PackKernel } from './int8.js';
 import type { NativeBinding } from './binding.js';
 import { asWasm, heapOf, offsetOf, sizeOf, type TensorInfo, type Tf, type WasmBackendLike } from './wasm.js';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -18,6 +19,8 @@ export const ACCEL_KERNELS = {
   softmax: 'VlSoftmax',
   softmaxGrad: 'VlSoftmaxGrad',
   attention: 'VlAttention',
+  int8Pack: 'VlInt8Pack',
+  int8Linear: 'VlInt8Linear',
 } as const;
 
 function requireFloat32(name: string, ...ts: TensorInfo[]): void {
@@ -201,6 +204,8 @@ export function createFusedKernels(native: NativeBinding): tfc.KernelConfig[] {
     wasm(ACCEL_KERNELS.softmax, softmaxKernel(native)),
     wasm(ACCEL_KERNELS.softmaxGrad, softmaxGradKernel(native)),
     wasm(ACCEL_KERNELS.attention, attentionKernel(native)),
+    wasm(ACCEL_KERNELS.int8Pack, int8PackKernel(native)),
+    wasm(ACCEL_KERNELS.int8Linear, int8LinearKernel(native)),
   ];
 }
 

@@ -5,6 +5,7 @@ import type { Tf } from './wasm.js';
 
 export type { AttentionAttrs, AttentionView } from './attention.js';
 export { ACCEL_KERNELS } from './fused.js';
+export { packedInt8Length, type Int8LinearAttrs } from './int8.js';
 export { accelKernelsActive, registerAccelKernels, unregisterAccelKernels, type AccelRegistration } from './register.js';
 export type { AccelStatus, NativeInfo };
 

@@ -38,6 +38,8 @@ export {
 // Modules: the Module base with PyTorch-named state dicts, layers, functional ops, initialisers.
 export { gelu, geluTanh, layerNorm, linear, softmaxLastAxis } from './nn/functional.js';
 export { normal, truncNormal, uniform, weightInitSkipped, withoutWeightInit } from './nn/init.js';
+export { quantizeInt8, releaseInt8, int8LayerCount, type Int8Report, type QuantizeInt8Options } from './nn/quantize.js';
+export { int8KernelsAvailable } from './nn/int8-weights.js';
 export { recordingGradients } from './runtime/tape.js';
 export { redrawWeights } from './nn/redraw.js';
 export {

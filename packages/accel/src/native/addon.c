@@ -14,7 +14,7 @@
 
 /* Bumped whenever a kernel's params layout changes: the JS side refuses a binary from another
  * version (an old prebuilt next to new JS) instead of calling it with the wrong layout. */
-#define VL_ACCEL_ABI 2
+#define VL_ACCEL_ABI 3
 
 #define CHECK_NAPI(env, call)                                          \
   do {                                                                 \
@@ -424,6 +424,58 @@ static napi_value js_attention(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Byte range [off, off + bytes) of the heap, 4-byte aligned; throws and returns NULL when it does not fit. */
+static uint8_t *heap_bytes(napi_env env, const call_args *a, double off, double bytes, const char *what) {
+  if (!(off >= 0) || !(bytes >= 0) || off != (double)(int64_t)off || ((int64_t)off & 3) != 0 || off + bytes > (double)a->length) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s: %.0f bytes at byte %.0f do not fit the %zu-byte heap (or are misaligned)", what, bytes, off,
+             a->length);
+    napi_throw_range_error(env, "VL_ACCEL", msg);
+    return NULL;
+  }
+  return a->base + (int64_t)off;
+}
+
+/* int8Pack(heap, [n, k, weightOff, packedOff]): packs a float [n, k] weight (vl_int8_packed_bytes(n, k) bytes out). */
+static napi_value js_int8_pack(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 4, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 2)) return NULL;
+  int64_t n = (int64_t)p[0], k = (int64_t)p[1];
+  float *w;
+  if (!heap_floats(env, &a, p[2], (double)n * (double)k, 0, &w, "int8Pack weight")) return NULL;
+  uint8_t *packed = heap_bytes(env, &a, p[3], (double)vl_int8_packed_bytes(n, k), "int8Pack packed");
+  if (!packed) return NULL;
+  vl_int8_pack(w, n, k, packed);
+  return NULL;
+}
+
+/* int8Linear(heap, [m, n, k, xOff, packedOff, biasOff (-1: none), yOff]). */
+static napi_value js_int8_linear(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 7, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 3)) return NULL;
+  vl_int8_linear_args t;
+  t.m = (int64_t)p[0];
+  t.n = (int64_t)p[1];
+  t.k = (int64_t)p[2];
+  float *x, *bias, *y;
+  if (!heap_floats(env, &a, p[3], p[0] * p[2], 0, &x, "int8Linear x") ||
+      !heap_floats(env, &a, p[5], p[1], 1, &bias, "int8Linear bias") ||
+      !heap_floats(env, &a, p[6], p[0] * p[1], 0, &y, "int8Linear y"))
+    return NULL;
+  uint8_t *packed = heap_bytes(env, &a, p[4], (double)vl_int8_packed_bytes(t.n, t.k), "int8Linear packed");
+  if (!packed) return NULL;
+  t.x = x;
+  t.bias = bias;
+  t.y = y;
+  t.packed = packed;
+  if (vl_int8_linear(&t) != 0) napi_throw_error(env, "VL_ACCEL", "int8Linear: out of memory");
+  return NULL;
+}
+
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -455,6 +507,7 @@ static napi_value js_info(napi_env env, napi_callback_info info) {
   CHECK_NAPI(env, napi_set_named_property(env, out, "simd", make_string(env, vl_kernels_simd())));
   CHECK_NAPI(env, napi_set_named_property(env, out, "blas", make_string(env, vl_blas_config())));
   CHECK_NAPI(env, napi_set_named_property(env, out, "blasCore", make_string(env, vl_blas_core())));
+  CHECK_NAPI(env, napi_set_named_property(env, out, "int8", make_string(env, vl_int8_kernel())));
   napi_value abi;
   CHECK_NAPI(env, napi_create_int32(env, VL_ACCEL_ABI, &abi));
   CHECK_NAPI(env, napi_set_named_property(env, out, "abi", abi));
@@ -473,6 +526,7 @@ static napi_value init(napi_env env, napi_value exports) {
   static int initialised = 0;
   if (!initialised) {
     vl_kernels_init();
+    vl_int8_init();
     initialised = 1;
   }
   env_count++;
@@ -488,6 +542,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"colSum", NULL, js_col_sum, NULL, NULL, NULL, napi_default, NULL},
       {"geluFwd", NULL, js_gelu_fwd, NULL, NULL, NULL, napi_default, NULL},
       {"geluBwd", NULL, js_gelu_bwd, NULL, NULL, NULL, napi_default, NULL},
+      {"int8Pack", NULL, js_int8_pack, NULL, NULL, NULL, napi_default, NULL},
+      {"int8Linear", NULL, js_int8_linear, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -80,4 +80,21 @@ typedef struct {
 
 int vl_attention(const vl_attention_args *a); /* -1: out of memory */
 
+/* Dynamically quantised int8 linear layers (int8.c): y[m, n] = x[m, :] · w[n, :] + bias[n] with w packed
+ * once by vl_int8_pack and x quantised per row at every call. */
+void vl_int8_init(void);
+const char *vl_int8_kernel(void);
+int64_t vl_int8_packed_bytes(int64_t n, int64_t k);
+void vl_int8_pack(const float *w, int64_t n, int64_t k, uint8_t *packed);
+
+typedef struct {
+  int64_t m, n, k;
+  const float *x;          /* [m, k] */
+  const uint8_t *packed;   /* vl_int8_packed_bytes(n, k) bytes */
+  const float *bias;       /* NULL or [n] */
+  float *y;                /* [m, n] */
+} vl_int8_linear_args;
+
+int vl_int8_linear(const vl_int8_linear_args *a); /* -1: out of memory */
+
 #endif

@@ -75,6 +75,11 @@ const OPTIONS: readonly OptionSpec[] = [
     description: "score = (ITM probability + (ITC cosine + 1) / 2) / 2: a blend of this project's, not BLIP's filter rule (ITM alone)",
   },
   {
+    flags: '--int8',
+    description:
+      'run every linear layer with dynamically quantised int8 weights (needs @vl/accel on wasm): faster, not identical — see docs/benchmarks.md',
+  },
+  {
     flags: '--batch-size <b>',
     description: `records per filter forward and per journal entry (1–${LIMITS.batchSize})`,
     kind: 'number',

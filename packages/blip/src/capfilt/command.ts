@@ -63,6 +63,7 @@ export function capfiltOptionsFrom(v: Values, positionals: readonly string[]): C
     keepRate: num('keepRate'),
     calibrateOn: num('calibrateOn'),
     itc: Boolean(v.itc),
+    ...(v.int8 ? { int8: true } : {}),
     batchSize: num('batchSize'),
     shard: parseShard(v.shard as string | undefined),
     seed: num('seed'),

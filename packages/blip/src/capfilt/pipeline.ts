@@ -5,7 +5,7 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type CaptionRecord, DataReport, type DropReason, firstToken, isVlError, l2Normalize, Rng, VlError } from '@vl/core';
+import { type CaptionRecord, DataReport, type DropReason, firstToken, type Int8Report, isVlError, l2Normalize, quantizeInt8, Rng, VlError } from '@vl/core';
 import { type DatasetFormat, detectFormat, expandBraces, ImageFileError, readDataset, readImageFile } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
@@ -25,6 +25,8 @@ export interface CapfiltOptions {
   topP?: number;
   /** Beam search with K beams instead of sampling. */
   beam?: number;
+  /** Run every linear layer of both models with dynamically quantised int8 weights (core's quantizeInt8; needs @vl/accel). */
+  int8?: boolean;
   /** Fixed score threshold (default 0.5 unless keepRate is given). */
   threshold?: number;
   /** Target fraction of original captions kept; the threshold is the matching quantile on calibrateOn records. */
@@ -91,10 +93,12 @@ export interface Models {
   filter: BlipForImageTextRetrieval;
   /** Seconds from the start of loading until each model was ready, and for both (they load concurrently). */
   loadSeconds?: { captioner: number; filter: number; both: number };
+  /** With `int8`: what quantizeInt8 did to each model, and the seconds it took (included in loadSeconds.both). */
+  int8?: { captioner: Int8Report; filter: Int8Report; seconds: number };
 }
 
 /** Both models, loaded concurrently (the file reads overlap); on a failure neither is left allocated. */
-export async function loadModels(o: { captioner: string; filter: string }): Promise<Models> {
+export async function loadModels(o: { captioner: string; filter: string; int8?: boolean }): Promise<Models> {
   const start = performance.now();
   const timed = async <M>(load: () => Promise<M>): Promise<[M, number]> => {
     const m = await load();
@@ -109,8 +113,21 @@ export async function loadModels(o: { captioner: string; filter: string }): Prom
     if (filt.status === 'fulfilled') filt.value[0].dispose();
     throw cap.status === 'rejected' ? cap.reason : (filt as PromiseRejectedResult).reason;
   }
+  const models: Models = { captioner: cap.value[0], filter: filt.value[0] };
+  if (o.int8) {
+    const t0 = performance.now();
+    try {
+      models.int8 = { captioner: quantizeInt8(models.captioner), filter: quantizeInt8(models.filter), seconds: 0 };
+    } catch (err) {
+      models.captioner.dispose();
+      models.filter.dispose();
+      throw err;
+    }
+    models.int8.seconds = (performance.now() - t0) / 1000;
+  }
   const both = (performance.now() - start) / 1000;
-  return { captioner: cap.value[0], filter: filt.value[0], loadSeconds: { captioner: cap.value[1], filter: filt.value[1], both } };
+  models.loadSeconds = { captioner: cap.value[1], filter: filt.value[1], both };
+  return models;
 }
 
 interface Loaded {
@@ -443,6 +460,8 @@ export function resultOptions(o: CapfiltOptions, format: string): Record<string,
     keepRate: o.keepRate ?? null,
     calibrateOn: o.calibrateOn ?? null,
     itc: Boolean(o.itc),
+    // Only when on, so the journals of float runs (every run before int8 existed) keep their identity.
+    ...(o.int8 ? { int8: true } : {}),
     batchSize: o.batchSize ?? 8,
     shard: o.shard ?? null,
     seed: o.seed ?? 0,

@@ -23,5 +23,8 @@ export function unbalanced(io: Io, report: CapfiltReport, expected: number): num
 export function loadLine(models: Models): string {
   const t = models.loadSeconds;
   if (!t) return 'capfilt: models loaded';
-  return `capfilt: models loaded in ${t.both.toFixed(1)}s (captioner ready at ${t.captioner.toFixed(1)}s, filter at ${t.filter.toFixed(1)}s)`;
+  const loaded = `capfilt: models loaded in ${t.both.toFixed(1)}s (captioner ready at ${t.captioner.toFixed(1)}s, filter at ${t.filter.toFixed(1)}s)`;
+  const q = models.int8;
+  if (!q) return loaded;
+  return `${loaded}; int8: ${q.captioner.layers + q.filter.layers} linear layers quantised in ${q.seconds.toFixed(1)}s`;
 }

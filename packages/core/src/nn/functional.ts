@@ -1,5 +1,6 @@
 // Stateless tensor functions shared by the layers (and tested cpu vs wasm by the runtime tests).
 import * as tf from '@tensorflow/tfjs-core';
+import { int8Linear } from './int8-weights.js';
 
 const SQRT1_2 = Math.SQRT1_2;
 
@@ -56,6 +57,9 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor | null, bias: tf.Tenso
  */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
   return tf.tidy(() => {
+    // A weight quantised for inference (nn/quantize.ts) runs through its int8 copy when it may.
+    const quantized = int8Linear(x, weight, bias);
+    if (quantized) return quantized;
     const inFeatures = x.shape[x.rank - 1] as number;
     const outFeatures = weight.shape[0] as number;
     const flat = x.rank === 2 ? x : tf.reshape(x, [-1, inFeatures]);

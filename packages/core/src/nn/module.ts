@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { VlError } from '../errors.js';
 import { writeHostInPlace } from './host-write.js';
+import { dropInt8Weight } from './int8-weights.js';
 
 /** How a tensor is stored in a checkpoint file when it differs from its tfjs dtype (int64 buffers). */
 export type StoredDtype = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
@@ -217,6 +218,8 @@ export abstract class Module {
       if (!target || mismatchedKeys.has(key)) continue;
       // Host data into a parameter on wasm: straight over the variable's own heap memory (see host-write.ts).
       if (target.variable && !isTensor(value) && writeHostInPlace(target.variable, value)) {
+        // The variable keeps its data id, so an int8 copy of the old values would still look current.
+        dropInt8Weight(target.variable);
         report.loaded++;
         continue;
       }
@@ -269,7 +272,10 @@ export abstract class Module {
 
   /** Frees every parameter and buffer in the tree. */
   dispose(): void {
-    for (const p of this.params.values()) p.dispose();
+    for (const p of this.params.values()) {
+      dropInt8Weight(p);
+      p.dispose();
+    }
     for (const b of this.buffers.values()) b.tensor.dispose();
     for (const c of this.children.values()) c.dispose();
     this.params.clear();

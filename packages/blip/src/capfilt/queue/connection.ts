@@ -65,6 +65,7 @@ export interface QueuedOptions {
   keepRate?: number;
   calibrateOn?: number;
   itc: boolean;
+  int8?: boolean;
   batchSize: number;
   seed: number;
   maxLength: number;

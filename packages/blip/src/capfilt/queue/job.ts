@@ -36,6 +36,7 @@ export function queuedOptions(o: CapfiltOptions): QueuedOptions {
     ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}),
     ...(o.calibrateOn !== undefined ? { calibrateOn: o.calibrateOn } : {}),
     itc: Boolean(o.itc),
+    ...(o.int8 ? { int8: true } : {}),
     batchSize: o.batchSize ?? 8,
     seed: o.seed ?? 0,
     maxLength: o.maxLength ?? 30,
