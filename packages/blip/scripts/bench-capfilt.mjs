@@ -31,7 +31,10 @@ const runtime = await initRuntime({});
 const kernels = {
   backend: runtime.choice,
   accel: runtime.accel?.active ? runtime.accel.note : `not active (${runtime.accel?.note ?? 'not installed'})`,
+  int8: await import('@vl/accel').then((m) => m.accelStatus().info?.int8 ?? null).catch(() => null),
 };
+// The --int8 arm needs the native int8 kernels; without them it is left out (and says so).
+const int8Arm = kernels.int8 !== null && !args.includes('--no-int8');
 console.log(`vl: ${kernels.backend}; ${kernels.accel}`);
 const load0 = loadavg()[0];
 console.log(`making the inputs in ${dir} (reused when present) ...`);
@@ -46,7 +49,7 @@ function referenceMissing() {
   return null;
 }
 
-function runVl() {
+function runVl(int8 = false) {
   const out = mkdtempSync(join(tmpdir(), 'vl-bench-capfilt-out-'));
   const t0 = performance.now();
   const r = spawnSync(
@@ -72,6 +75,7 @@ function runVl() {
       '0',
       '--threshold',
       '0.5',
+      ...(int8 ? ['--int8'] : []),
     ],
     { encoding: 'utf8', env: { ...process.env } },
   );
@@ -82,7 +86,10 @@ function runVl() {
   const processed = /capfilt: (\d+) records in ([\d.]+)s/.exec(r.stderr);
   if (!loaded || !processed) throw new Error(`unexpected blip capfilt output:\n${r.stderr}`);
   const seconds = Number(processed[2]);
+  const quantised = /int8: (\d+) linear layers quantised in ([\d.]+)s/.exec(r.stderr);
+  if (int8 && !quantised) throw new Error(`blip capfilt --int8 did not report quantising:\n${r.stderr}`);
   return {
+    ...(int8 ? { int8Layers: Number(quantised[1]), quantiseSeconds: Number(quantised[2]) } : {}),
     images: Number(processed[1]),
     seconds,
     imagesPerSecond: Number(processed[1]) / seconds,
@@ -132,6 +139,7 @@ function runReference() {
 const missing = referenceMissing();
 if (missing) console.log(`reference: skipped — ${missing}`);
 const vlRuns = [];
+const int8Runs = [];
 const refRuns = [];
 for (let i = 0; i < reps; i++) {
   const v = runVl();
@@ -139,6 +147,11 @@ for (let i = 0; i < reps; i++) {
   console.log(
     `vl rep ${i + 1}: ${v.imagesPerSecond.toFixed(3)} images/s (${v.seconds.toFixed(1)} s for ${v.images}), models loaded in ${v.loadSeconds.toFixed(1)} s`,
   );
+  if (int8Arm) {
+    const q = runVl(true);
+    int8Runs.push(q);
+    console.log(`vl --int8 rep ${i + 1}: ${q.imagesPerSecond.toFixed(3)} images/s (${q.seconds.toFixed(1)} s), loaded in ${q.loadSeconds.toFixed(1)} s`);
+  }
   if (!missing) {
     const p = runReference();
     refRuns.push(p);
@@ -150,6 +163,7 @@ for (let i = 0; i < reps; i++) {
 const best = (runs) => runs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
 const vl = best(vlRuns);
 const reference = refRuns.length ? best(refRuns) : null;
+const vlInt8 = int8Runs.length ? best(int8Runs) : null;
 const result = {
   date: new Date().toISOString(),
   machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), Node ${process.version}`,
@@ -164,8 +178,10 @@ const result = {
   },
   kernels,
   vl,
+  vlInt8,
   reference,
   ratio: reference ? Number((vl.imagesPerSecond / reference.imagesPerSecond).toFixed(2)) : null,
+  ratioInt8: reference && vlInt8 ? Number((vlInt8.imagesPerSecond / reference.imagesPerSecond).toFixed(2)) : null,
 };
 console.log(JSON.stringify(result, null, 1));
 if (!args.includes('--no-write')) {
@@ -180,6 +196,12 @@ if (!args.includes('--no-write')) {
     `| images/s (loading excluded) | ${f(vl.imagesPerSecond, 3)} | ${f(reference?.imagesPerSecond, 3)} | ${result.ratio === null ? '—' : `${result.ratio}×`} |`,
     `| seconds for ${images} images | ${f(vl.seconds, 1)} | ${f(reference?.seconds, 1)} | |`,
     `| loading both models, s | ${f(vl.loadSeconds, 1)} (captioner ready at ${f(vl.captionerLoadSeconds, 1)}, filter at ${f(vl.filterLoadSeconds, 1)}) | ${f(reference?.loadSeconds, 1)} | |`,
+    ...(vlInt8
+      ? [
+          `| \`--int8\` images/s (${kernels.int8} kernel) | ${f(vlInt8.imagesPerSecond, 3)} | ${f(reference?.imagesPerSecond, 3)} | ${result.ratioInt8 === null ? '—' : `${result.ratioInt8}×`} |`,
+          `| \`--int8\` loading both models + quantising, s | ${f(vlInt8.loadSeconds, 1)} (quantising ${f(vlInt8.quantiseSeconds, 1)}) | | |`,
+        ]
+      : []),
     '',
     `Best of ${reps} rep(s) per engine, engines alternating. Figures: [benchmarks-capfilt.json](benchmarks-capfilt.json).`,
     '<!-- bench-capfilt:end -->',
