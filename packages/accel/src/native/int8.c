@@ -46,28 +46,41 @@ static packed_view view_of(const uint8_t *packed, int64_t n, int64_t k) {
   return p;
 }
 
-void vl_int8_pack(const float *w, int64_t n, int64_t k, uint8_t *packed) {
-  int64_t np = round_up(n, OUT_BLOCK), kp = round_up(k, 4);
-  memset(packed, 0, (size_t)vl_int8_packed_bytes(n, k));
-  int8_t *q = (int8_t *)packed;
-  float *scale = (float *)(packed + np * kp);
-  int32_t *rowsum = (int32_t *)(packed + np * kp + 4 * np);
-  for (int64_t r = 0; r < n; r++) {
-    const float *row = w + r * k;
+typedef struct {
+  const float *w;
+  int64_t n, k, np, kp;
+  uint8_t *packed;
+} pack_ctx;
+
+/* Rows [16·task, 16·task + 16): one packed block, so tasks write disjoint bytes. */
+static void pack_task(void *ctx_, int task) {
+  const pack_ctx *c = (const pack_ctx *)ctx_;
+  int8_t *q = (int8_t *)c->packed;
+  float *scale = (float *)(c->packed + c->np * c->kp);
+  int32_t *rowsum = (int32_t *)(c->packed + c->np * c->kp + 4 * c->np);
+  int64_t end = (int64_t)task * 16 + 16 < c->n ? (int64_t)task * 16 + 16 : c->n;
+  for (int64_t r = (int64_t)task * 16; r < end; r++) {
+    const float *row = c->w + r * c->k;
     float amax = 0.f;
-    for (int64_t c = 0; c < k; c++) amax = fmaxf(amax, fabsf(row[c]));
+    for (int64_t i = 0; i < c->k; i++) amax = fmaxf(amax, fabsf(row[i]));
     float s = amax / 127.f;
     int32_t sum = 0;
-    int8_t *block = q + (r / 16) * kp * 16 + (r % 16) * 4;
-    for (int64_t c = 0; s > 0.f && c < k; c++) {
-      float v = nearbyintf(row[c] / s);
+    int8_t *block = q + (r / 16) * c->kp * 16 + (r % 16) * 4;
+    for (int64_t i = 0; s > 0.f && i < c->k; i++) {
+      float v = nearbyintf(row[i] / s);
       int32_t iv = v > 127.f ? 127 : v < -127.f ? -127 : (int32_t)v;
-      block[(c / 4) * 64 + (c % 4)] = (int8_t)iv;
+      block[(i / 4) * 64 + (i % 4)] = (int8_t)iv;
       sum += iv;
     }
     scale[r] = s;
     rowsum[r] = sum;
   }
+}
+
+void vl_int8_pack(const float *w, int64_t n, int64_t k, uint8_t *packed) {
+  pack_ctx c = {w, n, k, round_up(n, OUT_BLOCK), round_up(k, 4), packed};
+  memset(packed, 0, (size_t)vl_int8_packed_bytes(n, k));
+  vl_parallel_for(pack_task, &c, (int)((n + 15) / 16));
 }
 
 /* ---- activations: one row to u8 (q + 128) and its scale ---- */

@@ -43,19 +43,34 @@ export function applyTopK(scores: Float64Array, topK: number, minTokensToKeep: n
  */
 export function applyTopP(scores: Float64Array, topP: number, minTokensToKeep: number): void {
   const n = scores.length;
-  const order = Array.from({ length: n }, (_, i) => i);
-  order.sort((a, b) => (scores[a] as number) - (scores[b] as number) || a - b);
   let max = -Infinity;
   for (let i = 0; i < n; i++) max = Math.max(max, scores[i] as number);
   if (max === -Infinity) return;
   let total = 0;
   for (let i = 0; i < n; i++) total += Math.exp((scores[i] as number) - max);
-  let cum = 0;
+  // The cumulative sums depend only on the ascending sequence of values, so a native sort of the values
+  // (not of indices with a comparator: ~10× slower over a 30k vocabulary, once per row and step) gives
+  // them exactly; only which of several equal scores at the cut go is left, and that is by token id.
+  const sorted = Float64Array.from(scores).sort();
   const removeLimit = n - minTokensToKeep; // positions ≥ this in ascending order are always kept
-  for (let r = 0; r < n; r++) {
-    const idx = order[r] as number;
-    cum += Math.exp((scores[idx] as number) - max) / total;
-    if (r < removeLimit && cum <= 1 - topP) scores[idx] = -Infinity;
+  let cum = 0;
+  let cut = 0; // ascending positions < cut are removed (cum only grows, so they form a prefix)
+  for (; cut < removeLimit; cut++) {
+    cum += Math.exp((sorted[cut] as number) - max) / total;
+    if (cum > 1 - topP) break;
+  }
+  if (cut === 0) return;
+  const last = sorted[cut - 1] as number;
+  let first = cut - 1;
+  while (first > 0 && sorted[first - 1] === last) first--;
+  let equalToRemove = cut - first; // of the scores equal to `last`, the lowest token ids go
+  for (let i = 0; i < n; i++) {
+    const v = scores[i] as number;
+    if (v < last) scores[i] = -Infinity;
+    else if (v === last && equalToRemove > 0) {
+      scores[i] = -Infinity;
+      equalToRemove--;
+    }
   }
 }
 
