@@ -150,7 +150,9 @@ for (let i = 0; i < reps; i++) {
   if (int8Arm) {
     const q = runVl(true);
     int8Runs.push(q);
-    console.log(`vl --int8 rep ${i + 1}: ${q.imagesPerSecond.toFixed(3)} images/s (${q.seconds.toFixed(1)} s), loaded in ${q.loadSeconds.toFixed(1)} s`);
+    console.log(
+      `vl --int8 rep ${i + 1}: ${q.imagesPerSecond.toFixed(3)} images/s (${q.seconds.toFixed(1)} s), loaded in ${q.loadSeconds.toFixed(1)} s`,
+    );
   }
   if (!missing) {
     const p = runReference();

@@ -26,7 +26,10 @@ if (!existsSync(join(data, 'meta.json'))) {
   mkdirSync(dir, { recursive: true });
   await writeSynthDataset({ out: data, images, seed: 0, imageSize: 32, captionsPerImage: 3, noise: 0.3, splits: [0.65, 0, 0.35] });
 }
-const records = readFileSync(join(data, 'train.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const records = readFileSync(join(data, 'train.jsonl'), 'utf8')
+  .split('\n')
+  .filter(Boolean)
+  .map((l) => JSON.parse(l));
 const sources = new Map(records.map((r, i) => [`train.jsonl:${i + 1}`, r]));
 
 function capfilt(int8) {
@@ -77,7 +80,9 @@ scoreDiffs.sort((a, b) => a - b);
 const result = {
   date: new Date().toISOString(),
   command: 'node packages/blip/scripts/int8-decisions.mjs',
-  loadAverage: loadavg().slice(0, 2).map((x) => Math.round(x * 100) / 100),
+  loadAverage: loadavg()
+    .slice(0, 2)
+    .map((x) => Math.round(x * 100) / 100),
   setup: `npm run demo's CapFilt step: ${records.length} noisy-split records (${originals.total} original captions), scenes-tiny captioner + filter, threshold 0.5, seed 0`,
   seconds: { float: Math.round(float.seconds * 10) / 10, int8: Math.round(int8.seconds * 10) / 10 },
   originals,

@@ -5,7 +5,18 @@
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type CaptionRecord, DataReport, type DropReason, firstToken, type Int8Report, isVlError, l2Normalize, quantizeInt8, Rng, VlError } from '@vl/core';
+import {
+  type CaptionRecord,
+  DataReport,
+  type DropReason,
+  firstToken,
+  type Int8Report,
+  isVlError,
+  l2Normalize,
+  quantizeInt8,
+  Rng,
+  VlError,
+} from '@vl/core';
 import { type DatasetFormat, detectFormat, expandBraces, ImageFileError, readDataset, readImageFile } from '@vl/core/node';
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from '../modeling.js';
 import { preprocessBlipImage } from '../processor.js';
