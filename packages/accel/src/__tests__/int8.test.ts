@@ -95,6 +95,7 @@ const CASES: { m: number; n: number; k: number; bias: boolean; lead?: number[] }
   { m: 9, n: 33, k: 31, bias: true },
   { m: 24, n: 70, k: 64, bias: true, lead: [2, 12] },
   { m: 300, n: 40, k: 13, bias: true },
+  { m: 20, n: 40, k: 2100, bias: true }, // three input slices of 1024, the last partial
 ];
 
 describe.runIf(status.available)('VlInt8Linear (native)', () => {
@@ -166,10 +167,10 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
     // The binding on a plain ArrayBuffer heap: x at 0, weight after it, then bias, packed, y.
     const script = `
       const binding = require(process.argv[1]);
-      const { x, w, b } = JSON.parse(process.argv[2]);
+      const { x, w, b } = JSON.parse(require('fs').readFileSync(0, 'utf8'));
       const [n, k] = w.shape;
       const m = x.values.length / k;
-      const packedBytes = 4 * Number(process.argv[3]);
+      const packedBytes = 4 * Number(process.argv[2]);
       const offs = [0, 4 * x.values.length, 4 * (x.values.length + w.values.length)];
       const packedOff = offs[2] + 4 * n, yOff = packedOff + packedBytes;
       const heap = new ArrayBuffer(yOff + 4 * m * n);
@@ -179,8 +180,8 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
       binding.int8Pack(heap, new Float64Array([n, k, offs[1], packedOff]));
       binding.int8Linear(heap, new Float64Array([m, n, k, offs[0], packedOff, offs[2], yOff]));
       console.log(JSON.stringify({ kernel: binding.info().int8, y: Array.from(new Float32Array(heap, yOff, m * n)) }));`;
-    const x = seeded([11, 37], 8, -3, 3);
-    const w = seeded([45, 37], 9);
+    const x = seeded([11, 2100], 8, -3, 3);
+    const w = seeded([45, 2100], 9);
     const b = seeded([45], 10).values;
     const payload = JSON.stringify({
       x: { values: Array.from(x.values) },
@@ -188,7 +189,8 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
       b: Array.from(b),
     });
     const path = (loadAccel() as { path: string }).path;
-    const r = spawnSync(process.execPath, ['-e', script, path, payload, String(packedInt8Length(45, 37))], {
+    const r = spawnSync(process.execPath, ['-e', script, path, String(packedInt8Length(45, 2100))], {
+      input: payload,
       encoding: 'utf8',
       env: { ...process.env, VL_ACCEL_INT8_PORTABLE: '1' },
     });

@@ -23,6 +23,7 @@
 #define OUT_BLOCK 32 /* outputs per micro-kernel call: two vectors of 16 int32 */
 #define ROW_BLOCK 8  /* activation rows per micro-kernel call */
 #define ROW_CHUNK 256 /* rows whose u8 activations stay in L2 while every output block streams past */
+#define K_SLICE 1024  /* inputs per pass: a 32-output block's weights (32 KB) stay in L1 across the chunk's rows */
 
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
@@ -112,14 +113,24 @@ static inline float dequantize(int32_t acc, int32_t rowsum, float sx, float sw, 
 
 /* ---- portable kernel ---- */
 
-static void block_portable(const packed_view *p, const uint8_t *u, const float *sx, int rows, int64_t nb, const float *bias, float *y) {
-  int32_t acc[OUT_BLOCK];
+/* A slice of the inputs for one micro-kernel call: steps [k4a, k4b) of 4 inputs. Partial int32 sums of
+ * `rows` × 32 outputs carry over in `acc` between slices; the first slice starts from 0, the last one
+ * writes the outputs. (Slicing keeps a block's weights in L1 when the inputs are many: K = 3072.) */
+typedef struct {
+  int64_t k4a, k4b;
+  int32_t *acc;
+  int first, last;
+} k_slice;
+
+static void block_portable(const packed_view *p, const uint8_t *u, const float *sx, int rows, int64_t nb, const float *bias, float *y,
+                           const k_slice *ks) {
   for (int r = 0; r < rows; r++) {
-    memset(acc, 0, sizeof acc);
+    int32_t *acc = ks->acc + r * OUT_BLOCK;
+    if (ks->first) memset(acc, 0, OUT_BLOCK * sizeof(int32_t));
     const uint8_t *a = u + r * p->kp;
     for (int half = 0; half < 2; half++) {
       const int8_t *w = p->w + (nb * 2 + half) * p->kp * 16;
-      for (int64_t k4 = 0; k4 < p->kp / 4; k4++) {
+      for (int64_t k4 = ks->k4a; k4 < ks->k4b; k4++) {
         const uint8_t *ak = a + 4 * k4;
         const int8_t *wk = w + 64 * k4;
         for (int j = 0; j < 16; j++) {
@@ -127,6 +138,7 @@ static void block_portable(const packed_view *p, const uint8_t *u, const float *
         }
       }
     }
+    if (!ks->last) continue;
     for (int j = 0; j < OUT_BLOCK; j++) {
       int64_t col = nb * OUT_BLOCK + j;
       if (col >= p->n) break;
@@ -162,20 +174,29 @@ static inline int32_t load4(const uint8_t *src) {
 
 /* R rows × 32 outputs with named accumulators (an array of vectors makes GCC shuffle them through
  * the stack every step). */
-#define VL_ACC(r) __m512i c##r##a = _mm512_setzero_si512(), c##r##b = _mm512_setzero_si512();
+#define VL_ACC(r)                                                                                 \
+  __m512i c##r##a = ks->first ? _mm512_setzero_si512() : _mm512_loadu_si512(ks->acc + (r) * OUT_BLOCK), \
+          c##r##b = ks->first ? _mm512_setzero_si512() : _mm512_loadu_si512(ks->acc + (r) * OUT_BLOCK + 16);
 #define VL_DOT(r)                                                   \
   {                                                                 \
     __m512i av = _mm512_set1_epi32(load4(u + (r) * kp + 4 * k4));   \
     c##r##a = _mm512_dpbusd_epi32(c##r##a, av, b0);                 \
     c##r##b = _mm512_dpbusd_epi32(c##r##b, av, b1);                 \
   }
-#define VL_OUT(r) store_vnni(p, c##r##a, c##r##b, sx[r], nb, bias, y + (r) * p->n);
+#define VL_OUT(r)                                                    \
+  if (ks->last)                                                      \
+    store_vnni(p, c##r##a, c##r##b, sx[r], nb, bias, y + (r) * p->n); \
+  else {                                                             \
+    _mm512_storeu_si512(ks->acc + (r) * OUT_BLOCK, c##r##a);          \
+    _mm512_storeu_si512(ks->acc + (r) * OUT_BLOCK + 16, c##r##b);     \
+  }
 #define VL_KERNEL(NAME, ACCS, DOTS, OUTS)                                                                                   \
-  VL_VNNI static void NAME(const packed_view *p, const uint8_t *u, const float *sx, int64_t nb, const float *bias, float *y) { \
-    const int64_t kp = p->kp, steps = kp / 4;                                                                                  \
+  VL_VNNI static void NAME(const packed_view *p, const uint8_t *u, const float *sx, int64_t nb, const float *bias, float *y,     \
+                           const k_slice *ks) {                                                                                \
+    const int64_t kp = p->kp;                                                                                                  \
     const int8_t *w0 = p->w + (nb * 2) * kp * 16, *w1 = w0 + kp * 16;                                                          \
     ACCS                                                                                                                       \
-    for (int64_t k4 = 0; k4 < steps; k4++) {                                                                                   \
+    for (int64_t k4 = ks->k4a; k4 < ks->k4b; k4++) {                                                                           \
       __m512i b0 = _mm512_loadu_si512((const void *)(w0 + 64 * k4));                                                          \
       __m512i b1 = _mm512_loadu_si512((const void *)(w1 + 64 * k4));                                                          \
       DOTS                                                                                                                     \
@@ -192,16 +213,21 @@ VL_KERNEL(vnni_rows2, VL_ACC(0) VL_ACC(1), VL_DOT(0) VL_DOT(1), VL_OUT(0) VL_OUT
 VL_KERNEL(vnni_rows1, VL_ACC(0), VL_DOT(0), VL_OUT(0))
 
 /* Up to ROW_BLOCK rows as 8 + 4 + 2 + 1. */
-VL_VNNI static void block_vnni(const packed_view *p, const uint8_t *u, const float *sx, int rows, int64_t nb, const float *bias, float *y) {
+VL_VNNI static void block_vnni(const packed_view *p, const uint8_t *u, const float *sx, int rows, int64_t nb, const float *bias, float *y,
+                               const k_slice *ks) {
   int r = 0;
-  if (rows - r >= 8) vnni_rows8(p, u, sx, nb, bias, y), r += 8;
-  if (rows - r >= 4) vnni_rows4(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n), r += 4;
-  if (rows - r >= 2) vnni_rows2(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n), r += 2;
-  if (rows - r >= 1) vnni_rows1(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n);
+  k_slice part = *ks;
+  if (rows - r >= 8) vnni_rows8(p, u, sx, nb, bias, y, &part), r += 8;
+  part.acc = ks->acc + r * OUT_BLOCK;
+  if (rows - r >= 4) vnni_rows4(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n, &part), r += 4;
+  part.acc = ks->acc + r * OUT_BLOCK;
+  if (rows - r >= 2) vnni_rows2(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n, &part), r += 2;
+  part.acc = ks->acc + r * OUT_BLOCK;
+  if (rows - r >= 1) vnni_rows1(p, u + r * p->kp, sx + r, nb, bias, y + r * p->n, &part);
 }
 #endif
 
-typedef void (*block_fn)(const packed_view *, const uint8_t *, const float *, int, int64_t, const float *, float *);
+typedef void (*block_fn)(const packed_view *, const uint8_t *, const float *, int, int64_t, const float *, float *, const k_slice *);
 
 static block_fn chosen_block = block_portable;
 static const char *chosen_name = "portable C";
@@ -243,10 +269,16 @@ static void gemm_task(void *ctx_, int task) {
   int64_t chunk = task / c->groups, group = task % c->groups;
   int64_t r0 = chunk * ROW_CHUNK, r1 = r0 + ROW_CHUNK < c->a->m ? r0 + ROW_CHUNK : c->a->m;
   int64_t b0 = group * c->blocks / c->groups, b1 = (group + 1) * c->blocks / c->groups;
+  int32_t acc[ROW_CHUNK * OUT_BLOCK]; /* partial sums of the chunk's rows between input slices (32 KB) */
+  const int64_t steps = c->p.kp / 4;
   for (int64_t nb = b0; nb < b1; nb++) {
-    for (int64_t r = r0; r < r1; r += ROW_BLOCK) {
-      int rows = (int)(r1 - r < ROW_BLOCK ? r1 - r : ROW_BLOCK);
-      chosen_block(&c->p, c->u + r * c->p.kp, c->sx + r, rows, nb, c->a->bias, c->a->y + r * c->p.n);
+    for (int64_t k4 = 0; k4 < steps; k4 += K_SLICE / 4) {
+      k_slice ks = {k4, k4 + K_SLICE / 4 < steps ? k4 + K_SLICE / 4 : steps, NULL, k4 == 0, k4 + K_SLICE / 4 >= steps};
+      for (int64_t r = r0; r < r1; r += ROW_BLOCK) {
+        int rows = (int)(r1 - r < ROW_BLOCK ? r1 - r : ROW_BLOCK);
+        ks.acc = acc + (r - r0) * OUT_BLOCK;
+        chosen_block(&c->p, c->u + r * c->p.kp, c->sx + r, rows, nb, c->a->bias, c->a->y + r * c->p.n, &ks);
+      }
     }
   }
 }
