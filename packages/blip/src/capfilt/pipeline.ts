@@ -9,8 +9,10 @@ import {
   type CaptionRecord,
   DataReport,
   type DropReason,
+  ensureRuntime,
   firstToken,
   type Int8Report,
+  int8KernelsAvailable,
   isVlError,
   l2Normalize,
   quantizeInt8,
@@ -110,6 +112,20 @@ export interface Models {
 
 /** Both models, loaded concurrently (the file reads overlap); on a failure neither is left allocated. */
 export async function loadModels(o: { captioner: string; filter: string; int8?: boolean }): Promise<Models> {
+  if (o.int8) {
+    // Refused before two models are read for nothing.
+    await ensureRuntime();
+    if (!int8KernelsAvailable()) {
+      throw new VlError(
+        'BACKEND_UNAVAILABLE',
+        `int8 inference needs @vl/accel's native int8 kernels on the wasm backend (running on ${tf.getBackend()})`,
+        {
+          subject: '--int8',
+          hint: 'run with --backend wasm where @vl/accel is installed and its native binary loads (npm rebuild @vl/accel says why not), or leave --int8 off',
+        },
+      );
+    }
+  }
   const start = performance.now();
   const timed = async <M>(load: () => Promise<M>): Promise<[M, number]> => {
     const m = await load();
@@ -127,13 +143,7 @@ export async function loadModels(o: { captioner: string; filter: string; int8?: 
   const models: Models = { captioner: cap.value[0], filter: filt.value[0] };
   if (o.int8) {
     const t0 = performance.now();
-    try {
-      models.int8 = { captioner: quantizeInt8(models.captioner), filter: quantizeInt8(models.filter), seconds: 0 };
-    } catch (err) {
-      models.captioner.dispose();
-      models.filter.dispose();
-      throw err;
-    }
+    models.int8 = { captioner: quantizeInt8(models.captioner), filter: quantizeInt8(models.filter), seconds: 0 };
     models.int8.seconds = (performance.now() - t0) / 1000;
   }
   const both = (performance.now() - start) / 1000;

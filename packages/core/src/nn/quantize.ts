@@ -30,7 +30,7 @@ export interface QuantizeInt8Options {
 export function quantizeInt8(model: Module, options: QuantizeInt8Options = {}): Int8Report {
   if (!int8KernelsAvailable()) {
     throw new VlError('BACKEND_UNAVAILABLE', 'int8 inference needs the native int8 kernels of @vl/accel on the wasm backend', {
-      subject: model.constructor.name,
+      subject: 'quantizeInt8',
       hint: 'install @vl/accel (npm i @vl/accel; a prebuilt binary ships for linux-x64-gnu) and run on wasm (VL_BACKEND=wasm), or leave int8 off',
     });
   }
