@@ -123,6 +123,24 @@ describe.runIf(kernel !== undefined)('quantizeInt8 with the native kernels', () 
     model.dispose();
   });
 
+  it('drops the int8 copy of a weight a checkpoint load writes (in place on wasm: the same data id)', () => {
+    const model = new TwoLayers(new Rng(5));
+    const x = input();
+    quantizeInt8(model);
+    const host = Float32Array.from({ length: 40 * 24 }, (_, i) => Math.cos(i) * 0.2);
+    model.loadStateDict({ 'up.weight': { shape: [40, 24], dtype: 'float32', data: host } }, { strict: false });
+    expect(int8LayerCount(model)).toBe(1); // `down` keeps its copy
+    calls = 0;
+    const y = model.forward(x);
+    expect(calls).toBe(1);
+    releaseInt8(model);
+    const float = model.forward(x);
+    // `up` ran in float with the loaded weights: only `down`'s quantisation separates the two.
+    expect(relativeError(y, float)).toBeLessThan(0.03);
+    tf.dispose([x, y, float]);
+    model.dispose();
+  });
+
   it('leaves skipped layers in float and frees every int8 copy with the model', () => {
     const before = tf.memory().numTensors;
     const model = new TwoLayers(new Rng(3));
