@@ -80,6 +80,7 @@ export const albefAblation: AblationAdapter = {
     const model = new Albef(modelConfig, root.fork('init'), {
       objectives: variant.objectives,
       negatives: variant.negatives,
+      randomNegativesSteps: variant.randomNegativesSteps,
       distill: variant.distill,
       useQueue: variant.useQueue,
     });

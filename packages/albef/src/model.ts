@@ -119,6 +119,13 @@ export interface AlbefPretrainOptions {
   objectives?: ObjectivesConfig;
   /** ITM negatives: 'hard' (∝ softmax of the ITC similarity, the paper) or 'random' (uniform). Default 'hard'. */
   negatives?: NegativeStrategy;
+  /**
+   * With 'hard': optimizer steps at the start that draw random negatives before mining starts (default 0 = the
+   * paper; BLIP's option of the same name). From scratch the ITM head sits at the class prior until the fusion
+   * path tells pairs apart at all; mined negatives, near-duplicates of the positive once ITC has learned, give
+   * it nothing it can use yet (docs/training.md, "Why ITM did not learn"). Needs `ctx.step` in `forward`.
+   */
+  randomNegativesSteps?: number;
   /** Momentum distillation (ITC soft targets and MLM soft labels from the *_m twins). Default true. */
   distill?: boolean;
   /** Use the queue's momentum features as extra ITC candidates (needs albefConfig.queueSize > 0). Default true. */
@@ -147,6 +154,8 @@ export interface AlbefStepContext {
   rng: Rng;
   /** Distillation weight for this step (Trainer ramps it); default albefConfig.alpha. */
   alpha?: number;
+  /** 0-based optimizer step (the Trainer passes it): picks random or mined ITM negatives (`randomNegativesSteps`). Absent: mining. */
+  step?: number;
 }
 
 /** Draws the pretraining forward makes; pass them back (`replay`) to reproduce a call exactly. */
@@ -289,6 +298,17 @@ export class Albef extends Module {
 
   // --- training -------------------------------------------------------------------------------
 
+  /** The ITM negatives drawn at an optimizer step: random during `randomNegativesSteps`, then `negatives`. */
+  negativesAt(step: number): NegativeStrategy {
+    const { negatives = 'hard', randomNegativesSteps = 0 } = this.options;
+    if (!Number.isInteger(randomNegativesSteps) || randomNegativesSteps < 0) {
+      throw new VlError('CONFIG_INVALID', `randomNegativesSteps must be an integer ≥ 0, got ${randomNegativesSteps}`, {
+        subject: 'ALBEF pretraining options',
+      });
+    }
+    return negatives === 'hard' && step >= randomNegativesSteps ? 'hard' : 'random';
+  }
+
   /** What ALBEF does under no_grad at the start of each forward; call after each optimizer step. */
   afterStep(): void {
     clampTemperature(this.temp);
@@ -309,7 +329,7 @@ export class Albef extends Module {
     const doMlm = objectiveEnabled(objectives, 'mlm');
     const distill = opts.distill ?? true;
     const useQueue = (opts.useQueue ?? true) && this.queue !== null;
-    const negatives: NegativeStrategy = opts.negatives ?? 'hard';
+    const negatives = this.negativesAt(ctx.step ?? Infinity);
     const alpha = distill ? (ctx.alpha ?? this.config.albefConfig.alpha) : 0;
     const b = batch.pixels.shape[0];
     const t = batch.seqLength;
@@ -371,6 +391,8 @@ export class Albef extends Module {
         const itm = itmLoss(logits, pairs.labels);
         out.itm = itm.loss;
         metrics.itmAcc = itm.accuracy;
+        // 1 when this step's negatives were mined, 0 when drawn uniformly (the random-negative warm-up shows in the log).
+        metrics.itmHardNegatives = negatives === 'hard' ? 1 : 0;
       }
       if (doMlm) {
         const masked = replay.mlm ?? this.maskText(batch.inputIds, batch.attentionMask, ctx.rng.fork('mlm'));

@@ -63,6 +63,8 @@ export const variantSchema = z.strictObject({
   /** Objectives on/off and weights, e.g. { itc: { enabled: false }, mlm: { weight: 2 } }. */
   objectives: z.record(z.string(), objectiveSwitch).optional(),
   negatives: z.enum(['hard', 'random']).optional(),
+  /** With hard negatives: steps of random ITM negatives before mining starts (ALBEF; BLIP's option of the same name). */
+  randomNegativesSteps: int().optional(),
   distill: z.boolean().optional(),
   queueSize: int().optional(),
   useQueue: z.boolean().optional(),
@@ -121,10 +123,23 @@ export function resolveVariants(config: AblationConfig): ResolvedVariant[] {
     if (names.has(v.name)) throw new VlError('CONFIG_INVALID', `variant name '${v.name}' is used twice`, { subject: 'variants' });
     names.add(v.name);
     const d = config.defaults;
+    const negatives = v.negatives ?? d.negatives ?? 'hard';
+    if (negatives === 'random' && (v.randomNegativesSteps ?? 0) > 0) {
+      throw new VlError(
+        'CONFIG_INVALID',
+        `variant '${v.name}': randomNegativesSteps is a warm-up before hard negatives, but its negatives are random`,
+        {
+          subject: 'variants',
+          hint: 'drop randomNegativesSteps from this variant or set negatives: hard',
+        },
+      );
+    }
     return {
       name: v.name,
       objectives: { ...d.objectives, ...v.objectives },
-      negatives: v.negatives ?? d.negatives ?? 'hard',
+      negatives,
+      // Random negatives have no warm-up: 0, so a default warm-up does not split their training key.
+      randomNegativesSteps: negatives === 'hard' ? (v.randomNegativesSteps ?? d.randomNegativesSteps ?? 0) : 0,
       distill: v.distill ?? d.distill ?? true,
       queueSize: v.queueSize ?? d.queueSize,
       useQueue: v.useQueue ?? d.useQueue ?? true,

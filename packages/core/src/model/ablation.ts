@@ -53,6 +53,11 @@ export interface AblationVariant {
   name: string;
   objectives: Record<string, { enabled?: boolean; weight?: number }>;
   negatives: 'hard' | 'random';
+  /**
+   * With 'hard' negatives: optimizer steps at the start that draw random ITM negatives before mining starts
+   * (absent or 0: mining from step 0). Adapters that mine negatives honour it (ALBEF); others ignore it.
+   */
+  randomNegativesSteps?: number;
   distill: boolean;
   queueSize: number | undefined;
   useQueue: boolean;
