@@ -105,7 +105,15 @@ export const albefAblation: AblationAdapter = {
       },
     });
     const started = performance.now();
-    await trainer.fit((epoch) => pairBatches(data.train, t.batchSize, seed, epoch), { maxSteps: t.steps, resume: false });
+    try {
+      await trainer.fit((epoch) => pairBatches(data.train, t.batchSize, seed, epoch), { maxSteps: t.steps, resume: false });
+    } catch (err) {
+      model.dispose();
+      throw err;
+    } finally {
+      // The optimizer's moment tensors: not needed once trained (they leaked with every run before).
+      trainer.dispose();
+    }
     const trainSeconds = (performance.now() - started) / 1000;
     return {
       curve,

@@ -2,7 +2,7 @@
 // computation (objectives on/off and weights, hard vs random negatives, distillation, queue),
 // gradients reach the online model and never the twins, no leaks, and retrieval re-ranking.
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, Rng } from '@vl/core';
+import { initRuntime, itmPairs, Rng } from '@vl/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { albefConfig, ALBEF_BASE, validateAlbefConfig } from '../config.js';
 import { Albef, type AlbefBatch, type AlbefPretrainOptions, reinitAlbef } from '../model.js';
@@ -100,6 +100,73 @@ describe('ALBEF pretraining forward (tiny)', () => {
     const l = weighted.losses;
     expect(weighted.total).toBeCloseTo(2 * l.itc! + 0.5 * l.itm! + l.mlm!, 4);
     expect(l.itc).toBeCloseTo(all.losses.itc!, 5);
+  });
+
+  it('the ITM weight scales the ITM term exactly: total = itc + w·itm + mlm, with itm the hand-computed cross-entropy', () => {
+    const model = new Albef(albefConfig('tiny'), new Rng(7), { objectives: { itm: { weight: 4 } } });
+    model.eval();
+    const data = batch(2);
+    const out = model.forward(data, { rng: new Rng(3), alpha: 0 });
+    const [itc, itm, mlm, total] = [out.losses.itc!, out.losses.itm!, out.losses.mlm!, out.loss].map((t) => t.dataSync()[0]!);
+    // ITM by hand: the head's logits for the recorded pairs (B positives, then the 2B drawn negatives),
+    // cross-entropy log(e^a + e^b) − logit[label], averaged over the 3B pairs.
+    const pairs = itmPairs(out.draws.negatives!);
+    const logits = tf.tidy(() => {
+      const ids = tf.tensor2d(data.inputIds, [B, T], 'int32');
+      const mask = tf.tensor2d(data.attentionMask, [B, T], 'int32');
+      return model.itmLogitsForPairs(model.encodeText(ids, mask), mask, model.encodeImage(data.pixels), pairs).dataSync();
+    });
+    let ce = 0;
+    for (let r = 0; r < 3 * B; r++) {
+      const [a, b] = [logits[2 * r]!, logits[2 * r + 1]!];
+      ce += Math.log(Math.exp(a) + Math.exp(b)) - (pairs.labels[r] ? b : a);
+    }
+    expect(itm).toBeCloseTo(ce / (3 * B), 5);
+    expect(total).toBeCloseTo(itc + 4 * itm + mlm, 5);
+    // Weight 1 on the same weights and draws: the ITM loss itself is unchanged and enters the total once.
+    // (ITC differs: the first call advanced the queue.)
+    model.options = {};
+    const one = model.forward(data, { rng: new Rng(3), alpha: 0 }, out.draws);
+    const [itc1, itm1, mlm1, total1] = [one.losses.itc!, one.losses.itm!, one.losses.mlm!, one.loss].map((t) => t.dataSync()[0]!);
+    expect(itm1).toBeCloseTo(itm, 6);
+    expect(total1).toBeCloseTo(itc1 + itm1 + mlm1, 5);
+    tf.dispose([out.loss, one.loss, ...Object.values(out.losses), ...Object.values(one.losses), data.pixels]);
+    model.dispose();
+  });
+
+  it('randomNegativesSteps: the sampler draws random ITM negatives before that step and mines them from it on', () => {
+    const opts = (o: AlbefPretrainOptions) => new Albef(albefConfig('tiny'), new Rng(7), o);
+    const warm = opts({ negatives: 'hard', randomNegativesSteps: 2 });
+    expect([0, 1, 2, 9].map((s) => warm.negativesAt(s))).toEqual(['random', 'random', 'hard', 'hard']);
+    expect(opts({}).negativesAt(0)).toBe('hard'); // default: the paper, mining from step 0
+    expect(opts({ negatives: 'random', randomNegativesSteps: 2 }).negativesAt(9)).toBe('random');
+    expect(() => opts({ randomNegativesSteps: -1 }).negativesAt(0)).toThrow(/randomNegativesSteps/);
+    warm.dispose();
+    // Same init, batch and generator: the warm model's draws are the random model's before step 2 and the
+    // hard model's from step 2 on (hard and random differ on this batch, so the check has teeth).
+    const draws = (o: AlbefPretrainOptions, step?: number) => {
+      const model = opts(o);
+      model.eval();
+      const data = batch(2);
+      const out = model.forward(data, { rng: new Rng(1), alpha: 0, step });
+      const d = out.draws.negatives!;
+      const picked = {
+        drawn: `${Array.from(d.imageForText).join()}|${Array.from(d.textForImage).join()}`,
+        hard: out.metrics.itmHardNegatives,
+      };
+      tf.dispose([out.loss, ...Object.values(out.losses), data.pixels]);
+      model.dispose();
+      return picked;
+    };
+    const hard = draws({ negatives: 'hard' }, 1);
+    const random = draws({ negatives: 'random' }, 1);
+    expect(hard.drawn).not.toBe(random.drawn);
+    expect([hard.hard, random.hard]).toEqual([1, 0]);
+    const warmOptions: AlbefPretrainOptions = { negatives: 'hard', randomNegativesSteps: 2 };
+    expect(draws(warmOptions, 0)).toEqual(random);
+    expect(draws(warmOptions, 1)).toEqual(random);
+    expect(draws(warmOptions, 2)).toEqual(hard);
+    expect(draws(warmOptions)).toEqual(hard); // no step given (a bare forward): mining
   });
 
   it('without ITC and ITM the text-only and momentum ITC passes are skipped (no queue update)', () => {

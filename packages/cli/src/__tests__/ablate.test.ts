@@ -94,11 +94,37 @@ describe('ablation config', () => {
     expect(() => checkAlbefModelConfig({ preset: 'tiny', albefconfig: {} })).toThrow(/unknown section 'albefconfig'/);
   });
 
+  it('randomNegativesSteps: integer ≥ 0, inherited from defaults by hard-negative variants, 0 for random ones', () => {
+    const raw = {
+      ...tinyRaw,
+      defaults: { randomNegativesSteps: 5, objectives: { itm: { weight: 4 } } },
+      variants: [{ name: 'hard' }, { name: 'hard 0', randomNegativesSteps: 0 }, { name: 'random', negatives: 'random' }],
+      claims: [],
+    };
+    const [hard, hard0, random] = resolveVariants(parseAblationConfig(raw));
+    expect([hard!.randomNegativesSteps, hard0!.randomNegativesSteps, random!.randomNegativesSteps]).toEqual([5, 0, 0]);
+    expect(hard!.objectives.itm?.weight).toBe(4);
+    expect(trainingKey(hard!)).not.toBe(trainingKey(hard0!));
+    // Without the option every variant resolves to 0: mining from step 0, as before the option existed.
+    expect(resolveVariants(parseAblationConfig(tinyRaw)).map((v) => v.randomNegativesSteps)).toEqual([0, 0, 0]);
+    const bad = (v: Record<string, unknown>) => () => parseAblationConfig({ ...tinyRaw, variants: [{ name: 'x', ...v }], claims: [] });
+    expect(bad({ randomNegativesSteps: -1 })).toThrow(/randomNegativesSteps/);
+    expect(bad({ randomNegativesSteps: 2.5 })).toThrow(/randomNegativesSteps/);
+    expect(bad({ negatives: 'random', randomNegativesSteps: 10 })).toThrow(/variant 'x': randomNegativesSteps .* negatives are random/);
+    expect(bad({ objectives: { itm: { weight: -1 } } })).toThrow(/itm/);
+  });
+
   it('the committed configs/ablation.yaml is valid', async () => {
     const { readAblationConfig } = await import('../ablate/config.js');
     const config = await readAblationConfig(repoConfig);
     expect(config.seeds.length).toBeGreaterThanOrEqual(3);
     expect(config.claims.length).toBeGreaterThanOrEqual(4);
+    // The ITM-fix rerun: ITM weight 4 and a random-negative warm-up on every hard-negative arm.
+    const fixed = resolveVariants(await readAblationConfig(join(dirname(repoConfig), 'ablation-albef-itm.yaml')));
+    for (const v of fixed) {
+      expect(v.objectives.itm?.weight, v.name).toBe(4);
+      expect(v.randomNegativesSteps, v.name).toBe(v.negatives === 'hard' ? 200 : 0);
+    }
   });
 
   it("the committed VLMo configs are valid, down to the adapter's checks of their sections and options", async () => {
