@@ -107,7 +107,8 @@ describe('ALBEF pretraining forward (tiny)', () => {
     model.eval();
     const data = batch(2);
     const out = model.forward(data, { rng: new Rng(3), alpha: 0 });
-    const [itc, itm, mlm, total] = [out.losses.itc!, out.losses.itm!, out.losses.mlm!, out.loss].map((t) => t.dataSync()[0]!);
+    const scalar = (t: tf.Tensor | undefined): number => t!.dataSync()[0]!;
+    const [itc, itm, mlm, total] = [scalar(out.losses.itc), scalar(out.losses.itm), scalar(out.losses.mlm), scalar(out.loss)];
     // ITM by hand: the head's logits for the recorded pairs (B positives, then the 2B drawn negatives),
     // cross-entropy log(e^a + e^b) − logit[label], averaged over the 3B pairs.
     const pairs = itmPairs(out.draws.negatives!);
@@ -127,7 +128,7 @@ describe('ALBEF pretraining forward (tiny)', () => {
     // (ITC differs: the first call advanced the queue.)
     model.options = {};
     const one = model.forward(data, { rng: new Rng(3), alpha: 0 }, out.draws);
-    const [itc1, itm1, mlm1, total1] = [one.losses.itc!, one.losses.itm!, one.losses.mlm!, one.loss].map((t) => t.dataSync()[0]!);
+    const [itc1, itm1, mlm1, total1] = [scalar(one.losses.itc), scalar(one.losses.itm), scalar(one.losses.mlm), scalar(one.loss)];
     expect(itm1).toBeCloseTo(itm, 6);
     expect(total1).toBeCloseTo(itc1 + itm1 + mlm1, 5);
     tf.dispose([out.loss, one.loss, ...Object.values(out.losses), ...Object.values(one.losses), data.pixels]);
