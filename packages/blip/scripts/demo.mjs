@@ -96,8 +96,86 @@ const testImages = readFileSync(join(data, 'test.jsonl'), 'utf8').split('\n').fi
 const cf = join(out, 'capfilt');
 const cfArgs = ['capfilt', '--data', join(data, 'train.jsonl'), '--out', cf, '--captioner', captioner, '--filter', filter];
 cfArgs.push('--num-captions', '1', '--threshold', threshold, '--batch-size', '32', '--seed', '0', '--quiet', '--backend', backend);
-const cfLines = await blip(cfArgs);
-step(`capfilt (${captioner} captioner, ${filter} filter, keep when ITM P(match) ≥ ${threshold}): ${cfLines[0]}`);
+// It runs as the first task of the pool below, beside the first downstream trainings, which do not
+// need it (only the trainings on the cleaned captions wait for it).
+let capfiltDone;
+const capfiltTask = async () => {
+  capfiltDone = blip(cfArgs).then((lines) => {
+    step(`capfilt (${captioner} captioner, ${filter} filter, keep when ITM P(match) ≥ ${threshold}): ${lines[0]}`);
+    writeFileSync(join(data, 'train.cleaned.jsonl'), readFileSync(join(cf, 'train.jsonl')));
+  });
+  await capfiltDone;
+};
+
+// 3. Downstream: the same tiny BLIP trained on three caption sets of the same images.
+//    noisy: the 30%-noisy originals; cleaned: what CapFilt wrote (kept originals + kept synthetic
+//    captions, records with nothing kept dropped); clean: every noisy caption replaced by the clean
+//    one it was made from (the upper bound). Image paths are relative to the data folder. The cleaned
+//    set is written when CapFilt has finished.
+writeFileSync(
+  join(data, 'train.clean.jsonl'),
+  trainRecords.map((r) => JSON.stringify({ ...r, captions: r.captions.map((c, i) => r.noise[i]?.clean ?? c) })).join('\n') + '\n',
+);
+const sets = { noisy: 'train.jsonl', cleaned: 'train.cleaned.jsonl', clean: 'train.clean.jsonl' };
+// Per seed the cleaned set is trained last, so the first trainings run while CapFilt does.
+const trainOrder = ['noisy', 'clean', 'cleaned'];
+const common = ['--vocab', join(data, 'vocab.txt'), '--image-size', '32', '--batch-size', '32', '--no-momentum', '--lr', '2e-3'];
+common.push('--itm', '0', '--quiet', '--backend', backend);
+// Trainings and evaluations are separate tasks, every training queued before any evaluation: with 9
+// trainings on 2 workers one worker trains 5 times, and the other runs the evaluations meanwhile
+// (an evaluation waits for its training). Same commands and outputs as one task per set and seed.
+const jobsOf = [];
+for (let seed = 0; seed < seeds; seed++)
+  for (const name of trainOrder) {
+    const file = sets[name];
+    const dir = join(out, 'downstream', `${name}-seed${seed}`);
+    jobsOf.push({ name, seed, file, dir, evalOut: join(dir, 'eval.json') });
+  }
+const trained = new Map();
+const trainings = jobsOf.map((j) => async () => {
+  if (j.name === 'cleaned') await capfiltDone;
+  const done = existsSync(j.evalOut)
+    ? Promise.resolve()
+    : blip([
+        'pretrain',
+        '--train',
+        join(data, j.file),
+        '--out',
+        j.dir,
+        '--max-steps',
+        downstreamSteps,
+        '--seed',
+        String(j.seed),
+        ...common,
+      ]);
+  trained.set(j, done);
+  await done;
+});
+const evaluations = jobsOf.map((j) => async () => {
+  await trained.get(j);
+  if (!existsSync(j.evalOut)) {
+    await blip([
+      'eval',
+      '--model',
+      j.dir,
+      '--data',
+      join(data, 'test.jsonl'),
+      '--beams',
+      '1',
+      '--max-length',
+      '20',
+      '--out',
+      j.evalOut,
+      '--quiet',
+    ]);
+    await rm(join(j.dir, 'ckpt'), { recursive: true, force: true });
+  }
+  const r = JSON.parse(readFileSync(j.evalOut, 'utf8'));
+  const r1 = (r.retrieval.textToImage[1] + r.retrieval.imageToText[1]) / 200; // percent → fraction
+  step(`downstream ${j.name} seed ${j.seed}: retrieval R@1 mean ${(100 * r1).toFixed(1)}%, CIDEr-D ${r.captioning.cider.toFixed(3)}`);
+  return { name: j.name, seed: j.seed, r1, cider: r.captioning.cider, chance: r.retrieval.chance };
+});
+const runs = (await pool([capfiltTask, ...trainings, ...evaluations])).slice(1 + trainings.length);
 
 // Noise removal over the original captions, from the journal (every caption's score and decision)
 // and the noise labels the generator recorded.
@@ -138,59 +216,6 @@ const noiseRemoval = {
   counts: { ...count, byKind, cleanByGroups },
 };
 
-// 3. Downstream: the same tiny BLIP trained on three caption sets of the same images.
-//    noisy: the 30%-noisy originals; cleaned: what CapFilt wrote (kept originals + kept synthetic
-//    captions, records with nothing kept dropped); clean: every noisy caption replaced by the clean
-//    one it was made from (the upper bound). Image paths are relative to the data folder.
-writeFileSync(join(data, 'train.cleaned.jsonl'), readFileSync(join(cf, 'train.jsonl')));
-writeFileSync(
-  join(data, 'train.clean.jsonl'),
-  trainRecords.map((r) => JSON.stringify({ ...r, captions: r.captions.map((c, i) => r.noise[i]?.clean ?? c) })).join('\n') + '\n',
-);
-const sets = { noisy: 'train.jsonl', cleaned: 'train.cleaned.jsonl', clean: 'train.clean.jsonl' };
-const common = ['--vocab', join(data, 'vocab.txt'), '--image-size', '32', '--batch-size', '32', '--no-momentum', '--lr', '2e-3'];
-common.push('--itm', '0', '--quiet', '--backend', backend);
-const tasks = [];
-for (let seed = 0; seed < seeds; seed++)
-  for (const [name, file] of Object.entries(sets))
-    tasks.push(async () => {
-      const dir = join(out, 'downstream', `${name}-seed${seed}`);
-      const evalOut = join(dir, 'eval.json');
-      if (!existsSync(evalOut)) {
-        await blip([
-          'pretrain',
-          '--train',
-          join(data, file),
-          '--out',
-          dir,
-          '--max-steps',
-          downstreamSteps,
-          '--seed',
-          String(seed),
-          ...common,
-        ]);
-        await blip([
-          'eval',
-          '--model',
-          dir,
-          '--data',
-          join(data, 'test.jsonl'),
-          '--beams',
-          '1',
-          '--max-length',
-          '20',
-          '--out',
-          evalOut,
-          '--quiet',
-        ]);
-        await rm(join(dir, 'ckpt'), { recursive: true, force: true });
-      }
-      const r = JSON.parse(readFileSync(evalOut, 'utf8'));
-      const r1 = (r.retrieval.textToImage[1] + r.retrieval.imageToText[1]) / 200; // percent → fraction
-      step(`downstream ${name} seed ${seed}: retrieval R@1 mean ${(100 * r1).toFixed(1)}%, CIDEr-D ${r.captioning.cider.toFixed(3)}`);
-      return { name, seed, r1, cider: r.captioning.cider, chance: r.retrieval.chance };
-    });
-const runs = await pool(tasks);
 /** Mean and standard error (sample s.d. / √n) over seeds. */
 function meanSe(xs) {
   const m = xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -21,6 +21,7 @@ import { type BlipConfig, type BlipPresetName, blipPreset, withTokenizerIds } fr
 import { BlipForConditionalGeneration, BlipForImageTextRetrieval } from './modeling.js';
 import { BLIP_ADDED_TOKENS, BLIP_IMAGE_NORM } from './processor.js';
 import { type BlipPretrainingOptions, BlipForPretraining, type PretrainBatch } from './pretraining.js';
+import { DecodedImages } from './decoded-cache.js';
 
 export interface PretrainOptions {
   /** train JSONL (image + captions per line), images relative to its folder. */
@@ -45,6 +46,11 @@ export interface PretrainOptions {
   /** Distillation weight after its first-epoch ramp (ALBEF/BLIP 0.4). */
   alpha?: number;
   checkpointEvery?: number;
+  /**
+   * Keep the decoded training images for every epoch when they fit in this many bytes (default 256 MiB;
+   * false: decode every epoch). The batches are the same either way.
+   */
+  cacheImages?: number | false;
   /** Continue from out/ckpt when it has a checkpoint (default true). */
   resume?: boolean;
   onProgress?: (done: number, total: number, record: StepRecord) => void;
@@ -82,11 +88,11 @@ export function pretrainConfig(preset: BlipPresetName, tok: BertTokenizer, image
   return withTokenizerIds(blipPreset(preset, { vocabSize: tok.vocabSize, imageSize }), tok);
 }
 
-/** Counts the batches an epoch gives (records that load, dropLast). */
-async function countBatches(train: string, batchSize: number): Promise<number> {
+/** Counts the records of the training file (read only, no image decoded). */
+async function countRecords(train: string): Promise<number> {
   let n = 0;
   for await (const _ of readDataset({ format: 'jsonl', path: train }, new DataReport())) n++;
-  return Math.floor(n / batchSize);
+  return n;
 }
 
 export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary> {
@@ -99,7 +105,8 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
   const model = new BlipForPretraining(config, o.pretraining ?? {}, new Rng(seed).fork('init'), tok.tokenToId('[ENC]') ?? null);
   model.tokenizer = tok;
   model.tokenizerDir = existsSync(o.vocab) && !o.vocab.endsWith('.txt') && !o.vocab.endsWith('.json') ? o.vocab : dirname(o.vocab);
-  const stepsPerEpoch = await countBatches(o.train, batchSize);
+  const recordCount = await countRecords(o.train);
+  const stepsPerEpoch = Math.floor(recordCount / batchSize);
   if (stepsPerEpoch < 1) throw new VlError('DATA_INVALID', `fewer than ${batchSize} training records`, { subject: o.train });
   const totalSteps = o.maxSteps ?? stepsPerEpoch * (o.epochs ?? 1);
   const lr = o.lr ?? 1e-3;
@@ -128,20 +135,14 @@ export async function pretrainBlip(o: PretrainOptions): Promise<PretrainSummary>
     onProgress: (p) => o.onProgress?.(p.step, totalSteps, p.record),
     extraState: () => ({ config, options: model.options, train: o.train }),
   });
+  const spec = { format: 'jsonl', path: o.train } as const;
+  const batching = { batchSize, tokenizer: tok, maxLength: o.maxTextLength ?? 30, shuffle: 100_000, dropLast: true };
+  // Small datasets are decoded once for all epochs (same batches as core's loader; null when too big).
+  const decoded = o.cacheImages === false ? null : await DecodedImages.load(spec, transform(size), recordCount, o.cacheImages);
   const epochData = async function* (epoch: number): AsyncGenerator<PretrainBatch> {
-    const { batches } = createDataLoader(
-      { format: 'jsonl', path: o.train },
-      {
-        batchSize,
-        tokenizer: tok,
-        maxLength: o.maxTextLength ?? 30,
-        captions: 'random',
-        transform: transform(size),
-        shuffle: 100_000,
-        seed: seed * 1000 + epoch,
-        dropLast: true,
-      },
-    );
+    const batches = decoded
+      ? decoded.batches(seed * 1000 + epoch, batching)
+      : createDataLoader(spec, { ...batching, captions: 'random', transform: transform(size), seed: seed * 1000 + epoch }).batches;
     for await (const b of batches) {
       const pb: PretrainBatch = {
         pixels: (await b.pixelValues.data()) as Float32Array,
