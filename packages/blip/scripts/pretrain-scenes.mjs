@@ -15,6 +15,8 @@
 // usage: node scripts/pretrain-scenes.mjs [--out models/scenes-tiny] [--log ../../docs/training/scenes-tiny/curves.jsonl]
 //   [--pretrain-steps 2000] [--captioner-steps 300] [--filter-steps 600] [--images 4000] [--image-size 32]
 //   [--batch 32] [--lr 1e-3] [--itm 4] [--random-negatives-steps 300] [--eval-every 100] [--seed 0] [--backend wasm]
+//   [--text-width 32 (the text side's width: BERT encoder with its cross-attention, i.e. the fusion path
+//   the ITM head reads, and the decoder; MLP 2× as the preset; the ViT stays at 32)]
 import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -46,6 +48,7 @@ const o = {
   evalEvery: num('eval-every', 100),
   evalImages: num('eval-images', 200),
   seed: num('seed', 0),
+  textWidth: num('text-width', 32),
   maxLength: 30,
   backend: flag('backend', 'wasm'),
 };
@@ -119,6 +122,12 @@ const evalSets = {
 };
 
 const config = pretrainConfig('tiny', tok, o.imageSize);
+// The tiny preset's text side is 32 wide with a 64-wide MLP; --text-width scales both (docs/training.md,
+// "A wider fusion path"). Cross-attention still reads the 32-wide image features (encoderHiddenSize).
+if (o.textWidth !== config.textConfig.hiddenSize) {
+  config.textConfig.hiddenSize = o.textWidth;
+  config.textConfig.intermediateSize = 2 * o.textWidth;
+}
 const encId = tok.tokenToId('[ENC]');
 const baseOptions = { momentumDistillation: false, useQueue: false, labelSmoothing: 0.1, queueSize: 4 * o.batch };
 

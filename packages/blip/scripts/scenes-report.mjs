@@ -5,21 +5,33 @@
 // positives that BLIP's rule keeps (P(match) ≥ 0.5) and of each kind of negative that it removes,
 // and the ROC AUC of P(match), positives against each kind of negative. The stages follow each other
 // on the step axis (pretraining, then the filter's fine-tuning; the captioner's has no ITM).
-// usage: node scripts/scenes-report.mjs [../../docs/training/scenes-tiny/curves.jsonl]
+// With --baseline OTHER/curves.jsonl (a run of the same script with other options, e.g. the committed
+// one) it also writes `compare.md` and `compare.png` (+ .svg): both runs' held-out AUCs at the steps
+// both evaluated, and their AUC curves against one wrong attribute and keyword soup on one chart.
+// usage: node scripts/scenes-report.mjs [../../docs/training/scenes-tiny/curves.jsonl] [--baseline FILE]
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 
-const file = process.argv[2] ?? '../../docs/training/scenes-tiny/curves.jsonl';
+const argv = process.argv.slice(2);
+const baselineAt = argv.indexOf('--baseline');
+const baselineFile = baselineAt >= 0 ? argv[baselineAt + 1] : null;
+const file =
+  argv.find((a, i) => !a.startsWith('--') && (baselineAt < 0 || i !== baselineAt + 1)) ?? '../../docs/training/scenes-tiny/curves.jsonl';
 const dir = dirname(file);
-const recs = readFileSync(file, 'utf8')
-  .split('\n')
-  .filter(Boolean)
-  .map((l) => JSON.parse(l));
-const config = recs.find((r) => r.kind === 'config');
-const done = Object.fromEntries(recs.filter((r) => r.kind === 'done').map((r) => [r.stage, r]));
-const offset = { pretrain: 0, filter: config.options.pretrainSteps };
-const evals = recs.filter((r) => r.kind === 'eval').map((e) => ({ ...e, x: e.step + (offset[e.stage] ?? 0) }));
+/** The config record, finished stages and evaluations (x: step on the joined pretrain → filter axis) of a log. */
+function readRun(path) {
+  const recs = readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const config = recs.find((r) => r.kind === 'config');
+  const done = Object.fromEntries(recs.filter((r) => r.kind === 'done').map((r) => [r.stage, r]));
+  const offset = { pretrain: 0, filter: config.options.pretrainSteps };
+  const evals = recs.filter((r) => r.kind === 'eval').map((e) => ({ ...e, x: e.step + (offset[e.stage] ?? 0) }));
+  return { config, done, evals };
+}
+const { config, done, evals } = readRun(file);
 const KINDS = { otherImage: "another image's caption", wrongAttribute: 'one wrong attribute', keywordSoup: 'keyword soup' };
 const pct = (x) => `${(100 * x).toFixed(0)}%`;
 
@@ -136,4 +148,51 @@ await write(
   ),
   'auc',
 );
-console.log(`${join(dir, 'table.md')}, rule.png, auc.png`);
+
+if (baselineFile) {
+  const base = readRun(baselineFile);
+  const at = new Map(base.evals.map((e) => [`${e.stage}/${e.step}`, e]));
+  const both = evals.filter((e) => at.has(`${e.stage}/${e.step}`));
+  const cols = ['stage', 'step', ...Object.values(KINDS).flatMap((k) => [`AUC vs ${k}: baseline`, 'this run'])];
+  cols.push('positives kept: baseline', 'this run');
+  const lines = both.map((e) => {
+    const b = at.get(`${e.stage}/${e.step}`);
+    return [
+      e.stage,
+      e.step,
+      ...Object.keys(KINDS).flatMap((k) => [b[k].auc.toFixed(3), e[k].auc.toFixed(3)]),
+      pct(b.positive.acc),
+      pct(e.positive.acc),
+    ];
+  });
+  writeFileSync(
+    join(dir, 'compare.md'),
+    [
+      `<!-- written by packages/blip/scripts/scenes-report.mjs --baseline: this run ${config.command}; baseline ${base.config.command} -->`,
+      '',
+      `Held-out ITM at every step both runs evaluated (${config.heldOut} scenes, seed 1). Baseline: \`${base.config.command}\`. This run: \`${config.command}\`.`,
+      '',
+      `| ${cols.join(' | ')} |`,
+      `| ${cols.map((_, i) => (i < 1 ? '---' : '---:')).join(' | ')} |`,
+      ...lines.map((r) => `| ${r.join(' | ')} |`),
+      '',
+    ].join('\n'),
+  );
+  const near = { wrongAttribute: KINDS.wrongAttribute, keywordSoup: KINDS.keywordSoup };
+  await write(
+    chart(
+      Object.entries(near).flatMap(([k, name]) => [
+        { name: `baseline, vs ${name}`, points: base.evals.map((e) => ({ x: e.x, y: e[k].auc })) },
+        { name: `this run, vs ${name}`, points: evals.map((e) => ({ x: e.x, y: e[k].auc })) },
+      ]),
+      {
+        title: 'held-out ITM ROC AUC against near-misses: baseline vs this run',
+        yLabel: 'ROC AUC',
+        yRange: [0.4, 1],
+        hlines: [stageLine, { y: 0.5, label: 'no discrimination' }],
+      },
+    ),
+    'compare',
+  );
+}
+console.log(`${join(dir, 'table.md')}, rule.png, auc.png${baselineFile ? ', compare.md, compare.png' : ''}`);
