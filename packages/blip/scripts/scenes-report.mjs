@@ -57,7 +57,7 @@ const rows = ['pretrain', 'filter'].map((stage) => {
 });
 rows.splice(1, 0, [
   'captioner (LM only)',
-  String(config.options.captionerSteps),
+  done.captioner ? String(config.options.captionerSteps) : '–',
   done.captioner ? `${done.captioner.seconds.toFixed(0)} s` : '–',
 ]);
 const table = [
