@@ -40,7 +40,7 @@ export interface NativeInfo {
   blas: string;
   /** The OpenBLAS kernel family in use (OPENBLAS_CORETYPE picks it). */
   blasCore: string;
-  /** The int8 linear kernel picked for this CPU: "avx512-vnni" or "portable C". */
+  /** The int8 linear kernel picked for this CPU: "amx-int8", "avx512-vnni" or "portable C". */
   int8: string;
 }
 

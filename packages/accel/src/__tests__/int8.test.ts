@@ -1,9 +1,10 @@
 // VlInt8Pack + VlInt8Linear against a host reference of the same quantisation (per-output-row int8
 // weights, per-row int8 activations, exact integer dot products): shapes with tails in every blocked
-// dimension (outputs not a multiple of 32, inputs not a multiple of 4, rows across the 8-row blocks and
-// the 256-row chunks), zero rows, rank-3 inputs, no bias; the portable kernel (forced by
-// VL_ACCEL_INT8_PORTABLE in a child process) against the same reference; the error against float
-// matmul; the binding's checks. Without the binary the kernels are not registered.
+// dimension (outputs not a multiple of 32, inputs not a multiple of 4, rows across the 8-row blocks, the
+// AMX kernel's 16/32-row tiles and the 256-row chunks), zero rows, rank-3 inputs, no bias; the capped
+// kernels (VL_ACCEL_INT8_KERNEL in a child process) against the same reference, and AMX bit for bit
+// equal to VNNI (same integer sums, same epilogue); the error against float matmul; the binding's checks.
+// Without the binary the kernels are not registered.
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -96,11 +97,16 @@ const CASES: { m: number; n: number; k: number; bias: boolean; lead?: number[] }
   { m: 24, n: 70, k: 64, bias: true, lead: [2, 12] },
   { m: 300, n: 40, k: 13, bias: true },
   { m: 20, n: 40, k: 2100, bias: true }, // three input slices of 1024, the last partial
+  // Input widths that are multiples of 64 take the AMX kernel where it runs: 16-row and 32-row tiles,
+  // padded rows, several chunks, outputs past the last full block, one row (decoding).
+  { m: 300, n: 50, k: 128, bias: true },
+  { m: 33, n: 96, k: 192, bias: false, lead: [3, 11] },
+  { m: 1, n: 70, k: 768, bias: true },
 ];
 
 describe.runIf(status.available)('VlInt8Linear (native)', () => {
   it('reports the kernel it picked', () => {
-    expect(['avx512-vnni', 'portable C']).toContain(status.info?.int8);
+    expect(['amx-int8', 'avx512-vnni', 'portable C']).toContain(status.info?.int8);
   });
 
   it.each(CASES)('equals the host reference of the quantised arithmetic: m=$m n=$n k=$k bias=$bias', ({ m, n, k, bias, lead }) => {
@@ -163,8 +169,9 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
     expect(() => binding.int8Linear(heap, new Float64Array([4, 40, 4, 0, 512, -1, 128]))).toThrow(/int8Linear (y|packed)/);
   });
 
-  it('the portable kernel computes the same (the binary loaded in a child process with VL_ACCEL_INT8_PORTABLE=1)', () => {
-    // The binding on a plain ArrayBuffer heap: x at 0, weight after it, then bias, packed, y.
+  /** The binding on a plain ArrayBuffer heap in a child process whose kernel is capped by `env`. */
+  function runInChild(x: HostArray, w: HostArray, b: Float32Array, env: Record<string, string>): { kernel: string; y: Float32Array } {
+    // x at 0, weight after it, then bias, packed, y.
     const script = `
       const binding = require(process.argv[1]);
       const { x, w, b } = JSON.parse(require('fs').readFileSync(0, 'utf8'));
@@ -180,25 +187,49 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
       binding.int8Pack(heap, new Float64Array([n, k, offs[1], packedOff]));
       binding.int8Linear(heap, new Float64Array([m, n, k, offs[0], packedOff, offs[2], yOff]));
       console.log(JSON.stringify({ kernel: binding.info().int8, y: Array.from(new Float32Array(heap, yOff, m * n)) }));`;
-    const x = seeded([11, 2100], 8, -3, 3);
-    const w = seeded([45, 2100], 9);
-    const b = seeded([45], 10).values;
     const payload = JSON.stringify({
       x: { values: Array.from(x.values) },
       w: { values: Array.from(w.values), shape: w.shape },
       b: Array.from(b),
     });
+    const [n, k] = w.shape as [number, number];
     const path = (loadAccel() as { path: string }).path;
-    const r = spawnSync(process.execPath, ['-e', script, path, String(packedInt8Length(45, 2100))], {
+    const r = spawnSync(process.execPath, ['-e', script, path, String(packedInt8Length(n, k))], {
       input: payload,
       encoding: 'utf8',
-      env: { ...process.env, VL_ACCEL_INT8_PORTABLE: '1' },
+      env: { ...process.env, ...env },
     });
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { kernel: string; y: number[] };
-    expect(out.kernel).toBe('portable C');
-    expectMatches(Float32Array.from(out.y), reference(x, w, b));
+    return { kernel: out.kernel, y: Float32Array.from(out.y) };
+  }
+
+  it.each([
+    { env: { VL_ACCEL_INT8_PORTABLE: '1' }, kernel: 'portable C' },
+    { env: { VL_ACCEL_INT8_KERNEL: 'portable' }, kernel: 'portable C' },
+  ])('the portable kernel computes the same ($env)', ({ env, kernel }) => {
+    const x = seeded([11, 2100], 8, -3, 3);
+    const w = seeded([45, 2100], 9);
+    const b = seeded([45], 10).values;
+    const out = runInChild(x, w, b, env);
+    expect(out.kernel).toBe(kernel);
+    expectMatches(out.y, reference(x, w, b));
   });
+
+  it.runIf(status.info?.int8 === 'amx-int8')(
+    "AMX gives the VNNI kernel's outputs bit for bit (capped to avx512-vnni in a child process)",
+    () => {
+      const x = seeded([70, 768], 11, -3, 3);
+      const w = seeded([45, 768], 12);
+      const b = seeded([45], 13).values;
+      const vnni = runInChild(x, w, b, { VL_ACCEL_INT8_KERNEL: 'avx512-vnni' });
+      expect(vnni.kernel).toBe('avx512-vnni');
+      const amx = runInChild(x, w, b, {});
+      expect(amx.kernel).toBe('amx-int8');
+      expect(Array.from(amx.y)).toEqual(Array.from(vnni.y));
+      expectMatches(amx.y, reference(x, w, b));
+    },
+  );
 });
 
 it('registers the int8 kernels exactly when the binary loads', () => {

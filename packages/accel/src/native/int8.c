@@ -7,7 +7,12 @@
  * Packed weight layout (one buffer, so tfjs can own it as an int32 tensor):
  *   [np/16][kp/4][16][4] int8 weights (16 outputs × 4 inputs per 64-byte vector; padding is 0),
  *   then np float scales, then np int32 row sums (np = n rounded up to 32, kp = k rounded up to 4).
- * The integer sums are exact, so the VNNI and portable kernels differ only in the float epilogue's rounding (FMA contraction). */
+ * The integer sums are exact, so the kernels differ only in the float epilogue's rounding (FMA contraction); the AMX and VNNI
+ * kernels share their epilogue and give identical outputs.
+ *
+ * The layout is also what AMX's tdpbusd reads as its B operand: 16 consecutive 64-byte rows of one 16-output block are a
+ * 16 (inputs/4) × 64-byte tile, loaded in place with stride 64. So on CPUs with AMX-INT8 (Sapphire Rapids and later, once
+ * Linux has granted the process the tile state) the same packed buffer feeds 16×16×64 tile products. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +23,12 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define VL_X86 1
+#endif
+/* AMX intrinsics need GCC 11 / clang 12; the request for the tile state is Linux's arch_prctl. */
+#if defined(VL_X86) && defined(__x86_64__) && defined(__linux__) && ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 11))
+#include <sys/syscall.h>
+#include <unistd.h>
+#define VL_AMX 1
 #endif
 
 #define OUT_BLOCK 32 /* outputs per micro-kernel call: two vectors of 16 int32 */
@@ -102,6 +113,38 @@ static void quantize_row(const float *x, int64_t k, int64_t kp, uint8_t *u, floa
   }
   memset(u + k, 128, (size_t)(kp - k)); /* padded weights are 0: any value works, 128 keeps it tidy */
 }
+
+#ifdef VL_X86
+/* The same row quantisation with AVX-512: the division is IEEE and the rounding is to nearest even, as nearbyintf in
+ * the default rounding mode, so the bytes equal quantize_row's. */
+__attribute__((target("avx512f,avx512bw"))) static void quantize_row_avx512(const float *x, int64_t k, int64_t kp, uint8_t *u, float *scale) {
+  __m512 vmax = _mm512_setzero_ps();
+  int64_t c = 0;
+  for (; c + 16 <= k; c += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+  float amax = _mm512_reduce_max_ps(vmax);
+  for (; c < k; c++) amax = fmaxf(amax, fabsf(x[c]));
+  float s = amax / 127.f;
+  *scale = s;
+  if (s > 0.f) {
+    const __m512 vs = _mm512_set1_ps(s), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
+    const __m512i offset = _mm512_set1_epi32(128);
+    for (c = 0; c < k; c += 16) {
+      int64_t left = k - c;
+      __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+      __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(keep, x + c), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
+      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), offset);
+      _mm512_mask_cvtepi32_storeu_epi8(u + c, keep, q);
+    }
+  } else {
+    memset(u, 128, (size_t)k);
+  }
+  memset(u + k, 128, (size_t)(kp - k));
+}
+#endif
+
+typedef void (*quantize_fn)(const float *, int64_t, int64_t, uint8_t *, float *);
+static quantize_fn chosen_quantize = quantize_row;
 
 /* ---- the output epilogue, shared by both kernels so they round identically ---- */
 
@@ -227,23 +270,103 @@ VL_VNNI static void block_vnni(const packed_view *p, const uint8_t *u, const flo
 }
 #endif
 
+#ifdef VL_AMX
+#define VL_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni,amx-tile,amx-int8")))
+
+/* Tiles 0–3: int32 sums (16 rows × 16 outputs); 4–5: 16 rows × 64 u8 inputs; 6–7: 16 × 64-byte weight rows. */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} amx_config;
+
+VL_AMX_TARGET static void amx_configure(void) {
+  amx_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; t++) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+/* 16 or 32 rows (u padded with zero rows to a multiple of 16) × the 32 outputs of block nb, over all inputs, then
+ * the shared epilogue for the rows that exist. Needs kp % 64 == 0. */
+VL_AMX_TARGET static void amx_block(const packed_view *p, const uint8_t *u, const float *sx, int rows, int64_t nb, const float *bias,
+                                    float *y, int32_t *acc) {
+  const int64_t kp = p->kp, tiles = kp / 64;
+  const int8_t *w0 = p->w + (nb * 2) * kp * 16, *w1 = w0 + kp * 16;
+  _tile_zero(0);
+  _tile_zero(1);
+  if (rows > 16) {
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t t = 0; t < tiles; t++) {
+      _tile_loadd(4, u + 64 * t, kp);
+      _tile_loadd(5, u + 16 * kp + 64 * t, kp);
+      _tile_loadd(6, w0 + 1024 * t, 64);
+      _tile_loadd(7, w1 + 1024 * t, 64);
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbusd(2, 5, 6);
+      _tile_dpbusd(3, 5, 7);
+    }
+    _tile_stored(2, acc + 16 * OUT_BLOCK, OUT_BLOCK * 4);
+    _tile_stored(3, acc + 16 * OUT_BLOCK + 16, OUT_BLOCK * 4);
+  } else {
+    for (int64_t t = 0; t < tiles; t++) {
+      _tile_loadd(4, u + 64 * t, kp);
+      _tile_loadd(6, w0 + 1024 * t, 64);
+      _tile_loadd(7, w1 + 1024 * t, 64);
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+    }
+  }
+  _tile_stored(0, acc, OUT_BLOCK * 4);
+  _tile_stored(1, acc + 16, OUT_BLOCK * 4);
+  for (int r = 0; r < rows; r++)
+    store_vnni(p, _mm512_loadu_si512(acc + r * OUT_BLOCK), _mm512_loadu_si512(acc + r * OUT_BLOCK + 16), sx[r], nb, bias, y + r * p->n);
+}
+
+/* Linux hands out the 8 KB tile state only on request (once per process, for all its threads). */
+static int amx_available(void) {
+  if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vnni")) return 0;
+  unsigned a, b, c, d;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  if (!(d & (1u << 24)) || !(d & (1u << 25))) return 0; /* AMX-TILE, AMX-INT8 */
+  const long ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18;
+  return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+#endif
+
 typedef void (*block_fn)(const packed_view *, const uint8_t *, const float *, int, int64_t, const float *, float *, const k_slice *);
 
 static block_fn chosen_block = block_portable;
 static const char *chosen_name = "portable C";
+static int use_amx = 0; /* for layers whose input width is a multiple of 64; the others take chosen_block */
 
+/* The best kernel this CPU and OS allow. VL_ACCEL_INT8_KERNEL=avx512-vnni or portable (or the older
+ * VL_ACCEL_INT8_PORTABLE=1) caps it, for tests and comparisons. */
 void vl_int8_init(void) {
+  const char *cap = getenv("VL_ACCEL_INT8_KERNEL");
+  int portable = getenv("VL_ACCEL_INT8_PORTABLE") != NULL || (cap && strcmp(cap, "portable") == 0);
+  int no_amx = portable || (cap && strcmp(cap, "avx512-vnni") == 0);
 #ifdef VL_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) {
+  if (!portable && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) {
     chosen_block = block_vnni;
+    chosen_quantize = quantize_row_avx512;
     chosen_name = "avx512-vnni";
   }
 #endif
-  if (getenv("VL_ACCEL_INT8_PORTABLE")) {
-    chosen_block = block_portable;
-    chosen_name = "portable C";
+#ifdef VL_AMX
+  if (!no_amx && amx_available()) {
+    use_amx = 1;
+    chosen_name = "amx-int8";
   }
+#endif
+  (void)no_amx;
 }
 
 const char *vl_int8_kernel(void) { return chosen_name; }
@@ -261,7 +384,7 @@ typedef struct {
 static void quantize_task(void *ctx_, int task) {
   linear_ctx *c = (linear_ctx *)ctx_;
   int64_t lo = task * ROW_CHUNK, hi = lo + ROW_CHUNK < c->a->m ? lo + ROW_CHUNK : c->a->m;
-  for (int64_t r = lo; r < hi; r++) quantize_row(c->a->x + r * c->p.k, c->p.k, c->p.kp, c->u + r * c->p.kp, c->sx + r);
+  for (int64_t r = lo; r < hi; r++) chosen_quantize(c->a->x + r * c->p.k, c->p.k, c->p.kp, c->u + r * c->p.kp, c->sx + r);
 }
 
 static void gemm_task(void *ctx_, int task) {
@@ -283,12 +406,35 @@ static void gemm_task(void *ctx_, int task) {
   }
 }
 
+#ifdef VL_AMX
+/* The chunk's rows in blocks of 32 (16 at the end) for each of the group's output blocks, every input at once: the
+ * tiles hold the sums, so no input slicing. Each thread sets its own tile configuration. */
+VL_AMX_TARGET static void gemm_task_amx(void *ctx_, int task) {
+  linear_ctx *c = (linear_ctx *)ctx_;
+  int64_t chunk = task / c->groups, group = task % c->groups;
+  int64_t r0 = chunk * ROW_CHUNK, r1 = r0 + ROW_CHUNK < c->a->m ? r0 + ROW_CHUNK : c->a->m;
+  int64_t b0 = group * c->blocks / c->groups, b1 = (group + 1) * c->blocks / c->groups;
+  int32_t acc[32 * OUT_BLOCK];
+  amx_configure();
+  for (int64_t nb = b0; nb < b1; nb++) {
+    for (int64_t r = r0; r < r1; r += 32) {
+      int rows = (int)(r1 - r < 32 ? r1 - r : 32);
+      amx_block(&c->p, c->u + r * c->p.kp, c->sx + r, rows, nb, c->a->bias, c->a->y + r * c->p.n, acc);
+    }
+  }
+  _tile_release();
+}
+#endif
+
 int vl_int8_linear(const vl_int8_linear_args *a) {
   linear_ctx c;
   c.a = a;
   c.p = view_of(a->packed, a->n, a->k);
   if (a->m == 0 || a->n == 0) return 0;
-  c.u = (uint8_t *)malloc((size_t)(a->m * c.p.kp));
+  int amx = use_amx && c.p.kp % 64 == 0;
+  /* AMX reads rows in tiles of 16: the rows past m are zeros (they only produce sums nobody stores). */
+  int64_t rows_alloc = amx ? round_up(a->m, 16) : a->m;
+  c.u = (uint8_t *)malloc((size_t)(rows_alloc * c.p.kp));
   c.sx = (float *)malloc((size_t)a->m * sizeof(float));
   if (!c.u || !c.sx) {
     free(c.u);
@@ -301,8 +447,14 @@ int vl_int8_linear(const vl_int8_linear_args *a) {
   int64_t want = 2 * vl_pool_threads();
   c.groups = c.chunks >= want ? 1 : (want + c.chunks - 1) / c.chunks;
   if (c.groups > c.blocks) c.groups = c.blocks;
+  if (rows_alloc > a->m) memset(c.u + a->m * c.p.kp, 0, (size_t)((rows_alloc - a->m) * c.p.kp));
   vl_parallel_for(quantize_task, &c, (int)c.chunks);
-  vl_parallel_for(gemm_task, &c, (int)(c.chunks * c.groups));
+#ifdef VL_AMX
+  if (amx) {
+    vl_parallel_for(gemm_task_amx, &c, (int)(c.chunks * c.groups));
+  } else
+#endif
+    vl_parallel_for(gemm_task, &c, (int)(c.chunks * c.groups));
   free(c.u);
   free(c.sx);
   return 0;
