@@ -170,7 +170,12 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
   });
 
   /** The binding on a plain ArrayBuffer heap in a child process whose kernel is capped by `env`. */
-  function runInChild(x: HostArray, w: HostArray, b: Float32Array, env: Record<string, string>): { kernel: string; y: Float32Array } {
+  function runInChild(
+    x: HostArray,
+    w: HostArray,
+    b: Float32Array,
+    env: Record<string, string>,
+  ): { kernel: string; packed: number[]; y: Float32Array } {
     // x at 0, weight after it, then bias, packed, y.
     const script = `
       const binding = require(process.argv[1]);
@@ -186,7 +191,8 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
       new Float32Array(heap, offs[2], n).set(b);
       binding.int8Pack(heap, new Float64Array([n, k, offs[1], packedOff]));
       binding.int8Linear(heap, new Float64Array([m, n, k, offs[0], packedOff, offs[2], yOff]));
-      console.log(JSON.stringify({ kernel: binding.info().int8, y: Array.from(new Float32Array(heap, yOff, m * n)) }));`;
+      const packed = Array.from(new Int32Array(heap, packedOff, packedBytes / 4));
+      console.log(JSON.stringify({ kernel: binding.info().int8, packed, y: Array.from(new Float32Array(heap, yOff, m * n)) }));`;
     const payload = JSON.stringify({
       x: { values: Array.from(x.values) },
       w: { values: Array.from(w.values), shape: w.shape },
@@ -200,11 +206,11 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
       env: { ...process.env, ...env },
     });
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { kernel: string; y: number[] };
-    return { kernel: out.kernel, y: Float32Array.from(out.y) };
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { kernel: string; packed: number[]; y: number[] };
+    return { kernel: out.kernel, packed: out.packed, y: Float32Array.from(out.y) };
   }
 
-  it.each([
+  it.each<{ env: Record<string, string>; kernel: string }>([
     { env: { VL_ACCEL_INT8_PORTABLE: '1' }, kernel: 'portable C' },
     { env: { VL_ACCEL_INT8_KERNEL: 'portable' }, kernel: 'portable C' },
   ])('the portable kernel computes the same ($env)', ({ env, kernel }) => {
@@ -214,6 +220,12 @@ describe.runIf(status.available)('VlInt8Linear (native)', () => {
     const out = runInChild(x, w, b, env);
     expect(out.kernel).toBe(kernel);
     expectMatches(out.y, reference(x, w, b));
+    // The portable packing writes the bytes this process's (possibly AVX-512) packing writes.
+    const here = tf.tidy(() => {
+      const packed = tf.engine().runKernel(ACCEL_KERNELS.int8Pack, { weight: tf.tensor(w.values, w.shape) }) as tf.Tensor;
+      return Array.from(packed.dataSync());
+    });
+    expect(here).toEqual(out.packed);
   });
 
   it.runIf(status.info?.int8 === 'amx-int8')(
