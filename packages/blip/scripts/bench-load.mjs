@@ -8,7 +8,9 @@
 // With --base DIR (another built checkout, e.g. a worktree of main after `npm ci && npm run build` and the
 // accel native build), every sample is also taken with that checkout's packages, alternating with this
 // one's, so before and after share the machine's load.
-// usage: node packages/blip/scripts/bench-load.mjs CAPTIONER_DIR FILTER_DIR [--reps 3] [--base DIR] [--json OUT]
+// With --cold, the OS page cache is dropped before every sample (root only: /proc/sys/vm/drop_caches), so each
+// load reads its files from the disk, as the first run after a reboot or a download does.
+// usage: node packages/blip/scripts/bench-load.mjs CAPTIONER_DIR FILTER_DIR [--reps 3] [--base DIR] [--cold] [--json OUT]
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -55,7 +57,7 @@ if (args[0] === '--child') {
 
 const [captionerDir, filterDir] = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
 if (!captionerDir || !filterDir) {
-  console.error('usage: node packages/blip/scripts/bench-load.mjs CAPTIONER_DIR FILTER_DIR [--reps 3] [--base DIR] [--json OUT]');
+  console.error('usage: node packages/blip/scripts/bench-load.mjs CAPTIONER_DIR FILTER_DIR [--reps 3] [--base DIR] [--cold] [--json OUT]');
   process.exit(2);
 }
 const reps = Number(flag('reps', '3'));
@@ -63,6 +65,17 @@ const self = fileURLToPath(import.meta.url);
 const here = fileURLToPath(new URL('../../../', import.meta.url));
 const base = flag('base', null);
 const roots = base ? { before: resolve(base), after: here } : { current: here };
+const cold = args.includes('--cold');
+/** Empties the page cache (after writing back dirty pages) so the next read comes from the disk. */
+function dropPageCache() {
+  spawnSync('sync');
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '3');
+  } catch (e) {
+    console.error(`--cold needs to write /proc/sys/vm/drop_caches (root on Linux): ${e.message}`);
+    process.exit(2);
+  }
+}
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const fmt = (x) => x.toFixed(2);
 
@@ -73,6 +86,7 @@ let info = null;
 for (let r = 0; r < reps; r++) {
   for (const mode of ['captioner', 'filter', 'both']) {
     for (const [label, root] of Object.entries(roots)) {
+      if (cold) dropPageCache();
       const run = spawnSync(process.execPath, [self, '--child', mode, captionerDir, filterDir, root], { encoding: 'utf8' });
       if (run.status !== 0) {
         console.error(run.stdout, run.stderr);
@@ -86,62 +100,28 @@ for (let r = 0; r < reps; r++) {
 const load1 = loadavg()[0];
 const row = (label, xs) =>
   `  ${label.padEnd(26)} median ${fmt(median(xs))} s   min ${fmt(Math.min(...xs))} s   (${xs.map(fmt).join(', ')})`;
-console.log(`backend ${info.backend}${info.accel ? ' + @vl/accel' : ''}; ${reps} fresh processes per mode and checkout`);
+console.log(
+  `backend ${info.backend}${info.accel ? ' + @vl/accel' : ''}; ${reps} fresh processes per mode and checkout` +
+    (cold ? '; page cache dropped before each' : ''),
+);
 for (const [label, root] of Object.entries(roots)) {
   const s = samples[label];
   console.log(`${label} (${root}):`);
-  console.log(
-    row(
-      'captioner alone',
-      s.captioner.map((x) => x.seconds.captioner),
-    ),
-  );
-  console.log(
-    row(
-      'filter alone',
-      s.filter.map((x) => x.seconds.filter),
-    ),
-  );
-  console.log(
-    row(
-      'captioner (concurrent)',
-      s.both.map((x) => x.seconds.captioner),
-    ),
-  );
-  console.log(
-    row(
-      'filter (concurrent)',
-      s.both.map((x) => x.seconds.filter),
-    ),
-  );
-  console.log(
-    row(
-      'both (concurrent, wall)',
-      s.both.map((x) => x.both),
-    ),
-  );
-  console.log(
-    row(
-      'CPU, captioner alone',
-      s.captioner.map((x) => x.cpuSeconds),
-    ),
-  );
-  console.log(
-    row(
-      'CPU, filter alone',
-      s.filter.map((x) => x.cpuSeconds),
-    ),
-  );
-  console.log(
-    row(
-      'CPU, both concurrent',
-      s.both.map((x) => x.cpuSeconds),
-    ),
-  );
+  const rows = [
+    ['captioner alone', s.captioner, (x) => x.seconds.captioner],
+    ['filter alone', s.filter, (x) => x.seconds.filter],
+    ['captioner (concurrent)', s.both, (x) => x.seconds.captioner],
+    ['filter (concurrent)', s.both, (x) => x.seconds.filter],
+    ['both (concurrent, wall)', s.both, (x) => x.both],
+    ['CPU, captioner alone', s.captioner, (x) => x.cpuSeconds],
+    ['CPU, filter alone', s.filter, (x) => x.cpuSeconds],
+    ['CPU, both concurrent', s.both, (x) => x.cpuSeconds],
+  ];
+  for (const [name, xs, pick] of rows) console.log(row(name, xs.map(pick)));
 }
 console.log(`load average (1 min): ${load0.toFixed(2)} at the start, ${load1.toFixed(2)} at the end`);
 const out = flag('json', null);
 if (out) {
-  const json = { reps, roots, loadAverage: [load0, load1], backend: info.backend, accel: info.accel, samples };
+  const json = { reps, cold, roots, loadAverage: [load0, load1], backend: info.backend, accel: info.accel, samples };
   writeFileSync(out, JSON.stringify(json, null, 2) + '\n');
 }
