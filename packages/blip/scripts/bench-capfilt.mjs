@@ -40,6 +40,28 @@ const load0 = loadavg()[0];
 console.log(`making the inputs in ${dir} (reused when present) ...`);
 const paths = await capfiltBenchData(dir, images);
 
+/** GFLOP per image that no schedule avoids: both vision towers and the image's cross-attention keys and values
+ * in both models (decoding and the captions' text side come on top). Multiply-adds count 2. */
+function fixedGflopsPerImage(config) {
+  const v = config.vision_config;
+  const t = config.text_config;
+  const patches = (v.image_size / v.patch_size) ** 2;
+  const tokens = patches + 1;
+  const layer = 2 * tokens * (4 * v.hidden_size ** 2 + 2 * v.hidden_size * v.intermediate_size) + 4 * tokens ** 2 * v.hidden_size;
+  const tower = v.num_hidden_layers * layer + 2 * patches * v.num_channels * v.patch_size ** 2 * v.hidden_size;
+  const crossKeysValues = t.num_hidden_layers * 2 * 2 * tokens * t.encoder_hidden_size * t.hidden_size;
+  return (2 * (tower + crossKeysValues)) / 1e9;
+}
+const fixedGflops = fixedGflopsPerImage(JSON.parse(readFileSync(join(paths.captioner, 'config.json'), 'utf8')));
+// This machine's fp32 FMA peak in the same run (a C loop; needs a C compiler): what fp32 could reach at best.
+const peak = await import('@vl/cli')
+  .then((m) => m.measurePeak(false, (why) => console.log(why)))
+  .catch((e) => (console.log(`no FMA peak: ${e.message}`), null));
+if (peak)
+  console.log(
+    `fp32 FMA peak: ${peak.allThreadsGflops.toFixed(0)} GFLOP/s (${peak.threads} threads), ${fixedGflops.toFixed(0)} GFLOP per image fixed`,
+  );
+
 function referenceMissing() {
   const torch = spawnSync(python, ['-c', 'import torch, numpy, PIL; print(torch.__version__)'], { encoding: 'utf8' });
   if (torch.status !== 0)
@@ -179,6 +201,9 @@ const result = {
     work: 'one nucleus caption per image (top-p 0.9, 20 tokens max), ITM on the original and the synthetic caption',
   },
   kernels,
+  peak,
+  fixedGflopsPerImage: Number(fixedGflops.toFixed(1)),
+  fp32BoundImagesPerSecond: peak ? Number((peak.allThreadsGflops / fixedGflops).toFixed(3)) : null,
   vl,
   vlInt8,
   reference,
@@ -202,6 +227,11 @@ if (!args.includes('--no-write')) {
       ? [
           `| \`--int8\` images/s (${kernels.int8} kernel) | ${f(vlInt8.imagesPerSecond, 3)} | ${f(reference?.imagesPerSecond, 3)} | ${result.ratioInt8 === null ? '—' : `${result.ratioInt8}×`} |`,
           `| \`--int8\` loading both models + quantising, s | ${f(vlInt8.loadSeconds, 1)} (quantising ${f(vlInt8.quantiseSeconds, 1)}) | | |`,
+        ]
+      : []),
+    ...(peak
+      ? [
+          `| fp32 bound: FMA peak ${f(peak.allThreadsGflops, 0)} GFLOP/s (same run) ÷ ${f(fixedGflops, 0)} GFLOP per image (vision towers + cross-attention keys/values, both models) | ≤ ${f(result.fp32BoundImagesPerSecond, 3)} | | ${reference ? `${f(result.fp32BoundImagesPerSecond / reference.imagesPerSecond, 2)}×` : '—'} |`,
         ]
       : []),
     '',
