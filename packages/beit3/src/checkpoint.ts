@@ -7,7 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, interpolatePositionEmbedding, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
+import { type HostTensor, interpolatePositionEmbedding, reserveWasmHeap, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type Beit3Config, beit3ConfigFromJson, beit3ConfigToJson, beit3Dims, type Beit3Task } from './config.js';
 import { type Beit3Model, buildBeit3, POSITION_OFFSET } from './model.js';
@@ -76,6 +76,13 @@ function interpolateVisionPositions(dict: Map<string, StateEntry>, numVisionToke
   return `vision positions interpolated from ${from}×${from} to ${to}×${to} patches (bicubic, as utils.load_model_and_may_interpolate does)`;
 }
 
+/** Heap bytes a model holding `dict` needs: 4 per element, plus a margin for the allocator (as @vl/blip's loader). */
+export function beit3HeapBytes(dict: ReadonlyMap<string, { shape: readonly number[] }>): number {
+  let elements = 0;
+  for (const t of dict.values()) elements += t.shape.reduce((a, b) => a * b, 1);
+  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
+}
+
 export interface LoadBeit3Options {
   /** The config to build instead of the `config.json` next to the weights. */
   config?: Beit3Config;
@@ -97,7 +104,10 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
   }
   const folder = info.isFile() ? dirname(path) : path;
   const config = options.config ?? (await readBeit3Config(folder));
-  const { tensors, report } = await readCheckpoint(path);
+  // Loaded right below: F32 safetensors data goes from the file straight into the variables' wasm memory
+  // (core's deferData). A released .pth is a pickle whose storages core decodes into arrays first (zip
+  // entries, strides, other dtypes), so it takes the ordinary copy path, with the same values.
+  const { tensors, report } = await readCheckpoint(path, { deferData: true });
   const source = report.files.join(', ');
   const dict = fromOfficialStateDict(tensors);
   const dims = beit3Dims(config);
@@ -130,8 +140,12 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
   }
   const notes: string[] = [];
   if (report.skipped.length) notes.push(`non-tensor entries left out: ${report.skipped.join(', ')}`);
+  // A table of another grid is read into JS and resized (bicubic) before it lands: that one takes the copy path.
   const resized = interpolateVisionPositions(dict, dims.numVisionTokens, source);
   if (resized) notes.push(resized);
+  // Grow the wasm heap once for the whole model (each growth is a full GC), right before the build in the
+  // same synchronous stretch so a concurrent load cannot take the space.
+  reserveWasmHeap(beit3HeapBytes(dict));
   // The strict load below overwrites every parameter: build without drawing random weights.
   const model = withoutWeightInit(() => buildBeit3(config));
   try {

@@ -7,7 +7,16 @@
 import { copyFile, mkdir } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { type BertTokenizer, DataReport, type ObjectivesConfig, Rng, type StateEntry, VlError } from '@vl/core';
+import {
+  type BertTokenizer,
+  DataReport,
+  type ObjectivesConfig,
+  reserveWasmHeap,
+  Rng,
+  type StateEntry,
+  VlError,
+  withoutWeightInit,
+} from '@vl/core';
 import {
   createDataLoader,
   loadBertTokenizer,
@@ -27,6 +36,7 @@ import {
 import { BEIT3_IMAGE_NORM, beit3ConfigFromJson, beit3ConfigToJson, beit3Preset, type Beit3PresetName } from './config.js';
 import { type Beit3MdmBatch, type Beit3MdmConfig, Beit3ForMaskedDataModeling, Beit3MdmPretrainer, type MdmMaskingOptions } from './mdm.js';
 import type { Beit3Wrapper } from './model.js';
+import { beit3HeapBytes } from './checkpoint.js';
 
 /** Texts are padded to this on the tiny preset (the synthetic captions fit; tiny has 62 text positions). */
 export const BEIT3_MDM_TINY_TEXT_LEN = 24;
@@ -76,9 +86,13 @@ async function readMdmConfig(dir: string): Promise<Beit3MdmConfig> {
 /** Reads an MDM model folder (strict). Comes back in eval mode. */
 export async function loadBeit3Mdm(dir: string): Promise<Beit3ForMaskedDataModeling> {
   const folder = beit3ModelDir(dir);
-  const model = new Beit3ForMaskedDataModeling(await readMdmConfig(folder));
+  const config = await readMdmConfig(folder);
+  // As loadBeit3: F32 safetensors data straight into the variables (a .pth takes the copy path), the heap grown
+  // once, and no random weights drawn for a strict load to overwrite.
+  const { tensors, report } = await readCheckpoint(folder, { deferData: true });
+  reserveWasmHeap(beit3HeapBytes(tensors));
+  const model = withoutWeightInit(() => new Beit3ForMaskedDataModeling(config));
   try {
-    const { tensors, report } = await readCheckpoint(folder);
     model.loadStateDict(tensors, { source: report.files.join(', ') });
   } catch (err) {
     model.dispose();
@@ -100,7 +114,9 @@ export async function loadBeit3Backbone(
   options: { heads?: readonly string[] } = {},
 ): Promise<{ loaded: number; from: string }> {
   const folder = beit3ModelDir(dir);
-  const { tensors } = await readCheckpoint(folder);
+  // Only the backbone (and `heads`) is read, each straight into the target's variable on wasm (core's deferData;
+  // safetensors only). The target was built with drawn weights by the caller: its other heads stay as built.
+  const { tensors } = await readCheckpoint(folder, { deferData: true });
   const prefixes = ['beit3.', ...(options.heads ?? [])];
   const backbone = new Map<string, StateEntry>([...tensors].filter(([k]) => prefixes.some((p) => k.startsWith(p))));
   target.loadStateDict(backbone, { strict: false, source: folder });

@@ -7,7 +7,7 @@
 // VlError('STATE_DICT_MISMATCH') that lists them all, and nothing is loaded.
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type HostTensor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
+import { type HostTensor, reserveWasmHeap, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type VlmoConfig, vlmoConfigFromJson, vlmoConfigToJson } from './config.js';
 import { Vlmo } from './model.js';
@@ -64,6 +64,13 @@ function cutPositionRows(dict: Map<string, StateEntry>, maxTextLen: number, note
   notes.push(`text position rows cut from ${rows} to max_text_len ${maxTextLen} (as VLMo's loader does)`);
 }
 
+/** Heap bytes a model holding `dict` needs: 4 per element, plus a margin for the allocator (as @vl/blip's loader). */
+function heapBytesFor(dict: ReadonlyMap<string, { shape: readonly number[] }>): number {
+  let elements = 0;
+  for (const t of dict.values()) elements += t.shape.reduce((a, b) => a * b, 1);
+  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
+}
+
 /** Reads `dir/config.json` (validated). */
 export async function readVlmoConfig(dir: string): Promise<VlmoConfig> {
   const path = join(dir, 'config.json');
@@ -92,7 +99,11 @@ export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Pro
   const folder = info.isFile() ? dirname(path) : path;
   const config = options.config ?? (await readVlmoConfig(folder));
   const legacy: string[] = [];
+  // Loaded right below: F32 safetensors data goes from the file straight into the variables' wasm memory
+  // (core's deferData). A .pth is a pickle whose storages core decodes into arrays first (zip entries,
+  // strides, I64 buffers), so it takes the ordinary copy path, with the same values.
   const { tensors, report } = await readCheckpoint(path, {
+    deferData: true,
     filter: (name) => {
       if (!LEGACY.has(name)) return true;
       legacy.push(name);
@@ -104,9 +115,13 @@ export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Pro
   const notes: string[] = [];
   if (legacy.length) notes.push(`skipped ${legacy.length} legacy index buffer(s) that VLMo rebuilds: ${legacy.join(', ')}`);
   if (report.skipped.length) notes.push(`non-tensor entries left out: ${report.skipped.join(', ')}`);
+  // Grow the wasm heap once for the whole model (each growth is a full GC), right before the build in the
+  // same synchronous stretch so a concurrent load cannot take the space.
+  reserveWasmHeap(heapBytesFor(dict));
   // The strict load below overwrites every parameter: build without drawing random weights.
   const model = withoutWeightInit(() => new Vlmo(config));
   try {
+    // Cutting rows reads that one tensor into JS (a spread copy reads a deferred tensor's data): a small table.
     cutPositionRows(dict, model.dims.maxTextLen, notes);
     model.loadStateDict(dict, { source });
   } catch (err) {

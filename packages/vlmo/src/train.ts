@@ -122,7 +122,9 @@ export function vlmoModelDir(dir: string): string {
  */
 export async function loadVlmoInit(model: Vlmo, dir: string): Promise<VlmoInitReport> {
   const from = vlmoModelDir(dir);
-  const { tensors } = await readCheckpoint(from);
+  // Only the keys the model shares are read, each straight into its variable on wasm (core's deferData; safetensors
+  // only). The model itself is built by the caller with drawn weights: the keys the file lacks stay fresh.
+  const { tensors } = await readCheckpoint(from, { deferData: true });
   const file = fromOfficialStateDict(tensors);
   const ours = model.stateDict();
   // An NLVR2 model widens token_type_embeddings to 3 rows; from a 2-row checkpoint row 2 copies row 1, as VLMo.__init__ does.

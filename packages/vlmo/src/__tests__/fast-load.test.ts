@@ -1,0 +1,118 @@
+// loadVlmo's fast path (safetensors data read straight into the variables, no random init, the wasm heap grown
+// once) against the path it replaced (the whole file read into JS arrays, a model with drawn weights, then
+// loadStateDict), on cpu and wasm: the same bits in every tensor, no tensor left behind, and a damaged file still
+// a typed error that names it.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { initRuntime, isDeferredHostTensor, isVlError, Module } from '@vl/core';
+import { readCheckpoint } from '@vl/core/node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { fromOfficialStateDict, loadVlmo, readVlmoConfig, VLMO_LEGACY_KEYS } from '../checkpoint.js';
+import { Vlmo } from '../model.js';
+
+const FIXTURES = fileURLToPath(new URL('../../../../fixtures/vlmo-official/', import.meta.url));
+
+/** Every tensor of the state dict as raw bits (float32 NaN payloads and -0 included). */
+function stateBits(m: Module): Map<string, number[]> {
+  return new Map(
+    [...m.stateDict()].map(([k, t]) => {
+      const d = t.dataSync();
+      return [k, d instanceof Float32Array ? [...new Uint32Array(d.buffer, d.byteOffset, d.length)] : [...d]];
+    }),
+  );
+}
+
+/**
+ * Runs `load`, watching its loadStateDict: how many values came still in their file (deferred, read straight into
+ * memory), and how many parameters kept their memory (on wasm host data is written in place; elsewhere assign
+ * gives each parameter new data).
+ */
+async function watchLoad<M extends Module>(
+  load: () => Promise<M>,
+): Promise<{ model: M; deferred: number; inPlace: number; parameters: number }> {
+  const seen = { deferred: 0, inPlace: 0, parameters: 0 };
+  const original = Module.prototype.loadStateDict;
+  const spy = vi.spyOn(Module.prototype, 'loadStateDict').mockImplementation(function (this: Module, ...args) {
+    const [dict] = args;
+    seen.deferred += [...(dict instanceof Map ? dict.values() : Object.values(dict))].filter(isDeferredHostTensor).length;
+    const ids = this.namedParameters().map(([, p]) => p.dataId);
+    const report = original.apply(this, args);
+    const after = this.namedParameters().map(([, p]) => p.dataId);
+    seen.parameters += ids.length;
+    seen.inPlace += ids.filter((id, i) => id === after[i]).length;
+    return report;
+  });
+  try {
+    return { model: await load(), ...seen };
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+/** The path before: every tensor read into JS, a model built with drawn weights, then a strict load. */
+async function loadThePreviousWay(dir: string): Promise<Vlmo> {
+  const { tensors } = await readCheckpoint(join(dir, 'model.safetensors'), { filter: (k) => !VLMO_LEGACY_KEYS.includes(k) });
+  const model = new Vlmo(await readVlmoConfig(dir));
+  model.loadStateDict(fromOfficialStateDict(tensors));
+  return model.eval();
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'vlmo-fast-load-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+for (const backend of ['cpu', 'wasm'] as const) {
+  describe(`loadVlmo on ${backend}`, () => {
+    beforeAll(async () => {
+      await initRuntime({ backend });
+    });
+
+    for (const name of ['vlmo-seed0', 'vlmo-plus-seed4']) {
+      it(`${name}: the same bits as the previous path and as the .pth; no tensor left behind`, async () => {
+        const dir = join(FIXTURES, name);
+        const before = tf.memory().numTensors;
+        const { model: fast, deferred, inPlace, parameters } = await watchLoad(() => loadVlmo(dir));
+        // Every F32 tensor stayed in the file until loaded (all but the I64 position_ids, decoded at once).
+        expect(deferred).toBe(parameters);
+        expect(inPlace).toBe(backend === 'wasm' ? parameters : 0);
+        const owned = tf.memory().numTensors - before;
+        const previous = await loadThePreviousWay(dir);
+        const pth = await loadVlmo(join(dir, 'pytorch_model.pth'));
+        // The load made only the model's own tensors (the same count as the previous path's model).
+        expect(tf.memory().numTensors - before).toBe(3 * owned);
+        const bits = stateBits(fast);
+        expect(bits.size).toBeGreaterThan(50);
+        expect(bits).toEqual(stateBits(previous));
+        expect(bits).toEqual(stateBits(pth));
+        for (const m of [fast, previous, pth]) m.dispose();
+        expect(tf.memory().numTensors).toBe(before);
+      });
+    }
+
+    it('a truncated or corrupt model.safetensors is SAFETENSORS_INVALID naming the file; nothing is left allocated', async () => {
+      const src = join(FIXTURES, 'vlmo-seed0');
+      const bytes = readFileSync(join(src, 'model.safetensors'));
+      const corrupt = Buffer.from(bytes);
+      corrupt.writeUInt32LE(0xffffff, 0); // a header length past the end of the file
+      for (const [label, content] of [
+        ['truncated', bytes.subarray(0, bytes.length - 100)],
+        ['corrupt', corrupt],
+      ] as const) {
+        const dir = join(tmp, `${backend}-${label}`);
+        mkdirSync(dir, { recursive: true });
+        copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
+        const file = join(dir, 'model.safetensors');
+        writeFileSync(file, content);
+        const before = tf.memory().numTensors;
+        const error = await loadVlmo(dir).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(isVlError(error) && error.code === 'SAFETENSORS_INVALID' && error.subject === file, String(error)).toBe(true);
+        expect(tf.memory().numTensors).toBe(before);
+      }
+    });
+  });
+}
