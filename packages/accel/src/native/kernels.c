@@ -1,6 +1,6 @@
 /* Native kernels on raw float pointers: batched OpenBLAS sgemm with a fused epilogue, and the
- * element-wise kernels of elementwise.inc, compiled twice (AVX2+FMA and baseline x86-64) and
- * picked at load time, so one prebuilt binary runs on any x86-64 CPU. Work is split over the
+ * element-wise kernels of elementwise.inc, compiled three times (AVX-512, AVX2+FMA and baseline
+ * x86-64) and picked at load time, so one prebuilt binary runs on any x86-64 CPU. Work is split over the
  * thread pool; OpenBLAS itself runs single-threaded inside each task. */
 #include "kernels.h"
 
@@ -23,12 +23,21 @@
 #undef VL_SUFFIX
 #pragma GCC pop_options
 #define VL_HAVE_AVX2_BUILD 1
+/* 16 floats per vector: the exp/erf polynomials and the row reductions do half the instructions. Sums
+ * over a row are added in another order than the AVX2 build's (last-bit differences, no more). */
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512")
+#define VL_SUFFIX _avx512
+#include "elementwise.inc"
+#undef VL_SUFFIX
+#pragma GCC pop_options
 #endif
 
-static int use_avx2 = 0;
+static int use_avx2 = 0, use_avx512 = 0;
 
 #ifdef VL_HAVE_AVX2_BUILD
-#define DISPATCH(name, ...) (use_avx2 ? name##_avx2(__VA_ARGS__) : name##_generic(__VA_ARGS__))
+#define DISPATCH(name, ...) \
+  (use_avx512 ? name##_avx512(__VA_ARGS__) : use_avx2 ? name##_avx2(__VA_ARGS__) : name##_generic(__VA_ARGS__))
 #else
 #define DISPATCH(name, ...) name##_generic(__VA_ARGS__)
 #endif
@@ -36,13 +45,18 @@ static int use_avx2 = 0;
 void vl_kernels_init(void) {
 #ifdef VL_HAVE_AVX2_BUILD
   __builtin_cpu_init();
-  use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  /* VL_ACCEL_SIMD=avx2 or baseline caps the build (tests compare them; read once, at load). */
+  const char *cap = getenv("VL_ACCEL_SIMD");
+  int baseline = cap && strcmp(cap, "baseline") == 0;
+  use_avx2 = !baseline && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  use_avx512 = use_avx2 && !(cap && strcmp(cap, "avx2") == 0) && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
 #endif
   /* Our pool parallelises; OpenBLAS's own threads would compete with it for the same cores. */
   openblas_set_num_threads(1);
 }
 
-const char *vl_kernels_simd(void) { return use_avx2 ? "avx2+fma" : "x86-64 baseline"; }
+const char *vl_kernels_simd(void) { return use_avx512 ? "avx512" : use_avx2 ? "avx2+fma" : "x86-64 baseline"; }
 const char *vl_blas_config(void) { return openblas_get_config(); }
 const char *vl_blas_core(void) { return openblas_get_corename(); }
 
