@@ -7,7 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { type HostTensor, interpolatePositionEmbedding, reserveWasmHeap, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
+import { type HostTensor, interpolatePositionEmbedding, reserveWasmHeapFor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type Beit3Config, beit3ConfigFromJson, beit3ConfigToJson, beit3Dims, type Beit3Task } from './config.js';
 import { type Beit3Model, buildBeit3, POSITION_OFFSET } from './model.js';
@@ -76,13 +76,6 @@ function interpolateVisionPositions(dict: Map<string, StateEntry>, numVisionToke
   return `vision positions interpolated from ${from}×${from} to ${to}×${to} patches (bicubic, as utils.load_model_and_may_interpolate does)`;
 }
 
-/** Heap bytes a model holding `dict` needs: 4 per element, plus a margin for the allocator (as @vl/blip's loader). */
-export function beit3HeapBytes(dict: ReadonlyMap<string, { shape: readonly number[] }>): number {
-  let elements = 0;
-  for (const t of dict.values()) elements += t.shape.reduce((a, b) => a * b, 1);
-  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
-}
-
 export interface LoadBeit3Options {
   /** The config to build instead of the `config.json` next to the weights. */
   config?: Beit3Config;
@@ -145,7 +138,7 @@ export async function loadBeit3(path: string, options: LoadBeit3Options = {}): P
   if (resized) notes.push(resized);
   // Grow the wasm heap once for the whole model (each growth is a full GC), right before the build in the
   // same synchronous stretch so a concurrent load cannot take the space.
-  reserveWasmHeap(beit3HeapBytes(dict));
+  reserveWasmHeapFor(dict);
   // The strict load below overwrites every parameter: build without drawing random weights.
   const model = withoutWeightInit(() => buildBeit3(config));
   try {

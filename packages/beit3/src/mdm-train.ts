@@ -11,7 +11,7 @@ import {
   type BertTokenizer,
   DataReport,
   type ObjectivesConfig,
-  reserveWasmHeap,
+  reserveWasmHeapFor,
   Rng,
   type StateEntry,
   VlError,
@@ -36,7 +36,6 @@ import {
 import { BEIT3_IMAGE_NORM, beit3ConfigFromJson, beit3ConfigToJson, beit3Preset, type Beit3PresetName } from './config.js';
 import { type Beit3MdmBatch, type Beit3MdmConfig, Beit3ForMaskedDataModeling, Beit3MdmPretrainer, type MdmMaskingOptions } from './mdm.js';
 import type { Beit3Wrapper } from './model.js';
-import { beit3HeapBytes } from './checkpoint.js';
 
 /** Texts are padded to this on the tiny preset (the synthetic captions fit; tiny has 62 text positions). */
 export const BEIT3_MDM_TINY_TEXT_LEN = 24;
@@ -90,7 +89,7 @@ export async function loadBeit3Mdm(dir: string): Promise<Beit3ForMaskedDataModel
   // As loadBeit3: F32 safetensors data straight into the variables (a .pth takes the copy path), the heap grown
   // once, and no random weights drawn for a strict load to overwrite.
   const { tensors, report } = await readCheckpoint(folder, { deferData: true });
-  reserveWasmHeap(beit3HeapBytes(tensors));
+  reserveWasmHeapFor(tensors);
   const model = withoutWeightInit(() => new Beit3ForMaskedDataModeling(config));
   try {
     model.loadStateDict(tensors, { source: report.files.join(', ') });

@@ -15,7 +15,7 @@ import {
   l2Normalize,
   Linear,
   Module,
-  reserveWasmHeap,
+  reserveWasmHeapFor,
   Rng,
   TextTransformer,
   type TextTransformerConfig,
@@ -49,7 +49,7 @@ async function loadPretrained<
   const checkpoint = await readBlipCheckpoint(dir, target, { deferData: true });
   // Grow the wasm heap once for the whole model (not tensor by tensor, each growth a full GC); the
   // build must follow in the same synchronous stretch so a concurrent load cannot take the space.
-  reserveWasmHeap(heapBytesFor(checkpoint.tensors));
+  reserveWasmHeapFor(checkpoint.tensors);
   // Every parameter is overwritten by the strict load below: build without drawing random weights.
   const model = withoutWeightInit(() => make(inferenceConfig(checkpoint.config)));
   try {
@@ -72,12 +72,6 @@ async function loadPretrained<
 }
 
 /** Heap bytes a model holding `tensors` needs: 4 per element, plus a margin for the allocator's chunk headers. */
-function heapBytesFor(tensors: ReadonlyMap<string, { shape: readonly number[] }>): number {
-  let elements = 0;
-  for (const t of tensors.values()) elements += t.shape.reduce((a, b) => a * b, 1);
-  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
-}
-
 /** HF `BlipVisionModel`: embeddings, encoder.layers.N, post_layernorm (applied twice for the pooler). */
 export function blipVisionModel(cfg: BlipVisionConfig, rng: Rng): VisionTransformer {
   return new VisionTransformer(

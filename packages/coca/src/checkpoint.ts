@@ -6,7 +6,7 @@
 // CHECKPOINT_INVALID that says which model the keys belong to, before any shape is compared.
 import { access, mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type HostTensor, reserveWasmHeap, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
+import { type HostTensor, reserveWasmHeapFor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { isCocaConfig, type OpenClipConfig, openClipConfigToJson, parseOpenClipConfig } from './config.js';
 import { Clip, CoCa } from './model.js';
@@ -75,12 +75,6 @@ export async function readOpenClipConfig(folder: string): Promise<OpenClipConfig
 }
 
 /** Heap bytes a model holding `dict` needs: 4 per element, plus a margin for the allocator (as @vl/blip's loader). */
-function heapBytesFor(dict: ReadonlyMap<string, { shape: readonly number[] }>): number {
-  let elements = 0;
-  for (const t of dict.values()) elements += t.shape.reduce((a, b) => a * b, 1);
-  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
-}
-
 async function load<M extends CoCa | Clip>(
   path: string,
   want: OpenClipKind,
@@ -114,7 +108,7 @@ async function load<M extends CoCa | Clip>(
   }
   // Grow the wasm heap once for the whole model (each growth is a full GC), right before the build in the
   // same synchronous stretch so a concurrent load cannot take the space.
-  reserveWasmHeap(heapBytesFor(dict));
+  reserveWasmHeapFor(dict);
   // The strict load below overwrites every parameter: build without drawing random weights.
   const model = withoutWeightInit(() => make(cfg));
   try {

@@ -21,6 +21,7 @@ export {
   assertFitsWasmHeap,
   estimateTrainingBytes,
   reserveWasmHeap,
+  reserveWasmHeapFor,
   WASM_HEAP_LIMIT_BYTES,
   type HeapCheck,
   type TrainingEstimateOptions,

@@ -7,7 +7,7 @@
 // VlError('STATE_DICT_MISMATCH') that lists them all, and nothing is loaded.
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type HostTensor, reserveWasmHeap, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
+import { type HostTensor, reserveWasmHeapFor, type StateEntry, VlError, withoutWeightInit } from '@vl/core';
 import { readCheckpoint, readJsonFile, writeJsonFile, writeSafetensorsFile } from '@vl/core/node';
 import { type VlmoConfig, vlmoConfigFromJson, vlmoConfigToJson } from './config.js';
 import { Vlmo } from './model.js';
@@ -65,12 +65,6 @@ function cutPositionRows(dict: Map<string, StateEntry>, maxTextLen: number, note
 }
 
 /** Heap bytes a model holding `dict` needs: 4 per element, plus a margin for the allocator (as @vl/blip's loader). */
-function heapBytesFor(dict: ReadonlyMap<string, { shape: readonly number[] }>): number {
-  let elements = 0;
-  for (const t of dict.values()) elements += t.shape.reduce((a, b) => a * b, 1);
-  return Math.ceil(elements * 4 * 1.01) + (1 << 20);
-}
-
 /** Reads `dir/config.json` (validated). */
 export async function readVlmoConfig(dir: string): Promise<VlmoConfig> {
   const path = join(dir, 'config.json');
@@ -117,7 +111,7 @@ export async function loadVlmo(path: string, options: LoadVlmoOptions = {}): Pro
   if (report.skipped.length) notes.push(`non-tensor entries left out: ${report.skipped.join(', ')}`);
   // Grow the wasm heap once for the whole model (each growth is a full GC), right before the build in the
   // same synchronous stretch so a concurrent load cannot take the space.
-  reserveWasmHeap(heapBytesFor(dict));
+  reserveWasmHeapFor(dict);
   // The strict load below overwrites every parameter: build without drawing random weights.
   const model = withoutWeightInit(() => new Vlmo(config));
   try {

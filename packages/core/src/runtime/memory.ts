@@ -95,3 +95,13 @@ export function reserveWasmHeap(bytes: number): void {
   const ptr = wasm._malloc(bytes);
   if (ptr !== 0) wasm._free(ptr);
 }
+
+/**
+ * reserveWasmHeap sized for a checkpoint's tensors about to become float32 variables: their bytes, plus 1%
+ * and 1 MiB for what building the model allocates besides (buffers, small tensors).
+ */
+export function reserveWasmHeapFor(tensors: ReadonlyMap<string, { shape: readonly number[] }>): void {
+  let elements = 0;
+  for (const t of tensors.values()) elements += t.shape.reduce((a, b) => a * b, 1);
+  reserveWasmHeap(Math.ceil(elements * 4 * 1.01) + (1 << 20));
+}

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
 import { initRuntime } from '../backend.js';
-import { reserveWasmHeap } from '../memory.js';
+import { reserveWasmHeap, reserveWasmHeapFor } from '../memory.js';
 
 const heapBytes = (): number => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
 
@@ -15,6 +15,18 @@ describe('reserveWasmHeap', () => {
     const reserved = heapBytes();
     expect(reserved).toBeGreaterThanOrEqual(grown);
     const tensors = Array.from({ length: 16 }, () => tf.fill([1 << 20], 0, 'float32')); // 16 × 4 MB
+    expect(heapBytes()).toBe(reserved);
+    tf.dispose(tensors);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('reserveWasmHeapFor: the tensors of a checkpoint (40 × 1M floats, more than the heap has free) fit after it without growing the heap', async () => {
+    await initRuntime({ backend: 'wasm', accel: false });
+    const before = tf.memory().numTensors;
+    const checkpoint = new Map(Array.from({ length: 40 }, (_, i) => [`layer${i}.weight`, { shape: [1024, 1024] }]));
+    reserveWasmHeapFor(checkpoint);
+    const reserved = heapBytes();
+    const tensors = Array.from({ length: 40 }, () => tf.fill([1024, 1024], 0, 'float32'));
     expect(heapBytes()).toBe(reserved);
     tf.dispose(tensors);
     expect(tf.memory().numTensors).toBe(before);
