@@ -22,12 +22,13 @@ export interface NativeBinding {
   colSum(heap: ArrayBuffer, params: Float64Array): void;
   geluFwd(heap: ArrayBuffer, params: Float64Array): void;
   geluBwd(heap: ArrayBuffer, params: Float64Array): void;
+  transpose(heap: ArrayBuffer, params: Float64Array): void;
   setThreads(threads: number): number;
   info(): NativeInfo;
 }
 
 /** The params layout this JS expects (VL_ACCEL_ABI in src/native/addon.c). */
-export const ACCEL_ABI = 3;
+export const ACCEL_ABI = 4;
 
 export interface NativeInfo {
   /** The binary's params layout version; must equal ACCEL_ABI. */

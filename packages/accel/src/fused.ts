@@ -2,10 +2,11 @@
 // (forward and backward), where tfjs would run 4-10 single-threaded wasm kernels with a tensor
 // between each. They are custom kernels (VlLayerNorm, VlGelu, VlSoftmax) with registered gradients,
 // called through `tf.engine().runKernel` by code that checks they exist for the active backend;
-// the stock Softmax kernel, Sum over leading axes (a bias gradient) and Identity (tensors saved for
-// the backward pass) are replaced in place.
+// the stock Softmax kernel, Sum over leading axes (a bias gradient), Identity (tensors saved for
+// the backward pass) and Transpose (transpose.ts) are replaced in place.
 import { attentionKernel } from './attention.js';
 import { int8LinearKernel, int8PackKernel } from './int8.js';
+import { transposeKernel } from './transpose.js';
 import type { NativeBinding } from './binding.js';
 import { asWasm, heapOf, offsetOf, sizeOf, type TensorInfo, type Tf, type WasmBackendLike } from './wasm.js';
 import type * as tfc from '@tensorflow/tfjs-core';
@@ -221,6 +222,8 @@ export function createReplacementKernels(
   if (sum) out.push({ kernelName: 'Sum', backendName: 'wasm', kernelFunc: sumKernel(native, sum) });
   const identity = previous('Identity');
   if (identity) out.push({ kernelName: 'Identity', backendName: 'wasm', kernelFunc: identityKernel(identity) });
+  const transpose = previous('Transpose');
+  if (transpose) out.push({ kernelName: 'Transpose', backendName: 'wasm', kernelFunc: transposeKernel(native, transpose) });
   return out;
 }
 

@@ -14,7 +14,7 @@
 
 /* Bumped whenever a kernel's params layout changes: the JS side refuses a binary from another
  * version (an old prebuilt next to new JS) instead of calling it with the wrong layout. */
-#define VL_ACCEL_ABI 3
+#define VL_ACCEL_ABI 4
 
 #define CHECK_NAPI(env, call)                                          \
   do {                                                                 \
@@ -476,6 +476,43 @@ static napi_value js_int8_linear(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* transpose(heap, [rank, xOff, yOff, shape[0..7], perm[0..7]]): 4-byte elements; y's dim i is x's dim perm[i]. */
+static napi_value js_transpose(napi_env env, napi_callback_info info) {
+  call_args a;
+  if (!read_args(env, info, 3 + 2 * VL_TRANSPOSE_MAX_RANK, &a)) return NULL;
+  const double *p = a.p;
+  if (!positive_ints(env, p, 1)) return NULL;
+  if (p[0] < 1 || p[0] > VL_TRANSPOSE_MAX_RANK) {
+    napi_throw_range_error(env, "VL_ACCEL", "transpose: rank must be 1..8");
+    return NULL;
+  }
+  vl_transpose_args t;
+  memset(&t, 0, sizeof t);
+  t.rank = (int)p[0];
+  if (!positive_ints(env, p + 3, (size_t)t.rank)) return NULL;
+  /* A permutation of 0..rank-1: then every index the kernel forms stays below the element count. */
+  int seen[VL_TRANSPOSE_MAX_RANK] = {0};
+  double n = 1;
+  for (int d = 0; d < t.rank; d++) {
+    const double q = p[3 + VL_TRANSPOSE_MAX_RANK + d];
+    if (!(q >= 0) || q >= t.rank || q != (double)(int)q || seen[(int)q]) {
+      napi_throw_range_error(env, "VL_ACCEL", "transpose: perm must be a permutation of 0..rank-1");
+      return NULL;
+    }
+    seen[(int)q] = 1;
+    t.perm[d] = (int)q;
+    t.shape[d] = (int64_t)p[3 + d];
+    n *= p[3 + d];
+  }
+  float *x, *y;
+  if (!heap_floats(env, &a, p[1], n, 0, &x, "transpose x") || !heap_floats(env, &a, p[2], n, 0, &y, "transpose y")) return NULL;
+  if (n == 0) return NULL;
+  t.x = x;
+  t.y = y;
+  vl_transpose(&t);
+  return NULL;
+}
+
 static napi_value js_set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -527,6 +564,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (!initialised) {
     vl_kernels_init();
     vl_int8_init();
+    vl_transpose_init();
     initialised = 1;
   }
   env_count++;
@@ -544,6 +582,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"geluBwd", NULL, js_gelu_bwd, NULL, NULL, NULL, napi_default, NULL},
       {"int8Pack", NULL, js_int8_pack, NULL, NULL, NULL, napi_default, NULL},
       {"int8Linear", NULL, js_int8_linear, NULL, NULL, NULL, napi_default, NULL},
+      {"transpose", NULL, js_transpose, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, js_set_threads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, js_info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -97,4 +97,19 @@ typedef struct {
 
 int vl_int8_linear(const vl_int8_linear_args *a); /* -1: out of memory */
 
+/* Transpose of 4-byte elements (transpose.c): y = x permuted, output dim i = input dim perm[i].
+ * The caller passes a valid permutation of rank ≤ VL_TRANSPOSE_MAX_RANK (addon.c checks it). */
+#define VL_TRANSPOSE_MAX_RANK 8
+
+typedef struct {
+  int rank;
+  int64_t shape[VL_TRANSPOSE_MAX_RANK]; /* the input's */
+  int perm[VL_TRANSPOSE_MAX_RANK];
+  const void *x;
+  void *y;
+} vl_transpose_args;
+
+void vl_transpose_init(void);
+void vl_transpose(const vl_transpose_args *a);
+
 #endif
