@@ -1,0 +1,129 @@
+// Stock tfjs-backend-wasm Transpose against @vl/accel's native one, in one process, on the shapes
+// CapFilt runs: the ViT patch embedding of 8 images at 384 px (a rank-6 transpose), attention's
+// head split and merge in the text decoder, the image keys' head split (577 tokens), and a
+// keys-transposed [B·H, T, dh] → [B·H, dh, T] (the kernel's 2-D tile case). Each variant is timed
+// on the same input; ratios are within this run. A monorepo dev tool: it loads the built @vl/accel.
+//   node packages/accel/scripts/bench-transpose.mjs [--quick] [--write]
+// --write: docs/results/accel-transpose.json and the generated section of docs/benchmarks-accel.md.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..', '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const accelEntry = join(repo, 'packages', 'accel', 'dist', 'index.js');
+if (!existsSync(accelEntry)) throw new Error(`${accelEntry} is missing: run \`npm run build\` first`);
+const accel = await import(pathToFileURL(accelEntry).href);
+
+const CASES = [
+  { name: 'ViT patch embedding, 8 × 3 × 384²', shape: [8, 3, 24, 16, 24, 16], perm: [0, 2, 4, 1, 3, 5] },
+  { name: 'decoder head split, [8, 30, 12, 64]', shape: [8, 30, 12, 64], perm: [0, 2, 1, 3] },
+  { name: 'decoder head merge, [8, 12, 30, 64]', shape: [8, 12, 30, 64], perm: [0, 2, 1, 3] },
+  { name: 'image keys head split, [8, 577, 12, 64]', shape: [8, 577, 12, 64], perm: [0, 2, 1, 3] },
+  { name: 'keys transposed, [96, 577, 64] → [96, 64, 577]', shape: [96, 577, 64], perm: [0, 2, 1] },
+];
+const MIN_MS = quick ? 100 : 1000;
+
+/** Best and median of repeated calls after one warm-up (the kernel is synchronous on wasm). */
+function timed(fn) {
+  fn();
+  const times = [];
+  const start = performance.now();
+  while (times.length < 200 && (times.length < 5 || performance.now() - start < MIN_MS)) {
+    const t = performance.now();
+    fn();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { bestMs: times[0], medianMs: times[Math.floor(times.length / 2)], runs: times.length };
+}
+
+/** One case on the Transpose kernel registered now; also returns its output's bits. */
+function benchCase(c, label) {
+  const x = tf.randomUniform(c.shape, -1, 1, 'float32', 1);
+  const run = () => tf.tidy(() => void tf.transpose(x, c.perm));
+  const result = timed(run);
+  // The output of this variant, to check that both agree exactly.
+  const y = tf.transpose(x, c.perm);
+  const data = y.dataSync();
+  const bytes = new Uint32Array(data.buffer, data.byteOffset, data.length).slice();
+  tf.dispose([x, y]);
+  process.stderr.write(`  ${label}: ${c.name}: best ${result.bestMs.toFixed(3)} ms, median ${result.medianMs.toFixed(3)} ms\n`);
+  return { ...result, bytes };
+}
+
+await tf.setBackend('wasm');
+await tf.ready();
+const status = accel.accelStatus();
+process.stderr.write(`accel: ${status.note}\n`);
+if (!status.available) throw new Error('the native binary is not available: npm run native:build -w @vl/accel');
+const load0 = loadavg()[0];
+const stock = CASES.map((c) => benchCase(c, 'stock wasm'));
+const registration = accel.registerAccelKernels(tf);
+if (!registration.replaced.includes('Transpose')) throw new Error(`Transpose was not replaced: ${registration.note}`);
+const native = CASES.map((c) => benchCase(c, 'accel'));
+accel.unregisterAccelKernels(tf);
+const load1 = loadavg()[0];
+
+const rows = CASES.map((c, i) => {
+  const s = stock[i];
+  const n = native[i];
+  const same = s.bytes.length === n.bytes.length && s.bytes.every((v, j) => v === n.bytes[j]);
+  if (!same) throw new Error(`${c.name}: native and stock outputs differ`);
+  return {
+    name: c.name,
+    shape: c.shape,
+    perm: c.perm,
+    elements: c.shape.reduce((a, b) => a * b, 1),
+    stockMs: Number(s.bestMs.toFixed(3)),
+    stockMedianMs: Number(s.medianMs.toFixed(3)),
+    nativeMs: Number(n.bestMs.toFixed(3)),
+    nativeMedianMs: Number(n.medianMs.toFixed(3)),
+    speedup: Number((s.bestMs / n.bestMs).toFixed(1)),
+  };
+});
+const command = `node packages/accel/scripts/bench-transpose.mjs${quick ? ' --quick' : ''} --write`;
+const record = {
+  date: new Date().toISOString(),
+  machine: `${cpus()[0]?.model ?? 'unknown CPU'} (${cpus().length} cores), Node ${process.version}`,
+  accel: status.note,
+  threads: status.info.threads,
+  loadAverage: [Number(load0.toFixed(2)), Number(load1.toFixed(2))],
+  command,
+  cases: rows,
+};
+const fmt = (ms) => (ms >= 100 ? ms.toFixed(0) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3));
+const lines = [
+  `<!-- bench-transpose:start (generated by \`${command}\`) -->`,
+  `${record.date.slice(0, 10)} · ${record.machine} · accel on ${record.threads} threads · load average ${record.loadAverage[0]} → ${record.loadAverage[1]} · best of runs (median in brackets), float32, outputs checked equal bit for bit`,
+  '',
+  '| transpose | perm | elements | stock wasm ms | accel ms | speed-up |',
+  '| --- | --- | ---: | ---: | ---: | ---: |',
+  ...rows.map(
+    (r) =>
+      `| ${r.name} | [${r.perm.join(',')}] | ${r.elements.toLocaleString('en-US')} | ${fmt(r.stockMs)} (${fmt(r.stockMedianMs)}) | ${fmt(r.nativeMs)} (${fmt(r.nativeMedianMs)}) | ${r.speedup}× |`,
+  ),
+  '<!-- bench-transpose:end -->',
+];
+const table = lines.join('\n');
+process.stdout.write(`${table}\n`);
+if (args.includes('--write')) {
+  // Written as prettier formats it (format:check covers docs/results), so regenerating leaves the tree clean.
+  const jsonPath = join(repo, 'docs', 'results', 'accel-transpose.json');
+  const prettier = await import('prettier');
+  const options = (await prettier.resolveConfig(jsonPath)) ?? {};
+  writeFileSync(jsonPath, await prettier.format(JSON.stringify(record), { ...options, filepath: jsonPath }));
+  const doc = join(repo, 'docs', 'benchmarks-accel.md');
+  const text = readFileSync(doc, 'utf8');
+  const re = /<!-- bench-transpose:start[\s\S]*?<!-- bench-transpose:end -->/;
+  writeFileSync(
+    doc,
+    re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## Transpose: stock wasm against the native kernel\n\n${table}\n`,
+  );
+  process.stderr.write('wrote docs/results/accel-transpose.json and docs/benchmarks-accel.md\n');
+}
