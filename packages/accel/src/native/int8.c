@@ -64,6 +64,71 @@ typedef struct {
   uint8_t *packed;
 } pack_ctx;
 
+/* max |x| over a row, and 16 values rounded to int32 in [-127, 127] by the row's scale (IEEE division, round half to
+ * even as nearbyintf in the default rounding mode): shared by weight packing and activation quantisation. */
+static float absmax(const float *x, int64_t k) {
+  float amax = 0.f;
+  for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+  return amax;
+}
+
+#ifdef VL_X86
+#define VL_AVX512 __attribute__((target("avx512f,avx512bw")))
+VL_AVX512 static float absmax_avx512(const float *x, int64_t k) {
+  __m512 vmax = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  float amax = _mm512_reduce_max_ps(vmax);
+  for (; i < k; i++) amax = fmaxf(amax, fabsf(x[i]));
+  return amax;
+}
+
+/* x[i .. i+16) (masked past k) → int32 lanes; `keep` gets the lanes that exist. */
+VL_AVX512 static inline __m512i quantize16_avx512(const float *x, int64_t i, int64_t k, float s, __mmask16 *keep) {
+  int64_t left = k - i;
+  *keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+  __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(*keep, x + i), _mm512_set1_ps(s)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_set1_ps(127.f), _mm512_max_ps(_mm512_set1_ps(-127.f), v)));
+}
+#endif
+
+/* One weight row: its scale max|w|/127, its int8 values into its 4-byte column of the 16-row block (padding stays 0),
+ * and their sum. */
+static void pack_row(const float *row, int64_t k, int8_t *block, float *scale, int32_t *rowsum) {
+  float s = absmax(row, k) / 127.f;
+  int32_t sum = 0;
+  for (int64_t i = 0; s > 0.f && i < k; i++) {
+    float v = nearbyintf(row[i] / s);
+    int32_t iv = v > 127.f ? 127 : v < -127.f ? -127 : (int32_t)v;
+    block[(i / 4) * 64 + (i % 4)] = (int8_t)iv;
+    sum += iv;
+  }
+  *scale = s;
+  *rowsum = sum;
+}
+
+#ifdef VL_X86
+/* pack_row with AVX-512: the same division and rounding, so the same bytes; 16 inputs become four 4-byte groups,
+ * each landing in its own 64-byte row of the block. */
+VL_AVX512 static void pack_row_avx512(const float *row, int64_t k, int8_t *block, float *scale, int32_t *rowsum) {
+  float s = absmax_avx512(row, k) / 127.f;
+  __m512i sum = _mm512_setzero_si512();
+  for (int64_t i = 0; s > 0.f && i < k; i += 16) {
+    __mmask16 keep;
+    __m512i iv = quantize16_avx512(row, i, k, s, &keep);
+    sum = _mm512_add_epi32(sum, iv);
+    int32_t bytes[4];
+    _mm_storeu_si128((__m128i *)bytes, _mm512_cvtepi32_epi8(iv));
+    for (int g = 0; g < 4 && i + 4 * g < k; g++) memcpy(block + ((i / 4) + g) * 64, &bytes[g], 4); /* zeros past k: the padding */
+  }
+  *scale = s;
+  *rowsum = _mm512_reduce_add_epi32(sum);
+}
+#endif
+
+typedef void (*pack_row_fn)(const float *, int64_t, int8_t *, float *, int32_t *);
+static pack_row_fn chosen_pack_row = pack_row;
+
 /* Rows [16·task, 16·task + 16): one packed block, so tasks write disjoint bytes. */
 static void pack_task(void *ctx_, int task) {
   const pack_ctx *c = (const pack_ctx *)ctx_;
@@ -71,74 +136,20 @@ static void pack_task(void *ctx_, int task) {
   float *scale = (float *)(c->packed + c->np * c->kp);
   int32_t *rowsum = (int32_t *)(c->packed + c->np * c->kp + 4 * c->np);
   int64_t end = (int64_t)task * 16 + 16 < c->n ? (int64_t)task * 16 + 16 : c->n;
-  for (int64_t r = (int64_t)task * 16; r < end; r++) {
-    const float *row = c->w + r * c->k;
-    float amax = 0.f;
-    for (int64_t i = 0; i < c->k; i++) amax = fmaxf(amax, fabsf(row[i]));
-    float s = amax / 127.f;
-    int32_t sum = 0;
-    int8_t *block = q + (r / 16) * c->kp * 16 + (r % 16) * 4;
-    for (int64_t i = 0; s > 0.f && i < c->k; i++) {
-      float v = nearbyintf(row[i] / s);
-      int32_t iv = v > 127.f ? 127 : v < -127.f ? -127 : (int32_t)v;
-      block[(i / 4) * 64 + (i % 4)] = (int8_t)iv;
-      sum += iv;
-    }
-    scale[r] = s;
-    rowsum[r] = sum;
-  }
+  for (int64_t r = (int64_t)task * 16; r < end; r++)
+    chosen_pack_row(c->w + r * c->k, c->k, q + (r / 16) * c->kp * 16 + (r % 16) * 4, scale + r, rowsum + r);
 }
-
-static vl_task_fn chosen_pack = pack_task;
-
-#ifdef VL_X86
-/* pack_task with AVX-512: the same division and rounding, so the same bytes; 16 inputs become four 4-byte groups,
- * each landing in its own 64-byte row of the block. */
-__attribute__((target("avx512f,avx512bw"))) static void pack_task_avx512(void *ctx_, int task) {
-  const pack_ctx *c = (const pack_ctx *)ctx_;
-  int8_t *q = (int8_t *)c->packed;
-  float *scale = (float *)(c->packed + c->np * c->kp);
-  int32_t *rowsum = (int32_t *)(c->packed + c->np * c->kp + 4 * c->np);
-  int64_t end = (int64_t)task * 16 + 16 < c->n ? (int64_t)task * 16 + 16 : c->n;
-  for (int64_t r = (int64_t)task * 16; r < end; r++) {
-    const float *row = c->w + r * c->k;
-    __m512 vmax = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= c->k; i += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(row + i)));
-    float amax = _mm512_reduce_max_ps(vmax);
-    for (; i < c->k; i++) amax = fmaxf(amax, fabsf(row[i]));
-    float s = amax / 127.f;
-    __m512i sum = _mm512_setzero_si512();
-    int8_t *block = q + (r / 16) * c->kp * 16 + (r % 16) * 4;
-    const __m512 vs = _mm512_set1_ps(s), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
-    for (i = 0; s > 0.f && i < c->k; i += 16) {
-      int64_t left = c->k - i;
-      __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-      __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(keep, row + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      __m512i iv = _mm512_cvtps_epi32(_mm512_min_ps(hi, _mm512_max_ps(lo, v)));
-      sum = _mm512_add_epi32(sum, iv);
-      int32_t bytes[4];
-      _mm_storeu_si128((__m128i *)bytes, _mm512_cvtepi32_epi8(iv));
-      for (int g = 0; g < 4 && i + 4 * g < c->k; g++) memcpy(block + ((i / 4) + g) * 64, &bytes[g], 4); /* zeros past k: the padding */
-    }
-    scale[r] = s;
-    rowsum[r] = _mm512_reduce_add_epi32(sum);
-  }
-}
-#endif
 
 void vl_int8_pack(const float *w, int64_t n, int64_t k, uint8_t *packed) {
   pack_ctx c = {w, n, k, round_up(n, OUT_BLOCK), round_up(k, 4), packed};
   memset(packed, 0, (size_t)vl_int8_packed_bytes(n, k));
-  vl_parallel_for(chosen_pack, &c, (int)((n + 15) / 16));
+  vl_parallel_for(pack_task, &c, (int)((n + 15) / 16));
 }
 
 /* ---- activations: one row to u8 (q + 128) and its scale ---- */
 
 static void quantize_row(const float *x, int64_t k, int64_t kp, uint8_t *u, float *scale) {
-  float amax = 0.f;
-  for (int64_t c = 0; c < k; c++) amax = fmaxf(amax, fabsf(x[c]));
-  float s = amax / 127.f;
+  float s = absmax(x, k) / 127.f;
   *scale = s;
   if (s > 0.f) {
     for (int64_t c = 0; c < k; c++) {
@@ -155,23 +166,13 @@ static void quantize_row(const float *x, int64_t k, int64_t kp, uint8_t *u, floa
 #ifdef VL_X86
 /* The same row quantisation with AVX-512: the division is IEEE and the rounding is to nearest even, as nearbyintf in
  * the default rounding mode, so the bytes equal quantize_row's. */
-__attribute__((target("avx512f,avx512bw"))) static void quantize_row_avx512(const float *x, int64_t k, int64_t kp, uint8_t *u, float *scale) {
-  __m512 vmax = _mm512_setzero_ps();
-  int64_t c = 0;
-  for (; c + 16 <= k; c += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
-  float amax = _mm512_reduce_max_ps(vmax);
-  for (; c < k; c++) amax = fmaxf(amax, fabsf(x[c]));
-  float s = amax / 127.f;
+VL_AVX512 static void quantize_row_avx512(const float *x, int64_t k, int64_t kp, uint8_t *u, float *scale) {
+  float s = absmax_avx512(x, k) / 127.f;
   *scale = s;
   if (s > 0.f) {
-    const __m512 vs = _mm512_set1_ps(s), hi = _mm512_set1_ps(127.f), lo = _mm512_set1_ps(-127.f);
-    const __m512i offset = _mm512_set1_epi32(128);
-    for (c = 0; c < k; c += 16) {
-      int64_t left = k - c;
-      __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-      __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(keep, x + c), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      v = _mm512_min_ps(hi, _mm512_max_ps(lo, v));
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), offset);
+    for (int64_t c = 0; c < k; c += 16) {
+      __mmask16 keep;
+      __m512i q = _mm512_add_epi32(quantize16_avx512(x, c, k, s, &keep), _mm512_set1_epi32(128));
       _mm512_mask_cvtepi32_storeu_epi8(u + c, keep, q);
     }
   } else {
@@ -395,7 +396,7 @@ void vl_int8_init(void) {
   if (!portable && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) {
     chosen_block = block_vnni;
     chosen_quantize = quantize_row_avx512;
-    chosen_pack = pack_task_avx512;
+    chosen_pack_row = pack_row_avx512;
     chosen_name = "avx512-vnni";
   }
 #endif
