@@ -4,7 +4,7 @@
   "targets": [
     {
       "target_name": "vl_accel",
-      "sources": ["src/native/addon.c", "src/native/kernels.c", "src/native/int8.c", "src/native/pool.c", "src/native/transpose.c"],
+      "sources": ["src/native/addon.c", "src/native/kernels.c", "src/native/int8.c", "src/native/pool.c", "src/native/transpose.c", "src/native/attention_fused.c"],
       "include_dirs": ["<!@(node scripts/openblas.mjs include)"],
       "libraries": ["<!@(node scripts/openblas.mjs libs)"],
       "cflags": ["-O3", "-std=gnu11", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter"],

@@ -147,6 +147,32 @@ describe('VlAttention', () => {
       false,
       true,
     ],
+    // Head size 64 takes the blocked AVX-512 kernel where the CPU has AVX-512 (6-row blocks, 64-key tiles, then
+    // 16-key panels, the last one partial): rows and keys not multiples of either, every view and mask form.
+    [
+      'head size 64: separate q/k/v, full mask, 13 queries × 150 keys',
+      { b: 2, s: 2, tq: 13, tk: 150, heads: 2, dh: 64, rows: null, mask: [2, 2, 13, 150] },
+      false,
+      false,
+    ],
+    [
+      'head size 64: cross-attention, padding row per image through the rows',
+      { b: 4, s: 2, tq: 7, tk: 37, heads: 2, dh: 64, rows: [0, 0, 1, 1], mask: [2, 1, 1, 37], maskByKv: true },
+      false,
+      false,
+    ],
+    [
+      'head size 64: head-split (cached) keys, 8 queries × 70 keys',
+      { b: 2, s: 2, tq: 8, tk: 70, heads: 2, dh: 64, rows: null, mask: null },
+      false,
+      true,
+    ],
+    [
+      'head size 64: fewer queries than a block (5)',
+      { b: 2, s: 2, tq: 5, tk: 20, heads: 1, dh: 64, rows: null, mask: [2, 1, 5, 20] },
+      false,
+      false,
+    ],
     [
       'a big case that runs on the thread pool',
       { b: 2, s: 2, tq: 97, tk: 97, heads: 12, dh: 64, rows: null, mask: [2, 1, 1, 97] },

@@ -56,6 +56,7 @@ void vl_kernels_init(void) {
   openblas_set_num_threads(1);
 }
 
+int vl_kernels_avx512(void) { return use_avx512; }
 const char *vl_kernels_simd(void) { return use_avx512 ? "avx512" : use_avx2 ? "avx2+fma" : "x86-64 baseline"; }
 const char *vl_blas_config(void) { return openblas_get_config(); }
 const char *vl_blas_core(void) { return openblas_get_corename(); }
@@ -333,6 +334,23 @@ typedef struct {
   int failed;
 } attention_job;
 
+void vl_attention_mask_softmax(const vl_attention_args *a, int64_t b, int64_t kb, int64_t h, int64_t i0, int64_t rows, float *s) {
+  const int64_t tk = a->tk;
+  if (a->mask) {
+    const float *m = a->mask + (a->mask_by_kv_row ? kb : b) * a->m_batch + h * a->m_head;
+    for (int64_t i = 0; i < rows; i++) {
+      float *row = s + i * tk;
+      const float *mr = m + (i0 + i) * a->m_row;
+      if (a->m_col == 1) {
+        for (int64_t j = 0; j < tk; j++) row[j] += mr[j];
+      } else {
+        for (int64_t j = 0; j < tk; j++) row[j] += mr[j * a->m_col];
+      }
+    }
+  }
+  DISPATCH(vl_softmax_fwd, s, s, rows, tk);
+}
+
 static void attention_one(const vl_attention_args *a, int64_t b, int64_t h, float *s) {
   const int64_t kb = a->kv_rows ? (int64_t)a->kv_rows[b] : b;
   const float *q = a->q + b * a->q_batch + h * a->q_head;
@@ -342,19 +360,7 @@ static void attention_one(const vl_attention_args *a, int64_t b, int64_t h, floa
   const int64_t tq = a->tq, tk = a->tk;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)tq, (int)tk, (int)a->dh, a->scale, q, (int)a->q_row, k,
               (int)a->k_row, 0.0f, s, (int)tk);
-  if (a->mask) {
-    const float *m = a->mask + (a->mask_by_kv_row ? kb : b) * a->m_batch + h * a->m_head;
-    for (int64_t i = 0; i < tq; i++) {
-      float *row = s + i * tk;
-      const float *mr = m + i * a->m_row;
-      if (a->m_col == 1) {
-        for (int64_t j = 0; j < tk; j++) row[j] += mr[j];
-      } else {
-        for (int64_t j = 0; j < tk; j++) row[j] += mr[j * a->m_col];
-      }
-    }
-  }
-  DISPATCH(vl_softmax_fwd, s, s, tq, tk);
+  vl_attention_mask_softmax(a, b, kb, h, 0, tq, s);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)tq, (int)a->dh, (int)tk, 1.0f, s, (int)tk, v, (int)a->v_row,
               0.0f, o, (int)a->o_row);
 }
@@ -366,12 +372,19 @@ static void attention_task(void *ctx, int task) {
   int64_t p0, p1;
   task_rows(pairs, job->ntasks, task, &p0, &p1);
   if (p1 <= p0) return;
-  float *s = (float *)malloc((size_t)(a->tq * a->tk) * sizeof(float));
+  /* Head size 64 with AVX-512: the blocked kernel (attention_fused.c); else sgemm, softmax, sgemm. */
+  const int fused = vl_attention_fused_applies(a);
+  float *s = (float *)malloc((size_t)(fused ? vl_attention_fused_scratch(a) : a->tq * a->tk) * sizeof(float));
   if (!s) {
     job->failed = 1;
     return;
   }
-  for (int64_t p = p0; p < p1; p++) attention_one(a, p / a->heads, p % a->heads, s);
+  for (int64_t p = p0; p < p1; p++) {
+    if (fused)
+      vl_attention_fused_pair(a, p / a->heads, p % a->heads, s);
+    else
+      attention_one(a, p / a->heads, p % a->heads, s);
+  }
   free(s);
 }
 

@@ -80,6 +80,17 @@ typedef struct {
 
 int vl_attention(const vl_attention_args *a); /* -1: out of memory */
 
+/* Pieces shared by the two attention paths: the mask added to rows [i0, i0 + rows) of one head's scores (row
+ * stride tk) and their softmax; whether the element-wise kernels run their AVX-512 build. */
+void vl_attention_mask_softmax(const vl_attention_args *a, int64_t b, int64_t kb, int64_t h, int64_t i0, int64_t rows, float *s);
+int vl_kernels_avx512(void);
+
+/* The blocked AVX-512 path for head size 64 (attention_fused.c): whether it takes these arguments, the floats of
+ * scratch one task needs, and one (batch, head) pair. */
+int vl_attention_fused_applies(const vl_attention_args *a);
+int64_t vl_attention_fused_scratch(const vl_attention_args *a);
+void vl_attention_fused_pair(const vl_attention_args *a, int64_t b, int64_t h, float *scratch);
+
 /* Dynamically quantised int8 linear layers (int8.c): y[m, n] = x[m, :] · w[n, :] + bias[n] with w packed
  * once by vl_int8_pack and x quantised per row at every call. */
 void vl_int8_init(void);
