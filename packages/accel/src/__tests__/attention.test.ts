@@ -174,6 +174,12 @@ describe('VlAttention', () => {
       false,
     ],
     [
+      'head size 64: packed qkv, no mask (softmax inside the kernel), 97 tokens',
+      { b: 2, s: 2, tq: 97, tk: 97, heads: 3, dh: 64, rows: null, mask: null },
+      true,
+      false,
+    ],
+    [
       'a big case that runs on the thread pool',
       { b: 2, s: 2, tq: 97, tk: 97, heads: 12, dh: 64, rows: null, mask: [2, 1, 1, 97] },
       true,

@@ -379,9 +379,10 @@ static void attention_task(void *ctx, int task) {
     job->failed = 1;
     return;
   }
+  int64_t packed[2] = {-1, -1};
   for (int64_t p = p0; p < p1; p++) {
-    if (fused)
-      vl_attention_fused_pair(a, p / a->heads, p % a->heads, s);
+    if (fused) /* head-major, so query batches that share keys are neighbours */
+      vl_attention_fused_pair(a, p % a->batch, p / a->batch, s, packed);
     else
       attention_one(a, p / a->heads, p % a->heads, s);
   }

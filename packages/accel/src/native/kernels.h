@@ -86,10 +86,11 @@ void vl_attention_mask_softmax(const vl_attention_args *a, int64_t b, int64_t kb
 int vl_kernels_avx512(void);
 
 /* The blocked AVX-512 path for head size 64 (attention_fused.c): whether it takes these arguments, the floats of
- * scratch one task needs, and one (batch, head) pair. */
+ * scratch one task needs, and one (batch, head) pair; `packed` ({key batch, head}, start {-1, -1}) names the keys
+ * already packed in the scratch, so pairs that share them skip the packing. */
 int vl_attention_fused_applies(const vl_attention_args *a);
 int64_t vl_attention_fused_scratch(const vl_attention_args *a);
-void vl_attention_fused_pair(const vl_attention_args *a, int64_t b, int64_t h, float *scratch);
+void vl_attention_fused_pair(const vl_attention_args *a, int64_t b, int64_t h, float *scratch, int64_t *packed);
 
 /* Dynamically quantised int8 linear layers (int8.c): y[m, n] = x[m, :] · w[n, :] + bias[n] with w packed
  * once by vl_int8_pack and x quantised per row at every call. */
