@@ -147,7 +147,9 @@ if (args.includes('--write')) {
   const re = /<!-- bench-attention:start[\s\S]*?<!-- bench-attention:end -->/;
   writeFileSync(
     doc,
-    re.test(text) ? text.replace(re, table) : `${text.trimEnd()}\n\n## Attention: the blocked AVX-512 kernel against the sgemm path\n\n${table}\n`,
+    re.test(text)
+      ? text.replace(re, table)
+      : `${text.trimEnd()}\n\n## Attention: the blocked AVX-512 kernel against the sgemm path\n\n${table}\n`,
   );
   process.stderr.write('wrote docs/results/accel-attention.json and docs/benchmarks-accel.md\n');
 }
