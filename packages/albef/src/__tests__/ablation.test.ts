@@ -2,8 +2,9 @@
 // reach the training forward (read back from what each step's negative sampler chose and from the
 // per-step losses), and a trained run leaves no tensors behind.
 import * as tf from '@tensorflow/tfjs-core';
-import { type AblationData, type AblationVariant, initRuntime, Rng } from '@vl/core';
+import { type AblationData, type AblationVariant, initRuntime } from '@vl/core';
 import type { StepRecord } from '@vl/core/node';
+import { tinyAblationData } from '@vl/testing/models';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { albefAblation } from '../ablation.js';
 
@@ -12,37 +13,7 @@ beforeAll(async () => {
 });
 
 /** Random "scenes": 8 train images with 2 captions each, 4 eval images with 1 each, 16 px, captions of length 8. */
-function tinyData(): AblationData {
-  const rng = new Rng(5);
-  const size = 16;
-  const images = (count: number) => ({
-    pixels: Float32Array.from({ length: count * 3 * size * size }, () => Math.tanh(rng.normal())),
-    count,
-    size,
-  });
-  const captions = (count: number, perImage: number) => {
-    const L = 8;
-    const n = count * perImage;
-    const inputIds = new Int32Array(n * L);
-    const attentionMask = new Int32Array(n * L);
-    for (let p = 0; p < n; p++) {
-      const len = 4 + (p % 4);
-      for (let j = 0; j < len; j++) {
-        inputIds[p * L + j] = j === 0 ? 2 : j === len - 1 ? 3 : 5 + rng.int(40);
-        attentionMask[p * L + j] = 1;
-      }
-    }
-    return { inputIds, attentionMask, seqLength: L, imageOf: Int32Array.from({ length: n }, (_, p) => Math.floor(p / perImage)) };
-  };
-  return {
-    key: 'test',
-    vocabSize: 50,
-    tokens: { pad: 0, unk: 1, cls: 2, sep: 3, mask: 4 },
-    train: { images: images(8), captions: captions(8, 2), noisy: 0 },
-    eval: { images: images(4), captions: captions(4, 1) },
-    summary: { trainImages: 8, trainCaptions: 16, noisyCaptions: 0, evalImages: 4, evalCaptions: 4 },
-  };
-}
+const tinyData = (): AblationData => tinyAblationData({ imageSize: 16, seqLength: 8, lengthSpread: 4 });
 
 function variant(over: Partial<AblationVariant>): AblationVariant {
   return {

@@ -2,55 +2,19 @@
 // once) against the path it replaced (the whole file read into JS arrays, a model with drawn weights, then
 // loadStateDict), on cpu and wasm: the same bits in every tensor, no tensor left behind, and a damaged file still
 // a typed error that names it.
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, isDeferredHostTensor, isVlError, Module } from '@vl/core';
+import { initRuntime, isVlError } from '@vl/core';
 import { readCheckpoint } from '@vl/core/node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { stateBits, watchLoad, writeDamagedSafetensors } from '@vl/testing/models';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromOfficialStateDict, loadClip, loadCoca, readOpenClipConfig } from '../checkpoint.js';
 import { Clip, CoCa } from '../model.js';
 
 const FIXTURES = fileURLToPath(new URL('../../../../fixtures/coca-openclip/', import.meta.url));
-
-/** Every tensor of the state dict as raw bits (float32 NaN payloads and -0 included). */
-function stateBits(m: Module): Map<string, number[]> {
-  return new Map(
-    [...m.stateDict()].map(([k, t]) => {
-      const d = t.dataSync();
-      return [k, d instanceof Float32Array ? [...new Uint32Array(d.buffer, d.byteOffset, d.length)] : [...d]];
-    }),
-  );
-}
-
-/**
- * Runs `load`, watching its loadStateDict: how many values came still in their file (deferred, read straight into
- * memory), and how many parameters kept their memory (on wasm host data is written in place; elsewhere assign
- * gives each parameter new data).
- */
-async function watchLoad<M extends Module>(
-  load: () => Promise<M>,
-): Promise<{ model: M; deferred: number; inPlace: number; parameters: number }> {
-  const seen = { deferred: 0, inPlace: 0, parameters: 0 };
-  const original = Module.prototype.loadStateDict;
-  const spy = vi.spyOn(Module.prototype, 'loadStateDict').mockImplementation(function (this: Module, ...args) {
-    const [dict] = args;
-    seen.deferred += [...(dict instanceof Map ? dict.values() : Object.values(dict))].filter(isDeferredHostTensor).length;
-    const ids = this.namedParameters().map(([, p]) => p.dataId);
-    const report = original.apply(this, args);
-    const after = this.namedParameters().map(([, p]) => p.dataId);
-    seen.parameters += ids.length;
-    seen.inPlace += ids.filter((id, i) => id === after[i]).length;
-    return report;
-  });
-  try {
-    return { model: await load(), ...seen };
-  } finally {
-    spy.mockRestore();
-  }
-}
 
 /** The path before: every tensor read into JS, a model built with drawn weights, then a strict load. */
 async function loadThePreviousWay(dir: string, kind: 'coca' | 'clip'): Promise<CoCa | Clip> {
@@ -97,18 +61,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
     it('a truncated or corrupt model.safetensors is SAFETENSORS_INVALID naming the file; nothing is left allocated', async () => {
       const src = join(FIXTURES, 'coca-seed0');
-      const bytes = readFileSync(join(src, 'model.safetensors'));
-      const corrupt = Buffer.from(bytes);
-      corrupt.writeUInt32LE(0xffffff, 0); // a header length past the end of the file
-      for (const [label, content] of [
-        ['truncated', bytes.subarray(0, bytes.length - 100)],
-        ['corrupt', corrupt],
-      ] as const) {
-        const dir = join(tmp, `${backend}-${label}`);
-        mkdirSync(dir, { recursive: true });
-        copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
-        const file = join(dir, 'model.safetensors');
-        writeFileSync(file, content);
+      for (const { dir, file } of writeDamagedSafetensors(src, join(tmp, backend))) {
         const before = tf.memory().numTensors;
         const error = await loadCoca(dir).then(
           () => null,
