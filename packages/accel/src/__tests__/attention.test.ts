@@ -3,23 +3,16 @@
 // broadcast form and a per-head bias; and the binding's bounds checks. Without the binary, the
 // kernel is not registered (and core keeps its composed path).
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type HostArray, seeded } from '@vl/testing';
+import { describe, expect, it } from 'vitest';
 import { loadAccel } from '../binding.js';
-import { ACCEL_KERNELS, accelStatus, registerAccelKernels, unregisterAccelKernels } from '../index.js';
+import { ACCEL_KERNELS, accelStatus } from '../index.js';
 import type { AttentionView } from '../attention.js';
-import { expectClose, seeded, type HostArray } from './helpers.js';
+import { expectClose, useAccelKernelsOnWasm } from './helpers.js';
 
 const status = accelStatus();
 
-beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
-  registerAccelKernels(tf);
-});
-
-afterAll(() => {
-  unregisterAccelKernels(tf);
-});
+useAccelKernelsOnWasm();
 
 const t = (h: HostArray) => tf.tensor(h.values, h.shape);
 

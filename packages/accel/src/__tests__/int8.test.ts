@@ -7,22 +7,15 @@
 // Without the binary the kernels are not registered.
 import { spawnSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACCEL_KERNELS, accelStatus, packedInt8Length, registerAccelKernels, unregisterAccelKernels } from '../index.js';
+import { type HostArray, seeded } from '@vl/testing';
+import { describe, expect, it } from 'vitest';
+import { ACCEL_KERNELS, accelStatus, packedInt8Length } from '../index.js';
 import { loadAccel } from '../binding.js';
-import { seeded, type HostArray } from './helpers.js';
+import { useAccelKernelsOnWasm } from './helpers.js';
 
 const status = accelStatus();
 
-beforeAll(async () => {
-  await tf.setBackend('wasm');
-  await tf.ready();
-  registerAccelKernels(tf);
-});
-
-afterAll(() => {
-  unregisterAccelKernels(tf);
-});
+useAccelKernelsOnWasm();
 
 /** Round half to even, as C's nearbyintf in the default rounding mode. */
 function roundEven(v: number): number {

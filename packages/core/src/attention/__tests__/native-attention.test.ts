@@ -5,6 +5,7 @@
 // a gradient tape or with dropout active the composed path runs (the kernel is never called). Without the
 // binary the kernel is absent and the composed path is all there is — checked instead.
 import * as tf from '@tensorflow/tfjs-core';
+import { countKernelCalls, type KernelCallCounter } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TORCHSCALE_EXPERTS } from '../../blocks/multiway.js';
 import { initRuntime } from '../../runtime/backend.js';
@@ -20,32 +21,24 @@ import {
 import { NATIVE_ATTENTION_KERNEL, nativeAttentionAvailable } from '../native-attention.js';
 import { maxAbsDiff, randomTensor } from './helpers.js';
 
-let native: tf.KernelConfig | undefined;
-let calls = 0;
+/** The native kernel wrapped to count its calls (`original` undefined when @vl/accel is not loaded). */
+let kernel: KernelCallCounter;
 
 beforeAll(async () => {
   await initRuntime({ backend: 'wasm' });
-  native = tf.getKernel(NATIVE_ATTENTION_KERNEL, 'wasm');
-  if (native) {
-    const inner = native;
-    tf.unregisterKernel(NATIVE_ATTENTION_KERNEL, 'wasm');
-    tf.registerKernel({ ...inner, kernelFunc: (args) => (calls++, inner.kernelFunc(args)) });
-  }
+  kernel = countKernelCalls(NATIVE_ATTENTION_KERNEL, 'wasm');
 });
 
 afterAll(() => {
-  if (native) {
-    tf.unregisterKernel(NATIVE_ATTENTION_KERNEL, 'wasm');
-    tf.registerKernel(native);
-  }
+  kernel.restore();
 });
 
 /** Runs `f` with the native kernel (counting its calls) and again without it (the composed path). */
 function bothPaths<T>(f: () => T): { fast: T; composed: T; calls: number } {
   const counted = tf.getKernel(NATIVE_ATTENTION_KERNEL, 'wasm') as tf.KernelConfig;
-  calls = 0;
+  kernel.reset();
   const fast = f();
-  const n = calls;
+  const n = kernel.calls;
   tf.unregisterKernel(NATIVE_ATTENTION_KERNEL, 'wasm');
   try {
     return { fast, composed: f(), calls: n };
@@ -61,7 +54,7 @@ function attention(config: Partial<MultiHeadAttentionConfig>, seed = 0): MultiHe
   return m.eval();
 }
 
-const present = () => native !== undefined;
+const present = () => kernel.original !== undefined;
 
 describe('native attention', () => {
   it('is there exactly when @vl/accel loaded (VL_ACCEL_REQUIRE=1 requires it)', () => {
@@ -170,18 +163,18 @@ describe('native attention', () => {
 
   it('never runs under a gradient tape or with dropout active; the gradients are the composed ones', () => {
     const m = attention({ layout: 'fused' });
-    calls = 0;
+    kernel.reset();
     const w = randomTensor([3, 6, 16], rng);
     const g = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(m.forward(input, { mask: padding }).output, w)))(x);
-    expect(calls).toBe(0);
+    expect(kernel.calls).toBe(0);
     expect(g.shape).toEqual(x.shape);
     const dropping = new MultiHeadAttention({ hiddenSize: 16, numHeads: 4, layout: 'fused', attentionDropout: 0.5 }, new Rng(1));
     dropping.train();
     tf.dispose(dropping.forward(x, { rng: new Rng(2) }).output);
-    expect(calls).toBe(0);
+    expect(kernel.calls).toBe(0);
     dropping.eval();
     tf.dispose(dropping.forward(x).output);
-    expect(calls).toBe(present() ? 1 : 0);
+    expect(kernel.calls).toBe(present() ? 1 : 0);
   });
 
   it('leaks nothing', () => {

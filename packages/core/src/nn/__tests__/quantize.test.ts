@@ -3,6 +3,7 @@
 // (gradients equal the float model's), after a weight changes, after releaseInt8, on a backend without
 // the kernel (quantizeInt8 itself refuses there). The int8 copies are freed with the model.
 import * as tf from '@tensorflow/tfjs-core';
+import { countKernelCalls, type KernelCallCounter } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVlError } from '../../errors.js';
 import { initRuntime } from '../../runtime/backend.js';
@@ -35,24 +36,18 @@ class TwoLayers extends Module {
   }
 }
 
-let calls = 0;
 // Decided before the tests are collected: the int8 tests run exactly when @vl/accel loaded.
 await initRuntime({ backend: 'wasm' });
 const kernel = tf.getKernel(INT8_LINEAR_KERNEL, 'wasm');
+/** The int8 kernel wrapped to count its calls, while the tests run. */
+let counted: KernelCallCounter;
 
 beforeAll(() => {
-  if (kernel) {
-    const inner = kernel;
-    tf.unregisterKernel(INT8_LINEAR_KERNEL, 'wasm');
-    tf.registerKernel({ ...inner, kernelFunc: (args) => (calls++, inner.kernelFunc(args)) });
-  }
+  counted = countKernelCalls(INT8_LINEAR_KERNEL, 'wasm');
 });
 
 afterAll(() => {
-  if (kernel) {
-    tf.unregisterKernel(INT8_LINEAR_KERNEL, 'wasm');
-    tf.registerKernel(kernel);
-  }
+  counted.restore();
 });
 
 const input = () =>
@@ -78,9 +73,9 @@ describe.runIf(kernel !== undefined)('quantizeInt8 with the native kernels', () 
     const report = quantizeInt8(model);
     expect(report).toMatchObject({ layers: 2, weights: 24 * 40 + 40 * 7, skipped: [] });
     expect(report.packedBytes).toBeGreaterThan(0);
-    calls = 0;
+    counted.reset();
     const int8 = model.forward(x);
-    expect(calls).toBe(2);
+    expect(counted.calls).toBe(2);
     expect(int8.shape).toEqual([3, 5, 7]);
     const err = relativeError(int8, float);
     expect(err).toBeGreaterThan(0);
@@ -95,9 +90,9 @@ describe.runIf(kernel !== undefined)('quantizeInt8 with the native kernels', () 
     const loss = () => tf.sum(tf.square(model.forward(x))) as tf.Scalar;
     const before = tf.variableGrads(loss);
     quantizeInt8(model);
-    calls = 0;
+    counted.reset();
     const after = tf.variableGrads(loss);
-    expect(calls).toBe(0);
+    expect(counted.calls).toBe(0);
     expect(after.value.dataSync()[0]).toBe(before.value.dataSync()[0]);
     for (const name of Object.keys(before.grads))
       expect(Array.from(after.grads[name]!.dataSync())).toEqual(Array.from(before.grads[name]!.dataSync()));
@@ -110,14 +105,14 @@ describe.runIf(kernel !== undefined)('quantizeInt8 with the native kernels', () 
     const x = input();
     quantizeInt8(model);
     tf.tidy(() => model.up.weight.assign(tf.mul(model.up.weight, 2)));
-    calls = 0;
+    counted.reset();
     const y = model.forward(x);
-    expect(calls).toBe(1); // `down` only
+    expect(counted.calls).toBe(1); // `down` only
     expect(releaseInt8(model)).toBe(2);
     expect(int8LayerCount(model)).toBe(0);
-    calls = 0;
+    counted.reset();
     const float = model.forward(x);
-    expect(calls).toBe(0);
+    expect(counted.calls).toBe(0);
     expect(relativeError(y, float)).toBeGreaterThan(0);
     tf.dispose([x, y, float]);
     model.dispose();
@@ -130,9 +125,9 @@ describe.runIf(kernel !== undefined)('quantizeInt8 with the native kernels', () 
     const host = Float32Array.from({ length: 40 * 24 }, (_, i) => Math.cos(i) * 0.2);
     model.loadStateDict({ 'up.weight': { shape: [40, 24], dtype: 'float32', data: host } }, { strict: false });
     expect(int8LayerCount(model)).toBe(1); // `down` keeps its copy
-    calls = 0;
+    counted.reset();
     const y = model.forward(x);
-    expect(calls).toBe(1);
+    expect(counted.calls).toBe(1);
     releaseInt8(model);
     const float = model.forward(x);
     // `up` ran in float with the loaded weights: only `down`'s quantisation separates the two.

@@ -2,11 +2,12 @@
 // fused matmul epilogues, embedding, convolution, softmax, layer norm and GELU; leak checks;
 // restoring the stock kernels; the fallbacks filling the kernels wasm lacks.
 import * as tf from '@tensorflow/tfjs-core';
+import { type HostArray, referenceMatMul, seeded } from '@vl/testing';
 import { describe, expect, it } from 'vitest';
 import { gelu, geluTanh, layerNorm } from '../../nn/functional.js';
 import { NO_CPU_FALLBACK } from '../kernels/cpu-fallback.js';
 import { installWasmKernels, isStockWasmKernel } from '../wasm-kernels.js';
-import { evaluate, expectClose, expectParity, referenceMatMul, seeded, useRuntime, type HostArray } from './parity.js';
+import { evaluate, expectClose, expectParity, useRuntime } from './parity.js';
 
 // Captured before any initRuntime call, while only the wasm package's own kernels are registered.
 const stockBatchMatMul = tf.getKernel(tf.BatchMatMul, 'wasm');
