@@ -131,10 +131,12 @@ function versionAndPublish(env) {
   const clone = join(work, 'repo');
   run('git', ['clone', '--quiet', '--no-local', repo, clone]);
   const packages = readdirSync(join(clone, 'packages'));
+  // Private packages (@vl/testing: test helpers consumed from source) have no dist/ and are never published.
+  const isPrivate = (name) => JSON.parse(readFileSync(join(clone, 'packages', name, 'package.json'), 'utf8')).private === true;
   for (const name of packages.filter((n) => n.startsWith('accel-'))) {
     for (const file of PREBUILT_FILES) cpSync(join(repo, 'packages', name, file), join(clone, 'packages', name, file));
   }
-  for (const name of packages.filter((n) => !n.startsWith('accel-'))) {
+  for (const name of packages.filter((n) => !n.startsWith('accel-') && !isPrivate(n))) {
     const dist = join(repo, 'packages', name, 'dist');
     if (!existsSync(dist)) throw new Error(`packages/${name}/dist is missing: run npm run build first`);
     cpSync(dist, join(clone, 'packages', name, 'dist'), { recursive: true });
