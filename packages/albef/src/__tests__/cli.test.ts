@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initRuntime } from '@vl/core';
+import { captureIo } from '@vl/testing';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli.js';
 
@@ -14,15 +15,9 @@ beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
 });
 
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
-}
-
 describe('albef verify', () => {
   it('passes on the official fixture and lists every output', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runCli(args, c.io)).toBe(0);
     const text = c.out.join('\n');
     for (const name of ['image_embeds', 'sim_i2t', 'itm_logits_all', 'mlm_logits', 'mlm_loss_ce']) expect(text).toContain(name);
@@ -30,13 +25,13 @@ describe('albef verify', () => {
   });
 
   it('exits 1 past the tolerance', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runCli([...args, '--tol', '1e-12'], c.io)).toBe(1);
     expect(c.out.join('\n')).toMatch(/out of tolerance/);
   });
 
   it('exits 2 on missing arguments, a bad tolerance or a missing model folder', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runCli(['verify', '--model', DIR], c.io)).toBe(2);
     expect(c.err.join('\n')).toMatch(/--inputs is required/);
     expect(await runCli([...args, '--tol', 'abc'], c.io)).toBe(2);

@@ -6,17 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostTensor } from '@vl/core';
 import { readSafetensorsFile, writeSafetensorsFile } from '@vl/core/node';
+import { captureIo } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli.js';
 import { albefGradientSuite, DIR } from './grads-suite.js';
 
 albefGradientSuite('cpu');
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
-}
 
 const args = (grads: string) => [
   'verify',
@@ -53,7 +48,7 @@ describe('albef verify --grads', () => {
     out.set('nsp/itm_head.bias', { ...bias });
     const path = join(tmp, 'perturbed.safetensors');
     await writeSafetensorsFile(path, out, { format: 'pt' });
-    const c = capture();
+    const c = captureIo();
     expect(await runCli(args(path), c.io), c.err.join('\n')).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/^itm\/itm_head\.bias\s+\[2\]\s+1\.00e-2\s+0\.0001\s+FAIL/m);
@@ -67,7 +62,7 @@ describe('albef verify --grads', () => {
   });
 
   it('exits 2 on a missing gradients file or keys that are not <loss>/<name>', async () => {
-    const missing = capture();
+    const missing = captureIo();
     expect(await runCli(args(join(tmp, 'nope.safetensors')), missing.io)).toBe(2);
     expect(missing.err.join('\n')).toMatch(/no such gradients file/);
     const path = join(tmp, 'flat.safetensors');
@@ -75,7 +70,7 @@ describe('albef verify --grads', () => {
       path,
       new Map([['temp', { dtype: 'float32', shape: [], data: Float32Array.of(1), fileDtype: 'F32' } as HostTensor]]),
     );
-    const flat = capture();
+    const flat = captureIo();
     expect(await runCli(args(path), flat.io)).toBe(2);
     expect(flat.err.join('\n')).toMatch(/gradient key 'temp' is not '<loss>\/<parameter name>'/);
   });

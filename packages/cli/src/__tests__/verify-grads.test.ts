@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HostTensor } from '@vl/core';
 import { readSafetensorsFile, writeSafetensorsFile } from '@vl/core/node';
+import { captureIo } from '@vl/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runVl } from '../program.js';
 
@@ -15,12 +16,6 @@ const ALBEF = join(FIXTURES, 'albef-official', 'albef-seed0');
 const BLIP = join(FIXTURES, 'blip-hf', 'blip-retrieval-seed0');
 const tmp = mkdtempSync(join(tmpdir(), 'vl-grads-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
-}
 
 const verify = (model: string, dir: string, grads = join(dir, 'grads.safetensors')) => [
   'verify',
@@ -42,7 +37,7 @@ const lossRow = (loss: string, count: number) =>
 
 describe('vl verify --grads', () => {
   it('albef: ITA, ITM and MLM gradients within 1e-4, exit 0', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('albef', ALBEF), c.io), c.err.join('\n')).toBe(0);
     const text = c.out.join('\n');
     expect(text).toContain('(outputs and gradients)');
@@ -60,7 +55,7 @@ describe('vl verify --grads', () => {
   });
 
   it('blip: ITM and ITC gradients within 1e-4, exit 0; --json carries the same rows', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runVl([...verify('blip', BLIP), '--json'], c.io), c.err.join('\n')).toBe(0);
     const report = JSON.parse(c.out.join('\n')) as { passed: boolean; checks: { name: string; passed: boolean; maxAbsDiff: number }[] };
     expect(report.passed).toBe(true);
@@ -78,7 +73,7 @@ describe('vl verify --grads', () => {
     out.set('ita/temp', { ...temp, data: Float32Array.of(temp.data[0]! + 0.5) });
     const path = join(tmp, 'albef-perturbed.safetensors');
     await writeSafetensorsFile(path, out, { format: 'pt' });
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('albef', ALBEF, path), c.io)).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/^ita\/temp +\[\] +5\.00e-1 +0\.0001 +FAIL$/m);
@@ -87,7 +82,7 @@ describe('vl verify --grads', () => {
   });
 
   it('exits 2 when the gradients file does not exist', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('albef', ALBEF, join(tmp, 'none.safetensors')), c.io)).toBe(2);
     expect(c.err.join('\n')).toMatch(/no such gradients file/);
   });

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { captureIo } from '@vl/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runVl } from '../program.js';
 
@@ -17,12 +18,6 @@ const VLMO_PLUS = join(FIXTURES, 'vlmo-official', 'vlmo-plus-seed4');
 const BEIT3 = (task: string) => join(FIXTURES, 'beit3-official', `beit3-${task}-seed0`);
 const tmp = mkdtempSync(join(tmpdir(), 'vl-cli-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
-}
 
 const verify = (model: string, dir: string, expected = join(dir, 'expected.json')) => [
   'verify',
@@ -39,7 +34,7 @@ const verify = (model: string, dir: string, expected = join(dir, 'expected.json'
 
 describe('vl --help', () => {
   it('lists every command', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(['--help'], c.io)).toBe(0);
     const text = c.out.join('\n');
     for (const cmd of ['verify', 'train', 'eval', 'ablate', 'caption', 'match', 'convert', 'capfilt', 'data', 'bench'])
@@ -49,7 +44,7 @@ describe('vl --help', () => {
   it('has help for each model command, with the same flags for every model', async () => {
     const helps = await Promise.all(
       ['blip', 'albef', 'vlmo'].map(async (m) => {
-        const c = capture();
+        const c = captureIo();
         expect(await runVl(['verify', m, '--help'], c.io)).toBe(0);
         return c.out.join('\n').replace(m, 'MODEL');
       }),
@@ -68,7 +63,7 @@ describe('vl verify', () => {
       ['vlmo', VLMO],
       ['vlmo', VLMO_PLUS],
     ] as const) {
-      const c = capture();
+      const c = captureIo();
       expect(await runVl(verify(model, dir), c.io), c.err.join('\n')).toBe(0);
       expect(c.out.join('\n')).toContain('all outputs within tolerance');
     }
@@ -77,7 +72,7 @@ describe('vl verify', () => {
   it('passes on the five BEiT-3 fixtures (folder, and the .pth next to its config) with exit 0', async () => {
     for (const task of ['retrieval', 'captioning', 'vqa', 'classification', 'nlvr2']) {
       const dir = BEIT3(task);
-      const c = capture();
+      const c = captureIo();
       const argv = verify('beit3', dir);
       if (task === 'captioning') argv[3] = join(dir, 'pytorch_model.pth');
       expect(await runVl(argv, c.io), `${task}: ${c.err.join('\n')}`).toBe(0);
@@ -92,7 +87,7 @@ describe('vl verify', () => {
     (ids.data[1] as number[])[2] = ((ids.data[1] as number[])[2] as number) + 1;
     const perturbed = join(tmp, 'beit3-perturbed.json');
     writeFileSync(perturbed, JSON.stringify(expected));
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('beit3', dir, perturbed), c.io)).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/beam3_decoded\s+\[2,10\]\s+1\.00e\+0\s+0\s+FAIL/);
@@ -106,7 +101,7 @@ describe('vl verify', () => {
     (itm.data[0] as number[])[0] = ((itm.data[0] as number[])[0] as number) + 0.01;
     const perturbed = join(tmp, 'albef-perturbed.json');
     writeFileSync(perturbed, JSON.stringify(expected));
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('albef', ALBEF, perturbed), c.io)).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/itm_logits_pos\s+\[2,2\]\s+1\.00e-2\s+0\.0001\s+FAIL/);
@@ -120,7 +115,7 @@ describe('vl verify', () => {
     (feats.data[1] as number[])[3] = ((feats.data[1] as number[])[3] as number) - 0.01;
     const perturbed = join(tmp, 'vlmo-perturbed.json');
     writeFileSync(perturbed, JSON.stringify(expected));
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(verify('vlmo', VLMO_PLUS, perturbed), c.io)).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/fusion_cls_feats\s+\[2,30\]\s+1\.00e-2\s+0\.0001\s+FAIL/);
@@ -139,7 +134,7 @@ describe('vl verify', () => {
       [['nope'], /unknown command 'nope'/],
     ];
     for (const [argv, message] of cases) {
-      const c = capture();
+      const c = captureIo();
       expect(await runVl(argv, c.io), argv.join(' ')).toBe(2);
       expect(c.err.join('\n'), argv.join(' ')).toMatch(message);
     }
@@ -155,7 +150,7 @@ describe('vl convert', () => {
       ['beit3', BEIT3('vqa')],
     ] as const) {
       const out = join(tmp, `${model}-converted`);
-      const c = capture();
+      const c = captureIo();
       expect(
         await runVl(
           [
@@ -175,7 +170,7 @@ describe('vl convert', () => {
         c.err.join('\n'),
       ).toBe(0);
       expect(c.out.join('\n')).toMatch(/unused keys: none/);
-      const v = capture();
+      const v = captureIo();
       const args = [
         'verify',
         model,
@@ -190,7 +185,7 @@ describe('vl convert', () => {
       ];
       expect(await runVl(args, v.io), v.err.join('\n')).toBe(0);
     }
-    const c = capture();
+    const c = captureIo();
     expect(await runVl(['convert', 'blip', '--in', join(tmp, 'missing.pth'), '--out', join(tmp, 'x')], c.io)).toBe(2);
   });
 });

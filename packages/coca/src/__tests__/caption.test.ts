@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ciderD, corpusBleu, initRuntime } from '@vl/core';
 import { runModelCli } from '@vl/core/cli';
 import { loadBertTokenizer, writeSynthDataset } from '@vl/core/node';
+import { captureLines } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captionPixels, decodeCaptions, generateOptions, openClipWordIds, readImages, wordPieceCaptionTokenizer } from '../caption.js';
 import { saveOpenClip } from '../checkpoint.js';
@@ -22,11 +23,6 @@ const synth = join(tmp, 'synth');
 const VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'red', 'circle', 'on', 'white', 'background', '##s'];
 const V = VOCAB.length + 2;
 const [SOT, EOT, RED] = [12, 13, 6];
-
-function capture() {
-  const lines: string[] = [];
-  return { lines, io: { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) } };
-}
 
 /** Input-independent decoder logits: every step scores the vocabulary with `logits`. */
 function rig(model: CoCa, logits: Record<number, number>): void {
@@ -109,7 +105,7 @@ describe('ids → text (open_clip layout over WordPiece)', () => {
 describe('vl caption coca', () => {
   it('prints image<TAB>caption; greedy ids known by hand from the rigged logits', async () => {
     const run = async (...flags: string[]) => {
-      const c = capture();
+      const c = captureLines();
       const code = await runModelCli(
         'coca',
         ['caption', '--checkpoint', rigged, ...images.slice(0, 2), '--backend', 'cpu', ...flags],
@@ -130,7 +126,7 @@ describe('vl caption coca', () => {
   }, 60_000);
 
   it('a random tiny model: the CLI prints the decoded ids of generateCoca (beam search), no tensor leak', async () => {
-    const c = capture();
+    const c = captureLines();
     const code = await runModelCli(
       'coca',
       ['caption', '--checkpoint', random, ...images.slice(0, 2), '--beams', '2', '--max-length', '6', '--backend', 'cpu'],
@@ -168,7 +164,7 @@ describe('vl caption coca', () => {
   }, 60_000);
 
   it('refuses a folder whose vocab.txt does not fit the model', async () => {
-    const c = capture();
+    const c = captureLines();
     writeFileSync(join(tmp, 'random', 'vocab.txt'), `${VOCAB.slice(0, 10).join('\n')}\n`);
     const code = await runModelCli('coca', ['caption', '--checkpoint', random, images[0] as string, '--backend', 'cpu'], c.io);
     expect(code).not.toBe(0);
@@ -185,7 +181,7 @@ describe('vl eval coca --task captioning', () => {
     // The word wins every step; eot comes only when forced at seqLen − 1.
     const dir = await saveModel('rigged-synth', synthVocab, { [eot]: 5, [word]: 10 });
     const out = join(tmp, 'eval.json');
-    const c = capture();
+    const c = captureLines();
     const test = join(synth, 'test.jsonl');
     const code = await runModelCli(
       'coca',

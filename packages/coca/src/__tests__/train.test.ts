@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runModelCli } from '@vl/core/cli';
 import { writeSynthDataset } from '@vl/core/node';
+import { captureLines } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadClip } from '../checkpoint.js';
 import '../index.js';
@@ -18,11 +19,6 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function capture() {
-  const lines: string[] = [];
-  return { lines, io: { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) } };
-}
-
 interface Step {
   loss: number;
   losses: Record<string, number>;
@@ -31,7 +27,7 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function train(model: 'clip' | 'coca', extra: string[] = []): Promise<string> {
   const out = join(tmp, model);
-  const c = capture();
+  const c = captureLines();
   const args = [
     'train',
     '--data',
@@ -73,7 +69,7 @@ describe('vl train / eval clip and coca', () => {
     expect(scale).toBeGreaterThanOrEqual(0);
     expect(scale).toBeLessThanOrEqual(MAX_LOGIT_SCALE);
     model.dispose();
-    const c = capture();
+    const c = captureLines();
     const test = join(data, 'test.jsonl');
     const code = await runModelCli(
       'clip',

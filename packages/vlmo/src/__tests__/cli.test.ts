@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initRuntime } from '@vl/core';
+import { captureIo, verifyArgs } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../cli.js';
 
@@ -14,28 +15,11 @@ const FIXTURES = fileURLToPath(new URL('../../../../fixtures/vlmo-official/', im
 const BASE = join(FIXTURES, 'vlmo-seed0');
 const PLUS = join(FIXTURES, 'vlmo-plus-seed4');
 const tmp = mkdtempSync(join(tmpdir(), 'vlmo-cli-'));
-const args = (dir: string, expected = join(dir, 'expected.json'), checkpoint = dir) => [
-  'verify',
-  '--checkpoint',
-  checkpoint,
-  '--inputs',
-  join(dir, 'inputs.json'),
-  '--expected',
-  expected,
-  '--backend',
-  'cpu',
-];
 
 beforeAll(async () => {
   await initRuntime({ backend: 'cpu' });
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function capture() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l) } };
-}
 
 describe('vlmo verify', () => {
   it('passes on both official fixtures (folder and .pth) and lists every output', async () => {
@@ -43,8 +27,8 @@ describe('vlmo verify', () => {
       [BASE, BASE],
       [PLUS, join(PLUS, 'pytorch_model.pth')],
     ] as const) {
-      const c = capture();
-      expect(await runCli(args(dir, undefined, checkpoint), c.io), c.err.join('\n')).toBe(0);
+      const c = captureIo();
+      expect(await runCli(verifyArgs(dir, undefined, checkpoint), c.io), c.err.join('\n')).toBe(0);
       const text = c.out.join('\n');
       for (const name of ['image_cls_vlffn_feats', 'itc_vl_i2t_logits', 'fusion_cls_feats', 'itm_logits_rolled_images', 'textmlm_loss']) {
         expect(text).toMatch(new RegExp(`${name} .* ok`));
@@ -59,21 +43,21 @@ describe('vlmo verify', () => {
     scale.data += 0.01;
     const perturbed = join(tmp, 'perturbed.json');
     writeFileSync(perturbed, JSON.stringify(expected));
-    const c = capture();
-    expect(await runCli(args(BASE, perturbed), c.io)).toBe(1);
+    const c = captureIo();
+    expect(await runCli(verifyArgs(BASE, perturbed), c.io)).toBe(1);
     const text = c.out.join('\n');
     expect(text).toMatch(/itc_logit_vl_scale\s+\[\]\s+1\.00e-2\s+0\.0001\s+FAIL/);
     expect(text).toContain('1 output(s) out of tolerance');
-    const tight = capture();
-    expect(await runCli([...args(PLUS), '--tol', '1e-12'], tight.io)).toBe(1);
+    const tight = captureIo();
+    expect(await runCli([...verifyArgs(PLUS), '--tol', '1e-12'], tight.io)).toBe(1);
   });
 
   it('exits 2 on missing arguments, a bad tolerance or a missing checkpoint', async () => {
-    const c = capture();
+    const c = captureIo();
     expect(await runCli(['verify', '--checkpoint', BASE], c.io)).toBe(2);
     expect(c.err.join('\n')).toMatch(/--inputs is required/);
-    expect(await runCli([...args(BASE), '--tol', 'abc'], c.io)).toBe(2);
-    expect(await runCli(args(BASE, undefined, join(tmp, 'nonexistent')), c.io)).toBe(2);
+    expect(await runCli([...verifyArgs(BASE), '--tol', 'abc'], c.io)).toBe(2);
+    expect(await runCli(verifyArgs(BASE, undefined, join(tmp, 'nonexistent')), c.io)).toBe(2);
   });
 });
 
@@ -83,9 +67,9 @@ describe('bin/vlmo.js', () => {
     const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
     expect(help.status).toBe(0);
     expect(help.stdout).toMatch(/verify/);
-    const ok = spawnSync(process.execPath, [bin, ...args(PLUS)], { encoding: 'utf8' });
+    const ok = spawnSync(process.execPath, [bin, ...verifyArgs(PLUS)], { encoding: 'utf8' });
     expect(ok.status, ok.stderr).toBe(0);
-    const bad = spawnSync(process.execPath, [bin, ...args(BASE), '--tol', '1e-12'], { encoding: 'utf8' });
+    const bad = spawnSync(process.execPath, [bin, ...verifyArgs(BASE), '--tol', '1e-12'], { encoding: 'utf8' });
     expect(bad.status, bad.stderr).toBe(1);
   });
 });

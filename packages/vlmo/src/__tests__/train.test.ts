@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initRuntime } from '@vl/core';
 import { writeSynthDataset } from '@vl/core/node';
+import { captureLines } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadVlmo } from '../checkpoint.js';
 import { runCli } from '../cli.js';
@@ -26,13 +27,8 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function capture() {
-  const lines: string[] = [];
-  return { lines, io: { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) } };
-}
-
 async function train(stage: number, extra: string[] = []): Promise<string> {
-  const c = capture();
+  const c = captureLines();
   const args = ['train', '--stage', String(stage), '--data', data, '--out', run(stage), '--batch-size', '8', '--max-steps', '8'];
   const code = await runCli([...args, '--lr', '3e-3', '--seed', '1', '--quiet', '--backend', 'wasm', ...extra], c.io);
   expect(code, c.lines.join('\n')).toBe(0);
@@ -136,7 +132,7 @@ describe('vlmo train --stage 1|2|3', () => {
     const file = join(tmp, 'arch.json');
     writeFileSync(file, JSON.stringify({ transformer_kwargs: { layer_scale_init_values: null }, vlmo_config: { drop_path_rate: 0 } }));
     const out = join(tmp, 'arch');
-    const c = capture();
+    const c = captureLines();
     const args = ['train', '--stage', '1', '--data', data, '--batch-size', '8', '--max-steps', '1', '--backend', 'wasm', '--quiet'];
     expect(await runCli([...args, '--out', out, '--config', file], c.io), c.lines.join('\n')).toBe(0);
     const saved = JSON.parse(readFileSync(join(out, 'model', 'config.json'), 'utf8')) as {
@@ -156,7 +152,7 @@ describe('vlmo train --stage 1|2|3', () => {
   }, 60_000);
 
   it('refuses a stage that does not exist, an objective the stage lacks, and a missing --init', async () => {
-    const c = capture();
+    const c = captureLines();
     const base = ['train', '--data', data, '--out', join(tmp, 'bad'), '--backend', 'wasm', '--quiet'];
     expect(await runCli([...base, '--stage', '4'], c.io)).toBe(2);
     expect(c.lines.join('\n')).toMatch(/stage must be 1, 2 or 3/);
@@ -168,7 +164,7 @@ describe('vlmo train --stage 1|2|3', () => {
 
 describe('vlmo eval and match', () => {
   it('reports Recall@1/5/10 both ways (dual encoder and ITM re-ranked) and ITM accuracy/AUC, all in range', async () => {
-    const c = capture();
+    const c = captureLines();
     const args = ['eval', '--checkpoint', run(3), '--data', join(data, 'test.jsonl'), '--rerank-k', '3', '--backend', 'wasm', '--quiet'];
     expect(await runCli([...args, '--json'], c.io), c.lines.join('\n')).toBe(0);
     const r = JSON.parse(c.lines.join('\n')) as VlmoEvalReport;
@@ -190,13 +186,13 @@ describe('vlmo eval and match', () => {
       expect(m.accuracy >= 0 && m.accuracy <= 1).toBe(true);
       expect(m.auc >= 0 && m.auc <= 1).toBe(true);
     }
-    const text = capture();
+    const text = captureLines();
     expect(await runCli([...args, '--task', 'retrieval'], text.io)).toBe(0);
     expect(text.lines.join('\n')).toMatch(/dual encoder \(ITC\): image→text R@1 [\d.]+% R@5/);
     expect(text.lines.join('\n')).toMatch(/ITM re-ranked top-3: /);
     expect(text.lines.join('\n')).not.toMatch(/ITM \(/);
     // A stage-1 model has no ITC heads to rank with.
-    const bad = capture();
+    const bad = captureLines();
     expect(await runCli(['eval', '--checkpoint', run(1), '--data', join(data, 'test.jsonl'), '--backend', 'wasm', '--quiet'], bad.io)).toBe(
       2,
     );
@@ -204,7 +200,7 @@ describe('vlmo eval and match', () => {
   }, 60_000);
 
   it('match gives P(match) and the cosine for every image × text', async () => {
-    const c = capture();
+    const c = captureLines();
     const images = [join(data, 'images', 'test', '000010.png'), join(data, 'images', 'test', '000011.png')];
     const args = ['match', '--checkpoint', run(3), ...images, '--text', 'two red circles', '--text', 'a blue square', '--json'];
     expect(await runCli([...args, '--backend', 'wasm'], c.io), c.lines.join('\n')).toBe(0);

@@ -1,5 +1,6 @@
 // A model's own `vl eval` switches (ModelSpec.evalOptions): declared once, parsed and checked by the
 // command layer, and handed to `evaluate` by camelCase name; a model without them gets none.
+import { captureLines } from '@vl/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AnyModelSpec, EvalRequest } from '../../model/contract.js';
@@ -48,17 +49,12 @@ afterAll(() => {
   unregisterModel('zz-eval-plain');
 });
 
-function capture() {
-  const lines: string[] = [];
-  return { lines, io: { out: (l: string) => void lines.push(l), err: (l: string) => void lines.push(l) } };
-}
-
 const base = ['eval', '--checkpoint', 'ck', '--data', 'test.jsonl', '--backend', 'cpu'];
 
 describe('ModelSpec.evalOptions', () => {
   it('passes declared switches (given or defaulted) to evaluate by camelCase name', async () => {
     seen.length = 0;
-    const c = capture();
+    const c = captureLines();
     expect(await runModelCli('zz-eval-opts', [...base, '--rerank-k', '5', '--no-fusion'], c.io), c.lines.join('\n')).toBe(0);
     expect(seen[0]?.options).toEqual({ rerankK: 5, fusion: false });
     expect(await runModelCli('zz-eval-opts', base, c.io)).toBe(0);
@@ -67,14 +63,14 @@ describe('ModelSpec.evalOptions', () => {
   });
 
   it('checks them like any option (exit 2), and a model without them neither lists nor accepts them', async () => {
-    const c = capture();
+    const c = captureLines();
     expect(await runModelCli('zz-eval-opts', [...base, '--rerank-k', '-1'], c.io)).toBe(2);
     expect(await runModelCli('zz-eval-opts', [...base, '--rerank-k', 'x'], c.io)).toBe(2);
     seen.length = 0;
     expect(await runModelCli('zz-eval-plain', [...base, '--rerank-k', '5'], c.io)).toBe(2);
     expect(await runModelCli('zz-eval-plain', base, c.io)).toBe(0);
     expect(seen[0]?.options).toEqual({});
-    const help = capture();
+    const help = captureLines();
     expect(await runModelCli('zz-eval-opts', ['eval', '--help'], help.io)).toBe(0);
     expect(help.lines.join('\n')).toMatch(/--rerank-k <k>\s+candidates re-ranked/);
   });
