@@ -1,8 +1,8 @@
-// Test helpers: one function and its gradients evaluated on a backend with leak checks (inputs are
-// @vl/testing's seeded host arrays: tensors cannot cross backends), and scale-aware comparison.
+// Test helpers: one function and its gradients evaluated on cpu or wasm (@vl/testing's evaluateOnActiveBackend
+// after tf.setBackend), scale-aware comparison, and the suite hook that registers the kernels.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { type HostArray, seeded } from '@vl/testing';
+import { type Evaluation, evaluateOnActiveBackend, type HostArray, type TensorFn } from '@vl/testing';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { registerAccelKernels, unregisterAccelKernels } from '../index.js';
 
@@ -18,46 +18,11 @@ export function useAccelKernelsOnWasm(): void {
   });
 }
 
-export interface Evaluation {
-  shape: number[];
-  value: number[];
-  /** d(Σ f(x)·w)/dx for each input listed in gradWrt, in order. */
-  grads: number[][];
-}
-
-export type TensorFn = (...inputs: tf.Tensor[]) => tf.Tensor;
-
-/**
- * Runs `f` on `backend` (already set up by the caller: kernels registered or not) and, when
- * `gradWrt` names inputs, the gradient of a seeded weighted sum of its output. Asserts that no
- * tensor and no backend buffer outlives the call.
- */
+/** `f` on `backend` (already set up by the caller: kernels registered or not); see evaluateOnActiveBackend. */
 export async function evaluate(backend: 'cpu' | 'wasm', f: TensorFn, inputs: HostArray[], gradWrt: number[] = []): Promise<Evaluation> {
   await tf.setBackend(backend);
   await tf.ready();
-  const before = tf.memory();
-  const result = tf.tidy(() => {
-    const xs = inputs.map((h) => tf.tensor(h.values, h.shape));
-    const y = f(...xs);
-    const value = Array.from(y.dataSync());
-    const w = tf.tensor(seeded(y.shape, 999).values, y.shape);
-    let grads: number[][] = [];
-    if (gradWrt.length > 0) {
-      const g = tf.grads((...sub: tf.Tensor[]) => {
-        const all = xs.map((x, i) => {
-          const at = gradWrt.indexOf(i);
-          return at >= 0 ? (sub[at] as tf.Tensor) : x;
-        });
-        return tf.sum(tf.mul(f(...all), w));
-      });
-      grads = g(gradWrt.map((i) => xs[i] as tf.Tensor)).map((t) => Array.from(t.dataSync()));
-    }
-    return { shape: y.shape, value, grads };
-  });
-  const after = tf.memory();
-  expect(after.numTensors, `tensor leak on ${backend}`).toBe(before.numTensors);
-  expect(after.numDataBuffers, `backend buffer leak on ${backend}`).toBe(before.numDataBuffers);
-  return result;
+  return evaluateOnActiveBackend(backend, f, inputs, gradWrt);
 }
 
 /** max|a − e| / max(max|e|, 1e-6): scale-aware, so tiny entries of a large output do not dominate. */

@@ -4,7 +4,7 @@
 // OpenBLAS at install) the same tests check the unavailable path instead: registration reports
 // why, nothing is replaced, and the same functions still match cpu on plain wasm.
 import * as tf from '@tensorflow/tfjs';
-import { referenceMatMul, seeded } from '@vl/testing';
+import { referenceMatMul, seeded, type TensorFn } from '@vl/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadAccel } from '../binding.js';
 import { splitBroadcast } from '../matmul.js';
@@ -16,7 +16,7 @@ import {
   unregisterAccelKernels,
   type AccelRegistration,
 } from '../index.js';
-import { evaluate, expectClose, expectParity, type TensorFn } from './helpers.js';
+import { evaluate, expectClose, expectParity } from './helpers.js';
 
 const status = accelStatus();
 let registration: AccelRegistration;

@@ -1,10 +1,10 @@
 // Gradients on wasm (core kernels installed) against central finite differences of float64 JS
 // implementations of the same math, so a wrong gradient cannot hide behind cpu/wasm agreement.
 import * as tf from '@tensorflow/tfjs-core';
-import { type HostArray, seeded } from '@vl/testing';
+import { type HostArray, seeded, type TensorFn } from '@vl/testing';
 import { describe, expect, it } from 'vitest';
 import { gelu, geluTanh, layerNorm } from '../../nn/functional.js';
-import { evaluate, expectClose, type TensorFn } from './parity.js';
+import { evaluate, expectClose } from './parity.js';
 
 /** erf by its Maclaurin series: exact to ~1e-13 for |x| ≤ 3, all these tests need. */
 function erf64(x: number): number {

@@ -2,9 +2,9 @@
 // trains with, on wasm (core kernels and fallbacks installed) against cpu. Ops whose gradient
 // tfjs-core itself lacks (TopK, StridedSlice, ScatterNd, GatherNd) are checked forward only.
 import * as tf from '@tensorflow/tfjs-core';
-import { type HostArray, seeded } from '@vl/testing';
+import { type HostArray, seeded, type TensorFn } from '@vl/testing';
 import { describe, it } from 'vitest';
-import { expectParity, type TensorFn } from './parity.js';
+import { expectParity } from './parity.js';
 
 interface AuditCase {
   name: string;

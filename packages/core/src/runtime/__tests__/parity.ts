@@ -1,7 +1,6 @@
-// Test helpers: running a function and its gradients on one backend with leak checks (inputs are
-// @vl/testing's seeded host arrays: tensors cannot cross backends), and relative comparison.
-import * as tf from '@tensorflow/tfjs-core';
-import { type HostArray, seeded } from '@vl/testing';
+// Test helpers: running a function and its gradients on one backend (@vl/testing's evaluateOnActiveBackend
+// after initRuntime) and relative comparison.
+import { type Evaluation, evaluateOnActiveBackend, type HostArray, type TensorFn } from '@vl/testing';
 import { expect } from 'vitest';
 import { initRuntime, type InitRuntimeOptions, type RuntimeInfo } from '../backend.js';
 
@@ -15,19 +14,7 @@ export async function useRuntime(backend: 'cpu' | 'wasm', wasmKernels = true): P
   return initRuntime(options);
 }
 
-export interface Evaluation {
-  shape: number[];
-  value: number[];
-  /** d(sum(f(x)·w))/dx for each differentiable input, in order; empty when not requested. */
-  grads: number[][];
-}
-
-export type TensorFn = (...inputs: tf.Tensor[]) => tf.Tensor;
-
-/**
- * Evaluates `f` (and, when `gradWrt` lists input positions, the gradient of a weighted sum of its
- * output) on `backend`, asserting that no tensor and no backend buffer outlives the call.
- */
+/** `f` on `backend` through initRuntime (core's wasm kernels unless `wasmKernels: false`); see evaluateOnActiveBackend. */
 export async function evaluate(
   backend: 'cpu' | 'wasm',
   f: TensorFn,
@@ -36,31 +23,7 @@ export async function evaluate(
   options: { wasmKernels?: boolean; intInputs?: Record<number, number[]> } = {},
 ): Promise<Evaluation> {
   await useRuntime(backend, options.wasmKernels ?? true);
-  const before = tf.memory();
-  const result = tf.tidy(() => {
-    const xs = inputs.map((h, i) =>
-      options.intInputs?.[i] ? tf.tensor(options.intInputs[i] as number[], h.shape, 'int32') : tf.tensor(h.values, h.shape),
-    );
-    const y = f(...xs);
-    const value = Array.from(y.dataSync());
-    const w = tf.tensor(seeded(y.shape, 999).values, y.shape);
-    let grads: number[][] = [];
-    if (gradWrt.length > 0) {
-      const g = tf.grads((...sub: tf.Tensor[]) => {
-        const all = xs.map((x, i) => {
-          const at = gradWrt.indexOf(i);
-          return at >= 0 ? (sub[at] as tf.Tensor) : x;
-        });
-        return tf.sum(tf.mul(f(...all), w));
-      });
-      grads = g(gradWrt.map((i) => xs[i] as tf.Tensor)).map((t) => Array.from(t.dataSync()));
-    }
-    return { shape: y.shape, value, grads };
-  });
-  const after = tf.memory();
-  expect(after.numTensors, `tensor leak on ${backend}`).toBe(before.numTensors);
-  expect(after.numDataBuffers, `backend buffer leak on ${backend}`).toBe(before.numDataBuffers);
-  return result;
+  return evaluateOnActiveBackend(backend, f, inputs, gradWrt, options.intInputs);
 }
 
 /** max|a − e| / max(max|e|, 1e-6): scale-aware, so tiny entries of a large output do not dominate. */
