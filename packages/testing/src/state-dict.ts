@@ -2,8 +2,9 @@
 // parameters kept their memory, and damaged copies of a model.safetensors for the error paths.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isDeferredHostTensor, Module } from '@vl/core';
-import { vi } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { isDeferredHostTensor, isVlError, Module } from '@vl/core';
+import { expect, vi } from 'vitest';
 
 /** Every tensor of the state dict as raw bits (float32 NaN payloads and -0 included). */
 export function stateBits(m: Module): Map<string, number[]> {
@@ -71,4 +72,44 @@ export function writeDamagedSafetensors(src: string, dest: string): { label: 'tr
     writeFileSync(file, content);
     return { label, dir, file };
   });
+}
+
+/**
+ * A fast loader (`load`) against the path it replaced (`previous`) and the same checkpoint as a PyTorch pickle
+ * (`pth`): every parameter arrived still in its file and (on wasm) was written in place, the load made only the
+ * model's own tensors, all three hold the same bits, and nothing is left after they are disposed.
+ */
+export async function expectFastLoadMatches(
+  paths: { load: () => Promise<Module>; previous: () => Promise<Module>; pth: () => Promise<Module> },
+  backend: string,
+): Promise<void> {
+  const before = tf.memory().numTensors;
+  const { model: fast, deferred, inPlace, parameters } = await watchLoad(paths.load);
+  expect(deferred).toBe(parameters);
+  expect(inPlace).toBe(backend === 'wasm' ? parameters : 0);
+  const owned = tf.memory().numTensors - before;
+  const previous = await paths.previous();
+  const pth = await paths.pth();
+  // The load made only the model's own tensors (the same count as the previous path's model).
+  expect(tf.memory().numTensors - before).toBe(3 * owned);
+  const bits = stateBits(fast);
+  expect(bits.size).toBeGreaterThan(50);
+  expect(bits).toEqual(stateBits(previous));
+  expect(bits).toEqual(stateBits(pth));
+  for (const m of [fast, previous, pth]) m.dispose();
+  expect(tf.memory().numTensors).toBe(before);
+}
+
+/** `load` of each damaged copy of `src` (writeDamagedSafetensors) fails with SAFETENSORS_INVALID naming the file, and
+ * leaves no tensor behind. */
+export async function expectDamagedSafetensorsRejected(load: (dir: string) => Promise<unknown>, src: string, dest: string): Promise<void> {
+  for (const { dir, file } of writeDamagedSafetensors(src, dest)) {
+    const before = tf.memory().numTensors;
+    const error = await load(dir).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isVlError(error) && error.code === 'SAFETENSORS_INVALID' && error.subject === file, String(error)).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+  }
 }

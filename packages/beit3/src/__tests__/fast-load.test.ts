@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, isVlError, Rng } from '@vl/core';
+import { initRuntime, Rng } from '@vl/core';
 import { readCheckpoint } from '@vl/core/node';
-import { stateBits, watchLoad, writeDamagedSafetensors } from '@vl/testing/models';
+import { expectDamagedSafetensorsRejected, expectFastLoadMatches, stateBits, watchLoad } from '@vl/testing/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromOfficialStateDict, loadBeit3, readBeit3Config } from '../checkpoint.js';
 import { beit3Preset } from '../config.js';
@@ -40,22 +40,11 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const name = `beit3-${task}-seed0`;
       it(`${name}: the same bits as the previous path and as the .pth; no tensor left behind`, async () => {
         const dir = join(FIXTURES, name);
-        const before = tf.memory().numTensors;
-        const { model: fast, deferred, inPlace, parameters } = await watchLoad(() => loadBeit3(dir));
-        // Every tensor (all F32) stayed in the file until loaded.
-        expect(deferred).toBe(parameters);
-        expect(inPlace).toBe(backend === 'wasm' ? parameters : 0);
-        const owned = tf.memory().numTensors - before;
-        const previous = await loadThePreviousWay(dir);
-        const pth = await loadBeit3(join(dir, 'pytorch_model.pth'));
-        // The load made only the model's own tensors (the same count as the previous path's model).
-        expect(tf.memory().numTensors - before).toBe(3 * owned);
-        const bits = stateBits(fast);
-        expect(bits.size).toBeGreaterThan(50);
-        expect(bits).toEqual(stateBits(previous));
-        expect(bits).toEqual(stateBits(pth));
-        for (const m of [fast, previous, pth]) m.dispose();
-        expect(tf.memory().numTensors).toBe(before);
+        // Every tensor (all F32) stays in the file until loaded.
+        await expectFastLoadMatches(
+          { load: () => loadBeit3(dir), previous: () => loadThePreviousWay(dir), pth: () => loadBeit3(join(dir, 'pytorch_model.pth')) },
+          backend,
+        );
       });
     }
 
@@ -81,15 +70,7 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
     it('a truncated or corrupt model.safetensors is SAFETENSORS_INVALID naming the file; nothing is left allocated', async () => {
       const src = join(FIXTURES, 'beit3-retrieval-seed0');
-      for (const { dir, file } of writeDamagedSafetensors(src, join(tmp, backend))) {
-        const before = tf.memory().numTensors;
-        const error = await loadBeit3(dir).then(
-          () => null,
-          (e: unknown) => e,
-        );
-        expect(isVlError(error) && error.code === 'SAFETENSORS_INVALID' && error.subject === file, String(error)).toBe(true);
-        expect(tf.memory().numTensors).toBe(before);
-      }
+      await expectDamagedSafetensorsRejected(loadBeit3, src, join(tmp, backend));
     });
   });
 }

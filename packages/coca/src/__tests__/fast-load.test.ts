@@ -6,11 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, isVlError } from '@vl/core';
+import { initRuntime } from '@vl/core';
 import { readCheckpoint } from '@vl/core/node';
-import { stateBits, watchLoad, writeDamagedSafetensors } from '@vl/testing/models';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectDamagedSafetensorsRejected, expectFastLoadMatches } from '@vl/testing/models';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromOfficialStateDict, loadClip, loadCoca, readOpenClipConfig } from '../checkpoint.js';
 import { Clip, CoCa } from '../model.js';
 
@@ -40,36 +39,21 @@ for (const backend of ['cpu', 'wasm'] as const) {
       const name = `${kind}-seed0`;
       it(`${name}: the same bits as the previous path and as the .pth; no tensor left behind`, async () => {
         const dir = join(FIXTURES, name);
-        const before = tf.memory().numTensors;
-        const { model: fast, deferred, inPlace, parameters } = await watchLoad<CoCa | Clip>(() => LOADERS[kind](dir));
-        // Every tensor (all F32) stayed in the file until loaded.
-        expect(deferred).toBe(parameters);
-        expect(inPlace).toBe(backend === 'wasm' ? parameters : 0);
-        const owned = tf.memory().numTensors - before;
-        const previous = await loadThePreviousWay(dir, kind);
-        const pth = await LOADERS[kind](join(dir, 'pytorch_model.pth'));
-        // The load made only the model's own tensors (the same count as the previous path's model).
-        expect(tf.memory().numTensors - before).toBe(3 * owned);
-        const bits = stateBits(fast);
-        expect(bits.size).toBeGreaterThan(50);
-        expect(bits).toEqual(stateBits(previous));
-        expect(bits).toEqual(stateBits(pth));
-        for (const m of [fast, previous, pth]) m.dispose();
-        expect(tf.memory().numTensors).toBe(before);
+        // Every tensor (all F32) stays in the file until loaded.
+        await expectFastLoadMatches(
+          {
+            load: () => LOADERS[kind](dir),
+            previous: () => loadThePreviousWay(dir, kind),
+            pth: () => LOADERS[kind](join(dir, 'pytorch_model.pth')),
+          },
+          backend,
+        );
       });
     }
 
     it('a truncated or corrupt model.safetensors is SAFETENSORS_INVALID naming the file; nothing is left allocated', async () => {
       const src = join(FIXTURES, 'coca-seed0');
-      for (const { dir, file } of writeDamagedSafetensors(src, join(tmp, backend))) {
-        const before = tf.memory().numTensors;
-        const error = await loadCoca(dir).then(
-          () => null,
-          (e: unknown) => e,
-        );
-        expect(isVlError(error) && error.code === 'SAFETENSORS_INVALID' && error.subject === file, String(error)).toBe(true);
-        expect(tf.memory().numTensors).toBe(before);
-      }
+      await expectDamagedSafetensorsRejected(loadCoca, src, join(tmp, backend));
     });
   });
 }

@@ -6,11 +6,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs-core';
-import { initRuntime, isVlError } from '@vl/core';
+import { initRuntime } from '@vl/core';
 import { readCheckpoint } from '@vl/core/node';
-import { stateBits, watchLoad, writeDamagedSafetensors } from '@vl/testing/models';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectDamagedSafetensorsRejected, expectFastLoadMatches } from '@vl/testing/models';
+import { afterAll, beforeAll, describe, it } from 'vitest';
 import { fromOfficialStateDict, loadVlmo, readVlmoConfig, VLMO_LEGACY_KEYS } from '../checkpoint.js';
 import { Vlmo } from '../model.js';
 
@@ -36,36 +35,17 @@ for (const backend of ['cpu', 'wasm'] as const) {
     for (const name of ['vlmo-seed0', 'vlmo-plus-seed4']) {
       it(`${name}: the same bits as the previous path and as the .pth; no tensor left behind`, async () => {
         const dir = join(FIXTURES, name);
-        const before = tf.memory().numTensors;
-        const { model: fast, deferred, inPlace, parameters } = await watchLoad(() => loadVlmo(dir));
-        // Every F32 tensor stayed in the file until loaded (all but the I64 position_ids, decoded at once).
-        expect(deferred).toBe(parameters);
-        expect(inPlace).toBe(backend === 'wasm' ? parameters : 0);
-        const owned = tf.memory().numTensors - before;
-        const previous = await loadThePreviousWay(dir);
-        const pth = await loadVlmo(join(dir, 'pytorch_model.pth'));
-        // The load made only the model's own tensors (the same count as the previous path's model).
-        expect(tf.memory().numTensors - before).toBe(3 * owned);
-        const bits = stateBits(fast);
-        expect(bits.size).toBeGreaterThan(50);
-        expect(bits).toEqual(stateBits(previous));
-        expect(bits).toEqual(stateBits(pth));
-        for (const m of [fast, previous, pth]) m.dispose();
-        expect(tf.memory().numTensors).toBe(before);
+        // Every F32 tensor stays in the file until loaded (all but the I64 position_ids, decoded at once).
+        await expectFastLoadMatches(
+          { load: () => loadVlmo(dir), previous: () => loadThePreviousWay(dir), pth: () => loadVlmo(join(dir, 'pytorch_model.pth')) },
+          backend,
+        );
       });
     }
 
     it('a truncated or corrupt model.safetensors is SAFETENSORS_INVALID naming the file; nothing is left allocated', async () => {
       const src = join(FIXTURES, 'vlmo-seed0');
-      for (const { dir, file } of writeDamagedSafetensors(src, join(tmp, backend))) {
-        const before = tf.memory().numTensors;
-        const error = await loadVlmo(dir).then(
-          () => null,
-          (e: unknown) => e,
-        );
-        expect(isVlError(error) && error.code === 'SAFETENSORS_INVALID' && error.subject === file, String(error)).toBe(true);
-        expect(tf.memory().numTensors).toBe(before);
-      }
+      await expectDamagedSafetensorsRejected(loadVlmo, src, join(tmp, backend));
     });
   });
 }
