@@ -5,7 +5,6 @@
  * FMA peak with the softmax pass between them; here both products are register-blocked micro-kernels (6 rows × 64
  * keys, 6 rows × 64 outputs: 24 accumulators each) and the scores never leave the cache. Sums run in another order
  * than sgemm's, so results differ from the sgemm path by float rounding (tested to 1e-5). */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +17,9 @@
 #define ROWS 6   /* query rows per block */
 #define PANEL 16 /* keys per packed panel */
 #define VL_T __attribute__((target("avx512f,fma")))
+
+/* The lanes of a 16-wide vector that hold one of the `left` remaining elements. */
+static inline __mmask16 lanes(int64_t left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1); }
 
 int vl_attention_fused_applies(const vl_attention_args *a) {
   /* The gather's int32 offsets reach 15 rows of keys. */
@@ -35,8 +37,7 @@ VL_T static void pack_keys(const float *k, int64_t k_row, int64_t tk, float *kt)
   for (int64_t p = 0; p < panels; p++) {
     float *panel = kt + p * HEAD * PANEL;
     const float *base = k + p * PANEL * k_row;
-    const int64_t left = tk - p * PANEL;
-    const __mmask16 keep = left >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    const __mmask16 keep = lanes(tk - p * PANEL);
     for (int d = 0; d < HEAD; d++)
       _mm512_storeu_ps(panel + d * PANEL, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, rows, base + d, 4));
   }
@@ -85,8 +86,7 @@ VL_T static void qk_6x16(const float *q, int64_t q_row, const float *kt, int64_t
     c4 = _mm512_fmadd_ps(_mm512_set1_ps(q[4 * q_row + d]), k, c4);
     c5 = _mm512_fmadd_ps(_mm512_set1_ps(q[5 * q_row + d]), k, c5);
   }
-  const int64_t left = tk - p * PANEL;
-  const __mmask16 keep = left >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+  const __mmask16 keep = lanes(tk - p * PANEL);
   const __m512 vscale = _mm512_set1_ps(scale);
   float *out = s + p * PANEL;
   _mm512_mask_storeu_ps(out, keep, _mm512_mul_ps(c0, vscale));
@@ -102,54 +102,12 @@ VL_T static void qk_edge(const float *q, int64_t q_row, int rows, const float *k
   const int64_t panels = (tk + PANEL - 1) / PANEL;
   for (int64_t p = 0; p < panels; p++) {
     const float *panel = kt + p * HEAD * PANEL;
-    const int64_t left = tk - p * PANEL;
-    const __mmask16 keep = left >= PANEL ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+    const __mmask16 keep = lanes(tk - p * PANEL);
     for (int r = 0; r < rows; r++) {
       __m512 acc = _mm512_setzero_ps();
       for (int d = 0; d < HEAD; d++) acc = _mm512_fmadd_ps(_mm512_set1_ps(q[r * q_row + d]), _mm512_loadu_ps(panel + d * PANEL), acc);
       _mm512_mask_storeu_ps(s + r * tk + p * PANEL, keep, _mm512_mul_ps(acc, _mm512_set1_ps(scale)));
     }
-  }
-}
-
-/* e^x for x ≤ 0 (scores minus their row's max): Cephes' expf as the element-wise kernels compute it (reduction by
- * ln 2 in two parts, degree-6 polynomial), the power of two applied with vscalefps. */
-VL_T static inline __m512 exp_nonpositive(__m512 x) {
-  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3365447504019f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, n);
-}
-
-/* Unmasked rows: e^(s − max) in place and 1/Σ per row; the products are scaled by it after P·V (64 multiplies a row
- * instead of tk). */
-VL_T static void exp_rows(float *s, int rows, int64_t tk, float *inv) {
-  for (int r = 0; r < rows; r++) {
-    float *row = s + r * tk;
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < tk; j += 16) {
-      const int64_t left = tk - j;
-      const __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-      vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), keep, row + j));
-    }
-    const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
-    __m512 sum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < tk; j += 16) {
-      const int64_t left = tk - j;
-      const __mmask16 keep = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(keep, row + j), m));
-      _mm512_mask_storeu_ps(row + j, keep, e);
-      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(keep, e));
-    }
-    inv[r] = 1.0f / _mm512_reduce_add_ps(sum);
   }
 }
 
@@ -231,7 +189,7 @@ void vl_attention_fused_pair(const vl_attention_args *a, int64_t b, int64_t h, f
     if (a->mask)
       vl_attention_mask_softmax(a, b, kb, h, i0, rows, s); /* normalised there */
     else
-      exp_rows(s, rows, tk, inv);
+      vl_softmax_unnormalised_rows(s, rows, tk, inv); /* normalised after P·V */
     if (rows == ROWS)
       pv_6x64(s, tk, vp, HEAD, inv, out + i0 * a->o_row, a->o_row);
     else

@@ -351,6 +351,8 @@ void vl_attention_mask_softmax(const vl_attention_args *a, int64_t b, int64_t kb
   DISPATCH(vl_softmax_fwd, s, s, rows, tk);
 }
 
+void vl_softmax_unnormalised_rows(float *s, int64_t rows, int64_t d, float *inv) { DISPATCH(vl_softmax_unnormalised, s, rows, d, inv); }
+
 static void attention_one(const vl_attention_args *a, int64_t b, int64_t h, float *s) {
   const int64_t kb = a->kv_rows ? (int64_t)a->kv_rows[b] : b;
   const float *q = a->q + b * a->q_batch + h * a->q_head;

@@ -84,6 +84,8 @@ int vl_attention(const vl_attention_args *a); /* -1: out of memory */
  * stride tk) and their softmax; whether the element-wise kernels run their AVX-512 build. */
 void vl_attention_mask_softmax(const vl_attention_args *a, int64_t b, int64_t kb, int64_t h, int64_t i0, int64_t rows, float *s);
 int vl_kernels_avx512(void);
+/* Rows of scores to e^(s − max) in place, inv[r] = 1/Σ (the softmax before its normalisation). */
+void vl_softmax_unnormalised_rows(float *s, int64_t rows, int64_t d, float *inv);
 
 /* The blocked AVX-512 path for head size 64 (attention_fused.c): whether it takes these arguments, the floats of
  * scratch one task needs, and one (batch, head) pair; `packed` ({key batch, head}, start {-1, -1}) names the keys
